@@ -1,0 +1,1 @@
+//! One integration-test binary; scenario modules are added as the server grows.
