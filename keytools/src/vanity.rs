@@ -9,6 +9,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
@@ -245,7 +246,51 @@ pub fn search(
     stop: &AtomicBool,
     tries: &AtomicU64,
 ) -> Result<Option<PrivateKeys>, KeyError> {
-    const BATCH: u64 = 1 << 16;
+    search_impl(prefix, sig, crypto, threads, stop, tries, false)
+}
+
+/// Measures the candidate rate (candidates per second, all threads together) of the fast
+/// search, or with `naive` of the full-SHA-256-and-base32 baseline, for about `duration`.
+///
+/// # Errors
+/// [`KeyError`] from worker set-up.
+pub fn measure_rate(
+    sig: SigType,
+    crypto: CryptoType,
+    threads: usize,
+    duration: Duration,
+    naive: bool,
+) -> Result<f64, KeyError> {
+    // 60 fixed bits: a hit within a benchmark is practically impossible (and harmless)
+    let prefix = Prefix::new("zzzzzzzzzzzz")?;
+    let stop = AtomicBool::new(false);
+    let tries = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let timer = s.spawn(|| {
+            while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let r = search_impl(&prefix, sig, crypto, threads, &stop, &tries, naive);
+        stop.store(true, Ordering::Relaxed);
+        let _ = timer.join();
+        r
+    })?;
+    Ok(tries.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn search_impl(
+    prefix: &Prefix,
+    sig: SigType,
+    crypto: CryptoType,
+    threads: usize,
+    stop: &AtomicBool,
+    tries: &AtomicU64,
+    naive: bool,
+) -> Result<Option<PrivateKeys>, KeyError> {
+    let batch: u64 = if naive { 1 << 12 } else { 1 << 16 };
     let found: Mutex<Option<Result<PrivateKeys, KeyError>>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
@@ -253,8 +298,13 @@ pub fn search(
                 let result = (|| {
                     let mut w = Searcher::new(sig, crypto)?;
                     while !stop.load(Ordering::Relaxed) {
-                        let r = w.run(prefix, BATCH)?;
-                        tries.fetch_add(BATCH, Ordering::Relaxed);
+                        let before = w.counter;
+                        let r = if naive {
+                            w.run_naive(prefix, batch)?
+                        } else {
+                            w.run(prefix, batch)?
+                        };
+                        tries.fetch_add(w.counter.wrapping_sub(before), Ordering::Relaxed);
                         if r.is_some() {
                             return Ok(r);
                         }
@@ -312,6 +362,23 @@ mod tests {
         assert_eq!(k.to_bytes(), k2.to_bytes());
         let s = k.sign(b"x").unwrap();
         k.destination().verify(b"x", &s).unwrap();
+    }
+
+    #[test]
+    fn parallel_search_finds_and_stops() {
+        let p = Prefix::new("b").unwrap();
+        let stop = AtomicBool::new(false);
+        let tries = AtomicU64::new(0);
+        let k = search(&p, SigType::Ed25519, CryptoType::ElGamal, 2, &stop, &tries)
+            .unwrap()
+            .unwrap();
+        assert!(k.destination().b32().starts_with('b'));
+        assert!(tries.load(Ordering::Relaxed) > 0);
+        // already stopped: returns at once without a key
+        let stop = AtomicBool::new(true);
+        let p = Prefix::new("zzzzzzzzzz").unwrap();
+        let r = search(&p, SigType::Ed25519, CryptoType::ElGamal, 2, &stop, &tries).unwrap();
+        assert!(r.is_none());
     }
 
     #[test]
