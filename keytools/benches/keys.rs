@@ -15,6 +15,14 @@ fn generation(c: &mut Criterion) {
             b.iter(|| PrivateKeys::generate(black_box(t), CryptoType::ElGamal).unwrap())
         });
     }
+    // same-run baseline: the bare ed25519-dalek key pair (no RNG, padding or serialization)
+    let mut seed = [7u8; 32];
+    g.bench_function("baseline_ed25519_dalek_from_seed", |b| {
+        b.iter(|| {
+            seed[0] = seed[0].wrapping_add(1);
+            ed25519_dalek::SigningKey::from_bytes(black_box(&seed)).verifying_key()
+        })
+    });
     g.bench_function("EdDSA_SHA512_Ed25519+X25519", |b| {
         b.iter(|| PrivateKeys::generate(SigType::Ed25519, CryptoType::X25519).unwrap())
     });

@@ -227,15 +227,20 @@ pub(crate) fn check_public(sig: SigType, public: &[u8]) -> Result<(), KeyError> 
     }
 }
 
-/// Generates a new signing key pair: (private, public).
+/// Generates a new signing key pair: (private, public). Ed25519 and RedDSA keys are made from
+/// the 64 bytes of `entropy` (fresh OS randomness supplied by the caller, so key generation needs
+/// one RNG call); the other types draw their own.
 ///
 /// # Errors
 /// [`KeyError::Random`] if the OS RNG fails.
-pub(crate) fn generate(sig: SigType) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KeyError> {
+pub(crate) fn generate(
+    sig: SigType,
+    entropy: &[u8; 64],
+) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), KeyError> {
     match sig {
         SigType::Ed25519 => {
             let mut seed = Zeroizing::new([0u8; 32]);
-            random(seed.as_mut())?;
+            seed.copy_from_slice(&entropy[..32]);
             let pk = ed25519_dalek::SigningKey::from_bytes(&seed)
                 .verifying_key()
                 .to_bytes()
@@ -243,9 +248,7 @@ pub(crate) fn generate(sig: SigType) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), Ke
             Ok((Zeroizing::new(seed.to_vec()), pk))
         }
         SigType::RedDsa => {
-            let mut wide = Zeroizing::new([0u8; 64]);
-            random(wide.as_mut())?;
-            let s = Scalar::from_bytes_mod_order_wide(&wide);
+            let s = Scalar::from_bytes_mod_order_wide(entropy);
             let pk = EdwardsPoint::mul_base(&s).compress().to_bytes().to_vec();
             Ok((Zeroizing::new(s.to_bytes().to_vec()), pk))
         }
@@ -356,7 +359,9 @@ mod tests {
     #[test]
     fn every_type_generates_signs_and_verifies() {
         for t in SigType::ALL {
-            let (sk, pk) = generate(t).unwrap();
+            let mut e = [0u8; 64];
+            random(&mut e).unwrap();
+            let (sk, pk) = generate(t, &e).unwrap();
             assert_eq!(sk.len(), t.private_key_len(), "{t}");
             assert_eq!(pk.len(), t.public_key_len(), "{t}");
             assert_eq!(public_from_private(t, &sk).unwrap(), pk, "{t}");

@@ -9,7 +9,7 @@
 use std::ops::Range;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto;
 use crate::destination::Destination;
@@ -60,21 +60,21 @@ impl PrivateKeys {
     /// # Errors
     /// [`KeyError::Random`] if the OS RNG fails (every [`SigType`]/[`CryptoType`] is supported).
     pub fn generate(sig: SigType, crypto: CryptoType) -> Result<Self, KeyError> {
-        let (sk, pk) = crypto::generate(sig)?;
-        // one RNG call for padding and the crypto private key
-        let mut rnd = [0u8; 32 + 256];
-        crypto::random(&mut rnd)?;
+        // one RNG call: padding (32) | crypto private key (256) | signing-key entropy (64)
+        let mut rnd = Zeroizing::new([0u8; 32 + 256 + 64]);
+        crypto::random(rnd.as_mut())?;
+        let mut entropy = Zeroizing::new([0u8; 64]);
+        entropy.copy_from_slice(&rnd[288..]);
+        let (sk, pk) = crypto::generate(sig, &entropy)?;
         let mut pad = [0u8; 32];
         pad.copy_from_slice(&rnd[..32]);
         let cpriv_len = crypto.private_key_len();
         let cpub = match crypto {
             CryptoType::ElGamal => None,
             CryptoType::X25519 => {
-                let mut k = [0u8; 32];
+                let mut k = Zeroizing::new([0u8; 32]);
                 k.copy_from_slice(&rnd[32..64]);
-                let p = curve25519_dalek::MontgomeryPoint::mul_base_clamped(k).to_bytes();
-                k.zeroize();
-                Some(p)
+                Some(curve25519_dalek::MontgomeryPoint::mul_base_clamped(*k).to_bytes())
             }
         };
         let destination =
@@ -83,7 +83,6 @@ impl PrivateKeys {
         let mut bytes = Vec::with_capacity(dlen + cpriv_len + sk.len());
         bytes.extend_from_slice(destination.as_bytes());
         bytes.extend_from_slice(&rnd[32..32 + cpriv_len]);
-        rnd.zeroize();
         let start = bytes.len();
         bytes.extend_from_slice(&sk);
         Ok(Self {
