@@ -310,3 +310,30 @@ fn vanity_bench_reports_rates() {
     assert!(out.contains("candidates/s"), "{out}");
     assert!(out.contains("naive"), "{out}");
 }
+
+#[test]
+fn vanity_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let mut child = bin()
+        .args(["vanity", "zzzzzzzzzzzz", "-j", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    // blocks until the handler is installed and the search has started
+    err.read_line(&mut first).unwrap();
+    assert!(first.starts_with("searching for b32 prefix"), "{first}");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{rest}");
+    assert!(rest.contains("interrupted after"), "{rest}");
+    assert!(out.stdout.is_empty(), "nothing printed on interrupt");
+}

@@ -407,16 +407,17 @@ fn vanity_search(
     {
         bail!("{} already exists (use --force to overwrite)", p.display());
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    install_ctrlc(&stop, &interrupted)?;
     let expected = prefix.expected_tries();
+    // printed after the Ctrl-C handler is in place (the CLI test relies on that order)
     eprintln!(
         "searching for b32 prefix {:?} with {threads} thread(s), {sig}; expected tries 32^{} = {}",
         prefix.as_str(),
         prefix.as_str().len(),
         human(expected).trim_end()
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let interrupted = Arc::new(AtomicBool::new(false));
-    install_ctrlc(&stop, &interrupted)?;
     let tries = AtomicU64::new(0);
     let bar = ProgressBar::new(expected.min(u64::MAX as f64) as u64);
     bar.set_style(
