@@ -9,6 +9,25 @@
 //! - [`error`]: the [`KeyError`] type.
 //!
 //! No I/O here; the `bob-keygen` binary does the files.
+//!
+//! # Example
+//! ```
+//! use keytools::{CryptoType, PrivateKeys, SigType, verify_bob};
+//!
+//! // what BOB `newkeys` would make: Ed25519 signing key, ElGamal placeholder
+//! let keys = PrivateKeys::generate(SigType::default(), CryptoType::ElGamal)?;
+//! let line = keys.to_base64(); // the KEYS line `setkeys` takes
+//! let again = PrivateKeys::from_base64(&line)?;
+//! assert_eq!(again.destination(), keys.destination());
+//!
+//! let dest = keys.destination();
+//! assert!(dest.b32().ends_with(".b32.i2p"));
+//! assert_eq!(verify_bob(&dest.to_base64())?, *dest);
+//!
+//! let sig = keys.sign(b"hello")?;
+//! dest.verify(b"hello", &sig)?;
+//! # Ok::<(), keytools::KeyError>(())
+//! ```
 
 mod crypto;
 pub mod destination;
@@ -27,6 +46,10 @@ pub use types::{CryptoType, SigType};
 
 /// Java BOB `verify` semantics: the string decodes as I2P base64 and starts with a
 /// well-formed Destination; trailing bytes are ignored (so a whole KEYS blob verifies too).
+///
+/// Differences from Java: the base64 alphabet is checked strictly, and signature/crypto types
+/// this crate does not support (RSA, GOST, ...) are rejected instead of tolerated. No curve-point
+/// or signature check is made (see [`verify_strict`]).
 ///
 /// # Errors
 /// [`KeyError`] naming what is wrong.
