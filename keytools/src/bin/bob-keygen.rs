@@ -323,6 +323,7 @@ fn emit_keys(
             writeln!(stdout, "{}", line.as_str())
                 .and_then(|()| stdout.flush())
                 .context("cannot write to stdout")?;
+            eprintln!("{}", keys.destination());
         }
         Some(path) => {
             let data = match format.unwrap_or(Format::Binary) {
@@ -378,7 +379,9 @@ fn install_ctrlc(stop: &Arc<AtomicBool>, interrupted: &Arc<AtomicBool>) -> anyho
 }
 
 fn human(n: f64) -> String {
-    if n >= 1e9 {
+    if n >= 1e12 {
+        format!("{n:.2e} ")
+    } else if n >= 1e9 {
         format!("{:.2} G", n / 1e9)
     } else if n >= 1e6 {
         format!("{:.2} M", n / 1e6)
