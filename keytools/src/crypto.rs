@@ -219,7 +219,14 @@ pub(crate) fn check_public(sig: SigType, public: &[u8]) -> Result<(), KeyError> 
         )));
     }
     match sig {
-        SigType::Ed25519 | SigType::RedDsa => ed_public(public).map(drop),
+        SigType::Ed25519 | SigType::RedDsa => {
+            if ed_public(public)?.is_weak() {
+                return Err(KeyError::PublicKey(
+                    "small-order (weak) Ed25519 point".into(),
+                ));
+            }
+            Ok(())
+        }
         SigType::EcdsaP256 => ec256::verifying(public).map(drop),
         SigType::EcdsaP384 => ec384::verifying(public).map(drop),
         SigType::EcdsaP521 => ec521::verifying(public).map(drop),
@@ -355,6 +362,35 @@ pub(crate) fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn garbage_signatures_and_keys_are_errors_not_panics() {
+        for t in SigType::ALL {
+            let mut e = [0u8; 64];
+            random(&mut e).unwrap();
+            let (_, pk) = generate(t, &e).unwrap();
+            let n = t.signature_len();
+            let mut rnd = vec![0u8; n];
+            random(&mut rnd).unwrap();
+            for sig in [vec![0u8; n], vec![0xff; n], rnd, vec![1u8; n - 1]] {
+                assert!(verify(t, &pk, b"m", &sig).is_err(), "{t}");
+            }
+            for key in [vec![0u8; pk.len()], vec![0xff; pk.len()]] {
+                let _ = check_public(t, &key);
+                assert!(verify(t, &key, b"m", &vec![1u8; n]).is_err(), "{t}");
+            }
+            let l = t.private_key_len();
+            assert!(public_from_private(t, &vec![0u8; l + 1]).is_err(), "{t}");
+            assert!(public_from_private(t, &vec![0u8; l - 1]).is_err(), "{t}");
+            // every 32-byte string is an Ed25519 seed; for the others all-ones is out of range
+            if t != SigType::Ed25519 {
+                assert!(public_from_private(t, &vec![0xff; l]).is_err(), "{t}");
+            }
+            if !matches!(t, SigType::Ed25519 | SigType::RedDsa) {
+                assert!(public_from_private(t, &vec![0u8; l]).is_err(), "{t}");
+            }
+        }
+    }
 
     #[test]
     fn every_type_generates_signs_and_verifies() {

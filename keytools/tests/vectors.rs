@@ -189,4 +189,13 @@ fn damaged_destinations_give_clear_errors() {
     let b64 = encoding::base64_encode(&bad_point);
     assert!(verify_bob(&b64).is_ok());
     assert!(matches!(verify_strict(&b64), Err(KeyError::PublicKey(_))));
+    // the identity point (y = 1) is on the curve but of small order
+    let mut weak = raw.clone();
+    weak[352..384].copy_from_slice(&{
+        let mut y = [0u8; 32];
+        y[0] = 1;
+        y
+    });
+    let e = verify_strict(&encoding::base64_encode(&weak)).unwrap_err();
+    assert!(e.to_string().contains("small-order"), "{e}");
 }
