@@ -536,3 +536,68 @@ async fn many_parallel_connections() {
         within("parallel", t).await.unwrap();
     }
 }
+
+/// A backend whose sessions never come up.
+#[derive(Debug)]
+struct NeverReady;
+
+impl StreamingCore for NeverReady {
+    fn name(&self) -> &'static str {
+        "never-ready"
+    }
+
+    fn open_session(
+        &self,
+        _keys: PrivateKeys,
+        _options: bob_server::backend::Options,
+    ) -> bob_server::backend::BoxFuture<'_, Result<Arc<dyn bob_server::backend::Session>, CoreError>>
+    {
+        Box::pin(std::future::pending())
+    }
+
+    fn lookup(
+        &self,
+        _name: &str,
+    ) -> bob_server::backend::BoxFuture<'_, Result<keytools::Destination, CoreError>> {
+        Box::pin(async { Err(CoreError::NotFound) })
+    }
+}
+
+#[tokio::test]
+async fn session_timeout_releases_the_port() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let limits = TunnelLimits {
+        session_timeout: Duration::from_millis(100),
+        ..TunnelLimits::default()
+    };
+    let mut s = spec("slow", keys());
+    s.inbound = Some(local(port));
+    let err = within(
+        "start",
+        RunningTunnel::start(Arc::new(NeverReady), s, limits),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err, StartError::Timeout);
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("port released after a failed start");
+}
+
+#[tokio::test]
+async fn unresolvable_inhost_is_unknown_host() {
+    let core: Arc<dyn StreamingCore> = Arc::new(LocalCore::new());
+    let mut s = spec("nohost", keys());
+    // an empty name fails in the resolver itself, without any DNS traffic
+    s.inbound = Some(Endpoint {
+        host: String::new(),
+        port: 0,
+    });
+    let err = RunningTunnel::start(core, s, TunnelLimits::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err, StartError::UnknownHost(String::new()));
+}
