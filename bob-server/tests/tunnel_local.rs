@@ -261,9 +261,10 @@ async fn hosts_name_target() {
     let client = RunningTunnel::start(core, client_spec, limits)
         .await
         .unwrap();
-    let mut app = TcpStream::connect(client.inbound_addr().unwrap())
-        .await
-        .unwrap();
+    // like Java: `localhost` binds the IPv4 loopback
+    let addr = client.inbound_addr().unwrap();
+    assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
+    let mut app = TcpStream::connect(addr).await.unwrap();
     app.write_all(b"Echo.I2P\nby name").await.unwrap();
     app.shutdown().await.unwrap();
     assert_eq!(read_all(&mut app).await, b"by name");
@@ -501,9 +502,10 @@ async fn tunnel_without_outbound_refuses_streams() {
     let client = RunningTunnel::start(core, client_spec, limits)
         .await
         .unwrap();
-    let mut app = TcpStream::connect(client.inbound_addr().unwrap())
-        .await
-        .unwrap();
+    // like Java: `localhost` binds the IPv4 loopback
+    let addr = client.inbound_addr().unwrap();
+    assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
+    let mut app = TcpStream::connect(addr).await.unwrap();
     app.write_all(format!("{}\nhello", silent.destination().to_base64()).as_bytes())
         .await
         .unwrap();

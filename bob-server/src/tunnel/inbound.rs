@@ -18,17 +18,19 @@
 //! error text (for instance `Can't reach peer: …`).
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::outbound::finish;
 use super::pipe::pipe;
-use super::{ACCEPT_BACKOFF, Shared};
+use super::{ACCEPT_BACKOFF, MAX_CONNECTIONS, Shared};
 use crate::backend::{CoreError, Target};
 
 /// Serial numbers for inbound connections, for log spans.
@@ -45,7 +47,15 @@ const LINGER_BYTES: usize = 1 << 20;
 
 /// Accepts TCP connections until the tunnel stops; each one is served by its own task.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Shared) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // A slot is taken before accepting (mini-redis style): at the limit, new
+        // connections wait in the kernel backlog.
+        let slot = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             () = shared.cancel.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -54,9 +64,14 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Shared) {
             Ok((socket, from)) => {
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::debug_span!("in", conn = id, %from);
-                shared
-                    .tracker
-                    .spawn(serve(socket, shared.clone()).instrument(span));
+                let task = serve(socket, shared.clone());
+                shared.tracker.spawn(
+                    async move {
+                        task.await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a TCP connection failed");

@@ -113,6 +113,12 @@ pub enum StartError {
 /// How long `stop` waits for the tunnel's tasks to end after cancelling them.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// Most connections one side (inbound or outbound) of a tunnel serves at once. When
+/// all are busy the side stops accepting until one ends: new TCP connections wait in
+/// the kernel's backlog and new I2P streams in the session's, instead of the server
+/// running out of file descriptors.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// Pause after a failed `accept` (for instance out of file descriptors) before trying
 /// again, so a persistent error does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -339,11 +345,17 @@ impl Drop for RunningTunnel {
     }
 }
 
-/// Binds the inbound listener: the first address of `endpoint.host` that binds.
+/// Binds the inbound listener: the first address of `endpoint.host` that binds,
+/// IPv4 addresses before IPv6 ones.
 async fn bind(endpoint: &Endpoint) -> Result<TcpListener, StartError> {
-    let addrs = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|_| StartError::UnknownHost(endpoint.host.clone()))?;
+    let mut addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|_| StartError::UnknownHost(endpoint.host.clone()))?
+            .collect();
+    // IPv4 first, as Java does: `localhost` must mean 127.0.0.1, where applications
+    // written for BOB connect, even when the resolver lists ::1 first.
+    addrs.sort_by_key(|addr| !addr.is_ipv4());
     let mut last_error = None;
     for addr in addrs {
         match TcpListener::bind(addr).await {

@@ -7,15 +7,16 @@
 //! peer learns immediately that nobody listens instead of waiting on a stream that is
 //! never read.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::pipe::{PipeEnd, pipe};
-use super::{ACCEPT_BACKOFF, Endpoint, Shared};
+use super::{ACCEPT_BACKOFF, Endpoint, MAX_CONNECTIONS, Shared};
 use crate::backend::{CoreError, Incoming};
 
 /// Serial numbers for outbound connections, for log spans.
@@ -24,7 +25,14 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Accepts streams until the session closes or the tunnel stops. `target` is the
 /// `outhost:outport` endpoint and the `quiet` flag, or `None` to refuse streams.
 pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the limit, new streams wait in the session's backlog.
+        let slot = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             () = shared.cancel.cancelled() => break,
             accepted = shared.session.accept() => accepted,
@@ -39,7 +47,13 @@ pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::debug_span!("out", conn = id);
                 let task = serve(incoming, endpoint.clone(), *quiet, shared.clone());
-                shared.tracker.spawn(task.instrument(span));
+                shared.tracker.spawn(
+                    async move {
+                        task.await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
             }
             Err(CoreError::Closed) => break,
             Err(e) => {
