@@ -11,12 +11,16 @@
 
 pub mod command;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod help;
 pub mod line;
 pub mod reply;
 
 pub use command::Command;
 pub use error::{CommandError, LineError, ReplyError};
+pub use line::{LineCodec, LineItem, MAX_LINE_LEN};
 pub use reply::{GREETING, Reply, TunnelStatus};
 
 /// Which server's reply strings to speak. Semantics never change with the dialect.
