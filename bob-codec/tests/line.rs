@@ -101,10 +101,10 @@ fn limit_boundaries() {
     all_chunkings(format!("{exact}\n").as_bytes(), limit, &[line(&exact)]);
     all_chunkings(format!("{exact}\r\n").as_bytes(), limit, &[line(&exact)]);
     all_chunkings(format!("{exact}\r").as_bytes(), limit, &[line(&exact)]);
-    all_chunkings(format!("{exact}").as_bytes(), limit, &[line(&exact)]);
+    all_chunkings(exact.as_bytes(), limit, &[line(&exact)]);
     all_chunkings(format!("{over}\n").as_bytes(), limit, &[too_long(limit)]);
     all_chunkings(format!("{over}\r\n").as_bytes(), limit, &[too_long(limit)]);
-    all_chunkings(format!("{over}").as_bytes(), limit, &[too_long(limit)]);
+    all_chunkings(over.as_bytes(), limit, &[too_long(limit)]);
     all_chunkings(
         format!("{exact}\r\r\n").as_bytes(),
         limit,
