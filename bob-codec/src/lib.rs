@@ -1,7 +1,7 @@
 //! Wire protocol of BOB (Basic Open Bridge), I2P's line-based tunnel control protocol.
 //!
 //! # Layout
-//! - [`line`]: bounded line framing (`\n` or `\r\n`), a tokio-util codec behind feature `codec`.
+//! - [`line`](mod@line): bounded line framing (`\n` or `\r\n`), a tokio-util codec behind feature `codec`.
 //! - [`command`]: the typed [`Command`] enum and its nom parser over one complete line.
 //! - [`reply`]: [`Reply`] lines, the greeting, and the tunnel [`TunnelStatus`] record.
 //! - [`help`]: the help texts of both dialects, as data.
