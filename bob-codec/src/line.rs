@@ -198,7 +198,7 @@ fn check_single_line(line: &str) -> std::io::Result<()> {
 #[cfg(feature = "codec")]
 mod tokio_codec {
     use super::{LineCodec, LineItem, check_single_line};
-    use crate::reply::Reply;
+    use crate::reply::{Reply, one_line};
     use bytes::{Buf, BufMut, BytesMut};
     use tokio_util::codec::{Decoder, Encoder};
 
@@ -249,9 +249,11 @@ mod tokio_codec {
         type Error = std::io::Error;
 
         fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), std::io::Error> {
-            let mut out = Vec::new();
-            reply.encode_into(&mut out);
-            dst.put_slice(&out);
+            let (head, text) = reply.parts();
+            dst.reserve(head.len() + text.len() + 1);
+            dst.put_slice(head.as_bytes());
+            dst.extend(one_line(text));
+            dst.put_u8(b'\n');
             Ok(())
         }
     }

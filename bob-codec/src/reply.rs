@@ -54,20 +54,21 @@ impl Reply {
 
     /// Appends the encoded reply to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let (head, text) = match self {
-            Self::Ok(None) => ("OK", None),
-            Self::Ok(Some(text)) => ("OK ", Some(text.as_str())),
-            Self::Error(text) => ("ERROR ", Some(text.as_str())),
-            Self::Data(text) => ("DATA ", Some(text.as_str())),
-        };
-        let text = text.unwrap_or("");
+        let (head, text) = self.parts();
         out.reserve(head.len() + text.len() + 1);
         out.extend_from_slice(head.as_bytes());
-        out.extend(
-            text.bytes()
-                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
+        out.extend(one_line(text));
         out.push(b'\n');
+    }
+
+    /// The prefix (with its space, if any) and the text.
+    pub(crate) fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Self::Ok(None) => ("OK", ""),
+            Self::Ok(Some(text)) => ("OK ", text),
+            Self::Error(text) => ("ERROR ", text),
+            Self::Data(text) => ("DATA ", text),
+        }
     }
 
     /// Decodes one reply line (without `\n`; a trailing `\r` is stripped).
@@ -320,6 +321,12 @@ fn strip_i2pd_proxy_fields(rest: &str) -> &str {
         .and_then(|(kind, t)| Some((kind, t.strip_prefix("PROXYSTART: ")?)))
         .is_some_and(|(kind, start)| !kind.contains(' ') && !start.contains(' '));
     if stripped { host } else { rest }
+}
+
+/// The bytes of `text` with every `\r` and `\n` written as a space.
+pub(crate) fn one_line(text: &str) -> impl Iterator<Item = u8> + '_ {
+    text.bytes()
+        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
 }
 
 /// A short, single-line excerpt of foreign input for an error message.

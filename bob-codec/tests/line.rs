@@ -253,10 +253,11 @@ async fn framed_write_encodes_replies_and_lines() {
     sink.send(&Reply::ok("Nickname set to t1")).await.unwrap();
     sink.send(Reply::error("tunnel is active")).await.unwrap();
     sink.send("setnick t1").await.unwrap();
+    sink.send(Reply::Data("two\nlines\r".into())).await.unwrap();
     let err = sink.send("bad\nline").await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert_eq!(
         sink.get_ref().as_slice(),
-        b"OK\nOK Nickname set to t1\nERROR tunnel is active\nsetnick t1\n"
+        b"OK\nOK Nickname set to t1\nERROR tunnel is active\nsetnick t1\nDATA two lines \n"
     );
 }
