@@ -24,7 +24,11 @@ impl LineCodec {
 
     /// A framer with a custom limit.
     pub fn with_max_len(max_len: usize) -> Self {
-        Self { max_len, discarding: false, next_index: 0 }
+        Self {
+            max_len,
+            discarding: false,
+            next_index: 0,
+        }
     }
 
     /// The limit in force.
