@@ -13,3 +13,6 @@
 
 pub mod backend;
 pub mod tunnel;
+pub mod keyfile;
+pub mod state;
+pub mod tunnels_file;
