@@ -37,14 +37,19 @@ pub enum KeyFileError {
 /// # Errors
 /// [`KeyFileError`] when the file is unreadable or holds no valid keys.
 pub fn read_key_file(path: &Path) -> Result<PrivateKeys, KeyFileError> {
-    let bytes = fs::read(path).map_err(|source| KeyFileError::Io { path: path.to_path_buf(), source })?;
-    if let Ok(text) = std::str::from_utf8(&bytes) {
-        if let Ok(keys) = PrivateKeys::from_base64(text.trim()) {
-            return Ok(keys);
-        }
+    let bytes = fs::read(path).map_err(|source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Ok(text) = std::str::from_utf8(&bytes)
+        && let Ok(keys) = PrivateKeys::from_base64(text.trim())
+    {
+        return Ok(keys);
     }
-    PrivateKeys::from_bytes(&bytes)
-        .map_err(|reason| KeyFileError::Invalid { path: path.to_path_buf(), reason })
+    PrivateKeys::from_bytes(&bytes).map_err(|reason| KeyFileError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the
@@ -53,12 +58,18 @@ pub fn read_key_file(path: &Path) -> Result<PrivateKeys, KeyFileError> {
 /// # Errors
 /// [`KeyFileError::Io`] when any step fails; the temporary file is removed then.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
-    let io = |source| KeyFileError::Io { path: path.to_path_buf(), source };
+    let io = |source| KeyFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut options = fs::OpenOptions::new();

@@ -12,7 +12,7 @@
 //! ```
 
 pub mod backend;
-pub mod tunnel;
 pub mod keyfile;
 pub mod state;
+pub mod tunnel;
 pub mod tunnels_file;

@@ -137,13 +137,19 @@ impl StateStore {
     /// [`StateError::Io`] if the directory cannot be created.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StateError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| StateError::Io { path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
         }
-        Ok(Self { dir, written: Mutex::new(0) })
+        Ok(Self {
+            dir,
+            written: Mutex::new(0),
+        })
     }
 
     /// The state file's path.
@@ -174,9 +180,10 @@ impl StateStore {
                 let mut seen = std::collections::HashSet::new();
                 for record in file.tunnels {
                     match validate(&record) {
-                        Err(why) => loaded
-                            .problems
-                            .push(format!("tunnel {:?}: {why}; entry dropped", record.nickname)),
+                        Err(why) => loaded.problems.push(format!(
+                            "tunnel {:?}: {why}; entry dropped",
+                            record.nickname
+                        )),
                         Ok(()) if !seen.insert(record.nickname.clone()) => loaded.problems.push(
                             format!("tunnel {:?}: duplicate entry dropped", record.nickname),
                         ),
@@ -184,7 +191,9 @@ impl StateStore {
                     }
                 }
             }
-            Err(why) => loaded.problems.push(format!("cannot parse {}: {why}", path.display())),
+            Err(why) => loaded
+                .problems
+                .push(format!("cannot parse {}: {why}", path.display())),
         }
         if !loaded.problems.is_empty() {
             let secs = std::time::SystemTime::now()
@@ -203,11 +212,17 @@ impl StateStore {
     /// # Errors
     /// [`StateError`] if the file cannot be written; the previous file stays intact.
     pub fn save(&self, generation: u64, tunnels: &[TunnelRecord]) -> Result<(), StateError> {
-        let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if generation < *written {
             return Ok(());
         }
-        let file = StateFile { version: STATE_VERSION, tunnels: tunnels.to_vec() };
+        let file = StateFile {
+            version: STATE_VERSION,
+            tunnels: tunnels.to_vec(),
+        };
         let text = toml::to_string(&file).map_err(|e| StateError::Encode(e.to_string()))?;
         write_private_file(&self.path(), text.as_bytes())?;
         *written = generation;
@@ -253,7 +268,11 @@ mod tests {
     use keytools::{CryptoType, PrivateKeys, SigType};
 
     fn tempdir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("bob-state-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "bob-state-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -268,7 +287,10 @@ mod tests {
             outhost: "127.0.0.1".into(),
             outport: None,
             quiet: true,
-            options: vec![("inbound.length".into(), "1".into()), ("a".into(), "b".into())],
+            options: vec![
+                ("inbound.length".into(), "1".into()),
+                ("a".into(), "b".into()),
+            ],
             running,
         }
     }
@@ -313,7 +335,10 @@ mod tests {
         assert!(loaded.tunnels.is_empty());
         assert_eq!(loaded.problems.len(), 1, "{:?}", loaded.problems);
         let aside = loaded.kept_aside.unwrap();
-        assert_eq!(fs::read(&aside).unwrap(), b"version = 1\n[[tunnel]\ngarbage");
+        assert_eq!(
+            fs::read(&aside).unwrap(),
+            b"version = 1\n[[tunnel]\ngarbage"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -326,7 +351,9 @@ mod tests {
         bad_keys.keys = Some("not-base64!".into());
         let mut no_keys_running = record("nokeys", true);
         no_keys_running.keys = None;
-        store.save(1, &[good.clone(), bad_keys, no_keys_running, good.clone()]).unwrap();
+        store
+            .save(1, &[good.clone(), bad_keys, no_keys_running, good.clone()])
+            .unwrap();
         let loaded = store.load().unwrap();
         assert_eq!(loaded.tunnels, vec![good]);
         assert_eq!(loaded.problems.len(), 3, "{:?}", loaded.problems);

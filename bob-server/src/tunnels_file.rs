@@ -92,18 +92,28 @@ pub fn parse_endpoint(value: &str) -> Result<Endpoint, String> {
     let (host, port) = value
         .rsplit_once(':')
         .ok_or_else(|| format!("{value:?}: expected HOST:PORT"))?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.is_empty() || host.chars().any(char::is_whitespace) {
         return Err(format!("{value:?}: bad host"));
     }
     match port.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(Endpoint { host: host.to_string(), port }),
+        Ok(port) if port > 0 => Ok(Endpoint {
+            host: host.to_string(),
+            port,
+        }),
         _ => Err(format!("{value:?}: port must be a number in 1..65535")),
     }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Parses the tunnels file `text`, read from `path` (key paths are taken relative to it).
@@ -112,7 +122,11 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// [`TunnelsFileError`] naming the line of the first bad entry.
 pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileError> {
     let file = path.display().to_string();
-    let err = |line, message: String| TunnelsFileError { file: file.clone(), line, message };
+    let err = |line, message: String| TunnelsFileError {
+        file: file.clone(),
+        line,
+        message,
+    };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         err(line, e.message().to_string())
@@ -130,18 +144,35 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
         if let Some(first) = seen.insert(t.name.clone(), line) {
             return Err(bad(format!("duplicate name (first at line {first})")));
         }
-        let inbound = t.inbound.as_deref().map(parse_endpoint).transpose().map_err(|e| bad(format!("inbound {e}")))?;
-        let outbound = t.outbound.as_deref().map(parse_endpoint).transpose().map_err(|e| bad(format!("outbound {e}")))?;
+        let inbound = t
+            .inbound
+            .as_deref()
+            .map(parse_endpoint)
+            .transpose()
+            .map_err(|e| bad(format!("inbound {e}")))?;
+        let outbound = t
+            .outbound
+            .as_deref()
+            .map(parse_endpoint)
+            .transpose()
+            .map_err(|e| bad(format!("outbound {e}")))?;
         if inbound.is_none() && outbound.is_none() {
             return Err(bad("needs inbound, outbound or both".into()));
         }
         for (k, v) in &t.options {
-            if k.is_empty() || v.is_empty() || k.contains('=') || format!("{k}{v}").chars().any(char::is_whitespace) {
-                return Err(bad(format!("option {k:?} = {v:?}: keys and values must be non-empty, without spaces or '=' in the key")));
+            if k.is_empty()
+                || v.is_empty()
+                || k.contains('=')
+                || format!("{k}{v}").chars().any(char::is_whitespace)
+            {
+                return Err(bad(format!(
+                    "option {k:?} = {v:?}: keys and values must be non-empty, without spaces or '=' in the key"
+                )));
             }
         }
         if let Some(kt) = &t.key_type {
-            kt.parse::<keytools::SigType>().map_err(|e| bad(format!("key-type: {e}")))?;
+            kt.parse::<keytools::SigType>()
+                .map_err(|e| bad(format!("key-type: {e}")))?;
         }
         out.push(TunnelDecl {
             keys: base.join(&t.keys),
@@ -207,42 +238,97 @@ start = false
         assert_eq!(web.line, 3);
         assert!(web.quiet && web.start);
         assert_eq!(web.inbound, None);
-        assert_eq!(web.outbound, Some(Endpoint { host: "127.0.0.1".into(), port: 8080 }));
+        assert_eq!(
+            web.outbound,
+            Some(Endpoint {
+                host: "127.0.0.1".into(),
+                port: 8080
+            })
+        );
         assert_eq!(
             web.options,
-            vec![("inbound.length".into(), "1".into()), ("outbound.length".into(), "2".into())]
+            vec![
+                ("inbound.length".into(), "1".into()),
+                ("outbound.length".into(), "2".into())
+            ]
         );
         let irc = &decls[1];
         assert_eq!(irc.keys, PathBuf::from("/var/lib/bob/irc.keys"));
-        assert_eq!(irc.inbound, Some(Endpoint { host: "::1".into(), port: 6668 }));
+        assert_eq!(
+            irc.inbound,
+            Some(Endpoint {
+                host: "::1".into(),
+                port: 6668
+            })
+        );
         assert!(!irc.start);
-        assert_eq!(irc.line, 14);
+        assert_eq!(irc.line, 13);
     }
 
     #[test]
     fn bad_entries_name_their_line() {
         let cases = [
-            ("[[tunnel]]\nname = \"a\"\nkeys = \"k\"\n", 1, "needs inbound, outbound or both"),
-            ("\n\n[[tunnel]]\nname = \"a\"\nkeys = \"k\"\ninbound = \"nohost\"\n", 3, "expected HOST:PORT"),
-            ("[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:0\"\n", 1, "port must be"),
-            ("[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:70000\"\n", 1, "port must be"),
-            ("[[tunnel]]\nname = \"a b\"\nkeys = \"k\"\noutbound = \"h:1\"\n", 1, "without spaces"),
+            (
+                "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\n",
+                1,
+                "needs inbound, outbound or both",
+            ),
+            (
+                "\n\n[[tunnel]]\nname = \"a\"\nkeys = \"k\"\ninbound = \"nohost\"\n",
+                3,
+                "expected HOST:PORT",
+            ),
+            (
+                "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:0\"\n",
+                1,
+                "port must be",
+            ),
+            (
+                "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:70000\"\n",
+                1,
+                "port must be",
+            ),
+            (
+                "[[tunnel]]\nname = \"a b\"\nkeys = \"k\"\noutbound = \"h:1\"\n",
+                1,
+                "without spaces",
+            ),
             (
                 "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\n[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:2\"\n",
                 5,
                 "duplicate name (first at line 1)",
             ),
-            ("[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\ncolour = 1\n", 5, "unknown field"),
-            ("[[tunnel]]\nname = \"a\"\noutbound = \"h:1\"\n", 1, "missing field `keys`"),
-            ("[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\n[tunnel.options]\n\"x y\" = \"1\"\n", 1, "option"),
-            ("[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\nkey-type = \"rsa\"\n", 1, "key-type"),
+            (
+                "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\ncolour = 1\n",
+                5,
+                "unknown field",
+            ),
+            (
+                "[[tunnel]]\nname = \"a\"\noutbound = \"h:1\"\n",
+                1,
+                "missing field `keys`",
+            ),
+            (
+                "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\n[tunnel.options]\n\"x y\" = \"1\"\n",
+                1,
+                "option",
+            ),
+            (
+                "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\nkey-type = \"rsa\"\n",
+                1,
+                "key-type",
+            ),
             ("[[tunnel]\n", 1, ""),
         ];
         for (text, line, needle) in cases {
             let e = parse_str(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?} -> {e}");
             assert!(e.to_string().contains(needle), "{text:?} -> {e}");
-            assert!(e.to_string().starts_with(&format!("/etc/bob/tunnels.toml:{line}: ")), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("/etc/bob/tunnels.toml:{line}: ")),
+                "{e}"
+            );
         }
     }
 

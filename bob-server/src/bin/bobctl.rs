@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bob_codec::{Reply, TunnelStatus};
 use clap::{Parser, Subcommand};
-use keytools::{Destination, PrivateKeys};
+use keytools::Destination;
 
 /// Longest reply line bobctl accepts (a key blob is well under this).
 const MAX_REPLY_LINE: usize = 64 * 1024;
@@ -332,19 +332,6 @@ fn split_endpoint(value: &str) -> Result<(String, String), Failure> {
     }
 }
 
-/// Reads a key file: a base64 KEYS line, or the binary blob of i2pd/Java key files.
-fn read_keys(path: &PathBuf) -> Result<PrivateKeys, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
-    if let Ok(text) = std::str::from_utf8(&bytes) {
-        if let Ok(keys) = PrivateKeys::from_base64(text.trim()) {
-            return Ok(keys);
-        }
-    }
-    PrivateKeys::from_bytes(&bytes)
-        .map_err(|e| Failure::Usage(format!("{}: not a key file: {e}", path.display())))
-}
-
 fn run(cli: &Cli) -> Result<(), Failure> {
     let timeout = Duration::from_secs(cli.timeout.max(1));
     let mut c = Client::connect(&cli.server, timeout)?;
@@ -454,7 +441,12 @@ fn create(c: &mut Client, args: &CreateArgs, json: bool) -> Result<(), Failure> 
             )));
         }
     }
-    let keys = args.keys.as_ref().map(read_keys).transpose()?;
+    let keys = args
+        .keys
+        .as_deref()
+        .map(bob_server::keyfile::read_key_file)
+        .transpose()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
 
     c.ok(&format!("setnick {}", args.name))?;
     let dest = match (&keys, &args.newkeys) {
