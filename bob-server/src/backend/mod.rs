@@ -122,3 +122,5 @@ pub trait Session: Send + Sync + fmt::Debug {
     /// closed by this (the tunnel closes them).
     fn close(&self) -> BoxFuture<'_, ()>;
 }
+
+pub mod local;
