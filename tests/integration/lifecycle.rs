@@ -164,3 +164,80 @@ async fn other_commands_run_while_a_start_is_pending() {
     gates.stop.add_permits(2);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn start_hands_the_settings_to_the_backend() {
+    use bob_server::tunnel::TunnelSpec;
+    use std::sync::Mutex;
+
+    let seen: Arc<Mutex<Vec<TunnelSpec>>> = Arc::default();
+    let record = seen.clone();
+    let real = bob_server::tunnel_launcher();
+    let launcher: Launcher = Arc::new(move |core, spec, limits| {
+        record.lock().expect("lock").push(spec.clone());
+        real(core, spec, limits)
+    });
+    let server =
+        start_server_with_launcher(test_config(Dialect::Java), local_core(), launcher).await;
+    let mut c = server.client().await;
+    c.new_tunnel("opts").await;
+    c.expect(
+        "option inbound.quantity=2 zz=last",
+        "OK inbound.quantity set to 2, zz set to last",
+    )
+    .await;
+    c.expect("option inbound.length=1", "OK inbound.length set to 1")
+        .await;
+    c.expect("outhost 127.0.0.1", "OK outhost set").await;
+    c.expect("outport 9999", "OK outbound port set").await;
+    c.expect("quiet true", "OK Quiet set").await;
+    c.expect("start", "OK tunnel starting").await;
+    let spec = seen.lock().expect("lock").pop().expect("one start");
+    let options: Vec<(&str, &str)> = spec
+        .options
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        options,
+        vec![
+            ("inbound.length", "1"),
+            ("inbound.lengthVariance", "0"),
+            ("inbound.nickname", "opts"),
+            ("inbound.quantity", "2"),
+            ("outbound.length", "3"),
+            ("outbound.lengthVariance", "0"),
+            ("outbound.nickname", "opts"),
+            ("zz", "last"),
+        ]
+    );
+    assert_eq!(spec.nickname, "opts");
+    assert!(spec.inbound.is_none(), "no inport: no inbound side");
+    let out = spec.outbound.expect("outbound side");
+    assert_eq!((out.host.as_str(), out.port), ("127.0.0.1", 9999));
+    assert!(spec.quiet);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn same_keys_twice_fail_to_start() {
+    let server = start_server_with_launcher(
+        test_config(Dialect::Java),
+        local_core(),
+        bob_server::tunnel_launcher(),
+    )
+    .await;
+    let mut c = server.client().await;
+    c.new_tunnel("one").await;
+    let keys = c.ok_text("getkeys").await;
+    c.expect("outport 1", "OK outbound port set").await;
+    c.expect("start", "OK tunnel starting").await;
+    c.expect("setnick two", "OK Nickname set to two").await;
+    c.ok_text(&format!("setkeys {keys}")).await;
+    c.expect("outport 2", "OK outbound port set").await;
+    c.expect("start", "ERROR starting tunnel: destination already in use")
+        .await;
+    c.wait_status("two", "STARTING: false RUNNING: false STOPPING: false")
+        .await;
+    server.stop().await;
+}
