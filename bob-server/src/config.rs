@@ -20,6 +20,12 @@ pub const DEFAULT_PORT: u16 = 2827;
 /// Default cap on simultaneous control connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
+/// Default cap on registry entries (`setnick` of a new name beyond it is refused).
+pub const DEFAULT_MAX_TUNNELS: usize = 1024;
+
+/// Most options one tunnel may hold (`option` beyond it is refused).
+pub const MAX_OPTIONS_PER_TUNNEL: usize = 256;
+
 /// How long a `lookup`/`ping` may take before the client gets an `ERROR`.
 pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -57,6 +63,8 @@ pub struct Config {
     pub newkeys_crypto: CryptoType,
     /// simultaneous control connections; more are answered with an `ERROR` and closed
     pub max_connections: usize,
+    /// most tunnels in the registry; `setnick` of a new name beyond it is refused
+    pub max_tunnels: usize,
     /// options every new tunnel starts with (Java's bob.config tunnel defaults)
     pub default_options: Options,
     /// data-path limits handed to every tunnel
@@ -76,6 +84,7 @@ impl Default for Config {
             newkeys_sig: SigType::DsaSha1,
             newkeys_crypto: CryptoType::ElGamal,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_tunnels: DEFAULT_MAX_TUNNELS,
             default_options: java_default_options(),
             tunnel_limits: TunnelLimits::default(),
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,

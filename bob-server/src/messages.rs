@@ -285,6 +285,16 @@ impl Messages {
         err("settunneltype is not supported: only plain BOB tunnels are available")
     }
 
+    /// `setnick` of a new name while the registry is full.
+    pub fn too_many_tunnels(self, limit: usize) -> Reply {
+        err(format!("too many tunnels (limit {limit})"))
+    }
+
+    /// `option` that would exceed the per-tunnel option limit.
+    pub fn too_many_options(self, limit: usize) -> Reply {
+        err(format!("too many options (limit {limit})"))
+    }
+
     /// Sent to a connection beyond `--max-connections`, then it is closed.
     pub fn too_many_connections(self) -> Reply {
         err("too many connections")

@@ -165,6 +165,9 @@ pub enum RegistryError {
     /// `start` with neither inport nor outport.
     #[error("no port set")]
     NoPort,
+    /// `setnick` of a new name while the registry holds its maximum of entries.
+    #[error("too many tunnels (limit {0})")]
+    Full(usize),
 }
 
 /// Proof that `begin_start` marked an entry STARTING; hand it back to `finish_start`.
@@ -195,14 +198,18 @@ pub struct Registry {
     inner: Arc<Mutex<State>>,
     /// options every new entry starts with
     defaults: Arc<Options>,
+    /// most entries (bounded memory)
+    max_entries: usize,
 }
 
 impl Registry {
-    /// An empty registry whose new entries start with `defaults` as properties.
-    pub fn new(defaults: Options) -> Self {
+    /// An empty registry whose new entries start with `defaults` as properties and
+    /// which holds at most `max_entries` entries.
+    pub fn new(defaults: Options, max_entries: usize) -> Self {
         Self {
             inner: Arc::default(),
             defaults: Arc::new(defaults),
+            max_entries,
         }
     }
 
@@ -217,11 +224,17 @@ impl Registry {
     /// `setnick`: creates a fresh entry, replacing an inactive one of the same name.
     ///
     /// # Errors
-    /// [`RegistryError::Active`] if an entry of that name is active.
+    /// [`RegistryError::Active`] if an entry of that name is active,
+    /// [`RegistryError::Full`] if the registry holds its maximum of entries.
     pub fn create(&self, nickname: &str) -> Result<(), RegistryError> {
         let mut state = self.lock();
-        if state.entries.get(nickname).is_some_and(Entry::is_active) {
-            return Err(RegistryError::Active);
+        match state.entries.get(nickname) {
+            Some(entry) if entry.is_active() => return Err(RegistryError::Active),
+            Some(_) => {}
+            None if state.entries.len() >= self.max_entries => {
+                return Err(RegistryError::Full(self.max_entries));
+            }
+            None => {}
         }
         let id = state.next_id;
         state.next_id += 1;
@@ -444,7 +457,7 @@ mod tests {
     use super::*;
 
     fn registry() -> Registry {
-        Registry::new(vec![("inbound.length".to_owned(), "3".to_owned())])
+        Registry::new(vec![("inbound.length".to_owned(), "3".to_owned())], 3)
     }
 
     fn keys() -> PrivateKeys {
@@ -470,6 +483,11 @@ mod tests {
         assert_eq!(r.remove("nope"), Err(RegistryError::NotFound));
         r.remove("a").unwrap();
         assert!(r.list().is_empty());
+        for n in ["1", "2", "3"] {
+            r.create(n).unwrap();
+        }
+        assert_eq!(r.create("4"), Err(RegistryError::Full(3)));
+        r.create("3").unwrap();
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl Server {
         if config.max_connections == 0 {
             return Err(ConfigError::NoConnections.into());
         }
-        let registry = Registry::new(config.default_options.clone());
+        let registry = Registry::new(config.default_options.clone(), config.max_tunnels);
         Ok(Self {
             listener,
             local_addr,

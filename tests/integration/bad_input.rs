@@ -129,3 +129,33 @@ async fn bad_keys_and_types() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn registry_and_options_are_bounded() {
+    use bob_integration_tests::{local_core, start_server_with, test_config};
+    let mut config = test_config(Dialect::Java);
+    config.max_tunnels = 2;
+    let server = start_server_with(config, local_core()).await;
+    let mut c = server.client().await;
+    c.expect("setnick a", "OK Nickname set to a").await;
+    c.expect("setnick b", "OK Nickname set to b").await;
+    c.expect("setnick c", "ERROR too many tunnels (limit 2)")
+        .await;
+    // replacing an existing name is still fine, and b stays selected after the refusal
+    c.expect("show", &format!("OK {}", "NICKNAME: b STARTING: false RUNNING: false STOPPING: false KEYS: false QUIET: false INPORT: not_set INHOST: localhost OUTPORT: not_set OUTHOST: localhost")).await;
+    c.expect("setnick a", "OK Nickname set to a").await;
+
+    // 6 properties to begin with; room for 250 more
+    let mut batch = String::new();
+    for i in 0..250 {
+        batch.push_str(&format!("option k{i}=v\n"));
+    }
+    c.send_raw(batch.as_bytes()).await;
+    for i in 0..250 {
+        assert_eq!(c.read_line().await, format!("OK k{i} set to v\n"));
+    }
+    c.expect("option one=more", "ERROR too many options (limit 256)")
+        .await;
+    c.expect("option k0=changed", "OK k0 set to changed").await;
+    server.stop().await;
+}

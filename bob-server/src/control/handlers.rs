@@ -13,7 +13,7 @@ use tracing::{debug, info};
 
 use super::{After, Connection, lifecycle};
 use crate::backend::{CoreError, Target};
-use crate::config::{parse_crypto_type, parse_sig_type};
+use crate::config::{MAX_OPTIONS_PER_TUNNEL, parse_crypto_type, parse_sig_type};
 use crate::messages::Messages;
 use crate::registry::{Entry, Registry, RegistryError};
 use crate::server::Shared;
@@ -124,6 +124,10 @@ pub(crate) async fn handle(
             let parsed = parse_option_pairs(&operands, dialect);
             update(conn, registry, m, |e| match parsed {
                 Ok(pairs) => {
+                    let added = pairs.iter().filter(|(k, _)| !e.properties.contains_key(k));
+                    if e.properties.len() + added.count() > MAX_OPTIONS_PER_TUNNEL {
+                        return m.too_many_options(MAX_OPTIONS_PER_TUNNEL);
+                    }
                     let reply = m.options_set(&pairs);
                     e.properties.extend(pairs);
                     reply
@@ -228,6 +232,7 @@ fn set_nick(
             conn.nickname = Some(name);
             reply
         }
+        Err(RegistryError::Full(limit)) => m.too_many_tunnels(limit),
         Err(_) => {
             // Java leaves the connection with no selection, so that later setters cannot
             // silently hit the previously selected tunnel.

@@ -27,7 +27,9 @@ pub(super) async fn start(conn: &Connection, shared: &Arc<Shared>) -> Reply {
         Err(RegistryError::NotFound) => return m.start_incomplete(Missing::Nickname),
         Err(RegistryError::NoKeys) => return m.start_incomplete(Missing::Keys),
         Err(RegistryError::NoPort) => return m.start_incomplete(Missing::Port),
-        Err(RegistryError::Active | RegistryError::Inactive) => return m.tunnel_active(),
+        Err(RegistryError::Active | RegistryError::Inactive | RegistryError::Full(_)) => {
+            return m.tunnel_active();
+        }
     };
     info!(nickname, inbound = ?spec.inbound, outbound = ?spec.outbound, "starting tunnel");
     let launch = (shared.launcher.0)(
