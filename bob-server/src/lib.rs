@@ -9,6 +9,8 @@
 //! - [`backend`] — the object-safe [`backend::StreamingCore`] seam and its backends
 //!   (`local`: in-process network; `sam`: SAMv3 to a real router).
 //! - [`tunnel`] — a running tunnel's inbound listener and outbound acceptor, and the pipe.
+//! - [`state`], [`tunnels_file`], [`keyfile`] — on-disk state, tunnel definitions, key files.
+//! - [`metrics`] — Prometheus text rendering and its HTTP endpoint.
 //!
 //! Data flow:
 //! ```text
@@ -21,9 +23,13 @@
 pub mod backend;
 pub mod config;
 pub mod control;
+pub mod keyfile;
 pub mod messages;
+pub mod metrics;
 pub mod registry;
 pub mod server;
+pub mod state;
 pub mod tunnel;
+pub mod tunnels_file;
 
 pub use control::tunnel_launcher;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bob_server::backend::local::LocalCore;
-use bob_server::backend::{CoreError, StreamingCore};
+use bob_server::backend::{BoxFuture, BoxStream, CoreError, Session, StreamingCore, Target};
 use bob_server::tunnel::{Endpoint, RunningTunnel, StartError, TunnelLimits, TunnelSpec};
 use keytools::{CryptoType, PrivateKeys, SigType};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -315,9 +315,16 @@ async fn bad_lines_get_an_error_line_then_eof() {
     let reply = reply_to_line(&pair, b"\r\n").await;
     assert_eq!(reply, "ERROR empty destination line\n");
 
+    // end of stream also ends the line
+    let mut app = pair.connect().await;
+    app.write_all(b"Missing.I2P").await.unwrap();
+    app.shutdown().await.unwrap();
+    let reply = String::from_utf8(read_all(&mut app).await).unwrap();
+    assert_eq!(reply, "ERROR Can't find destination: Missing.I2P\n");
+
     let stats = pair.client.stats().clone();
     eventually("all connections closed", || stats.snapshot().active == 0).await;
-    assert_eq!((stats.snapshot().accepted, stats.snapshot().failed), (5, 5));
+    assert_eq!((stats.snapshot().accepted, stats.snapshot().failed), (6, 6));
 }
 
 #[tokio::test]
@@ -552,17 +559,81 @@ impl StreamingCore for NeverReady {
         &self,
         _keys: PrivateKeys,
         _options: bob_server::backend::Options,
-    ) -> bob_server::backend::BoxFuture<'_, Result<Arc<dyn bob_server::backend::Session>, CoreError>>
-    {
+    ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
         Box::pin(std::future::pending())
     }
 
-    fn lookup(
-        &self,
-        _name: &str,
-    ) -> bob_server::backend::BoxFuture<'_, Result<keytools::Destination, CoreError>> {
+    fn lookup(&self, _name: &str) -> BoxFuture<'_, Result<keytools::Destination, CoreError>> {
         Box::pin(async { Err(CoreError::NotFound) })
     }
+}
+
+/// A backend whose sessions come up at once but whose connects never complete.
+#[derive(Debug)]
+struct SlowNetwork;
+
+#[derive(Debug)]
+struct SlowSession(keytools::Destination);
+
+impl StreamingCore for SlowNetwork {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+
+    fn open_session(
+        &self,
+        keys: PrivateKeys,
+        _options: bob_server::backend::Options,
+    ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
+        let session: Arc<dyn Session> = Arc::new(SlowSession(keys.destination().clone()));
+        Box::pin(async move { Ok(session) })
+    }
+
+    fn lookup(&self, _name: &str) -> BoxFuture<'_, Result<keytools::Destination, CoreError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+impl Session for SlowSession {
+    fn destination(&self) -> &keytools::Destination {
+        &self.0
+    }
+
+    fn connect(&self, _target: Target) -> BoxFuture<'_, Result<BoxStream, CoreError>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn accept(&self) -> BoxFuture<'_, Result<bob_server::backend::Incoming, CoreError>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn lookup(&self, _name: &str) -> BoxFuture<'_, Result<keytools::Destination, CoreError>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn connect_timeout_is_reported() {
+    let limits = TunnelLimits {
+        connect_timeout: Duration::from_millis(100),
+        ..TunnelLimits::default()
+    };
+    let mut s = spec("slow", keys());
+    s.inbound = Some(local(0));
+    let tunnel = RunningTunnel::start(Arc::new(SlowNetwork), s, limits)
+        .await
+        .unwrap();
+    let mut app = TcpStream::connect(tunnel.inbound_addr().unwrap())
+        .await
+        .unwrap();
+    app.write_all(b"somewhere.i2p\nearly").await.unwrap();
+    assert_eq!(read_all(&mut app).await, b"ERROR timed out\n");
+    // stop does not wait for the hung accept or anything else
+    within("stop", tunnel.stop()).await;
 }
 
 #[tokio::test]
