@@ -3,7 +3,9 @@
 use bob_codec::Dialect;
 use bob_integration_tests::{
     BobClient, free_port, local_core, poll_until, start_server, start_server_with, test_config,
+    within,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Starts an inbound-only tunnel `t` and returns its port.
@@ -85,4 +87,45 @@ async fn connection_limit() {
     assert_eq!(d.read_line().await, "OK\n");
     d.expect("list", "OK Listing done").await;
     server.stop().await;
+}
+
+/// A client that never reads its replies cannot hold up shutdown: the server is stuck
+/// writing a reply far larger than the socket buffers when the shutdown comes.
+#[tokio::test]
+async fn shutdown_with_a_client_that_does_not_read() {
+    let server = start_server(Dialect::Java).await;
+    let mut c = server.client().await;
+    // 500 tunnels with 200-character names: each `list` reply is about 190 KB
+    let mut batch = String::new();
+    for i in 0..500 {
+        batch.push_str(&format!("setnick {i:0>200}\n"));
+    }
+    c.send_raw(batch.as_bytes()).await;
+    for _ in 0..500 {
+        assert!(c.read_line().await.starts_with("OK Nickname set to "));
+    }
+
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut raw = within("connect", socket.connect(server.addr))
+        .await
+        .expect("connect");
+    let mut greeting = [0u8; 16];
+    within("greeting", raw.read_exact(&mut greeting))
+        .await
+        .expect("greeting");
+    // 60 replies, about 11 MB: more than any send buffer the kernel grants (tcp_wmem max 4 MB)
+    raw.write_all("list\n".repeat(60).as_bytes())
+        .await
+        .expect("requests");
+    // the first reply bytes have arrived: the server is inside the writes now
+    let mut peek = [0u8; 1];
+    within("reply starts", raw.peek(&mut peek))
+        .await
+        .expect("peek");
+    server.shutdown.cancel();
+    server.wait_exit().await;
+    drop(raw);
 }

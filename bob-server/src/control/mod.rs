@@ -84,8 +84,16 @@ pub(crate) async fn serve(socket: TcpStream, shared: &Arc<Shared>) {
             }
         };
         // Every reply (the whole `list` included) goes out in one write.
-        if !out.is_empty() && write.write_all(&out).await.is_err() {
-            break;
+        // A client that stops reading must not hold up shutdown, so the write races `stop`.
+        if !out.is_empty() {
+            let written = tokio::select! {
+                biased;
+                () = shared.stop.cancelled() => break,
+                r = write.write_all(&out) => r,
+            };
+            if written.is_err() {
+                break;
+            }
         }
         match after {
             After::Continue => {}
