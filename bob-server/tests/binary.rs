@@ -19,8 +19,14 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 
 /// Spawns the binary on 127.0.0.1:0; returns it, its address and the log lines so far.
 async fn spawn_server() -> (Child, String, Vec<String>, BufReader<ChildStderr>) {
+    spawn_server_with(&[]).await
+}
+
+/// Like [`spawn_server`] with extra arguments.
+async fn spawn_server_with(extra: &[&str]) -> (Child, String, Vec<String>, BufReader<ChildStderr>) {
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -175,4 +181,53 @@ async fn help_names_the_backend_and_rejects_bad_types() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported signature type `4`"));
+}
+
+#[tokio::test]
+async fn hosts_file_and_dialect_flags() {
+    use keytools::{CryptoType, PrivateKeys, SigType};
+    let dest = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal)
+        .expect("keygen")
+        .destination()
+        .to_base64();
+    let path = std::env::temp_dir().join(format!("bob-bin-hosts-{}.txt", std::process::id()));
+    std::fs::write(&path, format!("known.i2p={dest}\n")).expect("write hosts");
+    let path_str = path.to_str().expect("utf-8 path").to_owned();
+    let (mut child, addr, _log, _stderr) = spawn_server_with(&[
+        "--hosts",
+        &path_str,
+        "--dialect",
+        "i2pd",
+        "--newkeys-type",
+        "7",
+    ])
+    .await;
+    let _ = std::fs::remove_file(&path);
+    let mut c = connect(&addr).await;
+    assert_eq!(
+        command(&mut c, "lookup known.i2p").await,
+        format!("OK {dest}\n")
+    );
+    assert_eq!(
+        command(&mut c, "lookup other.i2p").await,
+        "ERROR Address Not found\n"
+    );
+    assert_eq!(command(&mut c, "setnick e").await, "OK Nickname set to e\n");
+    // --newkeys-type 7: EdDSA destinations (524 base64 characters)
+    assert_eq!(command(&mut c, "newkeys").await.len(), 3 + 524 + 1);
+    child.kill().await.expect("kill");
+
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--hosts",
+            "/nonexistent/bob-hosts.txt",
+        ])
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/bob-hosts.txt"), "{stderr}");
 }
