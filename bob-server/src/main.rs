@@ -1,5 +1,147 @@
 //! `bob-server`: the BOB control server.
+//!
+//! Listens on loopback (`127.0.0.1:2827` by default), speaks Java BOB's protocol (or
+//! i2pd's reply strings with `--dialect i2pd`), and runs tunnels on the in-process
+//! `local` core, which reaches no I2P network: tunnels of this server can only talk to
+//! each other.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("bob-server is being written")
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bob_codec::Dialect;
+use bob_server::backend::StreamingCore;
+use bob_server::backend::local::LocalCore;
+use bob_server::config::{BackendConfig, Config, DEFAULT_MAX_CONNECTIONS, parse_sig_type};
+use bob_server::server::Server;
+use clap::{Parser, ValueEnum};
+use keytools::SigType;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// What `--help` says about the backend.
+const BACKEND_NOTE: &str = "The only backend today is `local`: an in-process network that \
+reaches NO I2P network; tunnels of this server can only reach each other.";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DialectArg {
+    /// Java I2P BOB reply strings (what most clients were written against)
+    Java,
+    /// i2pd BOB reply strings (same semantics)
+    I2pd,
+}
+
+/// BOB (Basic Open Bridge) server for I2P.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = BACKEND_NOTE)]
+struct Args {
+    /// Control address to listen on (a non-loopback address needs --allow-remote)
+    #[arg(long, default_value = "127.0.0.1:2827")]
+    listen: SocketAddr,
+
+    /// Allow a non-loopback --listen address (BOB has no authentication)
+    #[arg(long)]
+    allow_remote: bool,
+
+    /// Reply strings to speak; never changes what a command does
+    #[arg(long, value_enum, default_value = "java")]
+    dialect: DialectArg,
+
+    /// Signature type `newkeys` makes without an argument (code or name:
+    /// 0/DSA_SHA1, 1, 2, 3, 7/EdDSA_SHA512_Ed25519, 11)
+    #[arg(long, default_value = "DSA_SHA1", value_parser = parse_sig_arg)]
+    newkeys_type: SigType,
+
+    /// Most simultaneous control connections
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// hosts.txt (`name=base64dest` lines) for name lookups of the local backend
+    #[arg(long, value_name = "FILE")]
+    hosts: Option<PathBuf>,
+}
+
+fn parse_sig_arg(s: &str) -> Result<SigType, String> {
+    parse_sig_type(s).ok_or_else(|| format!("unsupported signature type `{s}`"))
+}
+
+impl Args {
+    fn into_config(self) -> Config {
+        Config {
+            listen: self.listen,
+            allow_remote: self.allow_remote,
+            dialect: match self.dialect {
+                DialectArg::Java => Dialect::Java,
+                DialectArg::I2pd => Dialect::I2pd,
+            },
+            newkeys_sig: self.newkeys_type,
+            max_connections: self.max_connections,
+            backend: BackendConfig::Local { hosts: self.hosts },
+            ..Config::default()
+        }
+    }
+}
+
+/// Builds the core the configuration asks for.
+fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> {
+    match backend {
+        BackendConfig::Local { hosts: None } => Ok(Arc::new(LocalCore::new())),
+        BackendConfig::Local { hosts: Some(path) } => {
+            let core = LocalCore::load_hosts_file(path)
+                .with_context(|| format!("loading hosts file {}", path.display()))?;
+            Ok(Arc::new(core))
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = Args::parse().into_config();
+    let core = make_core(&config.backend)?;
+    info!(backend = core.name(), "{BACKEND_NOTE}");
+    let server = Server::bind(config, core)
+        .await
+        .context("starting bob-server")?;
+    // A fixed line on stderr, whatever RUST_LOG says, so scripts can find the port.
+    eprintln!("bob-server listening on {}", server.local_addr());
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(forward_signals(shutdown.clone()));
+    server.run(shutdown).await?;
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn forward_signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+                    _ = term.recv() => info!("SIGTERM received"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                info!("SIGINT received");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        info!("interrupt received");
+    }
+    shutdown.cancel();
 }

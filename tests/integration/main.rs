@@ -1,1 +1,9 @@
-//! One integration-test binary; scenario modules are added as the server grows.
+//! End-to-end tests of bob-server through real sockets, exact bytes.
+
+mod bad_input;
+mod clients;
+mod control;
+mod lifecycle;
+mod multi;
+mod shutdown;
+mod tunnels;

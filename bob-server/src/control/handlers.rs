@@ -1,0 +1,381 @@
+//! Command dispatch: one request line in, one reply (or the `list` block) out.
+//!
+//! Order of checks follows Java BOB: nickname selected, then "tunnel is active", then the
+//! operand. Setters run inside [`Registry::update`], so the check and the change happen
+//! under one lock.
+
+use std::sync::Arc;
+
+use bob_codec::command::{parse_option_pairs, parse_port};
+use bob_codec::{Command, Dialect, Reply, help};
+use keytools::{Destination, PrivateKeys};
+use tracing::{debug, info};
+
+use super::{After, Connection, lifecycle};
+use crate::backend::{CoreError, Target};
+use crate::config::{MAX_OPTIONS_PER_TUNNEL, parse_crypto_type, parse_sig_type};
+use crate::messages::Messages;
+use crate::registry::{Entry, Registry, RegistryError};
+use crate::server::Shared;
+
+/// Handles one request line, appending the encoded reply to `out`.
+pub(crate) async fn handle(
+    conn: &mut Connection,
+    shared: &Arc<Shared>,
+    line: &str,
+    out: &mut Vec<u8>,
+) -> After {
+    let m = shared.messages;
+    let dialect = shared.config.dialect;
+    let cmd = match Command::parse(line, dialect) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            m.command_error(&e).encode_into(out);
+            return After::Continue;
+        }
+    };
+    if has_control_characters(line) {
+        m.control_characters().encode_into(out);
+        return After::Continue;
+    }
+    // Only the command word: operands can hold private keys (setkeys).
+    debug!(command = cmd.name(), "request");
+    let registry = &shared.registry;
+    let reply = match cmd {
+        Command::Empty => return After::Continue,
+        Command::Quit => {
+            m.bye().encode_into(out);
+            return After::Close;
+        }
+        Command::Zap => {
+            info!("zap requested");
+            m.bye().encode_into(out);
+            return After::Zap;
+        }
+        Command::List => {
+            for status in registry.list() {
+                m.list_line(&status).encode_into(out);
+            }
+            m.list_done().encode_into(out);
+            return After::Continue;
+        }
+        Command::Help(None) => m.help(help::commands(dialect)),
+        Command::Help(Some(word)) => match help::text(dialect, &word) {
+            Some(text) => m.help(text),
+            None => m.no_such_command(),
+        },
+        Command::SetNick(name) => set_nick(conn, registry, m, name),
+        Command::GetNick(name) => match name {
+            Some(name) if registry.contains(&name) => {
+                let reply = m.nickname_set(&name);
+                conn.nickname = Some(name);
+                reply
+            }
+            _ => m.no_nickname(),
+        },
+        Command::Status(name) => match name.and_then(|n| registry.status(&n)) {
+            Some(status) => m.status(&status),
+            None => m.no_nickname(),
+        },
+        Command::Show => match selected(conn).and_then(|n| registry.status(n)) {
+            Some(status) => m.show(&status),
+            None => m.no_nickname(),
+        },
+        Command::ShowProps => {
+            let props = selected(conn).and_then(|n| {
+                registry
+                    .read(n, |e| {
+                        e.properties
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .ok()
+            });
+            match props {
+                Some(props) => m.properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                None => m.no_nickname(),
+            }
+        }
+        Command::GetDest => match selected(conn).map(|n| registry.read(n, dest_of)) {
+            None | Some(Err(_)) => m.no_nickname(),
+            Some(Ok(None)) => m.getdest_no_keys(),
+            Some(Ok(Some(dest))) => m.base64(dest),
+        },
+        Command::GetKeys => {
+            let keys = selected(conn).and_then(|n| registry.read(n, |e| e.keys.clone()).ok());
+            match keys.flatten() {
+                Some(keys) => m.base64(keys.to_base64()),
+                None => m.getkeys_no_keys(),
+            }
+        }
+        Command::InHost(host) => set_host(conn, registry, m, host, true),
+        Command::OutHost(host) => set_host(conn, registry, m, host, false),
+        Command::InPort(port) => set_port(conn, registry, m, dialect, port, true),
+        Command::OutPort(port) => set_port(conn, registry, m, dialect, port, false),
+        Command::Quiet(value) => {
+            let quiet = value.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            update(conn, registry, m, |e| {
+                e.quiet = quiet;
+                m.quiet_set()
+            })
+        }
+        Command::Option(operands) => {
+            let parsed = parse_option_pairs(&operands, dialect);
+            update(conn, registry, m, |e| match parsed {
+                Ok(pairs) => {
+                    let added = pairs.iter().filter(|(k, _)| !e.properties.contains_key(k));
+                    if e.properties.len() + added.count() > MAX_OPTIONS_PER_TUNNEL {
+                        return m.too_many_options(MAX_OPTIONS_PER_TUNNEL);
+                    }
+                    let reply = m.options_set(&pairs);
+                    e.properties.extend(pairs);
+                    reply
+                }
+                Err(err) => m.command_error(&err),
+            })
+        }
+        Command::SetKeys(blob) => {
+            // parsed under the lock (cheap), after the nickname and active checks
+            update(conn, registry, m, |e| {
+                match blob.as_deref().map(PrivateKeys::from_base64) {
+                    Some(Ok(keys)) => {
+                        let reply = m.base64(keys.destination().to_base64());
+                        e.keys = Some(keys);
+                        reply
+                    }
+                    Some(Err(err)) => {
+                        debug!(error = %err, "setkeys: bad key blob");
+                        m.bad_keys()
+                    }
+                    None => m.bad_keys(),
+                }
+            })
+        }
+        Command::NewKeys {
+            sig_type,
+            crypto_type,
+        } => new_keys(conn, shared, sig_type.as_deref(), crypto_type.as_deref()).await,
+        Command::Clear => match selected(conn).map(|n| registry.remove(n)) {
+            None | Some(Err(RegistryError::NotFound)) => m.no_nickname(),
+            Some(Err(_)) => m.tunnel_active(),
+            Some(Ok(())) => {
+                conn.nickname = None;
+                m.cleared()
+            }
+        },
+        Command::Start => lifecycle::start(conn, shared).await,
+        Command::Stop => lifecycle::stop(conn, shared),
+        Command::Verify(b64) => match b64.as_deref().map(keytools::verify_bob) {
+            Some(Ok(_)) => m.bare_ok(),
+            _ => m.not_base64(),
+        },
+        Command::Visit => {
+            for status in registry.list() {
+                info!(tunnel = %status, "visit");
+            }
+            m.visited()
+        }
+        Command::Lookup(name) => lookup(shared, name.as_deref(), "lookup").await,
+        Command::LookupLocal(name) => lookup(shared, name.as_deref(), "lookup").await,
+        Command::Ping(name) => ping(conn, shared, name.as_deref()).await,
+        Command::SetTunnelType(_) => m.tunnel_type_unsupported(),
+    };
+    reply.encode_into(out);
+    After::Continue
+}
+
+/// Control characters other than TAB (a separator) and CR (stripped) never belong in a
+/// request; the line is refused as a whole.
+fn has_control_characters(line: &str) -> bool {
+    line.chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\r')
+}
+
+fn selected(conn: &Connection) -> Option<&str> {
+    conn.nickname.as_deref()
+}
+
+fn dest_of(e: &Entry) -> Option<String> {
+    e.keys.as_ref().map(|k| k.destination().to_base64())
+}
+
+/// Runs a setter on the selected, inactive entry.
+fn update(
+    conn: &Connection,
+    registry: &Registry,
+    m: Messages,
+    f: impl FnOnce(&mut Entry) -> Reply,
+) -> Reply {
+    let Some(nickname) = selected(conn) else {
+        return m.no_nickname();
+    };
+    match registry.update(nickname, f) {
+        Ok(reply) => reply,
+        Err(RegistryError::Active) => m.tunnel_active(),
+        Err(_) => m.no_nickname(),
+    }
+}
+
+fn set_nick(
+    conn: &mut Connection,
+    registry: &Registry,
+    m: Messages,
+    name: Option<String>,
+) -> Reply {
+    let Some(name) = name else {
+        return m.no_nickname();
+    };
+    match registry.create(&name) {
+        Ok(()) => {
+            let reply = m.nickname_set(&name);
+            conn.nickname = Some(name);
+            reply
+        }
+        Err(RegistryError::Full(limit)) => m.too_many_tunnels(limit),
+        Err(_) => {
+            // Java leaves the connection with no selection, so that later setters cannot
+            // silently hit the previously selected tunnel.
+            conn.nickname = None;
+            m.tunnel_active()
+        }
+    }
+}
+
+fn set_host(
+    conn: &Connection,
+    registry: &Registry,
+    m: Messages,
+    host: Option<String>,
+    inbound: bool,
+) -> Reply {
+    update(conn, registry, m, |e| match host {
+        Some(host) => {
+            if inbound {
+                e.inhost = host;
+            } else {
+                e.outhost = host;
+            }
+            m.host_set(inbound)
+        }
+        None => m.empty_host(inbound),
+    })
+}
+
+fn set_port(
+    conn: &Connection,
+    registry: &Registry,
+    m: Messages,
+    dialect: Dialect,
+    operand: Option<String>,
+    inbound: bool,
+) -> Reply {
+    let parsed = operand.as_deref().map(|p| parse_port(Some(p), dialect));
+    update(conn, registry, m, |e| match parsed {
+        Some(Ok(port)) => {
+            if inbound {
+                e.inport = Some(port);
+            } else {
+                e.outport = Some(port);
+            }
+            m.port_set(inbound)
+        }
+        // the stored port is kept (Java deleted it first)
+        Some(Err(err)) => m.command_error(&err),
+        None => m.empty_port(inbound),
+    })
+}
+
+async fn new_keys(
+    conn: &Connection,
+    shared: &Shared,
+    sig: Option<&str>,
+    crypto: Option<&str>,
+) -> Reply {
+    let m = shared.messages;
+    let registry = &shared.registry;
+    let Some(nickname) = selected(conn) else {
+        return m.no_nickname();
+    };
+    match registry.read(nickname, Entry::is_active) {
+        Err(_) => return m.no_nickname(),
+        Ok(true) => return m.tunnel_active(),
+        Ok(false) => {}
+    }
+    let sig = match sig {
+        None => shared.config.newkeys_sig,
+        Some(s) => match parse_sig_type(s) {
+            Some(t) => t,
+            None => return m.unsupported_sig_type(s),
+        },
+    };
+    let crypto = match crypto {
+        None => shared.config.newkeys_crypto,
+        Some(s) => match parse_crypto_type(s) {
+            Some(t) => t,
+            None => return m.unsupported_crypto_type(s),
+        },
+    };
+    let generated = tokio::task::spawn_blocking(move || PrivateKeys::generate(sig, crypto)).await;
+    let keys = match generated {
+        Ok(Ok(keys)) => keys,
+        Ok(Err(e)) => return m.keygen_failed(&e.to_string()),
+        Err(e) => return m.keygen_failed(&e.to_string()),
+    };
+    let dest = keys.destination().to_base64();
+    match registry.update(nickname, |e| e.keys = Some(keys)) {
+        Ok(()) => m.base64(dest),
+        Err(RegistryError::Active) => m.tunnel_active(),
+        Err(_) => m.no_nickname(),
+    }
+}
+
+/// `lookup`/`lookuplocal`: `.i2p` names only (Java), resolved by the core.
+async fn lookup(shared: &Shared, name: Option<&str>, what: &'static str) -> Reply {
+    let m = shared.messages;
+    let Some(name) = name else {
+        return m.empty_address(what);
+    };
+    if !name.ends_with(".i2p") {
+        return m.address_not_found();
+    }
+    let result = tokio::time::timeout(shared.config.lookup_timeout, shared.core.lookup(name)).await;
+    match result.unwrap_or(Err(CoreError::Timeout)) {
+        Ok(dest) => m.base64(dest.to_base64()),
+        Err(CoreError::NotFound | CoreError::Unreachable(_)) => m.address_not_found(),
+        Err(e) => m.lookup_failed(&e.to_string()),
+    }
+}
+
+/// `ping` (i2pd): through the selected tunnel's running session.
+async fn ping(conn: &Connection, shared: &Shared, name: Option<&str>) -> Reply {
+    let m = shared.messages;
+    let Some(name) = name else {
+        return m.empty_address("ping");
+    };
+    let Some(session) = selected(conn).and_then(|n| shared.registry.session(n)) else {
+        return m.no_local_destination();
+    };
+    let limit = shared.config.lookup_timeout;
+    let dest = if name.ends_with(".i2p") {
+        match tokio::time::timeout(limit, session.lookup(name)).await {
+            Ok(Ok(dest)) => dest,
+            Ok(Err(CoreError::NotFound | CoreError::Unreachable(_))) => {
+                return m.address_not_found();
+            }
+            Ok(Err(e)) => return m.lookup_failed(&e.to_string()),
+            Err(_) => return m.lookup_failed(&CoreError::Timeout.to_string()),
+        }
+    } else {
+        match Destination::from_base64(name) {
+            Ok(dest) => dest,
+            Err(_) => return m.address_not_found(),
+        }
+    };
+    let b32 = dest.b32();
+    match tokio::time::timeout(limit, session.ping(Target::Destination(dest))).await {
+        Ok(Ok(rtt)) => m.pong(&b32, rtt.as_millis()),
+        Ok(Err(e)) => m.ping_failed(&e.to_string()),
+        Err(_) => m.ping_failed(&CoreError::Timeout.to_string()),
+    }
+}

@@ -1,0 +1,547 @@
+//! The global tunnel registry (Java BOB's `NamedDB` database).
+//!
+//! One entry per nickname, created by `setnick`, visible at once to every control
+//! connection. A connection only remembers the nickname it selected; every command reads
+//! and writes the entry here, so nothing goes stale when another connection changes it.
+//!
+//! # Locking
+//! [`Registry`] is an `Arc<std::sync::Mutex<…>>`: every critical section is a few field
+//! reads or writes and never awaits. Starting and stopping a tunnel take time, so they are
+//! split: `begin_*` marks the entry STARTING/STOPPING under the lock and hands out what the
+//! slow part needs; the caller does the slow part with the lock released; `finish_*`
+//! records the result. While an entry is STARTING or STOPPING every setter refuses with
+//! `tunnel is active`, so nobody can change what is being started.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bob_codec::TunnelStatus;
+use keytools::PrivateKeys;
+
+use crate::backend::{BoxFuture, Options, Session, StreamingCore};
+use crate::tunnel::{Endpoint, StartError, TunnelLimits, TunnelSpec};
+
+/// Host used for `inhost`/`outhost` until set (Java's default).
+pub const DEFAULT_HOST: &str = "localhost";
+
+/// A started tunnel as the registry holds it.
+///
+/// Implemented by [`crate::tunnel::RunningTunnel`]; tests may supply their own.
+pub trait ActiveTunnel: Send + Sync + fmt::Debug {
+    /// The backend session (for `ping` through the tunnel's destination).
+    fn session(&self) -> Arc<dyn Session>;
+
+    /// Where the inbound listener is bound, if the tunnel has an inbound side.
+    fn inbound_addr(&self) -> Option<SocketAddr>;
+
+    /// Closes listener and session and ends live connections.
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// Starts a tunnel: returns once it is usable or failed.
+pub type Launcher = Arc<
+    dyn Fn(
+            Arc<dyn StreamingCore>,
+            TunnelSpec,
+            TunnelLimits,
+        ) -> BoxFuture<'static, Result<Box<dyn ActiveTunnel>, StartError>>
+        + Send
+        + Sync,
+>;
+
+/// Where an entry is in its lifecycle (Java's STARTING/RUNNING/STOPPING flags).
+#[derive(Debug)]
+enum Phase {
+    /// not running; settings may change
+    Idle,
+    /// `start` is bringing it up
+    Starting,
+    /// up; the handle stops it
+    Running(Box<dyn ActiveTunnel>),
+    /// `stop` is tearing it down
+    Stopping,
+}
+
+impl Phase {
+    fn is_active(&self) -> bool {
+        !matches!(self, Self::Idle)
+    }
+}
+
+/// One named tunnel and its settings.
+#[derive(Debug)]
+pub struct Entry {
+    /// distinguishes this entry from a later one of the same name (setnick replaces)
+    id: u64,
+    /// the nickname
+    nickname: String,
+    /// private keys, once `newkeys`/`setkeys` ran
+    pub keys: Option<PrivateKeys>,
+    /// inbound listen host
+    pub inhost: String,
+    /// inbound listen port; the inbound side runs iff set
+    pub inport: Option<u16>,
+    /// outbound connect host
+    pub outhost: String,
+    /// outbound connect port; the outbound side runs iff set
+    pub outport: Option<u16>,
+    /// do not send the peer destination line to the outbound application
+    pub quiet: bool,
+    /// server defaults, the two nickname options, then `option`s (sorted by key)
+    pub properties: BTreeMap<String, String>,
+    /// lifecycle
+    phase: Phase,
+}
+
+impl Entry {
+    fn new(id: u64, nickname: &str, defaults: &Options) -> Self {
+        let mut properties: BTreeMap<String, String> = defaults.iter().cloned().collect();
+        properties.insert("inbound.nickname".to_owned(), nickname.to_owned());
+        properties.insert("outbound.nickname".to_owned(), nickname.to_owned());
+        Self {
+            id,
+            nickname: nickname.to_owned(),
+            keys: None,
+            inhost: DEFAULT_HOST.to_owned(),
+            inport: None,
+            outhost: DEFAULT_HOST.to_owned(),
+            outport: None,
+            quiet: false,
+            properties,
+            phase: Phase::Idle,
+        }
+    }
+
+    /// The nickname.
+    pub fn nickname(&self) -> &str {
+        &self.nickname
+    }
+
+    /// STARTING, RUNNING or STOPPING.
+    pub fn is_active(&self) -> bool {
+        self.phase.is_active()
+    }
+
+    /// The ten-field record of `list`/`status`/`show`.
+    pub fn status(&self) -> TunnelStatus {
+        let (starting, running, stopping) = match self.phase {
+            Phase::Idle => (false, false, false),
+            Phase::Starting => (true, false, false),
+            Phase::Running(_) => (false, true, false),
+            Phase::Stopping => (false, false, true),
+        };
+        TunnelStatus {
+            nickname: self.nickname.clone(),
+            starting,
+            running,
+            stopping,
+            keys: self.keys.is_some(),
+            quiet: self.quiet,
+            inport: self.inport,
+            inhost: self.inhost.clone(),
+            outport: self.outport,
+            outhost: self.outhost.clone(),
+        }
+    }
+}
+
+/// Why the registry refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// No entry of that name (or none selected).
+    #[error("no such nickname")]
+    NotFound,
+    /// The entry is STARTING, RUNNING or STOPPING.
+    #[error("tunnel is active")]
+    Active,
+    /// `stop` of a tunnel that is not RUNNING.
+    #[error("tunnel is inactive")]
+    Inactive,
+    /// `start` without keys.
+    #[error("keys are not set")]
+    NoKeys,
+    /// `start` with neither inport nor outport.
+    #[error("no port set")]
+    NoPort,
+    /// `setnick` of a new name while the registry holds its maximum of entries.
+    #[error("too many tunnels (limit {0})")]
+    Full(usize),
+}
+
+/// Proof that `begin_start` marked an entry STARTING; hand it back to `finish_start`.
+#[derive(Debug)]
+pub struct StartTicket {
+    nickname: String,
+    id: u64,
+}
+
+/// Proof that `begin_stop` marked an entry STOPPING; hand it back to `finish_stop`.
+#[derive(Debug)]
+pub struct StopTicket {
+    nickname: String,
+    id: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// sorted by nickname, so `list` is stable
+    entries: BTreeMap<String, Entry>,
+    /// next entry id
+    next_id: u64,
+}
+
+/// Handle to the shared registry; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    inner: Arc<Mutex<State>>,
+    /// options every new entry starts with
+    defaults: Arc<Options>,
+    /// most entries (bounded memory)
+    max_entries: usize,
+}
+
+impl Registry {
+    /// An empty registry whose new entries start with `defaults` as properties and
+    /// which holds at most `max_entries` entries.
+    pub fn new(defaults: Options, max_entries: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            defaults: Arc::new(defaults),
+            max_entries,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave an entry half-written in a way that
+        // matters more than refusing all further service, so keep going with the data.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `setnick`: creates a fresh entry, replacing an inactive one of the same name.
+    ///
+    /// # Errors
+    /// [`RegistryError::Active`] if an entry of that name is active,
+    /// [`RegistryError::Full`] if the registry holds its maximum of entries.
+    pub fn create(&self, nickname: &str) -> Result<(), RegistryError> {
+        let mut state = self.lock();
+        match state.entries.get(nickname) {
+            Some(entry) if entry.is_active() => return Err(RegistryError::Active),
+            Some(_) => {}
+            None if state.entries.len() >= self.max_entries => {
+                return Err(RegistryError::Full(self.max_entries));
+            }
+            None => {}
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let entry = Entry::new(id, nickname, &self.defaults);
+        state.entries.insert(nickname.to_owned(), entry);
+        Ok(())
+    }
+
+    /// Whether an entry of that name exists.
+    pub fn contains(&self, nickname: &str) -> bool {
+        self.lock().entries.contains_key(nickname)
+    }
+
+    /// Reads an entry.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`].
+    pub fn read<R>(&self, nickname: &str, f: impl FnOnce(&Entry) -> R) -> Result<R, RegistryError> {
+        let state = self.lock();
+        state
+            .entries
+            .get(nickname)
+            .map(f)
+            .ok_or(RegistryError::NotFound)
+    }
+
+    /// Changes an inactive entry (all setters go through here).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::Active`].
+    pub fn update<R>(
+        &self,
+        nickname: &str,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Result<R, RegistryError> {
+        let mut state = self.lock();
+        let entry = state
+            .entries
+            .get_mut(nickname)
+            .ok_or(RegistryError::NotFound)?;
+        if entry.is_active() {
+            return Err(RegistryError::Active);
+        }
+        Ok(f(entry))
+    }
+
+    /// `clear`: removes an inactive entry.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::Active`].
+    pub fn remove(&self, nickname: &str) -> Result<(), RegistryError> {
+        let mut state = self.lock();
+        let entry = state.entries.get(nickname).ok_or(RegistryError::NotFound)?;
+        if entry.is_active() {
+            return Err(RegistryError::Active);
+        }
+        state.entries.remove(nickname);
+        Ok(())
+    }
+
+    /// Status records of all entries, sorted by nickname (`list`).
+    pub fn list(&self) -> Vec<TunnelStatus> {
+        self.lock().entries.values().map(Entry::status).collect()
+    }
+
+    /// Status of one entry (`status`, `show`).
+    pub fn status(&self, nickname: &str) -> Option<TunnelStatus> {
+        self.lock().entries.get(nickname).map(Entry::status)
+    }
+
+    /// The session of a RUNNING entry.
+    pub fn session(&self, nickname: &str) -> Option<Arc<dyn Session>> {
+        match &self.lock().entries.get(nickname)?.phase {
+            Phase::Running(t) => Some(t.session()),
+            _ => None,
+        }
+    }
+
+    /// The bound inbound listener of a RUNNING entry.
+    pub fn inbound_addr(&self, nickname: &str) -> Option<SocketAddr> {
+        match &self.lock().entries.get(nickname)?.phase {
+            Phase::Running(t) => t.inbound_addr(),
+            _ => None,
+        }
+    }
+
+    /// `start`, first half: checks Java's preconditions, marks the entry STARTING and
+    /// snapshots what the tunnel needs.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::NoKeys`], [`RegistryError::NoPort`],
+    /// [`RegistryError::Active`] (checked in this order, like Java).
+    pub fn begin_start(&self, nickname: &str) -> Result<(TunnelSpec, StartTicket), RegistryError> {
+        let mut state = self.lock();
+        let entry = state
+            .entries
+            .get_mut(nickname)
+            .ok_or(RegistryError::NotFound)?;
+        let keys = entry.keys.clone().ok_or(RegistryError::NoKeys)?;
+        if entry.inport.is_none() && entry.outport.is_none() {
+            return Err(RegistryError::NoPort);
+        }
+        if entry.is_active() {
+            return Err(RegistryError::Active);
+        }
+        let spec = TunnelSpec {
+            nickname: entry.nickname.clone(),
+            keys,
+            options: entry
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            inbound: entry.inport.map(|port| Endpoint {
+                host: entry.inhost.clone(),
+                port,
+            }),
+            outbound: entry.outport.map(|port| Endpoint {
+                host: entry.outhost.clone(),
+                port,
+            }),
+            quiet: entry.quiet,
+        };
+        entry.phase = Phase::Starting;
+        Ok((
+            spec,
+            StartTicket {
+                nickname: entry.nickname.clone(),
+                id: entry.id,
+            },
+        ))
+    }
+
+    /// `start`, second half: records the outcome (RUNNING, or back to inactive).
+    ///
+    /// Returns the tunnel back if its entry vanished meanwhile (cannot happen through
+    /// the commands, which refuse to touch a STARTING entry); the caller must stop it.
+    pub fn finish_start(
+        &self,
+        ticket: StartTicket,
+        outcome: Option<Box<dyn ActiveTunnel>>,
+    ) -> Option<Box<dyn ActiveTunnel>> {
+        let mut state = self.lock();
+        match state.entries.get_mut(&ticket.nickname) {
+            Some(entry) if entry.id == ticket.id && matches!(entry.phase, Phase::Starting) => {
+                entry.phase = match outcome {
+                    Some(tunnel) => Phase::Running(tunnel),
+                    None => Phase::Idle,
+                };
+                None
+            }
+            _ => outcome,
+        }
+    }
+
+    /// `stop`, first half: marks a RUNNING entry STOPPING and hands out its tunnel.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::Inactive`] unless RUNNING.
+    pub fn begin_stop(
+        &self,
+        nickname: &str,
+    ) -> Result<(Box<dyn ActiveTunnel>, StopTicket), RegistryError> {
+        let mut state = self.lock();
+        let entry = state
+            .entries
+            .get_mut(nickname)
+            .ok_or(RegistryError::NotFound)?;
+        if !matches!(entry.phase, Phase::Running(_)) {
+            return Err(RegistryError::Inactive);
+        }
+        let Phase::Running(tunnel) = std::mem::replace(&mut entry.phase, Phase::Stopping) else {
+            unreachable!("checked above under the same lock")
+        };
+        Ok((
+            tunnel,
+            StopTicket {
+                nickname: entry.nickname.clone(),
+                id: entry.id,
+            },
+        ))
+    }
+
+    /// `stop`, second half: the tunnel is down; the entry is inactive again.
+    pub fn finish_stop(&self, ticket: StopTicket) {
+        let mut state = self.lock();
+        if let Some(entry) = state.entries.get_mut(&ticket.nickname)
+            && entry.id == ticket.id
+            && matches!(entry.phase, Phase::Stopping)
+        {
+            entry.phase = Phase::Idle;
+        }
+    }
+
+    /// Shutdown: marks every RUNNING entry STOPPING and hands out all tunnels.
+    pub fn begin_stop_all(&self) -> Vec<(Box<dyn ActiveTunnel>, StopTicket)> {
+        let mut state = self.lock();
+        let mut out = Vec::new();
+        for entry in state.entries.values_mut() {
+            if matches!(entry.phase, Phase::Running(_))
+                && let Phase::Running(tunnel) = std::mem::replace(&mut entry.phase, Phase::Stopping)
+            {
+                out.push((
+                    tunnel,
+                    StopTicket {
+                        nickname: entry.nickname.clone(),
+                        id: entry.id,
+                    },
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keytools::{CryptoType, SigType};
+
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry::new(vec![("inbound.length".to_owned(), "3".to_owned())], 3)
+    }
+
+    fn keys() -> PrivateKeys {
+        PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).expect("keygen")
+    }
+
+    #[test]
+    fn create_replace_and_properties() {
+        let r = registry();
+        r.create("a").unwrap();
+        r.update("a", |e| e.inport = Some(5)).unwrap();
+        let props = r.read("a", |e| e.properties.clone()).unwrap();
+        assert_eq!(props.get("inbound.nickname").map(String::as_str), Some("a"));
+        assert_eq!(
+            props.get("outbound.nickname").map(String::as_str),
+            Some("a")
+        );
+        assert_eq!(props.get("inbound.length").map(String::as_str), Some("3"));
+        // setnick of an inactive entry replaces it
+        r.create("a").unwrap();
+        assert_eq!(r.status("a").unwrap().inport, None);
+        assert_eq!(r.update("nope", |_| ()), Err(RegistryError::NotFound));
+        assert_eq!(r.remove("nope"), Err(RegistryError::NotFound));
+        r.remove("a").unwrap();
+        assert!(r.list().is_empty());
+        for n in ["1", "2", "3"] {
+            r.create(n).unwrap();
+        }
+        assert_eq!(r.create("4"), Err(RegistryError::Full(3)));
+        r.create("3").unwrap();
+    }
+
+    #[test]
+    fn start_preconditions_in_java_order() {
+        let r = registry();
+        assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NotFound);
+        r.create("x").unwrap();
+        assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NoKeys);
+        r.update("x", |e| e.keys = Some(keys())).unwrap();
+        assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NoPort);
+        r.update("x", |e| e.outport = Some(80)).unwrap();
+        let (spec, ticket) = r.begin_start("x").unwrap();
+        assert!(spec.inbound.is_none());
+        assert_eq!(
+            spec.outbound.as_ref().map(|o| (o.host.as_str(), o.port)),
+            Some(("localhost", 80))
+        );
+        // STARTING: everything refuses
+        assert!(r.status("x").unwrap().starting);
+        assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::Active);
+        assert_eq!(r.update("x", |_| ()), Err(RegistryError::Active));
+        assert_eq!(r.remove("x"), Err(RegistryError::Active));
+        assert_eq!(r.create("x"), Err(RegistryError::Active));
+        assert_eq!(r.begin_stop("x").unwrap_err(), RegistryError::Inactive);
+        // a failed start puts it back
+        assert!(r.finish_start(ticket, None).is_none());
+        let s = r.status("x").unwrap();
+        assert!(!s.starting && !s.running && !s.stopping);
+        r.update("x", |e| e.quiet = true).unwrap();
+    }
+
+    #[test]
+    fn stale_ticket_does_not_touch_a_new_entry() {
+        let r = registry();
+        r.create("y").unwrap();
+        r.update("y", |e| {
+            e.keys = Some(keys());
+            e.inport = Some(1);
+        })
+        .unwrap();
+        let (_, ticket) = r.begin_start("y").unwrap();
+        // (cannot happen through commands) the entry is replaced meanwhile
+        r.inner.lock().unwrap().entries.get_mut("y").unwrap().phase = Phase::Idle;
+        r.create("y").unwrap();
+        r.update("y", |e| {
+            e.keys = Some(keys());
+            e.outport = Some(2);
+        })
+        .unwrap();
+        let (_, _new_ticket) = r.begin_start("y").unwrap();
+        assert!(r.finish_start(ticket, None).is_none());
+        assert!(
+            r.status("y").unwrap().starting,
+            "the new entry's start is not disturbed"
+        );
+    }
+}

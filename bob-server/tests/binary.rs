@@ -1,0 +1,233 @@
+//! The `bob-server` binary: start-up, refusal of remote addresses, clean exit on SIGTERM
+//! and on `zap`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStderr, Command};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Spawns the binary on 127.0.0.1:0; returns it, its address and the log lines so far.
+async fn spawn_server() -> (Child, String, Vec<String>, BufReader<ChildStderr>) {
+    spawn_server_with(&[]).await
+}
+
+/// Like [`spawn_server`] with extra arguments.
+async fn spawn_server_with(extra: &[&str]) -> (Child, String, Vec<String>, BufReader<ChildStderr>) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn bob-server");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = Vec::new();
+    let addr = within("listening line", async {
+        loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).await.expect("read stderr");
+            assert!(n > 0, "bob-server exited early: {seen:?}");
+            if let Some(addr) = line.trim().strip_prefix("bob-server listening on ") {
+                return addr.to_owned();
+            }
+            seen.push(line);
+        }
+    })
+    .await;
+    (child, addr, seen, stderr)
+}
+
+async fn command(stream: &mut BufReader<TcpStream>, line: &str) -> String {
+    stream
+        .get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .expect("send");
+    let mut reply = String::new();
+    within("reply", stream.read_line(&mut reply))
+        .await
+        .expect("reply");
+    reply
+}
+
+async fn connect(addr: &str) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let mut stream = BufReader::new(stream);
+    let mut greeting = [0u8; 16];
+    within("greeting", stream.read_exact(&mut greeting))
+        .await
+        .expect("greeting");
+    assert_eq!(&greeting, b"BOB 00.00.10\nOK\n");
+    stream
+}
+
+async fn expect_eof(stream: &mut BufReader<TcpStream>) {
+    let mut rest = Vec::new();
+    let _ = within("EOF", stream.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "unexpected bytes {rest:?}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_tunnels_and_exits_zero() {
+    let (mut child, addr, log, _stderr) = spawn_server().await;
+    assert!(
+        log.iter().any(|l| l.contains("reaches NO I2P network")),
+        "start-up log names the local backend's limits: {log:?}"
+    );
+    let mut c = connect(&addr).await;
+    assert_eq!(command(&mut c, "setnick t").await, "OK Nickname set to t\n");
+    assert!(command(&mut c, "newkeys").await.starts_with("OK "));
+    assert_eq!(command(&mut c, "inhost 127.0.0.1").await, "OK inhost set\n");
+    let mut inport = None;
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert_eq!(
+            command(&mut c, &format!("inport {port}")).await,
+            "OK inbound port set\n"
+        );
+        if command(&mut c, "start").await == "OK tunnel starting\n" {
+            inport = Some(port);
+            break;
+        }
+    }
+    let inport = inport.expect("a free port for the tunnel");
+    TcpStream::connect(("127.0.0.1", inport))
+        .await
+        .expect("tunnel listens");
+
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = within("exit after SIGTERM", child.wait())
+        .await
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    expect_eof(&mut c).await;
+    assert!(
+        TcpStream::connect(("127.0.0.1", inport)).await.is_err(),
+        "tunnel stopped"
+    );
+}
+
+#[tokio::test]
+async fn zap_exits_zero_after_last_connection() {
+    let (mut child, addr, _log, _stderr) = spawn_server().await;
+    let mut a = connect(&addr).await;
+    let mut b = connect(&addr).await;
+    assert_eq!(command(&mut a, "zap").await, "OK Bye!\n");
+    expect_eof(&mut a).await;
+    assert_eq!(command(&mut b, "list").await, "OK Listing done\n");
+    assert!(matches!(child.try_wait(), Ok(None)), "still serving b");
+    assert_eq!(command(&mut b, "quit").await, "OK Bye!\n");
+    let status = within("exit after zap", child.wait()).await.expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn refuses_remote_listen_address() {
+    let out = Command::new(BIN)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on non-loopback address 0.0.0.0:0"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn help_names_the_backend_and_rejects_bad_types() {
+    let out = Command::new(BIN).arg("--help").output().await.expect("run");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("reaches NO I2P network"), "{help}");
+    for flag in [
+        "--listen",
+        "--allow-remote",
+        "--dialect",
+        "--newkeys-type",
+        "--max-connections",
+        "--hosts",
+    ] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+    let out = Command::new(BIN)
+        .args(["--newkeys-type", "4"])
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported signature type `4`"));
+}
+
+#[tokio::test]
+async fn hosts_file_and_dialect_flags() {
+    use keytools::{CryptoType, PrivateKeys, SigType};
+    let dest = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal)
+        .expect("keygen")
+        .destination()
+        .to_base64();
+    let path = std::env::temp_dir().join(format!("bob-bin-hosts-{}.txt", std::process::id()));
+    std::fs::write(&path, format!("known.i2p={dest}\n")).expect("write hosts");
+    let path_str = path.to_str().expect("utf-8 path").to_owned();
+    let (mut child, addr, _log, _stderr) = spawn_server_with(&[
+        "--hosts",
+        &path_str,
+        "--dialect",
+        "i2pd",
+        "--newkeys-type",
+        "7",
+    ])
+    .await;
+    let _ = std::fs::remove_file(&path);
+    let mut c = connect(&addr).await;
+    assert_eq!(
+        command(&mut c, "lookup known.i2p").await,
+        format!("OK {dest}\n")
+    );
+    assert_eq!(
+        command(&mut c, "lookup other.i2p").await,
+        "ERROR Address Not found\n"
+    );
+    assert_eq!(command(&mut c, "setnick e").await, "OK Nickname set to e\n");
+    // --newkeys-type 7: EdDSA destinations (524 base64 characters)
+    assert_eq!(command(&mut c, "newkeys").await.len(), 3 + 524 + 1);
+    child.kill().await.expect("kill");
+
+    let out = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--hosts",
+            "/nonexistent/bob-hosts.txt",
+        ])
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/bob-hosts.txt"), "{stderr}");
+}
