@@ -1,0 +1,832 @@
+//! `bob-bench`: data-path, scale and control-plane benchmarks of a real `bob-server`
+//! process on loopback, each against a baseline measured in the same run.
+//!
+//! ```text
+//! cargo run --release -p bob-server --example bob-bench -- [--server PATH] [BENCH...]
+//! BENCH = throughput | setup | scale | control | soak | all (default: all but soak)
+//! ```
+//! Every benchmark prints a table and one `JSON {...}` line. All traffic stays on
+//! loopback; every loop is bounded in count and time. The server is started as a child
+//! process (`--server`, default: the `bob-server` binary next to this example) so that
+//! its memory can be read from `/proc`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Upper bound for any single benchmark step.
+const STEP_DEADLINE: Duration = Duration::from_secs(300);
+
+// ---------------------------------------------------------------- server process
+
+struct ServerProc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProc {
+    async fn start(binary: &PathBuf, extra: &[&str]) -> Res<Self> {
+        let mut child = Command::new(binary)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix("bob-server listening on ") {
+                    return Ok::<_, std::io::Error>(Some(rest.trim().parse::<SocketAddr>().ok()));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|_| "server did not report its address")??
+        .flatten()
+        .ok_or("server exited before listening")?;
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Resident set size in KiB, from /proc.
+    fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- BOB client
+
+struct Bob {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Bob {
+    async fn connect(addr: SocketAddr) -> Res<Self> {
+        let (r, w) = TcpStream::connect(addr).await?.into_split();
+        let mut bob = Self {
+            reader: BufReader::new(r),
+            writer: w,
+        };
+        let banner = bob.line().await?;
+        let ok = bob.line().await?;
+        if !banner.starts_with("BOB ") || ok != "OK" {
+            return Err(format!("bad greeting {banner:?} {ok:?}").into());
+        }
+        Ok(bob)
+    }
+
+    async fn line(&mut self) -> Res<String> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).await? == 0 {
+            return Err("server closed the control connection".into());
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    /// Sends one command; returns the reply text after `OK` or fails on `ERROR`.
+    async fn ok(&mut self, cmd: &str) -> Res<String> {
+        self.writer.write_all(format!("{cmd}\n").as_bytes()).await?;
+        let reply = self.line().await?;
+        match reply.strip_prefix("OK") {
+            Some(rest) => Ok(rest.trim_start().to_string()),
+            None => Err(format!("{}: {reply}", cmd.split(' ').next().unwrap_or("")).into()),
+        }
+    }
+}
+
+/// A free loopback port (bound, read, released). Benchmarks only: a race with another
+/// program taking the port in between is possible and reported as a start error.
+async fn free_port() -> Res<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port())
+}
+
+/// Creates a server tunnel to `sink` and a client tunnel; returns (inport, server dest).
+async fn tunnel_pair(
+    server: SocketAddr,
+    sink: SocketAddr,
+    quiet: bool,
+    tag: &str,
+) -> Res<(SocketAddr, String)> {
+    let mut bob = Bob::connect(server).await?;
+    bob.ok(&format!("setnick srv-{tag}")).await?;
+    let dest = bob.ok("newkeys").await?;
+    bob.ok(&format!("outhost {}", sink.ip())).await?;
+    bob.ok(&format!("outport {}", sink.port())).await?;
+    bob.ok(&format!("quiet {quiet}")).await?;
+    bob.ok("start").await?;
+    bob.ok(&format!("setnick cli-{tag}")).await?;
+    bob.ok("newkeys").await?;
+    bob.ok("inhost 127.0.0.1").await?;
+    let mut last = None;
+    for _ in 0..20 {
+        let port = free_port().await?;
+        bob.ok(&format!("inport {port}")).await?;
+        match bob.ok("start").await {
+            Ok(_) => {
+                bob.ok("quit").await.ok();
+                return Ok((SocketAddr::from(([127, 0, 0, 1], port)), dest));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| "could not start the client tunnel".into()))
+}
+
+// ---------------------------------------------------------------- sinks
+
+/// Reads and discards everything; reports each connection's byte count on EOF.
+async fn discard_sink() -> Res<(SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u64>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut n = 0u64;
+                while let Ok(k) = s.read(&mut buf).await {
+                    if k == 0 {
+                        break;
+                    }
+                    n += k as u64;
+                }
+                let _ = tx.send(n);
+            });
+        }
+    });
+    Ok((addr, rx))
+}
+
+/// Echoes everything back, with a small buffer so that idle connections stay cheap.
+async fn echo_sink() -> Res<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+// ---------------------------------------------------------------- reporting
+
+fn mib_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64()
+}
+
+fn json_line(name: &str, fields: &[(&str, String)]) {
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    println!("JSON {{\"bench\":\"{name}\",{}}}", body.join(","));
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+// ---------------------------------------------------------------- 1. throughput
+
+/// Sends `per_conn` bytes on each of `conns` connections to `target` (after `line`, if
+/// any) and waits until the sink has counted them all.
+async fn push(
+    target: SocketAddr,
+    line: Option<&str>,
+    conns: usize,
+    per_conn: u64,
+    sink: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
+) -> Res<Duration> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let line = line.map(|l| format!("{l}\n"));
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(target).await?;
+            s.set_nodelay(true)?;
+            if let Some(l) = line {
+                s.write_all(l.as_bytes()).await?;
+            }
+            let chunk = vec![0x5au8; 256 * 1024];
+            let mut left = per_conn;
+            while left > 0 {
+                let k = left.min(chunk.len() as u64) as usize;
+                s.write_all(&chunk[..k]).await?;
+                left -= k as u64;
+            }
+            s.shutdown().await?;
+            // Hold the socket until the peer closes, so no byte is cut off.
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).await?;
+            Ok::<_, std::io::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut total = 0u64;
+    for _ in 0..conns {
+        let n = tokio::time::timeout(STEP_DEADLINE, sink.recv())
+            .await?
+            .ok_or("sink ended")?;
+        total += n;
+    }
+    if total != per_conn * conns as u64 {
+        return Err(format!(
+            "sink counted {total} bytes, expected {}",
+            per_conn * conns as u64
+        )
+        .into());
+    }
+    Ok(started.elapsed())
+}
+
+async fn bench_throughput(server: &ServerProc) -> Res<()> {
+    let (sink, mut counts) = discard_sink().await?;
+    let (inport, dest) = tunnel_pair(server.addr, sink, true, "tp").await?;
+    println!("\n## throughput: app -> inport -> local core -> outbound tunnel -> TCP sink");
+    println!("| connections | bytes | direct MiB/s | via bob-server MiB/s | ratio |");
+    println!("|---|---|---|---|---|");
+    for (conns, total) in [(1usize, 512u64 << 20), (16, 512u64 << 20)] {
+        let per = total / conns as u64;
+        // warm-up, then measure each twice and keep the better run
+        push(inport, Some(&dest), conns, 1 << 20, &mut counts).await?;
+        let mut direct = Duration::MAX;
+        let mut via = Duration::MAX;
+        for _ in 0..2 {
+            direct = direct.min(push(sink, None, conns, per, &mut counts).await?);
+            via = via.min(push(inport, Some(&dest), conns, per, &mut counts).await?);
+        }
+        let (d, v) = (mib_s(total, direct), mib_s(total, via));
+        println!(
+            "| {conns} | {} MiB | {d:.0} | {v:.0} | {:.2} |",
+            total >> 20,
+            v / d
+        );
+        json_line(
+            "throughput",
+            &[
+                ("connections", conns.to_string()),
+                ("bytes", total.to_string()),
+                ("direct_mib_s", format!("{d:.1}")),
+                ("bob_mib_s", format!("{v:.1}")),
+                ("ratio", format!("{:.3}", v / d)),
+            ],
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- 2. connection setup
+
+async fn one_echo(target: SocketAddr, line: Option<&str>, payload: &[u8]) -> Res<Duration> {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(target).await?;
+    s.set_nodelay(true)?;
+    let mut first = Vec::with_capacity(payload.len() + 600);
+    if let Some(l) = line {
+        first.extend_from_slice(l.as_bytes());
+        first.push(b'\n');
+    }
+    first.extend_from_slice(payload);
+    s.write_all(&first).await?;
+    let mut back = vec![0u8; payload.len()];
+    s.read_exact(&mut back).await?;
+    if back != payload {
+        return Err("echo mismatch".into());
+    }
+    drop(s);
+    Ok(started.elapsed())
+}
+
+async fn setup_run(
+    target: SocketAddr,
+    line: Option<String>,
+    count: usize,
+    parallel: usize,
+) -> Res<(Vec<Duration>, Duration)> {
+    let payload: Arc<Vec<u8>> = Arc::new((0..1024u32).map(|i| (i % 251) as u8).collect());
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..parallel {
+        let (payload, next, line) = (payload.clone(), next.clone(), line.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < count as u64 {
+                lat.push(one_echo(target, line.as_deref(), &payload).await?);
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let wall = started.elapsed();
+    all.sort();
+    Ok((all, wall))
+}
+
+async fn bench_setup(server: &ServerProc) -> Res<()> {
+    let echo = echo_sink().await?;
+    let (inport, dest) = tunnel_pair(server.addr, echo, true, "setup").await?;
+    println!("\n## connection setup: connect, destination line, 1 KiB echo, close");
+    println!("| path | parallel | conns | p50 µs | p90 µs | p99 µs | conns/s | ratio (conns/s) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for parallel in [1usize, 8] {
+        let count = 3000;
+        setup_run(inport, Some(dest.clone()), 200, parallel).await?; // warm-up
+        let (dl, dw) = setup_run(echo, None, count, parallel).await?;
+        let (bl, bw) = setup_run(inport, Some(dest.clone()), count, parallel).await?;
+        let drate = count as f64 / dw.as_secs_f64();
+        let brate = count as f64 / bw.as_secs_f64();
+        for (name, lat, rate) in [("direct", &dl, drate), ("bob-server", &bl, brate)] {
+            println!(
+                "| {name} | {parallel} | {count} | {} | {} | {} | {rate:.0} | {} |",
+                percentile(lat, 0.5).as_micros(),
+                percentile(lat, 0.9).as_micros(),
+                percentile(lat, 0.99).as_micros(),
+                if name == "direct" {
+                    "1.00".to_string()
+                } else {
+                    format!("{:.2}", brate / drate)
+                }
+            );
+        }
+        json_line(
+            "setup",
+            &[
+                ("parallel", parallel.to_string()),
+                ("connections", count.to_string()),
+                (
+                    "direct_p50_us",
+                    percentile(&dl, 0.5).as_micros().to_string(),
+                ),
+                ("bob_p50_us", percentile(&bl, 0.5).as_micros().to_string()),
+                ("bob_p99_us", percentile(&bl, 0.99).as_micros().to_string()),
+                ("direct_conns_s", format!("{drate:.0}")),
+                ("bob_conns_s", format!("{brate:.0}")),
+                ("ratio", format!("{:.3}", brate / drate)),
+            ],
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- 3. scale
+
+async fn bench_scale(binary: &PathBuf, target_conns: usize) -> Res<()> {
+    let server = ServerProc::start(binary, &[]).await?;
+    // Let the allocator settle, then read the idle footprint.
+    let mut bob = Bob::connect(server.addr).await?;
+    bob.ok("list").await.ok();
+    drop(bob);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = server.rss_kib();
+
+    let echo = echo_sink().await?;
+    let (inport, dest) = tunnel_pair(server.addr, echo, true, "scale").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(target_conns);
+    let line = format!("{dest}\n");
+    for i in 0..target_conns {
+        let mut s = match TcpStream::connect(inport).await {
+            Ok(s) => s,
+            Err(e) => return Err(format!("connection {i}: {e} (raise `ulimit -n`)").into()),
+        };
+        s.write_all(line.as_bytes()).await?;
+        s.write_all(b"x").await?;
+        let mut one = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut one)).await??;
+        held.push(s);
+    }
+    let open_time = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.rss_kib();
+    // All still alive?
+    let mut alive = 0usize;
+    for s in held.iter_mut().step_by(97) {
+        s.write_all(b"y").await?;
+        let mut one = [0u8; 1];
+        if tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut one))
+            .await
+            .is_ok()
+        {
+            alive += 1;
+        }
+    }
+    let sampled = held.iter().step_by(97).count();
+    let per_conn = (after.saturating_sub(before)) as f64 / target_conns as f64;
+    println!("\n## scale: {target_conns} concurrent piped connections through one tunnel pair");
+    println!(
+        "| idle server RSS | RSS with tunnels | RSS with connections | KiB per connection | open time | sampled alive |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {:.1} MB | {:.1} MB | {:.1} MB | {per_conn:.1} | {:.1} s | {alive}/{sampled} |",
+        idle as f64 / 1024.0,
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        open_time.as_secs_f64()
+    );
+    json_line(
+        "scale",
+        &[
+            ("connections", target_conns.to_string()),
+            ("idle_rss_kib", idle.to_string()),
+            ("tunnels_rss_kib", before.to_string()),
+            ("loaded_rss_kib", after.to_string()),
+            ("kib_per_connection", format!("{per_conn:.2}")),
+            ("alive_sampled", alive.to_string()),
+            ("sampled", sampled.to_string()),
+        ],
+    );
+    if alive != sampled {
+        return Err(format!("only {alive}/{sampled} sampled connections still echo").into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- 4. control plane
+
+/// Pipelines `count` command lines on one connection and waits for as many replies.
+async fn pipelined(addr: SocketAddr, count: usize, greeting: bool, cmds: &[&str]) -> Res<Duration> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::with_capacity(256 * 1024, r);
+    let mut line = String::new();
+    if greeting {
+        reader.read_line(&mut line).await?;
+        reader.read_line(&mut line).await?;
+    }
+    let mut batch = String::new();
+    for (i, c) in cmds.iter().cycle().take(count).enumerate() {
+        let _ = i;
+        batch.push_str(c);
+        batch.push('\n');
+    }
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        w.write_all(batch.as_bytes()).await?;
+        Ok::<_, std::io::Error>(w)
+    });
+    let mut replies = 0usize;
+    while replies < count {
+        line.clear();
+        if reader.read_line(&mut line).await? == 0 {
+            return Err(format!("connection closed after {replies} replies").into());
+        }
+        if line.starts_with("ERROR") && greeting {
+            return Err(format!("unexpected {line:?}").into());
+        }
+        replies += 1;
+    }
+    let elapsed = started.elapsed();
+    drop(writer.await??);
+    Ok(elapsed)
+}
+
+/// Baseline: a line-echo server (one reply line per request line, same framing).
+async fn line_echo_server() -> Res<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, w) = s.into_split();
+                let mut r = BufReader::new(r);
+                let mut w = tokio::io::BufWriter::new(w);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match r.read_line(&mut line).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    if w.write_all(b"OK ").await.is_err()
+                        || w.write_all(line.as_bytes()).await.is_err()
+                    {
+                        break;
+                    }
+                    if r.buffer().is_empty() && w.flush().await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn cycle(addr: SocketAddr, i: usize) -> Res<()> {
+    let mut bob = Bob::connect(addr).await?;
+    let port = 20000 + (i % 40000) as u16;
+    bob.ok(&format!("setnick cycle-{i}")).await?;
+    bob.ok("newkeys").await?;
+    bob.ok("outhost 127.0.0.1").await?;
+    bob.ok(&format!("outport {port}")).await?;
+    bob.ok("option inbound.length=1").await?;
+    bob.ok("start").await?;
+    bob.ok("stop").await?;
+    // stop completes asynchronously in Java's model; wait until clear is accepted
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match bob.ok("clear").await {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("active") => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    bob.ok("quit").await?;
+    Ok(())
+}
+
+async fn bench_control(binary: &PathBuf) -> Res<()> {
+    let server = ServerProc::start(
+        binary,
+        &["--max-connections", "2000", "--newkeys-type", "7"],
+    )
+    .await?;
+    let mut setup = Bob::connect(server.addr).await?;
+    setup.ok("setnick bench").await?;
+    setup.ok("newkeys").await?;
+    setup.ok("quit").await?;
+    let cmds = [
+        "getnick bench",
+        "inhost localhost",
+        "status bench",
+        "option a=b",
+        "show",
+    ];
+    let count = 200_000;
+    let echo = line_echo_server().await?;
+    pipelined(server.addr, 10_000, true, &cmds).await?; // warm-up
+    let base = pipelined(echo, count, false, &cmds).await?;
+    let bob = pipelined(server.addr, count, true, &cmds).await?;
+    let (b_rate, s_rate) = (
+        count as f64 / base.as_secs_f64(),
+        count as f64 / bob.as_secs_f64(),
+    );
+    println!("\n## control plane");
+    println!("| what | count | baseline (line echo) /s | bob-server /s | ratio |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| pipelined commands, one connection | {count} | {b_rate:.0} | {s_rate:.0} | {:.2} |",
+        s_rate / b_rate
+    );
+    json_line(
+        "control_pipelined",
+        &[
+            ("commands", count.to_string()),
+            ("baseline_per_s", format!("{b_rate:.0}")),
+            ("bob_per_s", format!("{s_rate:.0}")),
+            ("ratio", format!("{:.3}", s_rate / b_rate)),
+        ],
+    );
+
+    let conns = 1000;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        tasks.push(tokio::spawn(cycle(server.addr, i)));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        if let Err(e) = t.await? {
+            failed += 1;
+            if failed < 5 {
+                eprintln!("cycle failed: {e}");
+            }
+        }
+    }
+    let wall = started.elapsed();
+    // Baseline: the same number of connections doing 9 round trips each on the line echo.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        tasks.push(tokio::spawn(async move {
+            pipelined(echo, 9, false, &["x"]).await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let base_wall = started.elapsed();
+    println!(
+        "| concurrent full cycles (setnick..start..stop..clear) | {conns} | {:.0} | {:.0} | {:.2} |",
+        conns as f64 / base_wall.as_secs_f64(),
+        conns as f64 / wall.as_secs_f64(),
+        base_wall.as_secs_f64() / wall.as_secs_f64()
+    );
+    json_line(
+        "control_cycles",
+        &[
+            ("connections", conns.to_string()),
+            ("failed", failed.to_string()),
+            ("wall_s", format!("{:.3}", wall.as_secs_f64())),
+            (
+                "cycles_per_s",
+                format!("{:.0}", conns as f64 / wall.as_secs_f64()),
+            ),
+        ],
+    );
+    if failed > 0 {
+        return Err(format!("{failed} control cycles failed").into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- soak
+
+async fn bench_soak(server: &ServerProc, total: u64, conns: usize) -> Res<()> {
+    let echo = echo_sink().await?;
+    let (inport, dest) = tunnel_pair(server.addr, echo, true, "soak").await?;
+    let per = total / conns as u64;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let dest = dest.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = TcpStream::connect(inport).await?;
+            let (mut r, mut w) = s.into_split();
+            let writer = tokio::spawn(async move {
+                let mut h = Sha256::new();
+                w.write_all(format!("{dest}\n").as_bytes()).await?;
+                let mut x = (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut left = per;
+                let mut chunk = vec![0u8; 64 * 1024];
+                while left > 0 {
+                    for b in chunk.iter_mut() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        *b = x as u8;
+                    }
+                    let k = left.min(chunk.len() as u64) as usize;
+                    h.update(&chunk[..k]);
+                    w.write_all(&chunk[..k]).await?;
+                    left -= k as u64;
+                }
+                w.shutdown().await?;
+                Ok::<_, std::io::Error>(h.finalize())
+            });
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0u64;
+            loop {
+                let k = r.read(&mut buf).await?;
+                if k == 0 {
+                    break;
+                }
+                h.update(&buf[..k]);
+                got += k as u64;
+            }
+            let sent = writer.await??;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((sent == h.finalize(), got))
+        }));
+    }
+    let (mut equal, mut bytes) = (0usize, 0u64);
+    for t in tasks {
+        let (ok, got) = tokio::time::timeout(STEP_DEADLINE, t).await???;
+        equal += usize::from(ok && got == per);
+        bytes += got;
+    }
+    let wall = started.elapsed();
+    println!(
+        "\n## soak: {} MiB each way over {conns} connections (echo)",
+        total >> 20
+    );
+    println!("| connections | SHA-256 equal | lost | MiB/s each way |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {conns} | {equal}/{conns} | {} | {:.0} |",
+        conns - equal,
+        mib_s(bytes, wall)
+    );
+    json_line(
+        "soak",
+        &[
+            ("connections", conns.to_string()),
+            ("bytes_each_way", bytes.to_string()),
+            ("sha256_equal", equal.to_string()),
+            ("lost", (conns - equal).to_string()),
+        ],
+    );
+    if equal != conns {
+        return Err("soak lost or corrupted data".into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- main
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            p.parent()
+                .and_then(|d| d.parent())
+                .map(|d| d.join("bob-server"))
+        })
+        .unwrap_or_else(|| PathBuf::from("bob-server"));
+    if let Some(i) = args.iter().position(|a| a == "--server") {
+        if i + 1 >= args.len() {
+            eprintln!("--server needs a path");
+            return std::process::ExitCode::from(2);
+        }
+        binary = PathBuf::from(args.remove(i + 1));
+        args.remove(i);
+    }
+    let scale_conns = std::env::var("BOB_BENCH_SCALE_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let soak_bytes = std::env::var("BOB_BENCH_SOAK_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1024)
+        << 20;
+    if args.is_empty() || args.iter().any(|a| a == "all") {
+        args = ["throughput", "setup", "scale", "control"]
+            .map(String::from)
+            .to_vec();
+    }
+    println!(
+        "# bob-bench on {} cores; server {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        binary.display()
+    );
+    let mut failed = false;
+    for bench in &args {
+        let result = match bench.as_str() {
+            "throughput" | "setup" | "soak" => match ServerProc::start(&binary, &[]).await {
+                Ok(server) => match bench.as_str() {
+                    "throughput" => bench_throughput(&server).await,
+                    "setup" => bench_setup(&server).await,
+                    _ => bench_soak(&server, soak_bytes, 64).await,
+                },
+                Err(e) => Err(e),
+            },
+            "scale" => bench_scale(&binary, scale_conns).await,
+            "control" => bench_control(&binary).await,
+            other => Err(format!("unknown benchmark {other:?}").into()),
+        };
+        if let Err(e) = result {
+            eprintln!("{bench}: FAILED: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
