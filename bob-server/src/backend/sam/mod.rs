@@ -17,7 +17,7 @@ pub mod proto;
 mod conn;
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +89,10 @@ pub(crate) struct Shared {
     cfg: Arc<SamConfig>,
     /// closed sessions within their grace period, by private-key bytes
     parked: std::sync::Mutex<HashMap<Vec<u8>, Parked>>,
+    /// private-key bytes of the sessions handed out and not closed: i2pd 2.45 answers a
+    /// second `SESSION CREATE` for a live destination with `OK` and shares it (and can
+    /// crash when one of the two closes), so we refuse that ourselves
+    active: std::sync::Mutex<HashSet<Vec<u8>>>,
     serial: AtomicU64,
 }
 
@@ -115,6 +119,7 @@ impl SamCore {
             shared: Arc::new(Shared {
                 cfg: Arc::new(config),
                 parked: std::sync::Mutex::new(HashMap::new()),
+                active: std::sync::Mutex::new(HashSet::new()),
                 serial: AtomicU64::new(0),
             }),
         }
@@ -154,6 +159,7 @@ impl SamCore {
         )
         .map_err(|e| CoreError::Router(e.to_string()))?;
         let key = keys.to_bytes();
+        let claim = Claim::new(&self.shared, key.clone())?;
         let parked = self
             .shared
             .parked
@@ -164,7 +170,8 @@ impl SamCore {
         if let Some(p) = parked {
             if p.options == options && p.link.state() != LinkState::Closed {
                 debug!("reusing a parked SAM session");
-                let session = SamSession::start(Arc::clone(&self.shared), p.link, keys, options);
+                let session =
+                    SamSession::start(Arc::clone(&self.shared), p.link, keys, options, claim);
                 return Ok(Arc::new(session));
             }
             // same keys, other options: the old session must go first (else DUPLICATED_DEST)
@@ -191,7 +198,38 @@ impl SamCore {
             link,
             keys,
             options,
+            claim,
         )))
+    }
+}
+
+/// Marks a destination as in use by an open session; released on drop.
+pub(crate) struct Claim {
+    shared: Arc<Shared>,
+    key: Vec<u8>,
+}
+
+impl Claim {
+    fn new(shared: &Arc<Shared>, key: Vec<u8>) -> Result<Self, CoreError> {
+        let mut active = shared
+            .active
+            .lock()
+            .map_err(|_| CoreError::Io("session table poisoned".into()))?;
+        if !active.insert(key.clone()) {
+            return Err(CoreError::DuplicateDestination);
+        }
+        Ok(Self {
+            shared: Arc::clone(shared),
+            key,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut active) = self.shared.active.lock() {
+            active.remove(&self.key);
+        }
     }
 }
 

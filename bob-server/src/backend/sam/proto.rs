@@ -145,7 +145,7 @@ impl From<SamError> for CoreError {
             SamError::Refused { code, .. } => match code {
                 ResultCode::DuplicatedDest => Self::DuplicateDestination,
                 ResultCode::KeyNotFound => Self::NotFound,
-                ResultCode::CantReachPeer | ResultCode::PeerNotFound | ResultCode::Timeout => {
+                ResultCode::CantReachPeer | ResultCode::PeerNotFound => {
                     Self::Unreachable(e.to_string())
                 }
                 _ => Self::Router(e.to_string()),

@@ -230,6 +230,8 @@ pub(crate) struct SamSession {
     /// cancelled by `close`: stops the acceptors and fails `accept` waiters
     cancel: CancellationToken,
     closed: AtomicBool,
+    /// this destination is in use until `close` (or drop)
+    claim: std::sync::Mutex<Option<super::Claim>>,
 }
 
 impl fmt::Debug for SamSession {
@@ -254,6 +256,7 @@ impl SamSession {
         link: Arc<Link>,
         keys: PrivateKeys,
         options: Options,
+        claim: super::Claim,
     ) -> Self {
         let n = core.cfg.acceptors.max(1);
         let (tx, rx) = mpsc::channel(n);
@@ -274,6 +277,7 @@ impl SamSession {
             incoming: Mutex::new(rx),
             cancel,
             closed: AtomicBool::new(false),
+            claim: std::sync::Mutex::new(Some(claim)),
         }
     }
 
@@ -312,6 +316,10 @@ impl SamSession {
                         () = self.cancel.cancelled() => return Err(CoreError::Closed),
                         () = tokio::time::sleep(cfg.connect_retry_interval) => {}
                     }
+                }
+                // on a connect, the router's TIMEOUT is the peer's silence
+                Err(e) if e.code() == Some(&ResultCode::Timeout) => {
+                    return Err(CoreError::Unreachable(e.to_string()));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -378,6 +386,9 @@ impl SamSession {
             Arc::clone(&self.link),
         )
         .await;
+        // parked first, then released: a concurrent open finds one or the other
+        let claim = self.claim.lock().ok().and_then(|mut c| c.take());
+        drop(claim);
     }
 }
 
@@ -519,11 +530,20 @@ async fn acceptor(
             }
             Err(e) => {
                 debug!(error = %e, "STREAM ACCEPT failed");
+                // a change of the session (lost, re-created) ends the pause early
+                state.borrow_and_update();
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(backoff) => {
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    }
+                    r = state.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        backoff = ACCEPT_BACKOFF_MIN;
+                    }
                 }
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
     }
