@@ -130,6 +130,11 @@ impl SamCore {
         &self.shared.cfg
     }
 
+    /// How many closed sessions are parked for reuse right now (diagnostics, tests).
+    pub fn parked_sessions(&self) -> usize {
+        self.shared.parked.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
     /// Connects and says `HELLO`, to check at start-up that the bridge is there.
     ///
     /// # Errors
