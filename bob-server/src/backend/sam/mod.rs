@@ -87,9 +87,9 @@ pub struct SamCore {
 /// State shared by the core and its sessions.
 pub(crate) struct Shared {
     cfg: Arc<SamConfig>,
-    /// closed sessions within their grace period, by private-key bytes
+    /// closed sessions within their grace period, by destination bytes
     parked: std::sync::Mutex<HashMap<Vec<u8>, Parked>>,
-    /// private-key bytes of the sessions handed out and not closed: i2pd 2.45 answers a
+    /// destination bytes of the sessions handed out and not closed: i2pd 2.45 answers a
     /// second `SESSION CREATE` for a live destination with `OK` and shares it (and can
     /// crash when one of the two closes), so we refuse that ourselves
     active: std::sync::Mutex<HashSet<Vec<u8>>>,
@@ -97,6 +97,7 @@ pub(crate) struct Shared {
 }
 
 struct Parked {
+    keys: PrivateKeys,
     options: Options,
     link: Arc<Link>,
     serial: u64,
@@ -163,7 +164,7 @@ impl SamCore {
             options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         )
         .map_err(|e| CoreError::Router(e.to_string()))?;
-        let key = keys.to_bytes();
+        let key = keys.destination().as_bytes().to_vec();
         let claim = Claim::new(&self.shared, key.clone())?;
         let parked = self
             .shared
@@ -173,7 +174,10 @@ impl SamCore {
             .and_then(|mut p| p.remove(&key));
         let mut replaced = false;
         if let Some(p) = parked {
-            if p.options == options && p.link.state() != LinkState::Closed {
+            if p.options == options
+                && same_keys(&p.keys, &keys)
+                && p.link.state() != LinkState::Closed
+            {
                 debug!("reusing a parked SAM session");
                 let session =
                     SamSession::start(Arc::clone(&self.shared), p.link, keys, options, claim);
@@ -263,6 +267,17 @@ impl StreamingCore for SamCore {
     }
 }
 
+/// Whether two key blobs are identical (same destination, same private keys); the
+/// temporary copies are wiped.
+fn same_keys(a: &PrivateKeys, b: &PrivateKeys) -> bool {
+    let (mut x, mut y) = (a.to_bytes(), b.to_bytes());
+    let same = x == y;
+    x.fill(0);
+    y.fill(0);
+    std::hint::black_box((&x, &y));
+    same
+}
+
 /// `defaults` under `tunnel`: every tunnel option in its order, preceded by the defaults
 /// whose key the tunnel does not set. A key the tunnel sets twice keeps its last value.
 pub fn merge_options(defaults: &Options, tunnel: Options) -> Options {
@@ -297,8 +312,9 @@ pub(crate) async fn park(
     let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
     let old = shared.parked.lock().ok().and_then(|mut p| {
         p.insert(
-            keys.to_bytes(),
+            keys.destination().as_bytes().to_vec(),
             Parked {
+                keys: keys.clone(),
                 options,
                 link,
                 serial,
@@ -309,7 +325,7 @@ pub(crate) async fn park(
         old.link.shutdown().await;
     }
     let weak = Arc::downgrade(shared);
-    let key = keys.to_bytes();
+    let key = keys.destination().as_bytes().to_vec();
     tokio::spawn(async move {
         tokio::time::sleep(grace).await;
         let Some(shared) = weak.upgrade() else {

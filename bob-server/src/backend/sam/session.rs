@@ -72,8 +72,8 @@ impl Link {
         keys: &PrivateKeys,
         options: Options,
     ) -> Result<Arc<Self>, SamError> {
-        let keys_b64 = keys.to_base64();
-        let (conn, id) = create_session(&cfg, &keys_b64, &options).await?;
+        let keys_b64 = SecretB64(keys.to_base64());
+        let (conn, id) = create_session(&cfg, &keys_b64.0, &options).await?;
         let (tx, rx) = watch::channel(LinkState::Up(id));
         let cancel = CancellationToken::new();
         let supervisor = Supervisor {
@@ -149,10 +149,22 @@ async fn create_session(
 /// The task that owns a session's control socket.
 struct Supervisor {
     cfg: Arc<SamConfig>,
-    keys_b64: String,
+    keys_b64: SecretB64,
     options: Options,
     state: watch::Sender<LinkState>,
     cancel: CancellationToken,
+}
+
+/// The private-key blob as sent in `DESTINATION=`; wiped when dropped (best effort: do
+/// not leave private keys in freed memory).
+struct SecretB64(String);
+
+impl Drop for SecretB64 {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
+    }
 }
 
 impl Supervisor {
@@ -176,7 +188,7 @@ impl Supervisor {
                 }
                 let attempt = tokio::select! {
                     () = self.cancel.cancelled() => break,
-                    r = create_session(&self.cfg, &self.keys_b64, &self.options) => r,
+                    r = create_session(&self.cfg, &self.keys_b64.0, &self.options) => r,
                 };
                 match attempt {
                     Ok((c, id)) => {
