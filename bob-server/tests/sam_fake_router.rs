@@ -161,6 +161,11 @@ async fn serve_session(mut c: FakeConn, cmd: &str) -> bool {
     }
 }
 
+/// `fut`, or a test failure after [`LIMIT`] (a broken client must fail, not hang).
+async fn within<T>(fut: impl Future<Output = T>) -> T {
+    timeout(LIMIT, fut).await.expect("timed out")
+}
+
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + LIMIT;
     while !f() {
@@ -533,7 +538,7 @@ async fn connect_by_name_looks_the_name_up() {
     let session = core.open_session(keys(), Vec::new()).await.unwrap();
     let mut s = session.connect(Target::Name(b32.clone())).await.unwrap();
     let mut early = [0u8; 5];
-    s.read_exact(&mut early).await.unwrap();
+    within(s.read_exact(&mut early)).await.unwrap();
     assert_eq!(&early, b"early");
     let cmds = fake.commands();
     assert_eq!(
@@ -661,7 +666,7 @@ async fn accept_pool_reports_peers_and_keeps_leftover_bytes() {
     // one peer line is garbage: that stream is dropped, not handed out
     let mut bad = acceptors.pop().unwrap();
     bad.raw(b"this is not a destination!\n").await;
-    bad.until_eof().await;
+    within(bad.until_eof()).await;
 
     // three peers arrive at once; a SAM 3.2 peer line carries ports
     let peers: Vec<Destination> = (0..3).map(|_| keys().destination().clone()).collect();
@@ -684,7 +689,7 @@ async fn accept_pool_reports_peers_and_keeps_leftover_bytes() {
             .expect("a known peer");
         let want = format!("payload {i}");
         let mut buf = vec![0u8; want.len()];
-        inc.stream.read_exact(&mut buf).await.unwrap();
+        within(inc.stream.read_exact(&mut buf)).await.unwrap();
         assert_eq!(buf, want.as_bytes());
         inc.stream.write_all(b"reply").await.unwrap();
         got.push((i, inc));
@@ -693,7 +698,7 @@ async fn accept_pool_reports_peers_and_keeps_leftover_bytes() {
     assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
     for (c, _) in acceptors.iter_mut().zip(&peers) {
         let mut buf = [0u8; 5];
-        c.reader.read_exact(&mut buf).await.unwrap();
+        within(c.reader.read_exact(&mut buf)).await.unwrap();
         assert_eq!(&buf, b"reply");
     }
     // the pool refills: four more STREAM ACCEPTs

@@ -79,6 +79,28 @@ impl SamConfig {
     }
 }
 
+impl SamConfig {
+    /// Defaults for a router given as `sam://HOST:PORT` or `HOST:PORT` (the form of
+    /// `--router`).
+    ///
+    /// # Errors
+    /// A message naming the problem when the host is empty or the port is not 1..=65535.
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let addr = url
+            .strip_prefix("sam://")
+            .unwrap_or(url)
+            .trim_end_matches('/');
+        let bad = || format!("invalid SAM router address {url:?}: expected sam://HOST:PORT");
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let host_ok = !host.is_empty() && !host.contains(['/', ' ', '@']);
+        let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+        if !(host_ok && port_ok) {
+            return Err(bad());
+        }
+        Ok(Self::new(addr))
+    }
+}
+
 /// The SAM streaming core. Cheap to share behind an `Arc<dyn StreamingCore>`.
 pub struct SamCore {
     shared: Arc<Shared>,
@@ -353,6 +375,32 @@ mod tests {
         v.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn router_urls() {
+        assert_eq!(
+            SamConfig::from_url("sam://127.0.0.1:7656").unwrap().addr,
+            "127.0.0.1:7656"
+        );
+        assert_eq!(
+            SamConfig::from_url("localhost:17656").unwrap().addr,
+            "localhost:17656"
+        );
+        assert_eq!(
+            SamConfig::from_url("sam://[::1]:7656/").unwrap().addr,
+            "[::1]:7656"
+        );
+        for bad in [
+            "sam://",
+            "sam://host",
+            "sam://:7656",
+            "sam://h:0",
+            "sam://h:70000",
+            "x/y:1",
+        ] {
+            assert!(SamConfig::from_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
