@@ -1,16 +1,36 @@
 //! The BOB request line as a typed [`Command`].
 //!
 //! ```text
-//! line     = *SP name [ 1*SP operand ] *( 1*SP token ) [CR]
+//! line     = *SP name [ 1*SP operand ] *( 1*SP token ) *SP
 //! name     = case-insensitive command word
-//! SP       = space or TAB
+//! SP       = space, TAB, CR or LF
 //! ```
 //! The second token is the operand; further tokens are ignored (as both reference servers
 //! do), except for `option`, which keeps every `key=value` token, and `newkeys`, whose
 //! third token is the i2pd crypto type.
+//!
+//! CR and LF count as separators, so the `\r` of a CRLF line disappears and no operand
+//! ever holds a line break (a reply echoing an operand stays one line). The command set
+//! is the same in both dialects (the server decides which commands it serves); the
+//! dialect only picks the error texts.
+//!
+//! ```
+//! use bob_codec::{Command, Dialect};
+//!
+//! let cmd = Command::parse("  SetNick\tmytunnel extra\r", Dialect::Java).unwrap();
+//! assert_eq!(cmd, Command::SetNick(Some("mytunnel".to_owned())));
+//! assert_eq!(cmd.encode(), "setnick mytunnel");
+//! let err = Command::parse("frobnicate", Dialect::Java).unwrap_err();
+//! assert_eq!(err.to_string(), "UNKNOWN COMMAND! Try help");
+//! ```
 
 use crate::Dialect;
 use crate::error::CommandError;
+use nom::Parser;
+use nom::bytes::complete::{take_till1, take_while};
+use nom::combinator::all_consuming;
+use nom::multi::many0;
+use nom::sequence::{preceded, terminated};
 
 /// One parsed request line. Operands are kept as the client sent them (case preserved);
 /// the server decides what a missing or malformed operand means for each command.
@@ -81,42 +101,238 @@ pub enum Command {
     Zap,
 }
 
+/// Every command word this crate knows, lower case, in alphabetical order.
+pub const COMMAND_NAMES: &[&str] = &[
+    "clear",
+    "getdest",
+    "getkeys",
+    "getnick",
+    "help",
+    "inhost",
+    "inport",
+    "list",
+    "lookup",
+    "lookuplocal",
+    "newkeys",
+    "option",
+    "outhost",
+    "outport",
+    "ping",
+    "quiet",
+    "quit",
+    "setkeys",
+    "setnick",
+    "settunneltype",
+    "show",
+    "showprops",
+    "start",
+    "status",
+    "stop",
+    "verify",
+    "visit",
+    "zap",
+];
+
+/// Token separator: space, TAB, and CR/LF (which can only be stray line-end bytes).
+fn is_separator(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// Splits a line into its whitespace-separated tokens.
+fn tokens(line: &str) -> Vec<&str> {
+    let token = preceded(take_while(is_separator), take_till1(is_separator));
+    let parsed: nom::IResult<&str, Vec<&str>> =
+        all_consuming(terminated(many0(token), take_while(is_separator))).parse(line);
+    // Every string is a sequence of separator runs and token runs, so this cannot fail;
+    // falling back to whitespace splitting keeps the function total all the same.
+    match parsed {
+        Ok((_, tokens)) => tokens,
+        Err(_) => line.split(is_separator).filter(|t| !t.is_empty()).collect(),
+    }
+}
+
 impl Command {
     /// Parses one complete request line (without its `\n`; a trailing `\r` is stripped).
+    ///
+    /// Leading separators are skipped, the command word is matched case-insensitively
+    /// (ASCII), the second token is the operand and further tokens are ignored, except
+    /// for `option` (all operand tokens) and `newkeys` (`[sigtype [cryptotype]]`).
+    /// A line of separators only is [`Command::Empty`].
     ///
     /// # Errors
     /// [`CommandError::Unknown`] for an unknown command word; its `Display` is the
     /// dialect's text after `ERROR `.
     pub fn parse(line: &str, dialect: Dialect) -> Result<Self, CommandError> {
-        let _ = (line, dialect);
-        todo!("bob-codec helper")
+        let tokens = tokens(line);
+        let Some(&word) = tokens.first() else {
+            return Ok(Self::Empty);
+        };
+        let arg = |i: usize| tokens.get(i).map(|t| (*t).to_owned());
+        let operand = arg(1);
+        let command = match word.to_ascii_lowercase().as_str() {
+            "clear" => Self::Clear,
+            "getdest" => Self::GetDest,
+            "getkeys" => Self::GetKeys,
+            "getnick" => Self::GetNick(operand),
+            "help" => Self::Help(operand),
+            "inhost" => Self::InHost(operand),
+            "inport" => Self::InPort(operand),
+            "list" => Self::List,
+            "lookup" => Self::Lookup(operand),
+            "lookuplocal" => Self::LookupLocal(operand),
+            "newkeys" => Self::NewKeys {
+                sig_type: operand,
+                crypto_type: arg(2),
+            },
+            "option" => Self::Option(tokens[1..].iter().map(|t| (*t).to_owned()).collect()),
+            "outhost" => Self::OutHost(operand),
+            "outport" => Self::OutPort(operand),
+            "ping" => Self::Ping(operand),
+            "quiet" => Self::Quiet(operand),
+            "quit" => Self::Quit,
+            "setkeys" => Self::SetKeys(operand),
+            "setnick" => Self::SetNick(operand),
+            "settunneltype" => Self::SetTunnelType(operand),
+            "show" => Self::Show,
+            "showprops" => Self::ShowProps,
+            "start" => Self::Start,
+            "status" => Self::Status(operand),
+            "stop" => Self::Stop,
+            "verify" => Self::Verify(operand),
+            "visit" => Self::Visit,
+            "zap" => Self::Zap,
+            _ => {
+                return Err(CommandError::Unknown {
+                    dialect,
+                    word: word.to_owned(),
+                });
+            }
+        };
+        Ok(command)
     }
 
     /// The lower-case command word (`""` for [`Command::Empty`]).
     pub fn name(&self) -> &'static str {
-        todo!("bob-codec helper")
+        match self {
+            Self::Empty => "",
+            Self::Clear => "clear",
+            Self::GetDest => "getdest",
+            Self::GetKeys => "getkeys",
+            Self::GetNick(_) => "getnick",
+            Self::Help(_) => "help",
+            Self::InHost(_) => "inhost",
+            Self::InPort(_) => "inport",
+            Self::List => "list",
+            Self::Lookup(_) => "lookup",
+            Self::LookupLocal(_) => "lookuplocal",
+            Self::NewKeys { .. } => "newkeys",
+            Self::Option(_) => "option",
+            Self::OutHost(_) => "outhost",
+            Self::OutPort(_) => "outport",
+            Self::Ping(_) => "ping",
+            Self::Quiet(_) => "quiet",
+            Self::Quit => "quit",
+            Self::SetKeys(_) => "setkeys",
+            Self::SetNick(_) => "setnick",
+            Self::SetTunnelType(_) => "settunneltype",
+            Self::Show => "show",
+            Self::ShowProps => "showprops",
+            Self::Start => "start",
+            Self::Status(_) => "status",
+            Self::Stop => "stop",
+            Self::Verify(_) => "verify",
+            Self::Visit => "visit",
+            Self::Zap => "zap",
+        }
     }
 
     /// Encodes the command as a request line without the trailing `\n`
     /// (used by clients; `parse(encode(c)) == c` for every command whose operands hold no
     /// whitespace).
+    ///
+    /// Operands are written verbatim after single spaces. An empty operand (`Some("")`)
+    /// is written as nothing, so it parses back as `None`; a `crypto_type` without a
+    /// `sig_type` cannot be expressed on the wire and is left out.
     pub fn encode(&self) -> String {
-        todo!("bob-codec helper")
+        let mut line = String::from(self.name());
+        let mut push = |operand: &str| {
+            if !operand.is_empty() {
+                line.push(' ');
+                line.push_str(operand);
+            }
+        };
+        match self {
+            Self::GetNick(op)
+            | Self::Help(op)
+            | Self::InHost(op)
+            | Self::InPort(op)
+            | Self::Lookup(op)
+            | Self::LookupLocal(op)
+            | Self::OutHost(op)
+            | Self::OutPort(op)
+            | Self::Ping(op)
+            | Self::Quiet(op)
+            | Self::SetKeys(op)
+            | Self::SetNick(op)
+            | Self::SetTunnelType(op)
+            | Self::Status(op)
+            | Self::Verify(op) => push(op.as_deref().unwrap_or("")),
+            Self::NewKeys {
+                sig_type,
+                crypto_type,
+            } => {
+                if let Some(sig) = sig_type.as_deref().filter(|s| !s.is_empty()) {
+                    push(sig);
+                    push(crypto_type.as_deref().unwrap_or(""));
+                }
+            }
+            Self::Option(pairs) => pairs.iter().for_each(|p| push(p)),
+            Self::Empty
+            | Self::Clear
+            | Self::GetDest
+            | Self::GetKeys
+            | Self::List
+            | Self::Quit
+            | Self::Show
+            | Self::ShowProps
+            | Self::Start
+            | Self::Stop
+            | Self::Visit
+            | Self::Zap => {}
+        }
+        line
     }
 }
 
+/// Largest number of significant digits a port can have.
+const PORT_DIGITS: usize = 5;
+
 /// Parses a port operand: a decimal number in `1..=65535`.
+///
+/// Only ASCII digits are accepted (no sign, no spaces, no trailing junk such as `80x`);
+/// leading zeros are allowed (`0080` is 80).
 ///
 /// # Errors
 /// [`CommandError::NotANumber`] when the operand is missing or not a number,
-/// [`CommandError::PortOutOfRange`] for 0 or > 65535.
+/// [`CommandError::PortOutOfRange`] for 0 or > 65535 (however many digits).
 pub fn parse_port(operand: Option<&str>, dialect: Dialect) -> Result<u16, CommandError> {
-    let _ = (operand, dialect);
-    todo!("bob-codec helper")
+    let digits = operand
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or(CommandError::NotANumber { dialect })?;
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() || significant.len() > PORT_DIGITS {
+        return Err(CommandError::PortOutOfRange { dialect });
+    }
+    significant
+        .parse::<u16>()
+        .map_err(|_| CommandError::PortOutOfRange { dialect })
 }
 
 /// Parses the operands of `option` into `(key, value)` pairs with Java's rules
 /// (`a==b` → `(a, b)`; `a`, `=b`, `a=`, `a=b=c` are malformed). All or nothing.
+///
+/// Each operand is split on `=` with empty pieces dropped (Java's
+/// `StringTokenizer(arg, "=")`); exactly two pieces must remain.
 ///
 /// # Errors
 /// [`CommandError::BadOption`] when there is no pair or any pair is malformed.
@@ -124,6 +340,17 @@ pub fn parse_option_pairs(
     operands: &[String],
     dialect: Dialect,
 ) -> Result<Vec<(String, String)>, CommandError> {
-    let _ = (operands, dialect);
-    todo!("bob-codec helper")
+    if operands.is_empty() {
+        return Err(CommandError::BadOption { dialect });
+    }
+    operands
+        .iter()
+        .map(|operand| {
+            let mut pieces = operand.split('=').filter(|p| !p.is_empty());
+            match (pieces.next(), pieces.next(), pieces.next()) {
+                (Some(key), Some(value), None) => Ok((key.to_owned(), value.to_owned())),
+                _ => Err(CommandError::BadOption { dialect }),
+            }
+        })
+        .collect()
 }

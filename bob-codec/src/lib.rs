@@ -1,22 +1,71 @@
 //! Wire protocol of BOB (Basic Open Bridge), I2P's line-based tunnel control protocol.
 //!
 //! # Layout
-//! - [`line`]: bounded line framing (`\n` or `\r\n`), a tokio-util codec behind feature `codec`.
+//! - [`line`](mod@line): bounded line framing (`\n` or `\r\n`), a tokio-util codec behind feature `codec`.
 //! - [`command`]: the typed [`Command`] enum and its nom parser over one complete line.
 //! - [`reply`]: [`Reply`] lines, the greeting, and the tunnel [`TunnelStatus`] record.
 //! - [`help`]: the help texts of both dialects, as data.
 //! - [`error`]: parse errors; their `Display` is the text sent after `ERROR `.
 //!
 //! This crate does no I/O of its own and has no tokio in its core.
+//!
+//! # Example: one server step
+//!
+//! ```
+//! use bob_codec::command::parse_port;
+//! use bob_codec::{Command, Dialect, LineCodec, Reply};
+//!
+//! let mut framer = LineCodec::new();
+//! let mut input = b"INPORT 28400\r\ninport 80x\n".to_vec();
+//! let mut output = Vec::new();
+//! while let Some(item) = framer.decode_line(&mut input) {
+//!     let line = item.expect("short ASCII lines");
+//!     let reply = match Command::parse(&line, Dialect::Java) {
+//!         Ok(Command::InPort(port)) => match parse_port(port.as_deref(), Dialect::Java) {
+//!             Ok(_) => Reply::ok("inbound port set"),
+//!             Err(err) => Reply::from(err),
+//!         },
+//!         Ok(_) => unreachable!("only inport lines in this example"),
+//!         Err(err) => Reply::from(err),
+//!     };
+//!     reply.encode_into(&mut output);
+//! }
+//! assert_eq!(output, b"OK inbound port set\nERROR not a number\n");
+//! ```
+//!
+//! # Dialects
+//! [`Dialect::Java`] (default) speaks Java I2P's strings, [`Dialect::I2pd`] i2pd's. The
+//! dialect picks texts only: the parser accepts the same commands, case-insensitively, in
+//! both (a server decides which commands it serves).
+//!
+//! # Features
+//! - `codec` (default): `tokio_util::codec::{Decoder, Encoder}` for [`LineCodec`].
+//! - `fuzzing`: the `fuzzing` module with the bodies of the cargo-fuzz targets (internal).
+//!
+//! # Fuzzing
+//! The cargo-fuzz crate in `bob-codec/fuzz/` (its own workspace) has two targets,
+//! `command` and `reply`. With cargo-fuzz installed (`cargo install cargo-fuzz`):
+//!
+//! ```text
+//! cd bob-codec
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run command -- -max_total_time=60
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run reply -- -max_total_time=60
+//! ```
+//! The seed corpus `fuzz/corpus/<target>/` is replayed on stable by `tests/fuzz_corpus.rs`.
+#![warn(missing_docs)]
 
 pub mod command;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod help;
 pub mod line;
 pub mod reply;
 
 pub use command::Command;
 pub use error::{CommandError, LineError, ReplyError};
+pub use line::{LineCodec, LineItem, MAX_LINE_LEN};
 pub use reply::{GREETING, Reply, TunnelStatus};
 
 /// Which server's reply strings to speak. Semantics never change with the dialect.

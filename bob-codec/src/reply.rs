@@ -1,9 +1,19 @@
 //! Reply lines, the greeting and the tunnel status record.
+//!
+//! A server builds a [`Reply`] and writes [`Reply::encode`]; a client reads a line and calls
+//! [`Reply::decode`]. The ten-field record shared by `list`, `status` and `show` is
+//! [`TunnelStatus`]; [`TunnelStatus::from_reply`] reads it out of any of those replies.
 
-use crate::error::ReplyError;
+use crate::error::{CommandError, ReplyError};
+use nom::Parser;
+use nom::bytes::complete::{tag, take_till};
+use nom::sequence::preceded;
 
 /// Sent on accept, in one write: `BOB 00.00.10\nOK\n`.
 pub const GREETING: &[u8] = b"BOB 00.00.10\nOK\n";
+
+/// Longest piece of foreign input quoted inside a [`ReplyError`] message.
+const QUOTE_LIMIT: usize = 80;
 
 /// One reply line.
 ///
@@ -11,6 +21,9 @@ pub const GREETING: &[u8] = b"BOB 00.00.10\nOK\n";
 /// OK[ <text>]\n | ERROR <text>\n | DATA <text>\n
 /// ```
 /// `Ok(None)` encodes as `OK\n`, `Ok(Some(""))` as `OK \n` (Java's `visit`).
+///
+/// A reply is always exactly one line: the encoder writes any `\r` or `\n` inside the text
+/// as a space, and the decoder refuses lines holding them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// `OK` with optional text
@@ -22,24 +35,93 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// `OK <text>`: a convenience for `Reply::Ok(Some(text.into()))`.
+    pub fn ok(text: impl Into<String>) -> Self {
+        Self::Ok(Some(text.into()))
+    }
+
+    /// `ERROR <text>`: a convenience for `Reply::Error(text.into())`.
+    pub fn error(text: impl Into<String>) -> Self {
+        Self::Error(text.into())
+    }
+
     /// The reply as bytes, `\n`-terminated.
     pub fn encode(&self) -> Vec<u8> {
-        todo!("bob-codec helper")
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
     }
 
     /// Appends the encoded reply to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let _ = out;
-        todo!("bob-codec helper")
+        let (head, text) = self.parts();
+        out.reserve(head.len() + text.len() + 1);
+        out.extend_from_slice(head.as_bytes());
+        out.extend(one_line(text));
+        out.push(b'\n');
+    }
+
+    /// The prefix (with its space, if any) and the text.
+    pub(crate) fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Self::Ok(None) => ("OK", ""),
+            Self::Ok(Some(text)) => ("OK ", text),
+            Self::Error(text) => ("ERROR ", text),
+            Self::Data(text) => ("DATA ", text),
+        }
     }
 
     /// Decodes one reply line (without `\n`; a trailing `\r` is stripped).
     ///
+    /// The prefixes are case-sensitive and need their space: `OK`, `OK <text>`,
+    /// `ERROR <text>`, `DATA <text>` (text may be empty).
+    ///
     /// # Errors
-    /// [`ReplyError::Malformed`] for anything but `OK…`, `ERROR …`, `DATA …`.
+    /// [`ReplyError::Malformed`] for anything but `OK…`, `ERROR …`, `DATA …`, and for a
+    /// line that still holds a `\r` or `\n` after the trailing `\r` is stripped.
     pub fn decode(line: &str) -> Result<Self, ReplyError> {
-        let _ = line;
-        todo!("bob-codec helper")
+        let body = line.strip_suffix('\r').unwrap_or(line);
+        if body.contains(['\r', '\n']) {
+            return Err(ReplyError::Malformed(quote(line)));
+        }
+        if body == "OK" {
+            Ok(Self::Ok(None))
+        } else if let Some(text) = body.strip_prefix("OK ") {
+            Ok(Self::Ok(Some(text.to_owned())))
+        } else if let Some(text) = body.strip_prefix("ERROR ") {
+            Ok(Self::Error(text.to_owned()))
+        } else if let Some(text) = body.strip_prefix("DATA ") {
+            Ok(Self::Data(text.to_owned()))
+        } else {
+            Err(ReplyError::Malformed(quote(line)))
+        }
+    }
+
+    /// The text after the prefix (`None` for a bare `OK`).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Ok(text) => text.as_deref(),
+            Self::Error(text) | Self::Data(text) => Some(text),
+        }
+    }
+
+    /// Whether this is an `OK` reply.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Ok(_))
+    }
+}
+
+impl From<CommandError> for Reply {
+    /// `ERROR <error text in its dialect>`.
+    fn from(err: CommandError) -> Self {
+        Self::Error(err.to_string())
+    }
+}
+
+impl From<&CommandError> for Reply {
+    /// `ERROR <error text in its dialect>`.
+    fn from(err: &CommandError) -> Self {
+        Self::Error(err.to_string())
     }
 }
 
@@ -50,6 +132,15 @@ impl Reply {
 /// ```
 /// `Display` writes exactly this (no prefix, no newline); `FromStr` reads it back
 /// (OUTHOST is the rest of the line).
+///
+/// Reading rules: the record must start with `NICKNAME: ` (strip `DATA `, `OK DATA ` or
+/// `OK ` first, or use [`TunnelStatus::from_reply`]); every field but OUTHOST ends at the
+/// next space, so values may be empty (`NICKNAME:  STARTING: …`) but hold no spaces;
+/// booleans are `true`/`false`; ports are decimal or `not_set`. i2pd (2.57+) appends
+/// ` PROXYTYPE: <t> PROXYSTART: <b>`; when the rest of the line is exactly
+/// `<host> PROXYTYPE: <t> PROXYSTART: <b>` with no spaces inside the three values, the
+/// two i2pd fields are dropped and OUTHOST is `<host>`. Any other rest of line is OUTHOST
+/// verbatim, as txi2p reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TunnelStatus {
     /// tunnel name
@@ -74,17 +165,182 @@ pub struct TunnelStatus {
     pub outhost: String,
 }
 
+impl TunnelStatus {
+    /// The `list` line: `DATA <record>`.
+    pub fn to_list_reply(&self) -> Reply {
+        Reply::Data(self.to_string())
+    }
+
+    /// The `status` reply: `OK DATA <record>`.
+    pub fn to_status_reply(&self) -> Reply {
+        Reply::Ok(Some(format!("DATA {self}")))
+    }
+
+    /// The Java `show` reply: `OK <record>`.
+    pub fn to_show_reply(&self) -> Reply {
+        Reply::Ok(Some(self.to_string()))
+    }
+
+    /// Reads the record out of a `list` (`DATA …`), `status` (`OK DATA …`) or `show`
+    /// (`OK …`) reply.
+    ///
+    /// # Errors
+    /// [`ReplyError::BadStatus`] for an `ERROR` reply, a bare `OK`, or a malformed record.
+    pub fn from_reply(reply: &Reply) -> Result<Self, ReplyError> {
+        match reply {
+            Reply::Data(text) => text.parse(),
+            Reply::Ok(Some(text)) => text.strip_prefix("DATA ").unwrap_or(text).parse(),
+            Reply::Ok(None) | Reply::Error(_) => Err(ReplyError::BadStatus(format!(
+                "not a status reply: {}",
+                quote(&String::from_utf8_lossy(&reply.encode()))
+            ))),
+        }
+    }
+}
+
 impl std::fmt::Display for TunnelStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let _ = f;
-        todo!("bob-codec helper")
+        write!(
+            f,
+            "NICKNAME: {} STARTING: {} RUNNING: {} STOPPING: {} KEYS: {} QUIET: {} INPORT: {} INHOST: {} OUTPORT: {} OUTHOST: {}",
+            self.nickname,
+            self.starting,
+            self.running,
+            self.stopping,
+            self.keys,
+            self.quiet,
+            PortField(self.inport),
+            self.inhost,
+            PortField(self.outport),
+            self.outhost,
+        )
+    }
+}
+
+/// Prints a port or `not_set`.
+struct PortField(Option<u16>);
+
+impl std::fmt::Display for PortField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(port) => write!(f, "{port}"),
+            None => f.write_str("not_set"),
+        }
     }
 }
 
 impl std::str::FromStr for TunnelStatus {
     type Err = ReplyError;
+
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let _ = s;
-        todo!("bob-codec helper")
+        let (rest, nickname) = field(s, "NICKNAME: ", "NICKNAME")?;
+        let (rest, starting) = bool_field(rest, " STARTING: ", "STARTING")?;
+        let (rest, running) = bool_field(rest, " RUNNING: ", "RUNNING")?;
+        let (rest, stopping) = bool_field(rest, " STOPPING: ", "STOPPING")?;
+        let (rest, keys) = bool_field(rest, " KEYS: ", "KEYS")?;
+        let (rest, quiet) = bool_field(rest, " QUIET: ", "QUIET")?;
+        let (rest, inport) = port_field(rest, " INPORT: ", "INPORT")?;
+        let (rest, inhost) = field(rest, " INHOST: ", "INHOST")?;
+        let (rest, outport) = port_field(rest, " OUTPORT: ", "OUTPORT")?;
+        let outhost = rest
+            .strip_prefix(" OUTHOST: ")
+            .ok_or_else(|| missing("OUTHOST", rest))?;
+        Ok(Self {
+            nickname: nickname.to_owned(),
+            starting,
+            running,
+            stopping,
+            keys,
+            quiet,
+            inport,
+            inhost: inhost.to_owned(),
+            outport,
+            outhost: strip_i2pd_proxy_fields(outhost).to_owned(),
+        })
     }
+}
+
+/// `<key><value>` where the value runs up to the next space (nom: `tag` then `take_till`).
+fn field<'a>(
+    input: &'a str,
+    key: &'static str,
+    name: &'static str,
+) -> Result<(&'a str, &'a str), ReplyError> {
+    preceded(tag(key), take_till(|c| c == ' '))
+        .parse(input)
+        .map_err(|_: nom::Err<nom::error::Error<&str>>| missing(name, input))
+}
+
+fn bool_field<'a>(
+    input: &'a str,
+    key: &'static str,
+    name: &'static str,
+) -> Result<(&'a str, bool), ReplyError> {
+    let (rest, value) = field(input, key, name)?;
+    match value {
+        "true" => Ok((rest, true)),
+        "false" => Ok((rest, false)),
+        other => Err(ReplyError::BadStatus(format!(
+            "{name} is not true or false: {}",
+            quote(other)
+        ))),
+    }
+}
+
+fn port_field<'a>(
+    input: &'a str,
+    key: &'static str,
+    name: &'static str,
+) -> Result<(&'a str, Option<u16>), ReplyError> {
+    let (rest, value) = field(input, key, name)?;
+    if value == "not_set" {
+        return Ok((rest, None));
+    }
+    let port = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| value.parse::<u16>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ReplyError::BadStatus(format!("{name} is not a port or not_set: {}", quote(value)))
+        })?;
+    Ok((rest, Some(port)))
+}
+
+fn missing(name: &str, at: &str) -> ReplyError {
+    ReplyError::BadStatus(format!("expected field {name} at: {}", quote(at)))
+}
+
+/// Drops i2pd's ` PROXYTYPE: <t> PROXYSTART: <b>` tail from the OUTHOST rest of line, but
+/// only when all three values are space-free (see [`TunnelStatus`]).
+fn strip_i2pd_proxy_fields(rest: &str) -> &str {
+    let Some((host, tail)) = rest.split_once(' ') else {
+        return rest;
+    };
+    let stripped = tail
+        .strip_prefix("PROXYTYPE: ")
+        .and_then(|t| t.split_once(' '))
+        .and_then(|(kind, t)| Some((kind, t.strip_prefix("PROXYSTART: ")?)))
+        .is_some_and(|(kind, start)| !kind.contains(' ') && !start.contains(' '));
+    if stripped { host } else { rest }
+}
+
+/// The bytes of `text` with every `\r` and `\n` written as a space.
+pub(crate) fn one_line(text: &str) -> impl Iterator<Item = u8> + '_ {
+    text.bytes()
+        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+}
+
+/// A short, single-line excerpt of foreign input for an error message.
+fn quote(text: &str) -> String {
+    let mut end = text.len().min(QUOTE_LIMIT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = text[..end]
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if end < text.len() {
+        out.push('…');
+    }
+    out
 }

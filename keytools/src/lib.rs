@@ -5,36 +5,57 @@
 //! - [`types`]: signature and crypto type codes.
 //! - [`destination`]: [`Destination`] parse/serialize, b32 address.
 //! - [`keys`]: [`PrivateKeys`] (the BOB KEYS blob) parse/serialize/generate.
-//! - [`error`]: [`KeyError`].
+//! - [`vanity`]: fast b32-prefix search (SHA-256 midstate).
+//! - [`error`]: the [`KeyError`] type.
 //!
 //! No I/O here; the `bob-keygen` binary does the files.
 
+mod crypto;
 pub mod destination;
 pub mod encoding;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod types;
+pub mod vanity;
 
 pub use destination::Destination;
 pub use error::KeyError;
-pub use keys::PrivateKeys;
+pub use keys::{OfflineSignature, PrivateKeys};
 pub use types::{CryptoType, SigType};
 
 /// Java BOB `verify` semantics: the string decodes as I2P base64 and starts with a
-/// well-formed Destination; trailing bytes are ignored.
+/// well-formed Destination; trailing bytes are ignored (so a whole KEYS blob verifies too).
 ///
 /// # Errors
 /// [`KeyError`] naming what is wrong.
 pub fn verify_bob(b64: &str) -> Result<Destination, KeyError> {
-    let _ = b64;
-    todo!("keytools helper")
+    let raw = encoding::base64_decode(b64)?;
+    Destination::from_bytes_prefix(&raw).map(|(d, _)| d)
 }
 
-/// Strict verification: exact length, known types, no excess data, valid public key point.
+/// Strict verification: exact length, known types, no excess certificate data, canonical
+/// certificate (NULL, not KEY 0/0, for DSA-SHA1 + ElGamal), valid public key point.
 ///
 /// # Errors
 /// [`KeyError`] naming what is wrong.
 pub fn verify_strict(b64: &str) -> Result<Destination, KeyError> {
-    let _ = b64;
-    todo!("keytools helper")
+    let d = Destination::from_base64(b64)?;
+    if d.excess_cert_len() != 0 {
+        return Err(KeyError::Certificate(format!(
+            "{} bytes of excess data in KEY certificate",
+            d.excess_cert_len()
+        )));
+    }
+    if d.cert_type() == destination::CERT_KEY
+        && d.sig_type() == SigType::DsaSha1
+        && d.crypto_type() == CryptoType::ElGamal
+    {
+        return Err(KeyError::Certificate(
+            "KEY certificate with types 0,0 (use a NULL certificate)".into(),
+        ));
+    }
+    d.check_public_key()?;
+    Ok(d)
 }

@@ -1,0 +1,147 @@
+//! Bodies of the cargo-fuzz targets in `bob-codec/fuzz/`, shared with the stable corpus
+//! replay test (`tests/fuzz_corpus.rs`). Each function panics when an invariant breaks;
+//! for the fuzzer a panic is a crash.
+//!
+//! Not part of the stable API: only compiled with feature `fuzzing`.
+
+use crate::command::{Command, parse_option_pairs, parse_port};
+use crate::line::{LineCodec, LineItem, MAX_LINE_LEN};
+use crate::reply::{Reply, TunnelStatus};
+use crate::{Dialect, LineError};
+
+/// Small limit so that the fuzzer reaches the over-long-line path quickly.
+const SMALL_LIMIT: usize = 32;
+
+/// Target `command`: bytes → [`LineCodec`] → [`Command::parse`] → `encode` → `parse`.
+///
+/// Checks that framing matches a simple reference model whether the bytes arrive at once,
+/// in small chunks or byte by byte; that no line exceeds the limit or holds a newline; and
+/// that every parsed command survives an encode/parse round trip in both dialects.
+pub fn command(data: &[u8]) {
+    let chunk = data.first().map_or(1, |b| usize::from(*b % 7) + 1);
+    for limit in [SMALL_LIMIT, MAX_LINE_LEN] {
+        let expected = reference_frames(data, limit);
+        assert_eq!(frame(data, data.len().max(1), limit), expected);
+        assert_eq!(frame(data, chunk, limit), expected);
+        if data.len() <= 256 {
+            assert_eq!(frame(data, 1, limit), expected);
+        }
+    }
+    for item in frame(data, data.len().max(1), MAX_LINE_LEN) {
+        let Ok(line) = item else { continue };
+        assert!(line.len() <= MAX_LINE_LEN);
+        assert!(!line.contains('\n'));
+        for dialect in [Dialect::Java, Dialect::I2pd] {
+            check_command(&line, dialect);
+        }
+    }
+}
+
+fn check_command(line: &str, dialect: Dialect) {
+    match Command::parse(line, dialect) {
+        Ok(cmd) => {
+            let encoded = cmd.encode();
+            assert!(
+                !encoded.contains(['\r', '\n']),
+                "encoded command spans lines"
+            );
+            assert_eq!(
+                Command::parse(&encoded, dialect),
+                Ok(cmd.clone()),
+                "{line:?}"
+            );
+            match &cmd {
+                Command::InPort(op) | Command::OutPort(op) => {
+                    if let Ok(port) = parse_port(op.as_deref(), dialect) {
+                        assert_ne!(port, 0);
+                        assert_eq!(parse_port(Some(&port.to_string()), dialect), Ok(port));
+                    }
+                }
+                Command::Option(ops) => {
+                    if let Ok(pairs) = parse_option_pairs(ops, dialect) {
+                        assert_eq!(pairs.len(), ops.len());
+                        for (key, value) in pairs {
+                            assert!(!key.is_empty() && !value.is_empty());
+                            assert!(!key.contains('=') && !value.contains('='));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(err) => {
+            let reply = Reply::from(&err).encode();
+            assert_eq!(reply.iter().filter(|b| **b == b'\n').count(), 1);
+        }
+    }
+}
+
+/// Target `reply`: line → [`Reply::decode`] → `encode` → `decode`, plus the
+/// [`TunnelStatus`] record inside any reply that carries one.
+pub fn reply(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for line in text.split('\n') {
+        let Ok(reply) = Reply::decode(line) else {
+            continue;
+        };
+        let encoded = reply.encode();
+        assert_eq!(encoded.last(), Some(&b'\n'));
+        assert_eq!(encoded.iter().filter(|b| **b == b'\n').count(), 1);
+        if !line.ends_with('\r') {
+            assert_eq!(encoded, format!("{line}\n").into_bytes(), "not byte-exact");
+        }
+        let body = std::str::from_utf8(&encoded[..encoded.len() - 1]).expect("UTF-8 in, UTF-8 out");
+        assert_eq!(Reply::decode(body).as_ref(), Ok(&reply));
+        if let Ok(status) = TunnelStatus::from_reply(&reply) {
+            let again: TunnelStatus = status.to_string().parse().expect("own record parses");
+            assert_eq!(again, status);
+            assert_eq!(
+                TunnelStatus::from_reply(&status.to_status_reply()),
+                Ok(status.clone())
+            );
+            assert_eq!(
+                TunnelStatus::from_reply(&status.to_list_reply()),
+                Ok(status)
+            );
+        }
+    }
+}
+
+/// Feeds `data` to a fresh framer in chunks of `chunk` bytes, then signals end of input.
+fn frame(data: &[u8], chunk: usize, limit: usize) -> Vec<LineItem> {
+    let mut codec = LineCodec::with_max_len(limit);
+    let mut buf = Vec::new();
+    let mut items = Vec::new();
+    for piece in data.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        while let Some(item) = codec.decode_line(&mut buf) {
+            items.push(item);
+        }
+    }
+    while let Some(item) = codec.decode_line_eof(&mut buf) {
+        items.push(item);
+    }
+    assert!(buf.is_empty(), "bytes left after end of input");
+    items
+}
+
+/// What framing must produce, written as plainly as possible.
+fn reference_frames(data: &[u8], limit: usize) -> Vec<LineItem> {
+    let mut pieces: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    if pieces.last().is_some_and(|p| p.is_empty()) {
+        pieces.pop();
+    }
+    pieces
+        .into_iter()
+        .map(|piece| {
+            let line = piece.strip_suffix(b"\r").unwrap_or(piece);
+            if line.len() > limit {
+                Err(LineError::TooLong { limit })
+            } else {
+                String::from_utf8(line.to_vec()).map_err(|_| LineError::InvalidUtf8)
+            }
+        })
+        .collect()
+}
