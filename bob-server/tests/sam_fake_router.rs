@@ -954,3 +954,71 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A router whose streams read `req`, then report whether end-of-stream came before
+/// they answer `reply`.
+async fn half_close_case(forward: bool) -> Vec<String> {
+    let events = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let ev = Arc::clone(&events);
+    let fake = Fake::start(handler(move |mut c| {
+        let ev = Arc::clone(&ev);
+        async move {
+            let Some(cmd) = c.hello().await else { return };
+            if serve_session_ref(&mut c, &cmd).await {
+                return;
+            }
+            c.send("STREAM STATUS RESULT=OK").await;
+            let mut req = [0u8; 3];
+            if c.reader.read_exact(&mut req).await.is_err() {
+                return;
+            }
+            ev.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&req).into_owned());
+            if forward {
+                let mut rest = Vec::new();
+                let _ = c.reader.read_to_end(&mut rest).await;
+                ev.lock().unwrap().push("eof".into());
+                c.raw(b"reply").await;
+            } else {
+                c.raw(b"reply").await;
+                let mut rest = Vec::new();
+                let _ = c.reader.read_to_end(&mut rest).await;
+                ev.lock().unwrap().push("eof".into());
+            }
+        }
+    }))
+    .await;
+    let mut cfg = fake.config();
+    cfg.forward_half_close = forward;
+    let core = SamCore::new(cfg);
+    let session = core.open_session(keys(), Vec::new()).await.unwrap();
+    let mut s = session
+        .connect(Target::Destination(keys().destination().clone()))
+        .await
+        .unwrap();
+    s.write_all(b"req").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut reply = [0u8; 5];
+    within(s.read_exact(&mut reply)).await.unwrap();
+    assert_eq!(&reply, b"reply");
+    if !forward {
+        // the shutdown was held back: writing again is refused locally, and the router
+        // has not seen end-of-stream (a negative check: give a forwarded FIN time to land)
+        assert!(s.write_all(b"more").await.is_err());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(events.lock().unwrap().clone(), ["req"]);
+    }
+    drop(s);
+    eventually("the stream to end", || events.lock().unwrap().len() == 2).await;
+    events.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn half_close_is_held_back_unless_configured() {
+    // default: the router sees no end-of-stream until the stream is dropped, so its
+    // reply is never cut off (i2pd drops the whole stream on a half-close)
+    assert_eq!(half_close_case(false).await, ["req", "eof"]);
+    // forwarded: the router answers only after end-of-stream, and the reply still flows
+    assert_eq!(half_close_case(true).await, ["req", "eof"]);
+}

@@ -186,6 +186,25 @@ async fn sam_backend_against_i2pd() {
     let first_stream = t.elapsed();
     assert_eq!(peers_b.recv().await.as_ref(), Some(ka.destination()));
 
+    // 2b. a half-close after the request does not cut off the reply (i2pd drops the
+    //     whole stream when a SAM client half-closes; the backend holds it back)
+    let data = pattern(100_000, 11);
+    let stream = sa
+        .connect(Target::Destination(kb.destination().clone()))
+        .await
+        .expect("connect for half-close");
+    let (mut r, mut w) = tokio::io::split(stream);
+    w.write_all(&data).await.unwrap();
+    w.shutdown().await.unwrap();
+    let mut back = vec![0u8; data.len()];
+    tokio::time::timeout(ROUTER_LIMIT, r.read_exact(&mut back))
+        .await
+        .expect("reply after half-close in time")
+        .expect("whole reply after half-close");
+    assert!(back == data, "reply after half-close differs");
+    drop((r, w));
+    assert_eq!(peers_b.recv().await.as_ref(), Some(ka.destination()));
+
     // 3. names: B's b32 resolves through the core and through a session; connect by b32
     let b32 = kb.destination().b32();
     assert_eq!(core.lookup(&b32).await.as_ref(), Ok(kb.destination()));

@@ -144,11 +144,15 @@ impl SamConn {
     }
 
     /// Turns the connection into the data stream it has become (after `STREAM CONNECT`
-    /// or an accepted `STREAM ACCEPT`); bytes already buffered are read first.
-    pub(crate) fn into_stream(self) -> SamStream {
+    /// or an accepted `STREAM ACCEPT`); bytes already buffered are read first. With
+    /// `forward_half_close` false, a write shutdown is not passed to the bridge (see
+    /// [`super::SamConfig::forward_half_close`]).
+    pub(crate) fn into_stream(self, forward_half_close: bool) -> SamStream {
         SamStream {
             prefix: self.buf.freeze(),
             inner: self.stream,
+            forward_half_close,
+            write_closed: false,
         }
     }
 }
@@ -167,10 +171,18 @@ pub(crate) async fn with_timeout<T>(
     }
 }
 
+fn write_after_shutdown() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "write after shutdown")
+}
+
 /// A SAM data socket: bytes the control parser had already read come first.
 pub(crate) struct SamStream {
     prefix: Bytes,
     inner: TcpStream,
+    /// pass `shutdown` (half-close) on to the bridge
+    forward_half_close: bool,
+    /// `shutdown` was called but held back: further writes fail
+    write_closed: bool,
 }
 
 impl fmt::Debug for SamStream {
@@ -204,6 +216,9 @@ impl AsyncWrite for SamStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.write_closed {
+            return Poll::Ready(Err(write_after_shutdown()));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -212,7 +227,12 @@ impl AsyncWrite for SamStream {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        if self.forward_half_close {
+            return Pin::new(&mut self.inner).poll_shutdown(cx);
+        }
+        // held back: the socket closes when the stream is dropped
+        self.write_closed = true;
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_write_vectored(
@@ -220,6 +240,9 @@ impl AsyncWrite for SamStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.write_closed {
+            return Poll::Ready(Err(write_after_shutdown()));
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

@@ -59,6 +59,13 @@ pub struct SamConfig {
     pub reconnect_min: Duration,
     /// Longest pause between those attempts (the pause doubles). Default 10 s.
     pub reconnect_max: Duration,
+    /// Pass a stream's write shutdown (half-close) on to the bridge. Default false:
+    /// i2pd 2.45 ends the whole I2P stream when the SAM client half-closes, dropping the
+    /// peer's reply still in flight (measured: of 100 kB echoed, 3.5 kB came back). Held back, the shutdown only stops our writes
+    /// and the socket closes when the stream is dropped; nothing is lost, but the peer
+    /// does not see end-of-stream before that. Set it for routers that half-close
+    /// properly.
+    pub forward_half_close: bool,
 }
 
 impl SamConfig {
@@ -75,6 +82,7 @@ impl SamConfig {
             acceptors: 4,
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(10),
+            forward_half_close: false,
         }
     }
 }

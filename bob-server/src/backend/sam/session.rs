@@ -444,7 +444,7 @@ async fn stream_connect(cfg: &SamConfig, id: &str, dest_b64: &str) -> Result<Box
         ),
     )
     .await?;
-    Ok(Box::new(conn.into_stream()))
+    Ok(Box::new(conn.into_stream(cfg.forward_half_close)))
 }
 
 /// `NAMING LOOKUP NAME=…` on a fresh connection.
@@ -579,7 +579,7 @@ async fn accept_one(cfg: &SamConfig, id: &str) -> Result<Incoming, SamError> {
         SamError::Malformed(format!("accepted stream from an invalid destination: {e}"))
     })?;
     Ok(Incoming {
-        stream: Box::new(conn.into_stream()),
+        stream: Box::new(conn.into_stream(cfg.forward_half_close)),
         peer,
     })
 }
