@@ -12,4 +12,8 @@
 //! ```
 
 pub mod backend;
+pub mod keyfile;
+pub mod metrics;
+pub mod state;
 pub mod tunnel;
+pub mod tunnels_file;

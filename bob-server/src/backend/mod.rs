@@ -124,3 +124,5 @@ pub trait Session: Send + Sync + fmt::Debug {
     /// closed by this (the tunnel closes them).
     fn close(&self) -> BoxFuture<'_, ()>;
 }
+
+pub mod local;

@@ -5,14 +5,43 @@
 //! RunningTunnel::start(core, spec, limits).await -> Result<RunningTunnel, StartError>
 //! running.stop().await   // closes listener and session, ends live connections
 //! ```
+//!
+//! # Tasks and shutdown
+//! A running tunnel owns a [`CancellationToken`] and a [`TaskTracker`]. Its accept loops
+//! (the TCP listener on the inbound side, `Session::accept` on the outbound side) and
+//! every connection they hand off are tracked tasks that watch the token. `stop` cancels
+//! the token (the listener is dropped, live connections are closed), closes the session
+//! and waits, bounded by [`STOP_GRACE`], for the tasks to finish.
+//!
+//! # Data path
+//! - Inbound (client side, [`TunnelSpec::inbound`]): an application connects to
+//!   `inhost:inport` and sends one line: a base64 destination, a `.b32.i2p` address or a
+//!   host name ending in `.i2p`. The tunnel connects to it and relays bytes both ways,
+//!   starting with any bytes the application sent right after the line. On failure
+//!   the application gets `ERROR <reason>\n` and the connection is closed.
+//! - Outbound (server side, [`TunnelSpec::outbound`]): each incoming stream is connected
+//!   to `outhost:outport`; unless `quiet`, the peer's base64 destination and `\n` are
+//!   written first, then bytes are relayed both ways.
+//! - The relay passes half-close on (see `pipe`): no bytes in flight are lost.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keytools::{Destination, PrivateKeys};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::backend::{CoreError, Options, Session, StreamingCore};
+
+mod inbound;
+mod outbound;
+mod pipe;
+
+pub use pipe::PIPE_BUFFER;
 
 /// A `host:port` pair as the BOB client gave it (host may be a name or an IP literal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,17 +110,264 @@ pub enum StartError {
     Timeout,
 }
 
-// The data-path helper implements `RunningTunnel` here (and in inbound.rs, outbound.rs,
-// pipe.rs) with this API:
-//
-//   pub struct RunningTunnel { .. }
-//   impl RunningTunnel {
-//       pub async fn start(core: Arc<dyn StreamingCore>, spec: TunnelSpec, limits: TunnelLimits)
-//           -> Result<Self, StartError>;       // returns once the listener is bound and the session is up
-//       pub async fn stop(self);              // listener + session closed, live connections ended
-//       pub fn destination(&self) -> &Destination;
-//       pub fn session(&self) -> &Arc<dyn Session>;
-//       pub fn inbound_addr(&self) -> Option<SocketAddr>;   // the bound listener address
-//   }
-#[allow(dead_code)]
-fn _contract(_: Arc<dyn StreamingCore>, _: Arc<dyn Session>, _: Destination, _: SocketAddr) {}
+/// How long `stop` waits for the tunnel's tasks to end after cancelling them.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Most connections one side (inbound or outbound) of a tunnel serves at once. When
+/// all are busy the side stops accepting until one ends: new TCP connections wait in
+/// the kernel's backlog and new I2P streams in the session's, instead of the server
+/// running out of file descriptors.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Pause after a failed `accept` (for instance out of file descriptors) before trying
+/// again, so a persistent error does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Live counters of one running tunnel, shared with its connection tasks.
+///
+/// "In" and "out" are seen from the I2P side: `bytes_out` went from local applications
+/// into I2P streams, `bytes_in` came out of I2P streams to local applications.
+#[derive(Debug, Default)]
+pub struct TunnelStats {
+    /// connections accepted (inbound TCP connections and outbound I2P streams)
+    accepted: AtomicU64,
+    /// connections currently relaying or being set up
+    active: AtomicU64,
+    /// connections that ended with an error before or while relaying
+    failed: AtomicU64,
+    /// bytes relayed from I2P streams to local applications
+    bytes_in: Arc<AtomicU64>,
+    /// bytes relayed from local applications into I2P streams
+    bytes_out: Arc<AtomicU64>,
+}
+
+/// A copy of [`TunnelStats`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// connections accepted so far
+    pub accepted: u64,
+    /// connections open now
+    pub active: u64,
+    /// connections that failed
+    pub failed: u64,
+    /// bytes from I2P to local applications
+    pub bytes_in: u64,
+    /// bytes from local applications to I2P
+    pub bytes_out: u64,
+}
+
+impl TunnelStats {
+    /// Reads all counters (each one atomically; together only approximately).
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a new connection; the guard counts it as no longer active when dropped.
+    fn open_connection(self: &Arc<Self>) -> ActiveGuard {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(Arc::clone(self))
+    }
+
+    fn count_failure(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Keeps a connection counted as active while alive.
+struct ActiveGuard(Arc<TunnelStats>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What every connection task of one tunnel shares.
+#[derive(Debug, Clone)]
+struct Shared {
+    session: Arc<dyn Session>,
+    limits: TunnelLimits,
+    stats: Arc<TunnelStats>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// A started tunnel: the backend session, the inbound listener (if any) and the
+/// outbound acceptor (if any), with their connections.
+///
+/// Dropping a `RunningTunnel` without [`RunningTunnel::stop`] still cancels its tasks
+/// (connections end, the listener closes soon after), but does not wait for them.
+#[derive(Debug)]
+pub struct RunningTunnel {
+    nickname: String,
+    destination: Destination,
+    inbound_addr: Option<SocketAddr>,
+    shared: Shared,
+}
+
+impl RunningTunnel {
+    /// Starts a tunnel: binds the inbound listener (if `spec.inbound` is set), opens the
+    /// backend session, then starts accepting on both sides. Returns only once the
+    /// listener is bound and the session is up, so a connection made right after this
+    /// returns is served.
+    ///
+    /// The listener is bound first so that a busy port fails fast, before a possibly
+    /// slow session is built.
+    ///
+    /// # Errors
+    /// - [`StartError::UnknownHost`]: `inhost` does not resolve;
+    /// - [`StartError::Bind`]: no address of `inhost` could be bound (OS error text);
+    /// - [`StartError::Core`]: the backend refused the session;
+    /// - [`StartError::Timeout`]: the session took longer than `limits.session_timeout`.
+    pub async fn start(
+        core: Arc<dyn StreamingCore>,
+        spec: TunnelSpec,
+        limits: TunnelLimits,
+    ) -> Result<Self, StartError> {
+        let span = tracing::info_span!("tunnel", nick = %spec.nickname);
+        async move {
+            let listener = match &spec.inbound {
+                Some(endpoint) => Some(bind(endpoint).await?),
+                None => None,
+            };
+            let inbound_addr = match &listener {
+                Some(l) => Some(
+                    l.local_addr()
+                        .map_err(|e| StartError::Bind(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let session = tokio::time::timeout(
+                limits.session_timeout,
+                core.open_session(spec.keys.clone(), spec.options.clone()),
+            )
+            .await
+            .map_err(|_| StartError::Timeout)??;
+            let destination = session.destination().clone();
+
+            let shared = Shared {
+                session,
+                limits,
+                stats: Arc::default(),
+                cancel: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            };
+            if let Some(listener) = listener {
+                let shared2 = shared.clone();
+                shared
+                    .tracker
+                    .spawn(inbound::accept_loop(listener, shared2).in_current_span());
+            }
+            let outbound = spec.outbound.clone().map(|target| (target, spec.quiet));
+            shared
+                .tracker
+                .spawn(outbound::accept_loop(outbound, shared.clone()).in_current_span());
+            tracing::info!(
+                b32 = %destination.b32(),
+                inbound = ?inbound_addr,
+                outbound = ?spec.outbound,
+                quiet = spec.quiet,
+                "tunnel started"
+            );
+            Ok(Self {
+                nickname: spec.nickname,
+                destination,
+                inbound_addr,
+                shared,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Stops the tunnel: closes the listener, ends live connections, closes the session,
+    /// and waits (at most [`STOP_GRACE`]) for its tasks to finish. When this returns
+    /// the inbound port can be bound again (unless a task overran the grace period,
+    /// which is logged).
+    pub async fn stop(self) {
+        let span = tracing::info_span!("tunnel", nick = %self.nickname);
+        async {
+            self.shared.cancel.cancel();
+            self.shared.tracker.close();
+            self.shared.session.close().await;
+            if tokio::time::timeout(STOP_GRACE, self.shared.tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    tasks = self.shared.tracker.len(),
+                    "tunnel tasks still running after stop grace period"
+                );
+            }
+            tracing::info!(stats = ?self.shared.stats.snapshot(), "tunnel stopped");
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// The tunnel's public destination.
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
+    /// The backend session (for `lookup`/`ping` through this tunnel).
+    pub fn session(&self) -> &Arc<dyn Session> {
+        &self.shared.session
+    }
+
+    /// The address the inbound listener is bound to, if the tunnel has an inbound side.
+    pub fn inbound_addr(&self) -> Option<SocketAddr> {
+        self.inbound_addr
+    }
+
+    /// The tunnel's nickname.
+    pub fn nickname(&self) -> &str {
+        &self.nickname
+    }
+
+    /// Live counters of this tunnel.
+    pub fn stats(&self) -> &Arc<TunnelStats> {
+        &self.shared.stats
+    }
+}
+
+impl Drop for RunningTunnel {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+        self.shared.tracker.close();
+    }
+}
+
+/// Binds the inbound listener: the first address of `endpoint.host` that binds,
+/// IPv4 addresses before IPv6 ones.
+async fn bind(endpoint: &Endpoint) -> Result<TcpListener, StartError> {
+    let mut addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|_| StartError::UnknownHost(endpoint.host.clone()))?
+            .collect();
+    // IPv4 first, as Java does: `localhost` must mean 127.0.0.1, where applications
+    // written for BOB connect, even when the resolver lists ::1 first.
+    addrs.sort_by_key(|addr| !addr.is_ipv4());
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "cannot bind");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(match last_error {
+        Some(e) => StartError::Bind(e.to_string()),
+        None => StartError::UnknownHost(endpoint.host.clone()),
+    })
+}

@@ -1,0 +1,690 @@
+//! `local`: an in-process network, the default, zero-setup backend.
+//!
+//! **This backend reaches no I2P network.** Every session lives inside this server
+//! process: a started tunnel registers its destination here, and other tunnels of the
+//! *same* server can reach it by its base64 destination, its `.b32.i2p` address
+//! (any case) or a host name from the optional hosts file. Nothing outside the process
+//! can reach these destinations, and nothing outside can be reached from them. It exists
+//! so that the whole server (control protocol, tunnels, data path) runs and can be tested
+//! end to end without a router, the way a loopback transport does for other protocols.
+//!
+//! # Design
+//! - A [`LocalCore`] is a cheap handle (`Arc`) on one shared network: a map from
+//!   destination hash to the registered session's inbox, plus the host names.
+//! - A stream is a [`tokio::io::duplex`] pair with a bounded buffer
+//!   ([`STREAM_BUFFER`] bytes each way), so a slow reader holds back the writer:
+//!   back-pressure without extra code. Shutting down one half's write side is seen by
+//!   the other half as end of stream, after the bytes already written.
+//! - `connect` puts the acceptor's half into the target session's bounded inbox
+//!   ([`ACCEPT_BACKLOG`] entries), tagged with the connecting session's destination;
+//!   `accept` takes it out. The inbox receiver sits behind a `tokio` mutex so several
+//!   `accept` calls may wait at once; each one gets a different stream.
+//! - A registration is identified by a serial number, so closing (or dropping) a stale
+//!   session never unregisters a newer one that reused the destination.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use keytools::{Destination, PrivateKeys};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{BoxFuture, BoxStream, CoreError, Incoming, Options, Session, StreamingCore, Target};
+
+/// Bytes buffered in each direction of a local stream before the writer waits.
+pub const STREAM_BUFFER: usize = 64 * 1024;
+
+/// Streams a session's inbox holds before `connect` waits for an `accept`.
+pub const ACCEPT_BACKLOG: usize = 128;
+
+/// Longest hosts-file line accepted (a destination with a large certificate is well
+/// under 1 KiB of base64; the address-book `#!` metadata adds a few hundred bytes).
+pub const MAX_HOSTS_LINE: usize = 8192;
+
+/// Why a hosts file could not be used; `Display` is the text the operator sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostsFileError {
+    /// The file could not be read.
+    #[error("cannot read hosts file {path}: {reason}")]
+    Io {
+        /// the path as given
+        path: String,
+        /// the I/O error text
+        reason: String,
+    },
+    /// A line is not `name=base64destination`.
+    #[error("hosts file line {line}: {reason}")]
+    Line {
+        /// 1-based line number
+        line: usize,
+        /// what is wrong with it
+        reason: String,
+    },
+}
+
+/// Parses I2P `hosts.txt` text: one `name=base64destination` per line; blank lines and
+/// lines starting with `#` are skipped; address-book metadata after the destination
+/// (`#!key=value#…`) is ignored. Names are case-insensitive and stored lower-case; they
+/// must end with `.i2p`. When a name appears twice, the first entry wins (as in the I2P
+/// address book).
+///
+/// # Errors
+/// [`HostsFileError::Line`] naming the first bad line (1-based) and what is wrong.
+pub fn parse_hosts(text: &str) -> Result<HashMap<String, Destination>, HostsFileError> {
+    let mut hosts = HashMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let bad = |reason: String| HostsFileError::Line {
+            line: line_no,
+            reason,
+        };
+        if raw.len() > MAX_HOSTS_LINE {
+            return Err(bad(format!("line longer than {MAX_HOSTS_LINE} bytes")));
+        }
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, rest)) = line.split_once('=') else {
+            return Err(bad("expected name=destination".to_owned()));
+        };
+        let name = name.trim().to_ascii_lowercase();
+        // I2P base64 has no '#', so anything from the first '#' on is metadata.
+        let b64 = rest.split('#').next().unwrap_or_default().trim();
+        if name.is_empty() {
+            return Err(bad("empty host name".to_owned()));
+        }
+        if !name.ends_with(".i2p") || name.len() == ".i2p".len() {
+            return Err(bad(format!("host name {name:?} does not end with .i2p")));
+        }
+        if name.ends_with(".b32.i2p") {
+            return Err(bad(format!(
+                "host name {name:?} is a .b32.i2p address, not a name"
+            )));
+        }
+        if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad(format!("host name {name:?} contains whitespace")));
+        }
+        if b64.is_empty() {
+            return Err(bad(format!("no destination for {name}")));
+        }
+        let destination = Destination::from_base64(b64)
+            .map_err(|e| bad(format!("bad destination for {name}: {e}")))?;
+        hosts.entry(name).or_insert(destination);
+    }
+    Ok(hosts)
+}
+
+/// The in-process network backend (see the module docs: it reaches no I2P network).
+///
+/// Cloning gives another handle on the same network.
+#[derive(Clone, Default)]
+pub struct LocalCore {
+    network: Arc<Network>,
+}
+
+impl fmt::Debug for LocalCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalCore")
+            .field("sessions", &self.network.lock().len())
+            .field("hosts", &self.network.hosts.len())
+            .finish()
+    }
+}
+
+impl LocalCore {
+    /// An empty network with no host names.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A network whose name lookups know `hosts` (`name -> destination`; names are
+    /// matched without regard to case). A name resolves whether or not its
+    /// destination is running; connecting needs it to be running.
+    pub fn with_hosts(hosts: HashMap<String, Destination>) -> Self {
+        let hosts = hosts
+            .into_iter()
+            .map(|(name, dest)| (name.to_ascii_lowercase(), dest))
+            .collect();
+        Self {
+            network: Arc::new(Network {
+                sessions: Mutex::default(),
+                hosts,
+                next_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A network with the host names of an I2P `hosts.txt` file (see [`parse_hosts`]).
+    ///
+    /// # Errors
+    /// [`HostsFileError::Io`] if the file cannot be read, [`HostsFileError::Line`] for
+    /// the first malformed line.
+    pub fn load_hosts_file(path: impl AsRef<Path>) -> Result<Self, HostsFileError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| HostsFileError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::with_hosts(parse_hosts(&text)?))
+    }
+
+    /// How many sessions are currently registered (open).
+    pub fn session_count(&self) -> usize {
+        self.network.lock().len()
+    }
+}
+
+impl StreamingCore for LocalCore {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn open_session(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+    ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
+        // Options tune tunnels and LeaseSets on a router; nothing here uses them.
+        let _ = options;
+        Box::pin(async move {
+            let destination = keys.destination().clone();
+            let hash = destination.hash();
+            let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+            let id = self.network.next_id.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut sessions = self.network.lock();
+                if sessions.contains_key(&hash) {
+                    return Err(CoreError::DuplicateDestination);
+                }
+                sessions.insert(
+                    hash,
+                    Registered {
+                        id,
+                        destination: destination.clone(),
+                        b32: destination.b32(),
+                        inbox: tx,
+                    },
+                );
+            }
+            tracing::debug!(b32 = %destination.b32(), "local session registered");
+            let session: Arc<dyn Session> = Arc::new(LocalSession {
+                destination,
+                hash,
+                id,
+                network: Arc::clone(&self.network),
+                inbox: tokio::sync::Mutex::new(rx),
+                closed: CancellationToken::new(),
+            });
+            Ok(session)
+        })
+    }
+
+    fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>> {
+        let result = self.network.lookup(name);
+        Box::pin(async move { result })
+    }
+}
+
+/// The shared state of one local network.
+#[derive(Default)]
+struct Network {
+    /// open sessions by destination hash; a std mutex because no `.await` runs under it
+    sessions: Mutex<HashMap<[u8; 32], Registered>>,
+    /// host names (lower-case) -> destination; fixed at construction
+    hosts: HashMap<String, Destination>,
+    /// serial numbers for registrations
+    next_id: AtomicU64,
+}
+
+/// One open session as the network sees it.
+struct Registered {
+    /// which registration this is (see the module docs)
+    id: u64,
+    /// the session's destination, for b32 lookups and `Incoming::peer`
+    destination: Destination,
+    /// lower-case `.b32.i2p` address, for name lookups
+    b32: String,
+    /// where `connect` delivers new streams
+    inbox: mpsc::Sender<Incoming>,
+}
+
+impl Network {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Registered>> {
+        // The map stays consistent even if a holder panicked: every update is one
+        // insert or remove.
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Resolves a `.b32.i2p` address of an open session, a host name, or a base64
+    /// destination.
+    fn lookup(&self, name: &str) -> Result<Destination, CoreError> {
+        let name = name.trim();
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".b32.i2p") {
+            // A b32 address is a hash: only a running session can turn it back into
+            // a destination (a router would fetch its LeaseSet).
+            return self
+                .lock()
+                .values()
+                .find(|r| r.b32 == lower)
+                .map(|r| r.destination.clone())
+                .ok_or(CoreError::NotFound);
+        }
+        if lower.ends_with(".i2p") {
+            return self.hosts.get(&lower).cloned().ok_or(CoreError::NotFound);
+        }
+        Destination::from_base64(name).map_err(|_| CoreError::NotFound)
+    }
+
+    /// The inbox of the session registered for `destination`.
+    fn inbox_of(&self, destination: &Destination) -> Result<mpsc::Sender<Incoming>, CoreError> {
+        self.lock()
+            .get(&destination.hash())
+            .map(|r| r.inbox.clone())
+            .ok_or_else(|| unreachable(destination))
+    }
+
+    /// Removes registration `id` of `hash`, if it is still the current one.
+    fn unregister(&self, hash: &[u8; 32], id: u64) -> bool {
+        let mut sessions = self.lock();
+        if sessions.get(hash).is_some_and(|r| r.id == id) {
+            sessions.remove(hash);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn unreachable(destination: &Destination) -> CoreError {
+    CoreError::Unreachable(format!("{} is not running", destination.b32()))
+}
+
+/// A session on the local network.
+struct LocalSession {
+    /// this session's destination
+    destination: Destination,
+    /// its hash, the network's key
+    hash: [u8; 32],
+    /// which registration this session owns
+    id: u64,
+    /// the network it is registered in
+    network: Arc<Network>,
+    /// incoming streams; a tokio mutex so concurrent `accept`s queue up (held across
+    /// `.await` on purpose)
+    inbox: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+    /// cancelled by `close`: wakes every waiting `accept`
+    closed: CancellationToken,
+}
+
+impl fmt::Debug for LocalSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalSession")
+            .field("b32", &self.destination.b32())
+            .field("closed", &self.closed.is_cancelled())
+            .finish()
+    }
+}
+
+impl LocalSession {
+    /// Resolves what an application asked for to a destination.
+    fn resolve(&self, target: Target) -> Result<Destination, CoreError> {
+        match target {
+            Target::Destination(dest) => Ok(dest),
+            Target::Name(name) => self.network.lookup(&name),
+        }
+    }
+}
+
+impl Session for LocalSession {
+    fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
+    fn connect(&self, target: Target) -> BoxFuture<'_, Result<BoxStream, CoreError>> {
+        Box::pin(async move {
+            if self.closed.is_cancelled() {
+                return Err(CoreError::Closed);
+            }
+            let remote = self.resolve(target)?;
+            let inbox = self.network.inbox_of(&remote)?;
+            let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
+            let incoming = Incoming {
+                stream: Box::new(theirs),
+                peer: self.destination.clone(),
+            };
+            // Waits while the acceptor's backlog is full (the caller bounds the wait);
+            // fails if the acceptor closed in the meantime.
+            tokio::select! {
+                sent = inbox.send(incoming) => sent.map_err(|_| unreachable(&remote))?,
+                () = self.closed.cancelled() => return Err(CoreError::Closed),
+            }
+            Ok(Box::new(ours) as BoxStream)
+        })
+    }
+
+    fn accept(&self) -> BoxFuture<'_, Result<Incoming, CoreError>> {
+        Box::pin(async move {
+            let mut inbox = tokio::select! {
+                guard = self.inbox.lock() => guard,
+                () = self.closed.cancelled() => return Err(CoreError::Closed),
+            };
+            tokio::select! {
+                // `biased`: once closed, never hand out a stream that raced with close.
+                biased;
+                () = self.closed.cancelled() => Err(CoreError::Closed),
+                next = inbox.recv() => next.ok_or(CoreError::Closed),
+            }
+        })
+    }
+
+    fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>> {
+        let result = self.network.lookup(name);
+        Box::pin(async move { result })
+    }
+
+    fn ping(&self, target: Target) -> BoxFuture<'_, Result<Duration, CoreError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let remote = self.resolve(target)?;
+            self.network.inbox_of(&remote)?;
+            Ok(started.elapsed())
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.closed.cancel();
+            if self.network.unregister(&self.hash, self.id) {
+                tracing::debug!(b32 = %self.destination.b32(), "local session closed");
+            }
+            // Refuse streams that were queued but never accepted: their connectors see
+            // end of stream instead of waiting forever. Waiting `accept`s have seen the
+            // cancellation and released the lock.
+            let mut inbox = self.inbox.lock().await;
+            inbox.close();
+            while inbox.try_recv().is_ok() {}
+        })
+    }
+}
+
+impl Drop for LocalSession {
+    fn drop(&mut self) {
+        // A session dropped without `close` must not keep its destination taken.
+        self.network.unregister(&self.hash, self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keytools::{CryptoType, SigType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn keys() -> PrivateKeys {
+        PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).expect("key generation")
+    }
+
+    async fn open(core: &LocalCore, keys: &PrivateKeys) -> Arc<dyn Session> {
+        core.open_session(keys.clone(), Vec::new())
+            .await
+            .expect("open session")
+    }
+
+    #[tokio::test]
+    async fn duplicate_destination_is_refused_until_closed() {
+        let core = LocalCore::new();
+        let k = keys();
+        let first = open(&core, &k).await;
+        let second = core.open_session(k.clone(), Vec::new()).await;
+        assert_eq!(second.unwrap_err(), CoreError::DuplicateDestination);
+        first.close().await;
+        assert_eq!(core.session_count(), 0);
+        let again = open(&core, &k).await;
+        assert_eq!(again.destination(), k.destination());
+        // Closing the stale session again must not unregister the new one.
+        first.close().await;
+        assert_eq!(core.session_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn dropped_session_frees_its_destination() {
+        let core = LocalCore::new();
+        let k = keys();
+        drop(open(&core, &k).await);
+        assert_eq!(core.session_count(), 0);
+        open(&core, &k).await;
+    }
+
+    #[tokio::test]
+    async fn close_ends_pending_and_later_accepts() {
+        let core = LocalCore::new();
+        let session = open(&core, &keys()).await;
+        let waiting = {
+            let session = Arc::clone(&session);
+            tokio::spawn(async move { session.accept().await.map(|_| ()) })
+        };
+        let waiting2 = {
+            let session = Arc::clone(&session);
+            tokio::spawn(async move { session.accept().await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        session.close().await;
+        assert_eq!(waiting.await.unwrap(), Err(CoreError::Closed));
+        assert_eq!(waiting2.await.unwrap(), Err(CoreError::Closed));
+        assert_eq!(session.accept().await.unwrap_err(), CoreError::Closed);
+        let target = Target::Destination(session.destination().clone());
+        assert_eq!(
+            session.connect(target).await.unwrap_err(),
+            CoreError::Closed
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_accept_carries_bytes_and_peer() {
+        let core = LocalCore::new();
+        let (ka, kb) = (keys(), keys());
+        let a = open(&core, &ka).await;
+        let b = open(&core, &kb).await;
+        let mut out = a
+            .connect(Target::Destination(kb.destination().clone()))
+            .await
+            .unwrap();
+        let Incoming { mut stream, peer } = b.accept().await.unwrap();
+        assert_eq!(&peer, ka.destination());
+        out.write_all(b"ping").await.unwrap();
+        out.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        stream.write_all(b"pong").await.unwrap();
+        drop(stream);
+        got.clear();
+        out.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"pong");
+    }
+
+    #[tokio::test]
+    async fn concurrent_accepts_get_different_streams() {
+        let core = LocalCore::new();
+        let (ka, kb) = (keys(), keys());
+        let a = open(&core, &ka).await;
+        let b = open(&core, &kb).await;
+        let accepts: Vec<_> = (0..3)
+            .map(|_| {
+                let b = Arc::clone(&b);
+                tokio::spawn(async move {
+                    let mut incoming = b.accept().await.unwrap();
+                    let mut tag = [0u8; 1];
+                    incoming.stream.read_exact(&mut tag).await.unwrap();
+                    tag[0]
+                })
+            })
+            .collect();
+        let mut streams = Vec::new();
+        for tag in 0..3u8 {
+            let target = Target::Name(kb.destination().b32().to_uppercase());
+            let mut s = a.connect(target).await.unwrap();
+            s.write_all(&[tag]).await.unwrap();
+            streams.push(s);
+        }
+        let mut tags = Vec::new();
+        for accept in accepts {
+            tags.push(accept.await.unwrap());
+        }
+        tags.sort_unstable();
+        assert_eq!(tags, [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn unreachable_and_unknown_targets() {
+        let (kn, ks) = (keys(), keys());
+        let mut hosts = HashMap::new();
+        hosts.insert("Offline.I2P".to_owned(), kn.destination().clone());
+        let core = LocalCore::with_hosts(hosts);
+        let session = open(&core, &ks).await;
+        let offline = Target::Destination(kn.destination().clone());
+        assert!(matches!(
+            session.connect(offline.clone()).await,
+            Err(CoreError::Unreachable(_))
+        ));
+        assert!(matches!(
+            session.connect(Target::Name("offline.i2p".into())).await,
+            Err(CoreError::Unreachable(_))
+        ));
+        assert_eq!(
+            session
+                .connect(Target::Name("nobody.i2p".into()))
+                .await
+                .unwrap_err(),
+            CoreError::NotFound
+        );
+        assert_eq!(
+            session
+                .connect(Target::Name(kn.destination().b32()))
+                .await
+                .unwrap_err(),
+            CoreError::NotFound
+        );
+        assert!(matches!(
+            session.ping(offline).await,
+            Err(CoreError::Unreachable(_))
+        ));
+        let own = Target::Destination(ks.destination().clone());
+        assert!(session.ping(own).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn lookup_b32_base64_and_hosts() {
+        let (kh, ks) = (keys(), keys());
+        let mut hosts = HashMap::new();
+        hosts.insert("named.i2p".to_owned(), kh.destination().clone());
+        let core = LocalCore::with_hosts(hosts);
+        let dest = ks.destination().clone();
+        // b32 resolves only while the session is open
+        assert_eq!(core.lookup(&dest.b32()).await, Err(CoreError::NotFound));
+        let session = open(&core, &ks).await;
+        assert_eq!(core.lookup(&dest.b32()).await.unwrap(), dest);
+        assert_eq!(
+            session.lookup(&dest.b32().to_uppercase()).await.unwrap(),
+            dest
+        );
+        assert_eq!(core.lookup(&dest.to_base64()).await.unwrap(), dest);
+        assert_eq!(core.lookup("NAMED.i2p").await.unwrap(), *kh.destination());
+        assert_eq!(core.lookup("other.i2p").await, Err(CoreError::NotFound));
+        assert_eq!(core.lookup("not base64 !").await, Err(CoreError::NotFound));
+        session.close().await;
+        assert_eq!(core.lookup(&dest.b32()).await, Err(CoreError::NotFound));
+    }
+
+    #[test]
+    fn hosts_file_parses_comments_metadata_and_case() {
+        let (k1, k2) = (keys(), keys());
+        let (d1, d2) = (k1.destination(), k2.destination());
+        let text = format!(
+            "# comment\n\n  One.i2p={}  \ntwo.i2p={}#!date=1#sig=abc\r\none.i2p={}\n",
+            d1.to_base64(),
+            d2.to_base64(),
+            d2.to_base64()
+        );
+        let hosts = parse_hosts(&text).unwrap();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(&hosts["one.i2p"], d1, "first entry wins");
+        assert_eq!(&hosts["two.i2p"], d2);
+    }
+
+    #[test]
+    fn hosts_file_errors_name_the_line() {
+        let d = keys().destination().to_base64();
+        let cases = [
+            (
+                format!("# c\nok.i2p={d}\nnoequals\n"),
+                3,
+                "expected name=destination",
+            ),
+            (format!("\n=x{d}\n"), 2, "empty host name"),
+            (format!("example.com={d}\n"), 1, "does not end with .i2p"),
+            ("bad.i2p=\n".to_owned(), 1, "no destination"),
+            (
+                "\n\n\n\nbad.i2p=AAAA\n".to_owned(),
+                5,
+                "bad destination for bad.i2p",
+            ),
+            (
+                "bad.i2p=not*base64\n".to_owned(),
+                1,
+                "bad destination for bad.i2p",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let err = parse_hosts(&text).unwrap_err();
+            let HostsFileError::Line {
+                line: got,
+                ref reason,
+            } = err
+            else {
+                panic!("expected a line error, got {err:?}");
+            };
+            assert_eq!(got, line, "{text:?}: {err}");
+            assert!(reason.contains(needle), "{reason:?} lacks {needle:?}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("hosts file line {line}: "))
+            );
+        }
+    }
+
+    #[test]
+    fn hosts_file_io_error_names_the_path() {
+        let err = LocalCore::load_hosts_file("/nonexistent/dir/hosts.txt").unwrap_err();
+        assert!(matches!(err, HostsFileError::Io { .. }));
+        assert!(err.to_string().contains("/nonexistent/dir/hosts.txt"));
+    }
+
+    #[test]
+    fn hosts_file_loads_from_disk() {
+        let k = keys();
+        let path = std::env::temp_dir().join(format!(
+            "bob-local-hosts-{}-{}.txt",
+            std::process::id(),
+            line!()
+        ));
+        std::fs::write(&path, format!("site.i2p={}\n", k.destination().to_base64())).unwrap();
+        let core = LocalCore::load_hosts_file(&path);
+        std::fs::remove_file(&path).unwrap();
+        let core = core.unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            rt.block_on(core.lookup("site.i2p")).unwrap(),
+            *k.destination()
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The inbound (client) side: applications connect to `inhost:inport`, name a
+//! destination on the first line, and are relayed to it.
+//!
+//! # Format
+//! ```text
+//! app -> tunnel:  <base64 destination | xxx.b32.i2p | name.i2p>\n   (a \r anywhere is dropped)
+//!                 <application data ...>                           (may follow in the same write)
+//! tunnel -> app:  ERROR <reason>\n                                 (only on failure, then close)
+//! ```
+//! The line is bounded by `TunnelLimits::max_first_line` and must arrive within
+//! `TunnelLimits::first_line_timeout`. Bytes that arrive after the line in the same read
+//! are written to the I2P stream before anything else, so nothing the application sent
+//! early is lost. End of stream before a `\n` ends the line too.
+//!
+//! Failure replies (Java BOB reports errors here too; i2pd closes silently):
+//! `Can't find destination: <name>`, `bad destination: <why>`, `line too long`,
+//! `timeout waiting for destination line`, `empty destination line`, or the backend's
+//! error text (for instance `Can't reach peer: …`).
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::outbound::finish;
+use super::pipe::pipe;
+use super::{ACCEPT_BACKOFF, MAX_CONNECTIONS, Shared};
+use crate::backend::{CoreError, Target};
+
+/// Serial numbers for inbound connections, for log spans.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// After an `ERROR` reply, how long the tunnel keeps reading (and discarding) what the
+/// application still sends before closing. Closing a socket with unread input makes
+/// the kernel send a reset, which can destroy the `ERROR` line before the application
+/// reads it; reading to end of stream first avoids that.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// How many bytes the linger phase discards at most.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Accepts TCP connections until the tunnel stops; each one is served by its own task.
+pub(super) async fn accept_loop(listener: TcpListener, shared: Shared) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        // A slot is taken before accepting (mini-redis style): at the limit, new
+        // connections wait in the kernel backlog.
+        let slot = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((socket, from)) => {
+                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                let span = tracing::debug_span!("in", conn = id, %from);
+                let task = serve(socket, shared.clone());
+                shared.tracker.spawn(
+                    async move {
+                        task.await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a TCP connection failed");
+                tokio::select! {
+                    () = shared.cancel.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+    }
+    // The listener is dropped here: the port is free once this task has ended.
+    tracing::debug!("inbound accept loop ended");
+}
+
+/// One application connection, from the first line to the end of the relay.
+async fn serve(socket: TcpStream, shared: Shared) {
+    let _active = shared.stats.open_connection();
+    tokio::select! {
+        () = shared.cancel.cancelled() => tracing::debug!("connection ended by stop"),
+        () = relay(socket, &shared) => {}
+    }
+}
+
+async fn relay(mut socket: TcpStream, shared: &Shared) {
+    let _ = socket.set_nodelay(true);
+    let limits = &shared.limits;
+    let read = read_first_line(&mut socket, limits.max_first_line);
+    let (line, early) = match tokio::time::timeout(limits.first_line_timeout, read).await {
+        Ok(Ok(Some(found))) => found,
+        Ok(Ok(None)) => {
+            shared.stats.count_failure();
+            tracing::debug!("application closed before sending a destination");
+            return;
+        }
+        Ok(Err(LineError::TooLong)) => return reject(socket, shared, "line too long").await,
+        Ok(Err(LineError::Io(e))) => {
+            shared.stats.count_failure();
+            tracing::debug!(error = %e, "reading the destination line failed");
+            return;
+        }
+        Err(_) => return reject(socket, shared, "timeout waiting for destination line").await,
+    };
+    let target = match parse_target(&line) {
+        Ok(target) => target,
+        Err(reason) => return reject(socket, shared, &reason).await,
+    };
+    let connect = shared.session.connect(target);
+    let mut stream = match tokio::time::timeout(limits.connect_timeout, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(CoreError::NotFound)) => {
+            let reason = format!("Can't find destination: {line}");
+            return reject(socket, shared, &reason).await;
+        }
+        Ok(Err(e)) => return reject(socket, shared, &e.to_string()).await,
+        Err(_) => return reject(socket, shared, &CoreError::Timeout.to_string()).await,
+    };
+    tracing::debug!(early = early.len(), "connected");
+    if !early.is_empty() {
+        let sent = async {
+            stream.write_all(&early).await?;
+            stream.flush().await
+        };
+        if let Err(e) = sent.await {
+            shared.stats.count_failure();
+            tracing::debug!(error = %e, "forwarding early bytes failed");
+            return;
+        }
+        shared
+            .stats
+            .bytes_out
+            .fetch_add(early.len() as u64, Ordering::Relaxed);
+    }
+    let end = pipe(
+        socket,
+        stream,
+        shared.stats.bytes_out.clone(),
+        shared.stats.bytes_in.clone(),
+        &shared.cancel,
+    )
+    .await;
+    finish(shared, end);
+}
+
+/// Why the first line could not be read.
+#[derive(Debug)]
+enum LineError {
+    TooLong,
+    Io(io::Error),
+}
+
+/// Reads the destination line: up to `\n` or end of stream, at most `max` bytes after
+/// `\r`s are dropped. Returns the line (trimmed of spaces and tabs) and the bytes that
+/// followed it, or `None` if the stream ended before any byte.
+async fn read_first_line(
+    socket: &mut TcpStream,
+    max: usize,
+) -> Result<Option<(String, BytesMut)>, LineError> {
+    // The raw line may hold a few `\r`s more than `max`; this bounds the buffer.
+    let raw_limit = max.saturating_add(2);
+    let mut buf = BytesMut::with_capacity(raw_limit.min(4096) + 1);
+    let mut scanned = 0;
+    loop {
+        if let Some(at) = buf[scanned..].iter().position(|&b| b == b'\n') {
+            let mut raw = buf.split_to(scanned + at + 1);
+            raw.truncate(scanned + at);
+            return finish_line(&raw, max).map(|line| Some((line, buf)));
+        }
+        scanned = buf.len();
+        if buf.len() > raw_limit {
+            return Err(LineError::TooLong);
+        }
+        // Never read more than one byte past the limit: bounded memory, and the
+        // connection is rejected as soon as the line is certain to be too long.
+        let room = (raw_limit.saturating_add(1) - buf.len()) as u64;
+        buf.reserve(room.min(8192) as usize);
+        let n = (&mut *socket)
+            .take(room)
+            .read_buf(&mut buf)
+            .await
+            .map_err(LineError::Io)?;
+        if n == 0 {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let line = finish_line(&buf, max)?;
+            return Ok(Some((line, BytesMut::new())));
+        }
+    }
+}
+
+/// Drops `\r`s, checks the length, trims spaces and tabs.
+fn finish_line(raw: &[u8], max: usize) -> Result<String, LineError> {
+    let bytes: Vec<u8> = raw.iter().copied().filter(|&b| b != b'\r').collect();
+    if bytes.len() > max {
+        return Err(LineError::TooLong);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text.trim_matches([' ', '\t']).to_owned())
+}
+
+/// Turns the line into a connect target, or the reason it is not one.
+fn parse_target(line: &str) -> Result<Target, String> {
+    if line.is_empty() {
+        return Err("empty destination line".to_owned());
+    }
+    let lower = line.to_ascii_lowercase();
+    if lower.ends_with(".i2p") {
+        return Ok(Target::Name(lower));
+    }
+    // Java BOB semantics: the base64 must start with a well-formed destination.
+    keytools::verify_bob(line)
+        .map(Target::Destination)
+        .map_err(|e| format!("bad destination: {e}"))
+}
+
+/// Sends `ERROR <reason>\n`, then closes without provoking a reset (see [`LINGER_TIME`]).
+async fn reject(mut socket: TcpStream, shared: &Shared, reason: &str) {
+    shared.stats.count_failure();
+    tracing::debug!(reason, "rejecting connection");
+    let linger = async {
+        socket
+            .write_all(format!("ERROR {reason}\n").as_bytes())
+            .await?;
+        socket.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            match socket.read(&mut sink).await? {
+                0 => break,
+                n => discarded += n,
+            }
+        }
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, linger).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_cleanup() {
+        assert_eq!(finish_line(b"ab\rc\r", 10).unwrap(), "abc");
+        assert_eq!(finish_line(b" \tfoo.i2p \t", 20).unwrap(), "foo.i2p");
+        assert!(matches!(finish_line(b"abcdef", 5), Err(LineError::TooLong)));
+        assert_eq!(finish_line(b"abcde\r", 5).unwrap(), "abcde");
+    }
+
+    #[test]
+    fn names_are_lower_cased_targets() {
+        assert_eq!(
+            parse_target("Example.I2P"),
+            Ok(Target::Name("example.i2p".to_owned()))
+        );
+        assert_eq!(
+            parse_target("AAAA.b32.i2p"),
+            Ok(Target::Name("aaaa.b32.i2p".to_owned()))
+        );
+        assert_eq!(parse_target(""), Err("empty destination line".to_owned()));
+    }
+}

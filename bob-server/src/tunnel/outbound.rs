@@ -1,0 +1,145 @@
+//! The outbound (server) side: I2P streams accepted by the session are connected to
+//! `outhost:outport`.
+//!
+//! One task waits on `Session::accept` and hands every stream to its own task, so a
+//! slow TCP connect never holds up the next stream. A tunnel without an outbound side
+//! still runs this loop, refusing (closing) every incoming stream at once, so that a
+//! peer learns immediately that nobody listens instead of waiting on a stream that is
+//! never read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::pipe::{PipeEnd, pipe};
+use super::{ACCEPT_BACKOFF, Endpoint, MAX_CONNECTIONS, Shared};
+use crate::backend::{CoreError, Incoming};
+
+/// Serial numbers for outbound connections, for log spans.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts streams until the session closes or the tunnel stops. `target` is the
+/// `outhost:outport` endpoint and the `quiet` flag, or `None` to refuse streams.
+pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        // At the limit, new streams wait in the session's backlog.
+        let slot = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            accepted = shared.session.accept() => accepted,
+        };
+        match accepted {
+            Ok(incoming) => {
+                let Some((endpoint, quiet)) = &target else {
+                    tracing::debug!("refusing incoming stream: tunnel has no outbound side");
+                    drop(incoming);
+                    continue;
+                };
+                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                let span = tracing::debug_span!("out", conn = id);
+                let task = serve(incoming, endpoint.clone(), *quiet, shared.clone());
+                shared.tracker.spawn(
+                    async move {
+                        task.await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(CoreError::Closed) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting an I2P stream failed");
+                tokio::select! {
+                    () = shared.cancel.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+    }
+    tracing::debug!("outbound accept loop ended");
+}
+
+/// One incoming stream: connect, write the peer line unless quiet, relay.
+async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shared) {
+    let _active = shared.stats.open_connection();
+    let Incoming { mut stream, peer } = incoming;
+    tracing::debug!(peer = %peer.b32(), "incoming stream");
+    let connect = tokio::time::timeout(
+        shared.limits.connect_timeout,
+        TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+    );
+    let connected = tokio::select! {
+        () = shared.cancel.cancelled() => return,
+        connected = connect => connected,
+    };
+    let mut socket = match connected {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(e)) => {
+            shared.stats.count_failure();
+            tracing::warn!(
+                outhost = %endpoint.host, outport = endpoint.port, error = %e,
+                "cannot connect to outhost:outport; closing the I2P stream"
+            );
+            let _ = stream.shutdown().await;
+            return;
+        }
+        Err(_) => {
+            shared.stats.count_failure();
+            tracing::warn!(
+                outhost = %endpoint.host, outport = endpoint.port,
+                "connect to outhost:outport timed out; closing the I2P stream"
+            );
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    // Relayed bytes are small and interactive as often as bulk; do not delay them.
+    let _ = socket.set_nodelay(true);
+    if !quiet {
+        // The peer line goes out in its own write, before any data from the stream.
+        let line = format!("{}\n", peer.to_base64());
+        let written = async {
+            socket.write_all(line.as_bytes()).await?;
+            socket.flush().await
+        };
+        let written = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            written = written => written,
+        };
+        if let Err(e) = written {
+            shared.stats.count_failure();
+            tracing::debug!(error = %e, "writing the peer line failed");
+            return;
+        }
+    }
+    let end = pipe(
+        socket,
+        stream,
+        shared.stats.bytes_out.clone(),
+        shared.stats.bytes_in.clone(),
+        &shared.cancel,
+    )
+    .await;
+    finish(&shared, end);
+}
+
+/// Logs and counts how a relay ended.
+pub(super) fn finish(shared: &Shared, end: PipeEnd) {
+    match end {
+        PipeEnd::Finished => tracing::debug!("connection finished"),
+        PipeEnd::Cancelled => tracing::debug!("connection ended by stop"),
+        PipeEnd::Failed(e) => {
+            shared.stats.count_failure();
+            tracing::debug!(error = %e, "connection failed");
+        }
+    }
+}
