@@ -12,6 +12,7 @@
 //! run. One router serves the whole binary; the scenarios run in sequence in one test
 //! so that the ~20 s `SESSION CREATE`s of i2pd 2.45 happen in parallel where possible.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -19,8 +20,10 @@ use std::time::Duration;
 
 use bob_server::backend::sam::{SamConfig, SamCore};
 use bob_server::backend::{CoreError, Options, Session, StreamingCore, Target};
+use bob_server::tunnel::{Endpoint, RunningTunnel, TunnelLimits, TunnelSpec};
 use keytools::{CryptoType, Destination, PrivateKeys, SigType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -146,6 +149,74 @@ async fn echo_roundtrip(
     Ok(())
 }
 
+/// The application behind a server tunnel: reads the peer line, then echoes.
+async fn echo_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let mut line = String::new();
+                if r.read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let _ = tx.send(line);
+                let _ = tokio::io::copy_buf(&mut r, &mut w).await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Through a client tunnel's listener to `target`: `data` out, the same bytes back.
+///
+/// # Errors
+/// What failed (the tunnel closed the connection, timeout), for retry loops.
+async fn try_tunnel_round_trip(
+    inbound: SocketAddr,
+    target: &Destination,
+    data: &[u8],
+) -> Result<(), String> {
+    let sock = TcpStream::connect(inbound)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut r, mut w) = sock.into_split();
+    let mut out = format!("{}\n", target.to_base64()).into_bytes();
+    out.extend_from_slice(data);
+    let writer = tokio::spawn(async move { w.write_all(&out).await.map(|()| w) });
+    let mut back = vec![0u8; data.len()];
+    tokio::time::timeout(ROUTER_LIMIT, r.read_exact(&mut back))
+        .await
+        .map_err(|_| "echo through the tunnels timed out".to_owned())?
+        .map_err(|e| format!("echo through the tunnels: {e}"))?;
+    let _w = writer.await.unwrap().map_err(|e| e.to_string())?;
+    if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
+        panic!("tunnel echo differs at byte {i} of {}", data.len());
+    }
+    Ok(())
+}
+
+async fn tunnel_round_trip(inbound: SocketAddr, target: &Destination, data: &[u8]) {
+    if let Err(e) = try_tunnel_round_trip(inbound, target, data).await {
+        panic!("{e}");
+    }
+}
+
+fn tunnel_spec(nick: &str, keys: &PrivateKeys, options: &Options) -> TunnelSpec {
+    TunnelSpec {
+        nickname: nick.to_owned(),
+        keys: keys.clone(),
+        options: options.clone(),
+        inbound: None,
+        outbound: None,
+        quiet: false,
+    }
+}
+
 async fn open_pair(
     core: &SamCore,
     a: &PrivateKeys,
@@ -165,14 +236,40 @@ async fn sam_backend_against_i2pd() {
     let mut cfg = SamConfig::new(env.sam.clone());
     cfg.default_options = env.options.clone();
     cfg.session_timeout = ROUTER_LIMIT;
-    let core = SamCore::new(cfg);
+    let core = Arc::new(SamCore::new(cfg));
     core.probe().await.expect("SAM bridge answers HELLO");
 
     // 1. two sessions created in parallel
     let (ka, kb) = (keys(), keys());
     let t = Instant::now();
-    let (sa, sb) = open_pair(&core, &ka, &kb).await;
+    // ... together with a server tunnel and a client tunnel of the data path (the
+    // registry hands tunnels their options; here the i2pd ones, like BOB `option`s)
+    let dyn_core: Arc<dyn StreamingCore> = core.clone();
+    let (app, mut app_lines) = echo_app().await;
+    let (ks, kc) = (keys(), keys());
+    let limits = TunnelLimits {
+        session_timeout: ROUTER_LIMIT,
+        connect_timeout: ROUTER_LIMIT,
+        ..TunnelLimits::default()
+    };
+    let mut srv_spec = tunnel_spec("srv", &ks, &env.options);
+    srv_spec.outbound = Some(Endpoint {
+        host: "127.0.0.1".into(),
+        port: app.port(),
+    });
+    let mut cli_spec = tunnel_spec("cli", &kc, &env.options);
+    cli_spec.inbound = Some(Endpoint {
+        host: "127.0.0.1".into(),
+        port: 0,
+    });
+    let ((sa, sb), srv, cli) = tokio::join!(
+        open_pair(&core, &ka, &kb),
+        RunningTunnel::start(Arc::clone(&dyn_core), srv_spec.clone(), limits.clone()),
+        RunningTunnel::start(Arc::clone(&dyn_core), cli_spec, limits.clone()),
+    );
     let create = t.elapsed();
+    let (mut srv, cli) = (srv.expect("server tunnel"), cli.expect("client tunnel"));
+    let inbound = cli.inbound_addr().expect("client tunnel listens");
     assert_eq!(sa.destination(), ka.destination());
     assert_eq!(sb.destination(), kb.destination());
     let (echo_b, mut peers_b) = echo_server(Arc::clone(&sb));
@@ -204,6 +301,14 @@ async fn sam_backend_against_i2pd() {
     assert!(back == data, "reply after half-close differs");
     drop((r, w));
     assert_eq!(peers_b.recv().await.as_ref(), Some(ka.destination()));
+
+    // 2c. the data path over i2pd: client tunnel -> server tunnel -> application, 1 MiB;
+    //     the application first gets the client tunnel's destination (not quiet)
+    let t = Instant::now();
+    tunnel_round_trip(inbound, &srv.destination().clone(), &pattern(1 << 20, 5)).await;
+    let tunnel_first = t.elapsed();
+    let line = app_lines.recv().await.expect("peer line");
+    assert_eq!(line, format!("{}\n", kc.destination().to_base64()));
 
     // 3. names: B's b32 resolves through the core and through a session; connect by b32
     let b32 = kb.destination().b32();
@@ -238,6 +343,17 @@ async fn sam_backend_against_i2pd() {
     .await
     .expect("echo after reopen");
     assert_eq!(peers_b.recv().await.as_ref(), Some(ka.destination()));
+
+    // 4b. stop + start of the server tunnel: reused session, data flows again
+    srv.stop().await;
+    let t = Instant::now();
+    srv = RunningTunnel::start(Arc::clone(&dyn_core), srv_spec.clone(), limits.clone())
+        .await
+        .expect("server tunnel restarts");
+    let tunnel_restart = t.elapsed();
+    tunnel_round_trip(inbound, &ks.destination().clone(), b"tunnel after restart").await;
+    let line = app_lines.recv().await.expect("peer line");
+    assert_eq!(line, format!("{}\n", kc.destination().to_base64()));
 
     // 5. the router dies and comes back on the same ports and datadir
     let stop = Command::new(script("stop-i2pd.sh"))
@@ -282,14 +398,27 @@ async fn sam_backend_against_i2pd() {
         }
     }
     let recovery = t.elapsed();
+    // the running tunnels recovered too: no restart of anything but the router
+    let deadline = Instant::now() + ROUTER_LIMIT;
+    let target = ks.destination().clone();
+    while let Err(e) = try_tunnel_round_trip(inbound, &target, b"tunnels after restart").await {
+        assert!(Instant::now() < deadline, "tunnels did not recover: {e}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    while let Ok(line) = app_lines.try_recv() {
+        assert_eq!(line, format!("{}\n", kc.destination().to_base64()));
+    }
     assert_eq!(peers_b.recv().await.as_ref(), Some(ka.destination()));
 
+    srv.stop().await;
+    cli.stop().await;
     sa.close().await;
     sb.close().await;
     echo_b.await.unwrap();
     eprintln!(
         "i2pd timings: 2 sessions in parallel {create:.1?}, first 1 MiB echo {first_stream:.1?}, \
-         reopen within grace {reopen:.2?}, recovery after restart {recovery:.1?} \
+         reopen within grace {reopen:.2?}, tunnels: first 1 MiB {tunnel_first:.1?}, \
+         stop+start {tunnel_restart:.2?}; recovery after restart {recovery:.1?} \
          (last error before it: {last:?}), total {:.1?}",
         t0.elapsed()
     );
