@@ -5,7 +5,8 @@
 # Real-router tests: when i2pd is missing and we run as root, it is installed with
 # apt-get (Debian's i2pd 2.45). One i2pd is started offline on free loopback ports for
 # the whole run (scripts/start-i2pd-offline.sh) and stopped at exit; the tests find it
-# through BOB_TEST_SAM, BOB_TEST_SAM_OPTS, BOB_TEST_I2PD_DIR and BOB_TEST_I2PD_PORTS.
+# through BOB_TEST_SAM, BOB_TEST_SAM_OPTS, BOB_TEST_I2PD_DIR, BOB_TEST_I2PD_PORTS
+# ("SAM BOB NTCP2 HTTP") and BOB_TEST_I2PD_BOB (i2pd's own BOB server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +66,8 @@ if command -v i2pd >/dev/null 2>&1; then
     export BOB_TEST_SAM_OPTS="inbound.length=0 outbound.length=0 inbound.quantity=1 outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0"
     export BOB_TEST_I2PD_DIR="$I2PD_DIR"
     export BOB_TEST_I2PD_PORTS="${PORTS[*]}"
+    # i2pd's own BOB server, as a behaviour reference for tests that want one
+    export BOB_TEST_I2PD_BOB="127.0.0.1:${PORTS[1]}"
 elif [ "$CI" = true ]; then
     echo "ERROR: CI=true and i2pd is not installed (and could not be: need root + apt-get)" >&2
     exit 1
