@@ -1,8 +1,79 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need, then runs them.
 # Usage: scripts/test.sh            (CI=true makes every missing dependency a failure)
+#
+# Real-router tests: when i2pd is missing and we run as root, it is installed with
+# apt-get (Debian's i2pd 2.45). One i2pd is started offline on free loopback ports for
+# the whole run (scripts/start-i2pd-offline.sh) and stopped at exit; the tests find it
+# through BOB_TEST_SAM, BOB_TEST_SAM_OPTS, BOB_TEST_I2PD_DIR, BOB_TEST_I2PD_PORTS
+# ("SAM BOB NTCP2 HTTP") and BOB_TEST_I2PD_BOB (i2pd's own BOB server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+CI=${CI:-false}
+
+if ! command -v i2pd >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing i2pd (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq i2pd
+    fi
+fi
+
+# Picks N distinct ports in 20000-31999 (below the usual ephemeral range) that nothing
+# listens on; sets PORTS.
+pick_ports() {
+    PORTS=()
+    local p tries=0
+    while [ "${#PORTS[@]}" -lt "$1" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 1000 ] || { echo "no free ports found" >&2; return 1; }
+        p=$((20000 + RANDOM % 12000))
+        case " ${PORTS[*]:-} " in *" $p "*) continue ;; esac
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            continue
+        fi
+        PORTS+=("$p")
+    done
+}
+
+I2PD_DIR=
+cleanup() {
+    if [ -n "$I2PD_DIR" ]; then
+        scripts/stop-i2pd.sh "$I2PD_DIR" || true
+        rm -rf "$I2PD_DIR"
+    fi
+}
+trap cleanup EXIT
+
+if command -v i2pd >/dev/null 2>&1; then
+    echo "== starting i2pd offline ($(i2pd --version 2>/dev/null | head -n 1))"
+    I2PD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bob-i2pd.XXXXXX")
+    started=false
+    for attempt in 1 2 3; do
+        pick_ports 4
+        if scripts/start-i2pd-offline.sh "$I2PD_DIR" "${PORTS[@]}"; then
+            started=true
+            break
+        fi
+        echo "i2pd start attempt $attempt failed; trying other ports" >&2
+    done
+    if [ "$started" != true ]; then
+        echo "ERROR: could not start i2pd" >&2
+        exit 1
+    fi
+    export BOB_TEST_SAM="127.0.0.1:${PORTS[0]}"
+    export BOB_TEST_SAM_OPTS="inbound.length=0 outbound.length=0 inbound.quantity=1 outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0"
+    export BOB_TEST_I2PD_DIR="$I2PD_DIR"
+    export BOB_TEST_I2PD_PORTS="${PORTS[*]}"
+    # i2pd's own BOB server, as a behaviour reference for tests that want one
+    export BOB_TEST_I2PD_BOB="127.0.0.1:${PORTS[1]}"
+elif [ "$CI" = true ]; then
+    echo "ERROR: CI=true and i2pd is not installed (and could not be: need root + apt-get)" >&2
+    exit 1
+else
+    echo "!!!! i2pd is not installed: the real-router tests will NOT run (install: apt-get install i2pd) !!!!" >&2
+fi
 
 echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked

@@ -5,6 +5,8 @@
 //! a session connects to destinations, accepts incoming streams with the peer's
 //! destination, and resolves names.
 
+pub mod sam;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,252 @@
+//! One TCP connection to the SAM bridge: bounded line reading, `HELLO`, request/reply,
+//! and the hand-over of an accepted or connected socket as a byte stream.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::proto::{MAX_LINE, Reply, SamError, command, shorten};
+
+/// Lowest and highest SAM version we speak (3.1: signature types; 3.3: all we use).
+const HELLO: &str = "HELLO VERSION MIN=3.1 MAX=3.3";
+
+/// A connection to the SAM bridge that has said `HELLO`.
+pub(crate) struct SamConn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl fmt::Debug for SamConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SamConn")
+            .field("peer", &self.stream.peer_addr().ok())
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
+}
+
+impl SamConn {
+    /// Connects to `addr` and performs `HELLO VERSION`, all within `limit`.
+    ///
+    /// # Errors
+    /// [`SamError::Unavailable`] when the router cannot be reached or closes,
+    /// [`SamError::Timeout`] after `limit`, [`SamError::Refused`] on `NOVERSION`, and
+    /// the parse errors of [`Reply::parse`].
+    pub(crate) async fn open(addr: &str, limit: Duration) -> Result<Self, SamError> {
+        with_timeout(limit, async {
+            let stream = TcpStream::connect(addr).await.map_err(|e| {
+                SamError::Unavailable(format!("cannot connect to SAM bridge {addr}: {e}"))
+            })?;
+            let _ = stream.set_nodelay(true);
+            let mut conn = Self {
+                stream,
+                buf: BytesMut::with_capacity(1024),
+            };
+            let reply = conn.request(HELLO).await?;
+            reply.expect("HELLO REPLY")?;
+            reply.result()?;
+            Ok(conn)
+        })
+        .await
+    }
+
+    /// Sends one line (a `\n` is appended).
+    ///
+    /// # Errors
+    /// [`SamError::Unavailable`] on a write failure.
+    pub(crate) async fn send(&mut self, line: &str) -> Result<(), SamError> {
+        let mut out = Vec::with_capacity(line.len() + 1);
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| SamError::Unavailable(format!("writing to SAM bridge: {e}")))
+    }
+
+    /// Reads one line (terminator `\n`, optional `\r` stripped), at most [`MAX_LINE`] bytes.
+    ///
+    /// # Errors
+    /// [`SamError::Unavailable`] on EOF or a read failure, [`SamError::LineTooLong`],
+    /// [`SamError::Malformed`] for invalid UTF-8.
+    pub(crate) async fn read_line(&mut self) -> Result<String, SamError> {
+        let mut scanned = 0;
+        loop {
+            if let Some(pos) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + pos;
+                if end > MAX_LINE {
+                    return Err(SamError::LineTooLong);
+                }
+                let mut line = self.buf.split_to(end + 1);
+                line.truncate(end);
+                if line.last() == Some(&b'\r') {
+                    line.truncate(end - 1);
+                }
+                return String::from_utf8(line.to_vec()).map_err(|_| {
+                    SamError::Malformed(format!(
+                        "reply is not UTF-8: {:?}",
+                        shorten(&String::from_utf8_lossy(&line))
+                    ))
+                });
+            }
+            scanned = self.buf.len();
+            if scanned > MAX_LINE {
+                return Err(SamError::LineTooLong);
+            }
+            self.buf.reserve(4096);
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| SamError::Unavailable(format!("reading from SAM bridge: {e}")))?;
+            if n == 0 {
+                return Err(SamError::Unavailable(if self.buf.is_empty() {
+                    "SAM bridge closed the connection".into()
+                } else {
+                    "SAM bridge closed the connection in the middle of a reply".into()
+                }));
+            }
+        }
+    }
+
+    /// Sends `line` and parses the next reply line.
+    ///
+    /// # Errors
+    /// As [`Self::send`], [`Self::read_line`] and [`Reply::parse`].
+    pub(crate) async fn request(&mut self, line: &str) -> Result<Reply, SamError> {
+        self.send(line).await?;
+        let reply = self.read_line().await?;
+        Reply::parse(&reply)
+    }
+
+    /// Sends a command built from `words` and `pairs`, reads a reply of kind `expected`
+    /// and checks its `RESULT=`.
+    ///
+    /// # Errors
+    /// As [`Self::request`], [`Reply::expect`] and [`Reply::result`].
+    pub(crate) async fn call<'a>(
+        &mut self,
+        words: &str,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        expected: &'static str,
+    ) -> Result<Reply, SamError> {
+        let line = command(words, pairs)?;
+        let reply = self.request(&line).await?;
+        reply.expect(expected)?;
+        reply.result()?;
+        Ok(reply)
+    }
+
+    /// Turns the connection into the data stream it has become (after `STREAM CONNECT`
+    /// or an accepted `STREAM ACCEPT`); bytes already buffered are read first. With
+    /// `forward_half_close` false, a write shutdown is not passed to the bridge (see
+    /// [`super::SamConfig::forward_half_close`]).
+    pub(crate) fn into_stream(self, forward_half_close: bool) -> SamStream {
+        SamStream {
+            prefix: self.buf.freeze(),
+            inner: self.stream,
+            forward_half_close,
+            write_closed: false,
+        }
+    }
+}
+
+/// Runs `fut` for at most `limit`.
+///
+/// # Errors
+/// [`SamError::Timeout`] when the limit passes, else `fut`'s own error.
+pub(crate) async fn with_timeout<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, SamError>>,
+) -> Result<T, SamError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(SamError::Timeout(limit)),
+    }
+}
+
+fn write_after_shutdown() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "write after shutdown")
+}
+
+/// A SAM data socket: bytes the control parser had already read come first.
+pub(crate) struct SamStream {
+    prefix: Bytes,
+    inner: TcpStream,
+    /// pass `shutdown` (half-close) on to the bridge
+    forward_half_close: bool,
+    /// `shutdown` was called but held back: further writes fail
+    write_closed: bool,
+}
+
+impl fmt::Debug for SamStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SamStream")
+            .field("bridge", &self.inner.peer_addr().ok())
+            .field("buffered", &self.prefix.len())
+            .finish()
+    }
+}
+
+impl AsyncRead for SamStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SamStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.write_closed {
+            return Poll::Ready(Err(write_after_shutdown()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.forward_half_close {
+            return Pin::new(&mut self.inner).poll_shutdown(cx);
+        }
+        // held back: the socket closes when the stream is dropped
+        self.write_closed = true;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.write_closed {
+            return Poll::Ready(Err(write_after_shutdown()));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -1,0 +1,585 @@
+//! A SAM session on the router ([`Link`]: control socket kept alive and re-created by a
+//! supervisor task) and the [`Session`] handle a tunnel holds ([`SamSession`]: connect,
+//! a pool of background `STREAM ACCEPT`s, lookups).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use keytools::{Destination, PrivateKeys};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::SamConfig;
+use super::conn::{SamConn, with_timeout};
+use super::proto::{ResultCode, SamError, peer_line, shorten};
+use crate::backend::{BoxFuture, BoxStream, CoreError, Incoming, Options, Session, Target};
+
+/// How long `accept` waits for a down router to come back before it fails.
+const DOWN_ACCEPT_WAIT: Duration = Duration::from_secs(1);
+/// Backoff of an acceptor whose own `STREAM ACCEPT` failed while the session is up.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(250);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where a SAM session stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LinkState {
+    /// `SESSION CREATE` succeeded under this session id; the control socket is open.
+    Up(Arc<str>),
+    /// The control socket broke; the supervisor is re-creating the session.
+    Down(String),
+    /// Shut down for good.
+    Closed,
+}
+
+/// One `SESSION CREATE` on the router, kept alive: a supervisor task owns the control
+/// socket, answers `PING`s, and re-creates the session with backoff when the socket
+/// breaks (router restart). Dropping the last `Arc<Link>` closes the control socket.
+pub(crate) struct Link {
+    destination: Destination,
+    state: watch::Receiver<LinkState>,
+    cancel: CancellationToken,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("destination", &self.destination)
+            .field("state", &*self.state.borrow())
+            .finish()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Link {
+    /// Creates the session (returns after `SESSION STATUS RESULT=OK`) and starts its
+    /// supervisor.
+    ///
+    /// # Errors
+    /// The router's refusal, [`SamError::Timeout`] after `cfg.session_timeout`, or
+    /// [`SamError::Unavailable`].
+    pub(crate) async fn create(
+        cfg: Arc<SamConfig>,
+        keys: &PrivateKeys,
+        options: Options,
+    ) -> Result<Arc<Self>, SamError> {
+        let keys_b64 = SecretB64(keys.to_base64());
+        let (conn, id) = create_session(&cfg, &keys_b64.0, &options).await?;
+        let (tx, rx) = watch::channel(LinkState::Up(id));
+        let cancel = CancellationToken::new();
+        let supervisor = Supervisor {
+            cfg,
+            keys_b64,
+            options,
+            state: tx,
+            cancel: cancel.clone(),
+        };
+        let task = tokio::spawn(supervisor.run(conn));
+        Ok(Arc::new(Self {
+            destination: keys.destination().clone(),
+            state: rx,
+            cancel,
+            task: std::sync::Mutex::new(Some(task)),
+        }))
+    }
+
+    /// The current state.
+    pub(crate) fn state(&self) -> LinkState {
+        self.state.borrow().clone()
+    }
+
+    /// Closes the control socket and waits until it is closed.
+    pub(crate) async fn shutdown(&self) {
+        self.cancel.cancel();
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn watch(&self) -> watch::Receiver<LinkState> {
+        self.state.clone()
+    }
+}
+
+/// A fresh, unique session id (`ID=`); unique per process and across processes sharing
+/// a router.
+fn session_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or_default();
+    format!("bob{:x}x{:x}x{n}", std::process::id(), nanos)
+}
+
+/// `HELLO` + `SESSION CREATE STYLE=STREAM ID=… DESTINATION=<keys> <options>`.
+async fn create_session(
+    cfg: &SamConfig,
+    keys_b64: &str,
+    options: &Options,
+) -> Result<(SamConn, Arc<str>), SamError> {
+    with_timeout(cfg.session_timeout, async {
+        let mut conn = SamConn::open(&cfg.addr, cfg.session_timeout).await?;
+        let id = session_id();
+        let pairs = [
+            ("STYLE", "STREAM"),
+            ("ID", id.as_str()),
+            ("DESTINATION", keys_b64),
+        ]
+        .into_iter()
+        .chain(options.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        conn.call("SESSION CREATE", pairs, "SESSION STATUS").await?;
+        debug!(session = %id, "SAM session created");
+        Ok((conn, Arc::from(id)))
+    })
+    .await
+}
+
+/// The task that owns a session's control socket.
+struct Supervisor {
+    cfg: Arc<SamConfig>,
+    keys_b64: SecretB64,
+    options: Options,
+    state: watch::Sender<LinkState>,
+    cancel: CancellationToken,
+}
+
+/// The private-key blob as sent in `DESTINATION=`; wiped when dropped (best effort: do
+/// not leave private keys in freed memory).
+struct SecretB64(String);
+
+impl Drop for SecretB64 {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
+    }
+}
+
+impl Supervisor {
+    async fn run(self, conn: SamConn) {
+        let mut conn = Some(conn);
+        let mut backoff = self.cfg.reconnect_min;
+        loop {
+            if let Some(c) = conn.as_mut() {
+                let reason = tokio::select! {
+                    () = self.cancel.cancelled() => break,
+                    reason = watch_control(c) => reason,
+                };
+                warn!(%reason, "SAM session lost; re-creating it");
+                conn = None;
+                self.state.send_replace(LinkState::Down(reason));
+                backoff = self.cfg.reconnect_min;
+            } else {
+                tokio::select! {
+                    () = self.cancel.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                let attempt = tokio::select! {
+                    () = self.cancel.cancelled() => break,
+                    r = create_session(&self.cfg, &self.keys_b64.0, &self.options) => r,
+                };
+                match attempt {
+                    Ok((c, id)) => {
+                        info!(session = %id, "SAM session re-created");
+                        conn = Some(c);
+                        self.state.send_replace(LinkState::Up(id));
+                    }
+                    Err(e) => {
+                        debug!(error = %e, ?backoff, "re-creating the SAM session failed");
+                        self.state
+                            .send_replace(LinkState::Down(format!("re-creating session: {e}")));
+                        backoff = (backoff * 2).min(self.cfg.reconnect_max);
+                    }
+                }
+            }
+        }
+        self.state.send_replace(LinkState::Closed);
+        // `conn` drops here: the control socket closes and the router ends the session
+    }
+}
+
+/// Reads the control socket until it breaks; answers `PING` with `PONG`. Returns why
+/// it ended.
+async fn watch_control(conn: &mut SamConn) -> String {
+    loop {
+        match conn.read_line().await {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("PING")
+                    && (rest.is_empty() || rest.starts_with(' '))
+                {
+                    if let Err(e) = conn.send(&format!("PONG{rest}")).await {
+                        return e.to_string();
+                    }
+                    continue;
+                }
+                debug!(line = %shorten(&line), "ignoring line on SAM control socket");
+            }
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+/// A tunnel's handle on a [`Link`]: what [`super::SamCore::open_session`] returns.
+pub(crate) struct SamSession {
+    link: Arc<Link>,
+    core: Arc<super::Shared>,
+    /// the options the link was created with (after merging defaults), for reuse
+    options: Options,
+    keys: PrivateKeys,
+    incoming: Mutex<mpsc::Receiver<Incoming>>,
+    /// cancelled by `close`: stops the acceptors and fails `accept` waiters
+    cancel: CancellationToken,
+    closed: AtomicBool,
+    /// this destination is in use until `close` (or drop)
+    claim: std::sync::Mutex<Option<super::Claim>>,
+}
+
+impl fmt::Debug for SamSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SamSession")
+            .field("link", &self.link)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SamSession {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl SamSession {
+    /// Wraps `link` and starts `core.cfg.acceptors` background acceptors.
+    pub(crate) fn start(
+        core: Arc<super::Shared>,
+        link: Arc<Link>,
+        keys: PrivateKeys,
+        options: Options,
+        claim: super::Claim,
+    ) -> Self {
+        let n = core.cfg.acceptors.max(1);
+        let (tx, rx) = mpsc::channel(n);
+        let cancel = CancellationToken::new();
+        for _ in 0..n {
+            tokio::spawn(acceptor(
+                Arc::clone(&core.cfg),
+                link.watch(),
+                tx.clone(),
+                cancel.clone(),
+            ));
+        }
+        Self {
+            link,
+            core,
+            options,
+            keys,
+            incoming: Mutex::new(rx),
+            cancel,
+            closed: AtomicBool::new(false),
+            claim: std::sync::Mutex::new(Some(claim)),
+        }
+    }
+
+    fn current_id(&self) -> Result<Arc<str>, CoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(CoreError::Closed);
+        }
+        match self.link.state() {
+            LinkState::Up(id) => Ok(id),
+            LinkState::Down(reason) => Err(CoreError::RouterUnavailable(reason)),
+            LinkState::Closed => Err(CoreError::Closed),
+        }
+    }
+
+    async fn do_connect(&self, target: Target) -> Result<BoxStream, CoreError> {
+        self.current_id()?;
+        let cfg = &self.core.cfg;
+        let deadline = tokio::time::Instant::now() + cfg.connect_retry;
+        let dest = match target {
+            Target::Destination(d) => d,
+            Target::Name(name) => resolve_until(cfg, &name, Some(deadline)).await?,
+        };
+        let dest_b64 = dest.to_base64();
+        loop {
+            let id = self.current_id()?;
+            match stream_connect(cfg, &id, &dest_b64).await {
+                Ok(stream) => return Ok(stream),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some(ResultCode::CantReachPeer | ResultCode::PeerNotFound)
+                    ) && tokio::time::Instant::now() + cfg.connect_retry_interval < deadline =>
+                {
+                    debug!(error = %e, "peer not reachable yet; retrying");
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return Err(CoreError::Closed),
+                        () = tokio::time::sleep(cfg.connect_retry_interval) => {}
+                    }
+                }
+                // on a connect, the router's TIMEOUT is the peer's silence
+                Err(e) if e.code() == Some(&ResultCode::Timeout) => {
+                    return Err(CoreError::Unreachable(e.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn do_accept(&self) -> Result<Incoming, CoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(CoreError::Closed);
+        }
+        let mut state = self.link.watch();
+        // a router that is down right now gets a short chance to come back
+        let up_now = matches!(&*state.borrow_and_update(), LinkState::Up(_));
+        if !up_now {
+            let waited = tokio::select! {
+                () = self.cancel.cancelled() => return Err(CoreError::Closed),
+                r = tokio::time::timeout(
+                    DOWN_ACCEPT_WAIT,
+                    state.wait_for(|s| !matches!(s, LinkState::Down(_))),
+                ) => r,
+            };
+            match waited {
+                Ok(Ok(s)) if matches!(&*s, LinkState::Up(_)) => {}
+                Ok(_) => return Err(CoreError::Closed),
+                Err(_) => {
+                    return Err(match self.link.state() {
+                        LinkState::Down(reason) => CoreError::RouterUnavailable(reason),
+                        LinkState::Closed => CoreError::Closed,
+                        LinkState::Up(_) => CoreError::RouterUnavailable("reconnecting".into()),
+                    });
+                }
+            }
+        }
+        let mut incoming = tokio::select! {
+            () = self.cancel.cancelled() => return Err(CoreError::Closed),
+            guard = self.incoming.lock() => guard,
+        };
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Err(CoreError::Closed),
+            next = incoming.recv() => next.ok_or(CoreError::Closed),
+            s = state.wait_for(|s| !matches!(s, LinkState::Up(_))) => Err(match s.as_deref() {
+                Ok(LinkState::Down(reason)) => CoreError::RouterUnavailable(reason.clone()),
+                _ => CoreError::Closed,
+            }),
+        }
+    }
+
+    async fn do_close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.cancel.cancel();
+        // streams accepted but not yet handed out are dropped: their peers see a close
+        {
+            let mut rx = self.incoming.lock().await;
+            rx.close();
+            while rx.try_recv().is_ok() {}
+        }
+        super::park(
+            &self.core,
+            &self.keys,
+            self.options.clone(),
+            Arc::clone(&self.link),
+        )
+        .await;
+        // parked first, then released: a concurrent open finds one or the other
+        let claim = self.claim.lock().ok().and_then(|mut c| c.take());
+        drop(claim);
+    }
+}
+
+impl Session for SamSession {
+    fn destination(&self) -> &Destination {
+        &self.link.destination
+    }
+
+    fn connect(&self, target: Target) -> BoxFuture<'_, Result<BoxStream, CoreError>> {
+        Box::pin(self.do_connect(target))
+    }
+
+    fn accept(&self) -> BoxFuture<'_, Result<Incoming, CoreError>> {
+        Box::pin(self.do_accept())
+    }
+
+    fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>> {
+        let name = name.to_owned();
+        Box::pin(async move {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(CoreError::Closed);
+            }
+            resolve_until(&self.core.cfg, &name, None).await
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.do_close())
+    }
+}
+
+/// `STREAM CONNECT` on a fresh connection; on `RESULT=OK` the connection is the stream.
+async fn stream_connect(cfg: &SamConfig, id: &str, dest_b64: &str) -> Result<BoxStream, SamError> {
+    let mut conn = SamConn::open(&cfg.addr, cfg.command_timeout).await?;
+    with_timeout(
+        cfg.command_timeout,
+        conn.call(
+            "STREAM CONNECT",
+            [("ID", id), ("DESTINATION", dest_b64), ("SILENT", "false")],
+            "STREAM STATUS",
+        ),
+    )
+    .await?;
+    Ok(Box::new(conn.into_stream(cfg.forward_half_close)))
+}
+
+/// `NAMING LOOKUP NAME=…` on a fresh connection.
+///
+/// # Errors
+/// [`SamError::Refused`] with `KEY_NOT_FOUND` (also for `INVALID_KEY`: a name the router
+/// cannot parse is a name it does not know), the router's other refusals, transport
+/// errors, and [`SamError::Malformed`] for a `VALUE=` that is not a destination.
+pub(crate) async fn naming_lookup(cfg: &SamConfig, name: &str) -> Result<Destination, SamError> {
+    let mut conn = SamConn::open(&cfg.addr, cfg.command_timeout).await?;
+    let reply = with_timeout(
+        cfg.command_timeout,
+        conn.call("NAMING LOOKUP", [("NAME", name)], "NAMING REPLY"),
+    )
+    .await
+    .map_err(|e| match e {
+        SamError::Refused {
+            code: ResultCode::InvalidKey,
+            message,
+        } => SamError::Refused {
+            code: ResultCode::KeyNotFound,
+            message,
+        },
+        e => e,
+    })?;
+    let value = reply.require("VALUE")?;
+    Destination::from_base64(value)
+        .map_err(|e| SamError::Malformed(format!("NAMING REPLY VALUE is not a destination: {e}")))
+}
+
+/// Resolves `name`: a base64 destination locally, anything else with `NAMING LOOKUP`.
+/// With a `deadline`, `.b32.i2p` names that are not found are retried until then (a
+/// LeaseSet that was just created may not be published yet).
+pub(crate) async fn resolve_until(
+    cfg: &SamConfig,
+    name: &str,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Destination, CoreError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(CoreError::NotFound);
+    }
+    if !name.contains('.')
+        && name.len() >= 387 * 4 / 3
+        && let Ok(d) = Destination::from_base64(name)
+    {
+        return Ok(d);
+    }
+    let retry_b32 = deadline.filter(|_| name.to_ascii_lowercase().ends_with(".b32.i2p"));
+    loop {
+        match naming_lookup(cfg, name).await {
+            Ok(d) => return Ok(d),
+            Err(e)
+                if e.code() == Some(&ResultCode::KeyNotFound)
+                    && retry_b32.is_some_and(|d| {
+                        tokio::time::Instant::now() + cfg.connect_retry_interval < d
+                    }) =>
+            {
+                debug!(%name, "b32 name not found yet; retrying");
+                tokio::time::sleep(cfg.connect_retry_interval).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One background acceptor: keeps a `STREAM ACCEPT` outstanding while the session is up
+/// and hands accepted streams to the session's queue.
+async fn acceptor(
+    cfg: Arc<SamConfig>,
+    mut state: watch::Receiver<LinkState>,
+    tx: mpsc::Sender<Incoming>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let id = tokio::select! {
+            () = cancel.cancelled() => return,
+            s = state.wait_for(|s| !matches!(s, LinkState::Down(_))) => match s.as_deref() {
+                Ok(LinkState::Up(id)) => Arc::clone(id),
+                _ => return,
+            },
+        };
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = accept_one(&cfg, &id) => r,
+        };
+        match accepted {
+            Ok(incoming) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    r = tx.send(incoming) => if r.is_err() { return },
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "STREAM ACCEPT failed");
+                // a change of the session (lost, re-created) ends the pause early
+                state.borrow_and_update();
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    }
+                    r = state.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        backoff = ACCEPT_BACKOFF_MIN;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `STREAM ACCEPT` on a fresh connection, then wait for a peer: the router sends the
+/// peer's destination line first; what follows is the stream.
+async fn accept_one(cfg: &SamConfig, id: &str) -> Result<Incoming, SamError> {
+    let mut conn = SamConn::open(&cfg.addr, cfg.command_timeout).await?;
+    with_timeout(
+        cfg.command_timeout,
+        conn.call(
+            "STREAM ACCEPT",
+            [("ID", id), ("SILENT", "false")],
+            "STREAM STATUS",
+        ),
+    )
+    .await?;
+    let line = conn.read_line().await?;
+    let peer = Destination::from_base64(peer_line(&line)?).map_err(|e| {
+        SamError::Malformed(format!("accepted stream from an invalid destination: {e}"))
+    })?;
+    Ok(Incoming {
+        stream: Box::new(conn.into_stream(cfg.forward_half_close)),
+        peer,
+    })
+}
