@@ -31,8 +31,8 @@ pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which streaming core the tunnels run on.
 ///
-/// Only the in-process `local` core exists today; it reaches no I2P network. A SAMv3
-/// core (`--router sam://HOST:PORT`) slots in here as another variant.
+/// `local` (the default) is an in-process network that reaches no I2P network;
+/// `Sam` (`--router sam://HOST:PORT`) runs tunnels on a real router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendConfig {
     /// In-process network of the tunnels of this server only.
@@ -40,6 +40,8 @@ pub enum BackendConfig {
         /// hosts.txt (`name=base64dest` lines) for name lookups
         hosts: Option<PathBuf>,
     },
+    /// A real I2P router through its SAMv3 bridge.
+    Sam(crate::backend::sam::SamConfig),
 }
 
 impl Default for BackendConfig {

@@ -13,6 +13,7 @@ use anyhow::Context;
 use bob_codec::Dialect;
 use bob_server::backend::StreamingCore;
 use bob_server::backend::local::LocalCore;
+use bob_server::backend::sam::{SamConfig, SamCore};
 use bob_server::config::{BackendConfig, Config, DEFAULT_MAX_CONNECTIONS, parse_sig_type};
 use bob_server::server::Server;
 use clap::{Parser, ValueEnum};
@@ -22,8 +23,9 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 /// What `--help` says about the backend.
-const BACKEND_NOTE: &str = "The only backend today is `local`: an in-process network that \
-reaches NO I2P network; tunnels of this server can only reach each other.";
+const BACKEND_NOTE: &str = "Without --router the backend is `local`: an in-process network \
+that reaches NO I2P network; tunnels of this server can only reach each other. With \
+--router sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DialectArg {
@@ -59,8 +61,29 @@ struct Args {
     max_connections: usize,
 
     /// hosts.txt (`name=base64dest` lines) for name lookups of the local backend
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "router")]
     hosts: Option<PathBuf>,
+
+    /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`)
+    #[arg(long, value_name = "sam://HOST:PORT", value_parser = SamConfig::from_url)]
+    router: Option<SamConfig>,
+
+    /// Default option for every tunnel, under each tunnel's own `option`s (repeatable)
+    #[arg(long = "tunnel-option", value_name = "KEY=VALUE", value_parser = parse_tunnel_option)]
+    tunnel_options: Vec<(String, String)>,
+
+    /// Seconds the router may take to create a tunnel's session (SAM backend)
+    #[arg(long, value_name = "SECS", default_value_t = 90)]
+    session_timeout: u64,
+}
+
+fn parse_tunnel_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() && !s.contains(char::is_whitespace) => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("`{s}`: expected KEY=VALUE without spaces")),
+    }
 }
 
 fn parse_sig_arg(s: &str) -> Result<SigType, String> {
@@ -69,7 +92,14 @@ fn parse_sig_arg(s: &str) -> Result<SigType, String> {
 
 impl Args {
     fn into_config(self) -> Config {
+        // --tunnel-option values sit over the Java defaults that every tunnel starts with
+        // (and under each tunnel's own `option`s).
+        let default_options = bob_server::backend::sam::merge_options(
+            &bob_server::config::java_default_options(),
+            self.tunnel_options.clone(),
+        );
         Config {
+            default_options,
             listen: self.listen,
             allow_remote: self.allow_remote,
             dialect: match self.dialect {
@@ -78,7 +108,14 @@ impl Args {
             },
             newkeys_sig: self.newkeys_type,
             max_connections: self.max_connections,
-            backend: BackendConfig::Local { hosts: self.hosts },
+            backend: match self.router {
+                Some(mut sam) => {
+                    sam.default_options = self.tunnel_options;
+                    sam.session_timeout = std::time::Duration::from_secs(self.session_timeout);
+                    BackendConfig::Sam(sam)
+                }
+                None => BackendConfig::Local { hosts: self.hosts },
+            },
             ..Config::default()
         }
     }
@@ -93,6 +130,7 @@ fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> 
                 .with_context(|| format!("loading hosts file {}", path.display()))?;
             Ok(Arc::new(core))
         }
+        BackendConfig::Sam(sam) => Ok(Arc::new(SamCore::new(sam.clone()))),
     }
 }
 

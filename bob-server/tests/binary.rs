@@ -231,3 +231,54 @@ async fn hosts_file_and_dialect_flags() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/bob-hosts.txt"), "{stderr}");
 }
+
+#[tokio::test]
+async fn router_flag_selects_sam_and_reports_an_unreachable_router() {
+    // A port with nothing behind it: bound, read, released.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let router = format!("sam://{dead}");
+    // keep the log pipe open: the server writes to it
+    let (mut child, addr, _, _log) = spawn_server_with(&[
+        "--router",
+        &router,
+        "--tunnel-option",
+        "inbound.length=0",
+        "--session-timeout",
+        "5",
+    ])
+    .await;
+    let mut c = connect(&addr).await;
+    assert_eq!(command(&mut c, "setnick s").await, "OK Nickname set to s\n");
+    assert!(command(&mut c, "newkeys").await.starts_with("OK "));
+    let props = command(&mut c, "showprops").await;
+    assert!(props.contains("inbound.length=0"), "{props}");
+    assert!(!props.contains("inbound.length=3"), "{props}");
+    assert_eq!(command(&mut c, "outport 9").await, "OK outbound port set\n");
+    let reply = command(&mut c, "start").await;
+    assert!(reply.starts_with("ERROR starting tunnel: "), "{reply}");
+    // still usable, tunnel not active
+    assert!(command(&mut c, "status s").await.contains("RUNNING: false"));
+    child.kill().await.unwrap();
+
+    for bad in ["http://x:1", "sam://:7656", "sam://h:0", "sam://h"] {
+        let out = Command::new(BIN)
+            .args(["--router", bad])
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("invalid"),
+            "{bad}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["--tunnel-option", "novalue"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -31,7 +31,7 @@ use self::session::{Link, LinkState, SamSession};
 use super::{BoxFuture, CoreError, Options, Session, StreamingCore};
 
 /// Settings of the SAM backend. Build with [`SamConfig::new`] and adjust fields.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamConfig {
     /// The SAM bridge, `HOST:PORT` (i2pd and Java I2P listen on 127.0.0.1:7656).
     pub addr: String,
