@@ -75,6 +75,11 @@ pub struct Config {
     pub lookup_timeout: Duration,
     /// the core the tunnels run on
     pub backend: BackendConfig,
+    /// directory where the registry is saved on every change and restored from on start
+    /// (`--state-dir`); `None` keeps the registry in memory only
+    pub state_dir: Option<PathBuf>,
+    /// address of the Prometheus text endpoint (`--metrics`); `None` serves none
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -91,6 +96,8 @@ impl Default for Config {
             tunnel_limits: TunnelLimits::default(),
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
             backend: BackendConfig::default(),
+            state_dir: None,
+            metrics_listen: None,
         }
     }
 }
