@@ -5,7 +5,10 @@
 //! - [`control`] — one control connection: framing, command handlers, `start`/`stop`.
 //! - [`registry`] — the global nickname → tunnel table (Java BOB's database).
 //! - [`messages`] — every reply string, per dialect.
-//! - [`config`] — [`config::Config`] and its defaults.
+//! - [`config`] — [`config::Config`] and its defaults; [`config_file`] — the TOML file
+//!   and the flag > environment > file > default layering.
+//! - [`cli_docs`] — shell completions and man pages from the clap definitions.
+//! - [`boot`] — tunnels declared in a tunnels file, created and started at boot.
 //! - [`backend`] — the object-safe [`backend::StreamingCore`] seam and its backends
 //!   (`local`: in-process network; `sam`: SAMv3 to a real router).
 //! - [`tunnel`] — a running tunnel's inbound listener and outbound acceptor, and the pipe.
@@ -21,7 +24,10 @@
 //! Start a server in-process with [`server::Server::bind`] and [`server::Server::run`].
 
 pub mod backend;
+pub mod boot;
+pub mod cli_docs;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod keyfile;
 pub mod messages;

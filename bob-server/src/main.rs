@@ -2,22 +2,29 @@
 //!
 //! Listens on loopback (`127.0.0.1:2827` by default), speaks Java BOB's protocol (or
 //! i2pd's reply strings with `--dialect i2pd`), and runs tunnels on the in-process
-//! `local` core, which reaches no I2P network: tunnels of this server can only talk to
-//! each other.
+//! `local` core (reaches no I2P network) or on a real router through SAMv3.
+//!
+//! Settings come from flags, `BOB_*` environment variables, a TOML file (`--config`)
+//! and built-in defaults, in that order of precedence (see `bob_server::config_file`).
+//! `--tunnels FILE` declares tunnels that are created and started at boot.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use bob_codec::Dialect;
 use bob_server::backend::StreamingCore;
 use bob_server::backend::local::LocalCore;
-use bob_server::backend::sam::{SamConfig, SamCore};
-use bob_server::config::{BackendConfig, Config, DEFAULT_MAX_CONNECTIONS, parse_sig_type};
+use bob_server::backend::sam::SamCore;
+use bob_server::config::{BackendConfig, Config};
+use bob_server::config_file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
 use bob_server::server::Server;
-use clap::{Parser, ValueEnum};
-use keytools::SigType;
+use bob_server::{boot, cli_docs, tunnels_file};
+use clap::builder::BoolishValueParser;
+use clap::{CommandFactory, Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -25,7 +32,15 @@ use tracing_subscriber::EnvFilter;
 /// What `--help` says about the backend.
 const BACKEND_NOTE: &str = "Without --router the backend is `local`: an in-process network \
 that reaches NO I2P network; tunnels of this server can only reach each other. With \
---router sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3.";
+--router sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3.
+
+Every option can also be set by the environment variable named after it (BOB_LISTEN, \
+BOB_STATE_DIR, ...) or in the --config file (listen = \"...\", state-dir = \"...\"); a \
+flag beats the environment, which beats the file, which beats the built-in default. \
+--print-config shows the result.";
+
+/// Extra time a declared tunnel may take to start, over the session timeout.
+const BOOT_MARGIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DialectArg {
@@ -37,87 +52,145 @@ enum DialectArg {
 
 /// BOB (Basic Open Bridge) server for I2P.
 #[derive(Debug, Parser)]
-#[command(version, about, after_help = BACKEND_NOTE)]
+#[command(name = "bob-server", version, about, after_help = BACKEND_NOTE)]
 struct Args {
-    /// Control address to listen on (a non-loopback address needs --allow-remote)
-    #[arg(long, default_value = "127.0.0.1:2827")]
-    listen: SocketAddr,
+    /// TOML configuration file; flags and BOB_* variables override its values
+    #[arg(long, value_name = "FILE", env = "BOB_CONFIG")]
+    config: Option<PathBuf>,
 
-    /// Allow a non-loopback --listen address (BOB has no authentication)
+    /// Print the effective configuration as TOML (a valid --config file) and exit
     #[arg(long)]
-    allow_remote: bool,
+    print_config: bool,
 
-    /// Reply strings to speak; never changes what a command does
-    #[arg(long, value_enum, default_value = "java")]
-    dialect: DialectArg,
+    /// Control address to listen on; non-loopback needs --allow-remote [default: 127.0.0.1:2827]
+    #[arg(long, value_name = "ADDR", env = "BOB_LISTEN")]
+    listen: Option<SocketAddr>,
+
+    /// Allow non-loopback --listen and --metrics addresses (BOB has no authentication)
+    #[arg(
+        long,
+        env = "BOB_ALLOW_REMOTE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+    )]
+    allow_remote: Option<bool>,
+
+    /// Reply strings to speak; never changes what a command does [default: java]
+    #[arg(long, value_enum, env = "BOB_DIALECT")]
+    dialect: Option<DialectArg>,
 
     /// Signature type `newkeys` makes without an argument (code or name:
-    /// 0/DSA_SHA1, 1, 2, 3, 7/EdDSA_SHA512_Ed25519, 11)
-    #[arg(long, default_value = "DSA_SHA1", value_parser = parse_sig_arg)]
-    newkeys_type: SigType,
+    /// 0/DSA_SHA1, 1, 2, 3, 7/EdDSA_SHA512_Ed25519, 11) [default: DSA_SHA1]
+    #[arg(long, value_name = "TYPE", env = "BOB_NEWKEYS_TYPE", value_parser = parse_sig_arg)]
+    newkeys_type: Option<SigTypeName>,
 
-    /// Most simultaneous control connections
-    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
-    max_connections: usize,
+    /// Most simultaneous control connections [default: 64]
+    #[arg(long, value_name = "N", env = "BOB_MAX_CONNECTIONS")]
+    max_connections: Option<NonZeroUsize>,
+
+    /// Most tunnels in the registry [default: 1024]
+    #[arg(long, value_name = "N", env = "BOB_MAX_TUNNELS")]
+    max_tunnels: Option<NonZeroUsize>,
 
     /// hosts.txt (`name=base64dest` lines) for name lookups of the local backend
-    #[arg(long, value_name = "FILE", conflicts_with = "router")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BOB_HOSTS",
+        conflicts_with = "router"
+    )]
     hosts: Option<PathBuf>,
 
     /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`)
-    #[arg(long, value_name = "sam://HOST:PORT", value_parser = SamConfig::from_url)]
-    router: Option<SamConfig>,
+    #[arg(long, value_name = "sam://HOST:PORT", env = "BOB_ROUTER", value_parser = parse_router)]
+    router: Option<RouterUrl>,
 
-    /// Default option for every tunnel, under each tunnel's own `option`s (repeatable)
-    #[arg(long = "tunnel-option", value_name = "KEY=VALUE", value_parser = parse_tunnel_option)]
+    /// Default option for every tunnel, under each tunnel's own `option`s (repeatable;
+    /// BOB_TUNNEL_OPTIONS takes several separated by spaces)
+    #[arg(
+        long = "tunnel-option",
+        value_name = "KEY=VALUE",
+        env = "BOB_TUNNEL_OPTIONS",
+        value_delimiter = ' ',
+        value_parser = TunnelOptions::parse_pair,
+    )]
     tunnel_options: Vec<(String, String)>,
 
-    /// Seconds the router may take to create a tunnel's session (SAM backend)
-    #[arg(long, value_name = "SECS", default_value_t = 90)]
-    session_timeout: u64,
+    /// Seconds the router may take to create a tunnel's session (SAM backend) [default: 90]
+    #[arg(long, value_name = "SECS", env = "BOB_SESSION_TIMEOUT")]
+    session_timeout: Option<NonZeroU64>,
+
+    /// Seconds a `lookup` or `ping` may take [default: 60]
+    #[arg(long, value_name = "SECS", env = "BOB_LOOKUP_TIMEOUT")]
+    lookup_timeout: Option<NonZeroU64>,
+
+    /// Seconds an application connecting to an inbound port has to send its
+    /// destination line [default: 60]
+    #[arg(long, value_name = "SECS", env = "BOB_FIRST_LINE_TIMEOUT")]
+    first_line_timeout: Option<NonZeroU64>,
+
+    /// Seconds an inbound connection to a destination may take to open [default: 60]
+    #[arg(long, value_name = "SECS", env = "BOB_CONNECT_TIMEOUT")]
+    connect_timeout: Option<NonZeroU64>,
+
+    /// Save the tunnel registry in DIR on every change and restore it on start
+    #[arg(long, value_name = "DIR", env = "BOB_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on ADDR (`127.0.0.1:9100`; non-loopback needs --allow-remote)
+    #[arg(long = "metrics", value_name = "ADDR", env = "BOB_METRICS")]
+    metrics: Option<SocketAddr>,
+
+    /// Tunnels file: tunnels created (keys made if missing) and started at boot
+    #[arg(long, value_name = "FILE", env = "BOB_TUNNELS")]
+    tunnels: Option<PathBuf>,
 }
 
-fn parse_tunnel_option(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !v.is_empty() && !s.contains(char::is_whitespace) => {
-            Ok((k.to_string(), v.to_string()))
-        }
-        _ => Err(format!("`{s}`: expected KEY=VALUE without spaces")),
-    }
+fn parse_sig_arg(s: &str) -> Result<SigTypeName, String> {
+    s.parse()
 }
 
-fn parse_sig_arg(s: &str) -> Result<SigType, String> {
-    parse_sig_type(s).ok_or_else(|| format!("unsupported signature type `{s}`"))
+fn parse_router(s: &str) -> Result<RouterUrl, String> {
+    s.parse()
 }
 
 impl Args {
-    fn into_config(self) -> Config {
-        // --tunnel-option values sit over the Java defaults that every tunnel starts with
-        // (and under each tunnel's own `option`s).
-        let default_options = bob_server::backend::sam::merge_options(
-            &bob_server::config::java_default_options(),
-            self.tunnel_options.clone(),
-        );
-        Config {
-            default_options,
+    /// The flag-and-environment layer (clap already let flags beat variables).
+    fn settings(&self) -> Settings {
+        Settings {
             listen: self.listen,
             allow_remote: self.allow_remote,
-            dialect: match self.dialect {
-                DialectArg::Java => Dialect::Java,
-                DialectArg::I2pd => Dialect::I2pd,
-            },
-            newkeys_sig: self.newkeys_type,
+            dialect: self.dialect.map(|d| match d {
+                DialectArg::Java => DialectName::Java,
+                DialectArg::I2pd => DialectName::I2pd,
+            }),
+            router: self.router.clone(),
+            hosts: self.hosts.clone(),
+            newkeys_type: self.newkeys_type,
+            session_timeout: self.session_timeout,
             max_connections: self.max_connections,
-            backend: match self.router {
-                Some(mut sam) => {
-                    sam.default_options = self.tunnel_options;
-                    sam.session_timeout = std::time::Duration::from_secs(self.session_timeout);
-                    BackendConfig::Sam(sam)
-                }
-                None => BackendConfig::Local { hosts: self.hosts },
-            },
-            ..Config::default()
+            max_tunnels: self.max_tunnels,
+            lookup_timeout: self.lookup_timeout,
+            first_line_timeout: self.first_line_timeout,
+            connect_timeout: self.connect_timeout,
+            state_dir: self.state_dir.clone(),
+            metrics: self.metrics,
+            tunnels: self.tunnels.clone(),
+            tunnel_options: (!self.tunnel_options.is_empty())
+                .then(|| TunnelOptions(self.tunnel_options.iter().cloned().collect())),
         }
+    }
+
+    /// Flags and environment over the file (if any) over the built-in defaults.
+    fn effective(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => Settings::load(path)?,
+            None => Settings::default(),
+        };
+        Ok(self.settings().over(file).over(Settings::builtin()))
     }
 }
 
@@ -134,27 +207,99 @@ fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> 
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long a declared tunnel may take to start.
+fn boot_deadline(config: &Config) -> Duration {
+    let session = match &config.backend {
+        BackendConfig::Sam(sam) => sam.session_timeout,
+        BackendConfig::Local { .. } => config.tunnel_limits.session_timeout,
+    };
+    session + BOOT_MARGIN
+}
+
+fn main() -> ExitCode {
+    if let Some(code) = cli_docs::handle_generate_args("bob-server", Args::command) {
+        return code;
+    }
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bob-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let settings = args.effective()?;
+    let tunnels_path = settings.tunnels.clone();
+    let config = settings.clone().into_config()?;
+    config.validate()?;
+    let decls = match &tunnels_path {
+        Some(path) => tunnels_file::load(path)?,
+        None => Vec::new(),
+    };
+    if args.print_config {
+        print!("{}", settings.to_toml());
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(config, tunnels_path.as_deref(), decls))
+}
 
-    let config = Args::parse().into_config();
+async fn serve(
+    config: Config,
+    tunnels_path: Option<&Path>,
+    decls: Vec<tunnels_file::TunnelDecl>,
+) -> anyhow::Result<()> {
     let core = make_core(&config.backend)?;
     info!(backend = core.name(), "{BACKEND_NOTE}");
-    let server = Server::bind(config, core)
+    let deadline = boot_deadline(&config);
+    let server = Server::bind(config.clone(), core)
         .await
         .context("starting bob-server")?;
+    let prepared = match tunnels_path {
+        Some(path) => boot::prepare(server.registry(), &config, path, &decls)?,
+        None => Vec::new(),
+    };
+    for t in &prepared {
+        info!(nickname = %t.nickname, b32 = %t.b32, created_keys = t.created_keys, replaced = t.replaced, "tunnel declared");
+    }
+    let addr = server.local_addr();
+    let registry = server.registry().clone();
     // A fixed line on stderr, whatever RUST_LOG says, so scripts can find the port.
-    eprintln!("bob-server listening on {}", server.local_addr());
+    eprintln!("bob-server listening on {addr}");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
-    server.run(shutdown).await?;
+    let mut running = tokio::spawn(server.run(shutdown.clone()));
+    if let Some(path) = tunnels_path {
+        let started = tokio::select! {
+            r = boot::start_declared(boot::control_addr(addr), &registry, path, &prepared, deadline) => r,
+            r = &mut running => {
+                r.context("server task")??;
+                return Ok(());
+            }
+        };
+        if let Err(e) = started {
+            shutdown.cancel();
+            let _ = running.await;
+            return Err(e.into());
+        }
+        let count = prepared.iter().filter(|t| t.start).count();
+        // A fixed line too: scripts and tests wait for it before using the tunnels.
+        eprintln!("bob-server tunnels ready: {count} started");
+    }
+    running.await.context("server task")??;
     Ok(())
 }
 
@@ -182,4 +327,82 @@ async fn forward_signals(shutdown: CancellationToken) {
         info!("interrupt received");
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn help_states_the_builtin_defaults() {
+        let d = Settings::builtin();
+        let help = Args::command().render_long_help().to_string();
+        for shown in [
+            d.listen.unwrap().to_string(),
+            d.max_connections.unwrap().to_string(),
+            d.max_tunnels.unwrap().to_string(),
+            d.session_timeout.unwrap().to_string(),
+            d.lookup_timeout.unwrap().to_string(),
+            d.first_line_timeout.unwrap().to_string(),
+            d.connect_timeout.unwrap().to_string(),
+            d.newkeys_type.unwrap().0.name().to_owned(),
+        ] {
+            assert!(
+                help.contains(&format!("[default: {shown}]")),
+                "{shown}: {help}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_setting_has_a_flag_and_a_variable() {
+        let cmd = Args::command();
+        let text = toml::to_string(&Settings::builtin()).unwrap();
+        let all_keys = [
+            "listen",
+            "allow-remote",
+            "dialect",
+            "router",
+            "hosts",
+            "newkeys-type",
+            "session-timeout",
+            "max-connections",
+            "max-tunnels",
+            "lookup-timeout",
+            "first-line-timeout",
+            "connect-timeout",
+            "state-dir",
+            "metrics",
+            "tunnels",
+            "tunnel-option",
+        ];
+        for key in text
+            .lines()
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
+        {
+            assert!(all_keys.contains(&key), "{key} is listed here");
+        }
+        for key in all_keys {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(key))
+                .unwrap_or_else(|| panic!("--{key}"));
+            let var = format!("BOB_{}", key.replace('-', "_").to_uppercase());
+            let var = if key == "tunnel-option" {
+                "BOB_TUNNEL_OPTIONS".to_owned()
+            } else {
+                var
+            };
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(var.as_str()),
+                "{key}"
+            );
+        }
+    }
 }
