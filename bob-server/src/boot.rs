@@ -79,6 +79,10 @@ fn load_or_create_keys(decl: &TunnelDecl, config: &Config) -> Result<(PrivateKey
             };
             let keys = PrivateKeys::generate(sig, config.newkeys_crypto)
                 .map_err(|e| format!("generating {sig} keys: {e}"))?;
+            if let Some(dir) = decl.keys.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_private_dir(dir)
+                    .map_err(|e| format!("creating key directory {}: {e}", dir.display()))?;
+            }
             write_key_file(&decl.keys, &keys).map_err(|e| format!("writing key file {e}"))?;
             Ok((keys, true))
         }
@@ -86,8 +90,18 @@ fn load_or_create_keys(decl: &TunnelDecl, config: &Config) -> Result<(PrivateKey
     }
 }
 
+/// Creates `dir` and its missing parents, mode 0700 (nothing happens if it exists).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Step 1: writes every declared tunnel into `registry` (inactive), with its keys
-/// (read, or created when the key file is missing), endpoints, quiet flag and options
+/// (read, or created when the key file is missing: mode 0600, missing directories
+/// 0700), endpoints, quiet flag and options
 /// over the server's default options. An inactive entry of the same name is replaced.
 ///
 /// Call it after the server is bound and before it runs: nothing is started here.
@@ -358,15 +372,35 @@ mod tests {
         );
         assert!(shown.contains(&keys.display().to_string()), "{shown}");
         assert!(!registry.contains("x"));
-        // An unwritable place for a new key file.
+        // Missing directories are created, private.
+        let nested = dir.join("new/dir/y.keys");
+        prepare(
+            &registry,
+            &config,
+            Path::new("t.toml"),
+            &[decl("y", nested.clone())],
+        )
+        .unwrap();
+        assert!(read_key_file(&nested).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("new/dir"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        // An impossible place for a new key file: its "directory" is a file.
         let e = prepare(
             &registry,
             &config,
             Path::new("t.toml"),
-            &[decl("y", dir.join("no/such/dir/y.keys"))],
+            &[decl("z", keys.join("sub/z.keys"))],
         )
         .unwrap_err();
-        assert!(e.to_string().contains("writing key file"), "{e}");
+        assert!(e.to_string().starts_with("t.toml:4: tunnel \"z\": "), "{e}");
+        assert!(e.to_string().contains("bad.keys/sub/z.keys"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -476,6 +476,12 @@ fn create(c: &mut Client, args: &CreateArgs, json: bool) -> Result<(), Failure> 
 }
 
 fn main() -> ExitCode {
+    // hidden `--generate-completions SHELL` / `--generate-man` (scripts/gen-completions.sh)
+    if let Some(code) =
+        bob_server::cli_docs::handle_generate_args("bobctl", <Cli as clap::CommandFactory>::command)
+    {
+        return code;
+    }
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

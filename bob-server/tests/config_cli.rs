@@ -1,0 +1,683 @@
+//! The `bob-server` command line for scripts: the configuration file and its
+//! precedence (flag > environment > file > default, seen through `--print-config`),
+//! malformed files, tunnels declared in a tunnels file and started at boot, the
+//! generated completions and man pages, and the worked examples in `scripts/examples/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, ChildStderr, Command};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
+const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
+
+/// Every variable bob-server reads, removed so the caller's environment cannot leak in.
+const VARS: &[&str] = &[
+    "BOB_CONFIG",
+    "BOB_LISTEN",
+    "BOB_ALLOW_REMOTE",
+    "BOB_DIALECT",
+    "BOB_NEWKEYS_TYPE",
+    "BOB_MAX_CONNECTIONS",
+    "BOB_MAX_TUNNELS",
+    "BOB_HOSTS",
+    "BOB_ROUTER",
+    "BOB_TUNNEL_OPTIONS",
+    "BOB_SESSION_TIMEOUT",
+    "BOB_LOOKUP_TIMEOUT",
+    "BOB_FIRST_LINE_TIMEOUT",
+    "BOB_CONNECT_TIMEOUT",
+    "BOB_STATE_DIR",
+    "BOB_METRICS",
+    "BOB_TUNNELS",
+];
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A `bob-server` command with a clean environment.
+fn bob() -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "info").kill_on_drop(true);
+    cmd
+}
+
+async fn run(cmd: &mut Command) -> Output {
+    within("bob-server exits", cmd.stdin(Stdio::null()).output())
+        .await
+        .expect("run bob-server")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fresh private scratch directory.
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bob-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `--print-config` output, parsed.
+async fn print_config(cmd: &mut Command) -> toml::Table {
+    let out = run(cmd.arg("--print-config")).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    text.parse().unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[tokio::test]
+async fn defaults_are_printed_and_read_back() {
+    let table = print_config(&mut bob()).await;
+    assert_eq!(table["listen"].as_str(), Some("127.0.0.1:2827"));
+    assert_eq!(table["allow-remote"].as_bool(), Some(false));
+    assert_eq!(table["dialect"].as_str(), Some("java"));
+    assert_eq!(table["max-connections"].as_integer(), Some(64));
+    assert_eq!(table["max-tunnels"].as_integer(), Some(1024));
+    assert_eq!(table["session-timeout"].as_integer(), Some(90));
+    assert_eq!(table["newkeys-type"].as_str(), Some("DSA_SHA1"));
+    assert!(table.get("router").is_none() && table.get("state-dir").is_none());
+
+    // What --print-config prints is a configuration file giving the same result.
+    let dir = scratch("roundtrip");
+    let out = run(bob().args([
+        "--print-config",
+        "--dialect",
+        "i2pd",
+        "--router",
+        "127.0.0.1:7656",
+        "--tunnel-option",
+        "inbound.length=1",
+        "--state-dir",
+        "/var/lib/bob",
+        "--metrics",
+        "127.0.0.1:9100",
+        "--newkeys-type",
+        "7",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let file = write(&dir, "printed.toml", &printed);
+    let out = run(bob().args(["--print-config", "--config", s(&file)])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), printed);
+    assert!(
+        printed.contains("router = \"sam://127.0.0.1:7656\""),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("newkeys-type = \"EdDSA_SHA512_Ed25519\""),
+        "{printed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn flag_beats_environment_beats_file_beats_default() {
+    let dir = scratch("precedence");
+    let file = write(
+        &dir,
+        "bob.toml",
+        r#"
+listen = "127.0.0.1:1111"
+dialect = "i2pd"
+max-tunnels = 5
+lookup-timeout = 7
+first-line-timeout = 3
+state-dir = "state"
+
+[tunnel-options]
+"inbound.length" = "1"
+"outbound.length" = "1"
+"#,
+    );
+    let table = print_config(
+        bob()
+            .args(["--config", s(&file)])
+            .env("BOB_MAX_TUNNELS", "6")
+            .env("BOB_LOOKUP_TIMEOUT", "8")
+            .env("BOB_TUNNEL_OPTIONS", "outbound.length=2 inbound.quantity=4")
+            .args(["--lookup-timeout", "9"]),
+    )
+    .await;
+    // file only
+    assert_eq!(table["listen"].as_str(), Some("127.0.0.1:1111"));
+    assert_eq!(table["dialect"].as_str(), Some("i2pd"));
+    assert_eq!(table["first-line-timeout"].as_integer(), Some(3));
+    // relative paths are taken from the file's directory
+    assert_eq!(table["state-dir"].as_str(), Some(s(&dir.join("state"))));
+    // environment over file
+    assert_eq!(table["max-tunnels"].as_integer(), Some(6));
+    // flag over environment
+    assert_eq!(table["lookup-timeout"].as_integer(), Some(9));
+    // default where nobody says anything
+    assert_eq!(table["max-connections"].as_integer(), Some(64));
+    assert_eq!(table["connect-timeout"].as_integer(), Some(60));
+    // options merge key by key
+    let opts = table["tunnel-options"].as_table().unwrap();
+    assert_eq!(opts["inbound.length"].as_str(), Some("1"));
+    assert_eq!(opts["outbound.length"].as_str(), Some("2"));
+    assert_eq!(opts["inbound.quantity"].as_str(), Some("4"));
+
+    // BOB_CONFIG names the file too; a flag still wins over it.
+    let table = print_config(
+        bob()
+            .env("BOB_CONFIG", s(&file))
+            .env("BOB_ALLOW_REMOTE", "true")
+            .args(["--listen", "0.0.0.0:2222"]),
+    )
+    .await;
+    assert_eq!(table["listen"].as_str(), Some("0.0.0.0:2222"));
+    assert_eq!(table["allow-remote"].as_bool(), Some(true));
+    assert_eq!(table["max-tunnels"].as_integer(), Some(5));
+
+    // ... and --allow-remote=false on the command line beats the variable.
+    let out = run(bob().env("BOB_ALLOW_REMOTE", "true").args([
+        "--allow-remote=false",
+        "--listen",
+        "0.0.0.0:2222",
+        "--print-config",
+    ]))
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("refusing to listen"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn malformed_configuration_names_file_line_and_key() {
+    let dir = scratch("badconf");
+    let cases = [
+        (
+            "syntax.toml",
+            "listen = \"127.0.0.1:1\"\nlisten = [\n",
+            ":2:",
+            "",
+        ),
+        (
+            "unknown.toml",
+            "# comment\nlisten = \"127.0.0.1:1\"\ncolour = \"blue\"\n",
+            ":3:",
+            "colour",
+        ),
+        (
+            "value.toml",
+            "\nmax-connections = 0\n",
+            ":2:",
+            "max-connections",
+        ),
+        ("router.toml", "router = \"http://x\"\n", ":1:", "router"),
+        (
+            "type.toml",
+            "lookup-timeout = \"soon\"\n",
+            ":1:",
+            "lookup-timeout",
+        ),
+    ];
+    for (name, text, line, needle) in cases {
+        let file = write(&dir, name, text);
+        for extra in [&["--print-config"][..], &["--listen", "127.0.0.1:0"][..]] {
+            let out = run(bob().args(["--config", s(&file)]).args(extra)).await;
+            assert!(!out.status.success(), "{name}");
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("{}{line}", s(&file))),
+                "{name}: {err}"
+            );
+            assert!(err.contains(needle), "{name}: {err}");
+            assert!(!err.contains("listening on"), "{name}: {err}");
+        }
+    }
+    // a missing file, a conflict, and a bad environment value
+    let out = run(bob().args(["--config", "/nonexistent/bob.toml", "--print-config"])).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/nonexistent/bob.toml"),
+        "{}",
+        stderr(&out)
+    );
+    let file = write(&dir, "conflict.toml", "hosts = \"h.txt\"\n");
+    let out = run(bob().args([
+        "--config",
+        s(&file),
+        "--router",
+        "127.0.0.1:7656",
+        "--print-config",
+    ]))
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("hosts"), "{}", stderr(&out));
+    let out = run(bob().env("BOB_MAX_TUNNELS", "lots").arg("--print-config")).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("lots"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn malformed_tunnels_file_stops_the_binary_naming_the_line() {
+    let dir = scratch("badtunnels");
+    let file = write(
+        &dir,
+        "tunnels.toml",
+        "[[tunnel]]\nname = \"ok\"\nkeys = \"ok.keys\"\noutbound = \"127.0.0.1:80\"\n\n[[tunnel]]\nname = \"bad\"\nkeys = \"bad.keys\"\ninbound = \"127.0.0.1:0\"\n",
+    );
+    for extra in [&["--print-config"][..], &["--listen", "127.0.0.1:0"][..]] {
+        let out = run(bob().args(["--tunnels", s(&file)]).args(extra)).await;
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{}:6:", s(&file))), "{err}");
+        assert!(err.contains("port must be"), "{err}");
+    }
+    // the same through `tunnels = ...` in the configuration file (relative to it)
+    let conf = write(&dir, "bob.toml", "tunnels = \"tunnels.toml\"\n");
+    let out = run(bob().args(["--config", s(&conf), "--listen", "127.0.0.1:0"])).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("tunnels.toml:6:"), "{}", stderr(&out));
+
+    // a key file that exists but holds no keys: named, with the entry's line
+    let file = write(
+        &dir,
+        "badkeys.toml",
+        "\n[[tunnel]]\nname = \"k\"\nkeys = \"garbage.keys\"\noutbound = \"127.0.0.1:80\"\n",
+    );
+    write(&dir, "garbage.keys", "this is not a key file\n");
+    let out = run(bob().args(["--tunnels", s(&file), "--listen", "127.0.0.1:0"])).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:2:", s(&file))), "{err}");
+    assert!(err.contains(s(&dir.join("garbage.keys"))), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Spawns the binary; returns it, the control address, and stderr positioned after
+/// the line starting with `until` (the lines before it are returned too).
+async fn spawn_until(
+    cmd: &mut Command,
+    until: &str,
+) -> (Child, String, Vec<String>, BufReader<ChildStderr>) {
+    let mut child = cmd
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bob-server");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = Vec::new();
+    let mut addr = String::new();
+    within(until, async {
+        loop {
+            let mut line = String::new();
+            let n = err.read_line(&mut line).await.expect("read stderr");
+            assert!(n > 0, "bob-server exited early: {seen:#?}");
+            if let Some(a) = line.trim().strip_prefix("bob-server listening on ") {
+                addr = a.to_owned();
+            }
+            let done = line.starts_with(until);
+            seen.push(line);
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    (child, addr, seen, err)
+}
+
+async fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = sock.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+async fn control(addr: &str) -> BufReader<TcpStream> {
+    let mut c = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+    let mut greeting = [0u8; 16];
+    within("greeting", c.read_exact(&mut greeting))
+        .await
+        .unwrap();
+    c
+}
+
+async fn command(c: &mut BufReader<TcpStream>, line: &str) -> String {
+    c.get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    within("reply", c.read_line(&mut reply)).await.unwrap();
+    reply
+}
+
+#[tokio::test]
+async fn tunnels_file_starts_tunnels_that_carry_data() {
+    let dir = scratch("boot");
+    let echo = echo_server().await;
+    let inport = free_port();
+    let file = write(
+        &dir,
+        "tunnels.toml",
+        &format!(
+            r#"
+[[tunnel]]
+name = "srv"
+keys = "srv.keys"
+key-type = "ed25519"
+outbound = "127.0.0.1:{echo}"
+quiet = true
+
+[[tunnel]]
+name = "cli"
+keys = "keys/cli.keys"
+inbound = "127.0.0.1:{inport}"
+[tunnel.options]
+"inbound.length" = "1"
+
+[[tunnel]]
+name = "idle"
+keys = "idle.keys"
+outbound = "127.0.0.1:9"
+start = false
+"#
+        ),
+    );
+    let (mut child, addr, log, _err) = spawn_until(
+        bob().args(["--tunnels", s(&file)]),
+        "bob-server tunnels ready",
+    )
+    .await;
+    assert!(
+        log.last().unwrap().contains("2 started"),
+        "{:?}",
+        log.last()
+    );
+
+    // Missing key files were created, private.
+    for keys in ["srv.keys", "keys/cli.keys", "idle.keys"] {
+        let path = dir.join(keys);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect(keys).permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{keys}");
+        }
+        assert!(bob_server::keyfile::read_key_file(&path).is_ok(), "{keys}");
+    }
+    let srv = bob_server::keyfile::read_key_file(&dir.join("srv.keys")).unwrap();
+    assert_eq!(srv.destination().sig_type(), keytools::SigType::Ed25519);
+
+    // Data end to end: app -> cli inbound -> local core -> srv -> echo server.
+    let mut app = TcpStream::connect(("127.0.0.1", inport))
+        .await
+        .expect("the client tunnel listens");
+    app.write_all(format!("{}\nhello from boot\n", srv.destination().b32()).as_bytes())
+        .await
+        .unwrap();
+    let mut app = BufReader::new(app);
+    let mut echoed = String::new();
+    within("echo", app.read_line(&mut echoed)).await.unwrap();
+    assert_eq!(echoed, "hello from boot\n");
+
+    // The registry shows what the file said.
+    let mut c = control(&addr).await;
+    let idle = command(&mut c, "status idle").await;
+    assert!(
+        idle.contains("RUNNING: false") && idle.contains("KEYS: true"),
+        "{idle}"
+    );
+    let cli = command(&mut c, "status cli").await;
+    assert!(cli.contains("RUNNING: true"), "{cli}");
+    assert_eq!(
+        command(&mut c, "getnick cli").await,
+        "OK Nickname set to cli\n"
+    );
+    let props = command(&mut c, "showprops").await;
+    assert!(props.contains("inbound.length=1"), "{props}");
+    let srv_status = command(&mut c, "status srv").await;
+    assert!(srv_status.contains("QUIET: true"), "{srv_status}");
+    child.kill().await.unwrap();
+
+    // A second boot reuses the keys: the address stays.
+    let before = std::fs::read(dir.join("srv.keys")).unwrap();
+    let (mut child, _, _, _err) = spawn_until(
+        bob().args(["--tunnels", s(&file)]),
+        "bob-server tunnels ready",
+    )
+    .await;
+    assert_eq!(std::fs::read(dir.join("srv.keys")).unwrap(), before);
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_declared_tunnel_that_cannot_start_is_fatal() {
+    let dir = scratch("nostart");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let file = write(
+        &dir,
+        "tunnels.toml",
+        &format!("[[tunnel]]\nname = \"c\"\nkeys = \"c.keys\"\ninbound = \"127.0.0.1:{port}\"\n"),
+    );
+    let out = run(bob().args(["--tunnels", s(&file), "--listen", "127.0.0.1:0"])).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:1: tunnel \"c\": start failed", s(&file))),
+        "{err}"
+    );
+    drop(taken);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/examples")
+}
+
+#[tokio::test]
+async fn example_configuration_and_tunnels_file_parse() {
+    let config = examples().join("config.toml");
+    let table = print_config(bob().args(["--config", s(&config)])).await;
+    assert_eq!(table["router"].as_str(), Some("sam://127.0.0.1:7656"));
+    assert!(table["tunnels"].as_str().unwrap().ends_with("tunnels.toml"));
+    let decls = bob_server::tunnels_file::load(&examples().join("tunnels.toml"))
+        .expect("example tunnels file");
+    let names: Vec<_> = decls.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["web", "irc-client", "ssh"]);
+    assert!(decls.iter().any(|d| !d.start));
+    let unit = std::fs::read_to_string(examples().join("bob-server.service")).unwrap();
+    for needle in [
+        "--config /etc/bob-server/config.toml",
+        "--state-dir",
+        "StateDirectory=bob-server",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "DynamicUser=yes",
+    ] {
+        assert!(unit.contains(needle), "{needle}");
+    }
+}
+
+/// Sends SIGTERM (so the script's trap cleans up) when dropped.
+struct TermOnDrop(Option<u32>);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn expose_web_server_example_end_to_end() {
+    let dir = scratch("expose");
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hello.txt"), "hello over i2p\n").unwrap();
+    let (mut server, addr, _, _err) = spawn_until(&mut bob(), "bob-server listening on").await;
+
+    let mut script = Command::new("bash")
+        .arg(examples().join("expose-web-server.sh"))
+        .arg(&site)
+        .env("BOBCTL", BOBCTL)
+        .env("BOBCTL_SERVER", &addr)
+        .env("TUNNEL_NAME", "site")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run the example");
+    let mut term = TermOnDrop(script.id());
+    let mut out = BufReader::new(script.stdout.take().unwrap());
+    let b32 = within("the script prints the b32 address", async {
+        loop {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).await.unwrap() > 0, "script ended");
+            if let Some(b32) = line.trim().strip_prefix("b32: ") {
+                return b32.to_owned();
+            }
+        }
+    })
+    .await;
+    assert!(b32.ends_with(".b32.i2p"), "{b32}");
+
+    // A client tunnel of our own, and an HTTP request through I2P (the local core).
+    let mut c = control(&addr).await;
+    assert!(command(&mut c, "setnick browser").await.starts_with("OK"));
+    assert!(command(&mut c, "newkeys").await.starts_with("OK"));
+    assert!(command(&mut c, "inhost 127.0.0.1").await.starts_with("OK"));
+    let mut inport = None;
+    for _ in 0..5 {
+        let port = free_port();
+        assert!(
+            command(&mut c, &format!("inport {port}"))
+                .await
+                .starts_with("OK")
+        );
+        if command(&mut c, "start").await.starts_with("OK") {
+            inport = Some(port);
+            break;
+        }
+    }
+    let inport = inport.expect("a free port for the client tunnel");
+    let mut web = TcpStream::connect(("127.0.0.1", inport)).await.unwrap();
+    web.write_all(format!("{b32}\nGET /hello.txt HTTP/1.0\r\nHost: {b32}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    within("HTTP response", web.read_to_string(&mut response))
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+    assert!(response.ends_with("hello over i2p\n"), "{response}");
+
+    // SIGTERM: the script removes its tunnel and stops the web server.
+    let pid = term.0.take().expect("script pid");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = within("script exits", script.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let listed = command(&mut c, "status site").await;
+    assert!(listed.starts_with("ERROR"), "tunnel removed: {listed}");
+    server.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn completions_and_man_pages_cover_every_flag() {
+    let server_flags = [
+        "--config",
+        "--print-config",
+        "--listen",
+        "--allow-remote",
+        "--dialect",
+        "--router",
+        "--hosts",
+        "--tunnel-option",
+        "--session-timeout",
+        "--max-connections",
+        "--max-tunnels",
+        "--lookup-timeout",
+        "--first-line-timeout",
+        "--connect-timeout",
+        "--state-dir",
+        "--metrics",
+        "--tunnels",
+        "--newkeys-type",
+    ];
+    let bobctl_flags = ["--server", "--json", "--timeout"];
+    for (bin, flags) in [(BIN, &server_flags[..]), (BOBCTL, &bobctl_flags[..])] {
+        for shell in ["bash", "zsh", "fish"] {
+            let out = run(Command::new(bin).args(["--generate-completions", shell])).await;
+            assert!(out.status.success(), "{bin} {shell}: {}", stderr(&out));
+            let text = String::from_utf8(out.stdout).unwrap();
+            for flag in flags {
+                // fish lists long flags without their dashes (`-l listen`)
+                let bare = flag.trim_start_matches('-');
+                assert!(
+                    text.contains(flag) || text.contains(&format!("-l {bare}")),
+                    "{bin} {shell}: {flag}"
+                );
+            }
+        }
+        let out = run(Command::new(bin).arg("--generate-man")).await;
+        assert!(out.status.success(), "{bin}: {}", stderr(&out));
+        let man = String::from_utf8(out.stdout).unwrap().replace("\\-", "-");
+        assert!(man.starts_with(".ie") || man.contains(".TH"), "{man}");
+        for flag in flags {
+            assert!(man.contains(flag), "{bin} man: {flag}");
+        }
+    }
+    let out = run(Command::new(BIN).args(["--generate-completions", "tcsh"])).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("tcsh"), "{}", stderr(&out));
+}
