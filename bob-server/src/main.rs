@@ -75,6 +75,15 @@ struct Args {
     /// Seconds the router may take to create a tunnel's session (SAM backend)
     #[arg(long, value_name = "SECS", default_value_t = 90)]
     session_timeout: u64,
+
+    /// Save the tunnel registry (keys included, mode 0600) in DIR on every change and
+    /// restore it, restarting running tunnels, on start
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on ADDR (`127.0.0.1:9100`; non-loopback needs --allow-remote)
+    #[arg(long = "metrics", value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 fn parse_tunnel_option(s: &str) -> Result<(String, String), String> {
@@ -116,6 +125,8 @@ impl Args {
                 }
                 None => BackendConfig::Local { hosts: self.hosts },
             },
+            state_dir: self.state_dir,
+            metrics_listen: self.metrics,
             ..Config::default()
         }
     }

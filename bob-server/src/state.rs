@@ -25,11 +25,13 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::keyfile::{KeyFileError, write_private_file};
+use crate::registry::Registry;
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "registry.toml";
@@ -196,14 +198,33 @@ impl StateStore {
                 .push(format!("cannot parse {}: {why}", path.display())),
         }
         if !loaded.problems.is_empty() {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let aside = self.dir.join(format!("{STATE_FILE}.corrupt-{secs}"));
-            write_private_file(&aside, &text)?;
-            loaded.kept_aside = Some(aside);
+            loaded.kept_aside = Some(self.write_aside(&text)?);
         }
         Ok(loaded)
+    }
+
+    /// Copies the current state file to `registry.toml.corrupt-<unix time>` (mode 0600)
+    /// before entries of it are dropped for reasons [`StateStore::load`] cannot see
+    /// (registry limits); returns the copy's path, `None` without a state file.
+    ///
+    /// # Errors
+    /// [`StateError`] if the file cannot be read or the copy written.
+    pub fn keep_aside(&self) -> Result<Option<PathBuf>, StateError> {
+        let path = self.path();
+        match fs::read(&path) {
+            Ok(bytes) => self.write_aside(&bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    fn write_aside(&self, bytes: &[u8]) -> Result<PathBuf, StateError> {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = self.dir.join(format!("{STATE_FILE}.corrupt-{secs}"));
+        write_private_file(&aside, bytes)?;
+        Ok(aside)
     }
 
     /// Saves a snapshot taken at registry generation `generation`. Snapshots older than
@@ -227,6 +248,61 @@ impl StateStore {
         write_private_file(&self.path(), text.as_bytes())?;
         *written = generation;
         Ok(())
+    }
+}
+
+/// Saves the registry through a [`StateStore`] whenever it changed.
+///
+/// [`Persister::persist`] snapshots the registry and writes it on a blocking thread;
+/// callers await it before they answer the client whose command changed something, so
+/// an `OK` means the change is on disk. Concurrent calls are safe: every snapshot carries
+/// its registry generation, the store skips snapshots older than the last one written,
+/// and a call whose generation is already saved returns at once.
+#[derive(Debug, Clone)]
+pub struct Persister {
+    store: Arc<StateStore>,
+    registry: Registry,
+    /// highest generation known to be on disk
+    saved: Arc<AtomicU64>,
+}
+
+impl Persister {
+    /// Saves `registry` into `store` from now on.
+    pub fn new(store: Arc<StateStore>, registry: Registry) -> Self {
+        Self {
+            store,
+            registry,
+            saved: Arc::default(),
+        }
+    }
+
+    /// The store written to.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// Writes the registry unless its current generation is already saved; returns
+    /// once the file is durable (or the write failed).
+    ///
+    /// # Errors
+    /// [`StateError`] when the file cannot be written (the previous file stays intact).
+    pub async fn persist(&self) -> Result<(), StateError> {
+        if self.saved.load(Ordering::Acquire) >= self.registry.generation() {
+            return Ok(());
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let snapshot = this.registry.snapshot();
+            let generation = snapshot.generation;
+            if this.saved.load(Ordering::Acquire) >= generation {
+                return Ok(());
+            }
+            this.store.save(generation, &snapshot.into_records())?;
+            this.saved.fetch_max(generation, Ordering::AcqRel);
+            Ok(())
+        })
+        .await
+        .map_err(|e| StateError::Encode(format!("save task failed: {e}")))?
     }
 }
 
