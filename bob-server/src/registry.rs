@@ -402,12 +402,6 @@ impl Registry {
         }
     }
 
-    /// Marks the registry changed, so that the next save writes it even if nothing else
-    /// changes (used after a damaged state file was set aside).
-    pub fn touch(&self) {
-        self.lock().generation += 1;
-    }
-
     /// Counters of one entry (`stats`): whether it runs, and its current or last run's
     /// numbers.
     pub fn counters(&self, nickname: &str) -> Option<(bool, StatsSnapshot)> {

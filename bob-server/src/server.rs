@@ -216,10 +216,11 @@ impl Server {
             Some(dir) => {
                 let store = StateStore::open(dir)?;
                 let restore = restore_registry(&store, &registry)?;
-                (
-                    Some(Persister::new(Arc::new(store), registry.clone())),
-                    restore,
-                )
+                // The file now matches the registry (it was just read, or rewritten
+                // after damage), so nothing needs saving until the next change.
+                let saved = registry.generation();
+                let persister = Persister::new(Arc::new(store), registry.clone(), saved);
+                (Some(persister), restore)
             }
             None => (None, RestoreReport::default()),
         };
@@ -411,7 +412,8 @@ fn restore_registry(store: &StateStore, registry: &Registry) -> Result<RestoreRe
             report.restored.len()
         );
         // Rewrite the file from what was read, so the damage is not found again.
-        registry.touch();
+        let snapshot = registry.snapshot();
+        store.save(snapshot.generation, &snapshot.into_records())?;
     }
     info!(
         file = %path.display(),

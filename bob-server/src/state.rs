@@ -267,12 +267,13 @@ pub struct Persister {
 }
 
 impl Persister {
-    /// Saves `registry` into `store` from now on.
-    pub fn new(store: Arc<StateStore>, registry: Registry) -> Self {
+    /// Saves `registry` into `store` from now on; `saved` is the registry generation
+    /// the file already holds (0: none).
+    pub fn new(store: Arc<StateStore>, registry: Registry, saved: u64) -> Self {
         Self {
             store,
             registry,
-            saved: Arc::default(),
+            saved: Arc::new(AtomicU64::new(saved)),
         }
     }
 
