@@ -764,4 +764,164 @@ mod tests {
             "the new entry's start is not disturbed"
         );
     }
+
+    /// A tunnel that does nothing, with counters.
+    #[derive(Debug, Default)]
+    struct Dummy(Arc<TunnelStats>);
+
+    impl ActiveTunnel for Dummy {
+        fn session(&self) -> Arc<dyn Session> {
+            unreachable!("not used")
+        }
+        fn inbound_addr(&self) -> Option<SocketAddr> {
+            None
+        }
+        fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+        fn stats(&self) -> Option<Arc<TunnelStats>> {
+            Some(self.0.clone())
+        }
+    }
+
+    fn running_flag(r: &Registry, name: &str) -> bool {
+        r.snapshot()
+            .entries
+            .iter()
+            .find(|(rec, _)| rec.nickname == name)
+            .map(|(rec, _)| rec.running)
+            .unwrap()
+    }
+
+    #[test]
+    fn generations_and_the_remembered_running_flag() {
+        let r = registry();
+        let g0 = r.generation();
+        r.create("t").unwrap();
+        let g1 = r.generation();
+        assert!(g1 > g0);
+        // reads change nothing
+        let _ = r.list();
+        let _ = r.status("t");
+        let _ = r.counters("t");
+        assert_eq!(r.generation(), g1);
+        r.update("t", |e| {
+            e.keys = Some(keys());
+            e.outport = Some(1);
+        })
+        .unwrap();
+        let g2 = r.generation();
+        assert!(g2 > g1);
+
+        // a failed start changes nothing that is saved
+        let (_, ticket) = r.begin_start("t").unwrap();
+        r.finish_start(ticket, None);
+        assert_eq!(r.generation(), g2);
+        assert!(!running_flag(&r, "t"));
+
+        // a successful start is saved as running, and keeps its counters readable
+        let (_, ticket) = r.begin_start("t").unwrap();
+        assert!(
+            r.finish_start(ticket, Some(Box::new(Dummy::default())))
+                .is_none()
+        );
+        let g3 = r.generation();
+        assert!(g3 > g2);
+        assert!(running_flag(&r, "t"));
+        assert_eq!(r.counters("t"), Some((true, StatsSnapshot::default())));
+        assert!(r.metrics()[0].running);
+
+        // shutdown stops it but it stays marked running (it comes back after a restart)
+        let all = r.begin_stop_all();
+        assert_eq!(all.len(), 1);
+        for (_, ticket) in all {
+            r.finish_stop(ticket);
+        }
+        assert_eq!(r.generation(), g3);
+        assert!(running_flag(&r, "t"));
+        assert!(!r.status("t").unwrap().running);
+
+        // `stop` by a client is saved as stopped
+        let (_, ticket) = r.begin_start("t").unwrap();
+        r.finish_start(ticket, Some(Box::new(Dummy::default())));
+        let g4 = r.generation();
+        let (_, ticket) = r.begin_stop("t").unwrap();
+        assert!(r.generation() > g4);
+        assert!(!running_flag(&r, "t"));
+        r.finish_stop(ticket);
+        assert_eq!(r.counters("t").map(|(running, _)| running), Some(false));
+
+        // a start abandoned at shutdown keeps the flag of a restored entry
+        let restored = TunnelRecord {
+            running: true,
+            nickname: "back".into(),
+            ..r.snapshot().into_records().remove(0)
+        };
+        assert_eq!(r.restore(&restored), Ok(true));
+        let (_, ticket) = r.begin_start("back").unwrap();
+        r.abandon_start(ticket);
+        assert!(running_flag(&r, "back"));
+        // … a failed one clears it
+        let g5 = r.generation();
+        let (_, ticket) = r.begin_start("back").unwrap();
+        r.finish_start(ticket, None);
+        assert!(r.generation() > g5);
+        assert!(!running_flag(&r, "back"));
+
+        assert!(r.generation() > g3);
+        r.remove("t").unwrap();
+        assert!(
+            r.snapshot()
+                .entries
+                .iter()
+                .all(|(rec, _)| rec.nickname != "t")
+        );
+    }
+
+    #[test]
+    fn restore_round_trips_and_refuses_what_does_not_fit() {
+        let r = registry();
+        r.create("a").unwrap();
+        r.update("a", |e| {
+            e.keys = Some(keys());
+            e.inhost = "127.0.0.1".into();
+            e.inport = Some(7);
+            e.quiet = true;
+            e.properties.insert("x".into(), "y".into());
+        })
+        .unwrap();
+        let records = r.snapshot().into_records();
+        let other = registry();
+        assert_eq!(other.restore(&records[0]), Ok(false));
+        assert_eq!(other.snapshot().into_records(), records);
+        assert_eq!(other.list(), r.list());
+        assert_eq!(other.restore(&records[0]), Err(RestoreError::Duplicate));
+        let mut bad = records[0].clone();
+        bad.nickname = "b".into();
+        bad.keys = Some("nonsense".into());
+        assert!(matches!(other.restore(&bad), Err(RestoreError::Keys(_))));
+        let mut many = records[0].clone();
+        many.nickname = "c".into();
+        many.options = (0..MAX_OPTIONS_PER_TUNNEL + 10)
+            .map(|i| (format!("k{i}"), "v".into()))
+            .collect();
+        assert_eq!(
+            other.restore(&many),
+            Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL))
+        );
+        for n in ["d", "e"] {
+            let mut rec = records[0].clone();
+            rec.nickname = n.into();
+            other.restore(&rec).unwrap();
+        }
+        let mut full = records[0].clone();
+        full.nickname = "f".into();
+        assert_eq!(other.restore(&full), Err(RestoreError::Full(3)));
+        // a record claiming to run without keys is not started
+        let empty = registry();
+        let mut nokeys = records[0].clone();
+        nokeys.keys = None;
+        nokeys.running = true;
+        assert_eq!(empty.restore(&nokeys), Ok(false));
+    }
 }

@@ -9,6 +9,12 @@
 //! validate, are reported and the original file is kept aside as
 //! `registry.toml.corrupt-<unix time>`: nothing is silently dropped.
 //!
+//! `options` are the tunnel's whole property set as `showprops` shows it (the server
+//! defaults it was created with included), so a restored tunnel is handed exactly the
+//! options it had. `running` is true for a tunnel that was started and not stopped by a
+//! client; the server's own shutdown leaves it true, so the tunnel starts again.
+//! [`Persister`] writes the file from the live registry (see [`crate::server`]).
+//!
 //! # Format
 //! ```toml
 //! version = 1

@@ -705,3 +705,42 @@ async fn metrics_refuses_remote_address_without_allow_remote() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn stats_command_on_the_wire_in_both_dialects() {
+    for dialect in [bob_codec::Dialect::Java, bob_codec::Dialect::I2pd] {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            dialect,
+            ..Config::default()
+        };
+        let server = Server::bind(config, Arc::new(LocalCore::new()))
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.run(shutdown.clone()));
+        let mut c = Bob::connect(addr).await;
+        assert_eq!(c.cmd("stats").await, "ERROR no nickname has been set");
+        assert_eq!(c.cmd("stats nope").await, "ERROR no nickname has been set");
+        c.cmd("setnick t").await;
+        let zero =
+            "OK STATS nickname=t running=false accepted=0 active=0 failed=0 bytes_in=0 bytes_out=0";
+        assert_eq!(c.cmd("stats").await, zero);
+        assert_eq!(c.cmd("STATS t extra").await, zero);
+        let mut other = Bob::connect(addr).await;
+        assert_eq!(other.cmd("stats t").await, zero);
+        let help = c.cmd("help stats").await;
+        match dialect {
+            bob_codec::Dialect::Java => {
+                assert!(help.starts_with("OK stats [nickname] * "), "{help}")
+            }
+            bob_codec::Dialect::I2pd => {
+                assert!(help.starts_with("OK stats [<NICKNAME>] - "), "{help}")
+            }
+        }
+        // the COMMANDS: list stays the reference servers'
+        assert!(!c.cmd("help").await.contains("stats"));
+        shutdown.cancel();
+    }
+}
