@@ -160,7 +160,10 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::bind(config, core)
         .await
         .context("starting bob-server")?;
-    // A fixed line on stderr, whatever RUST_LOG says, so scripts can find the port.
+    // Fixed lines on stderr, whatever RUST_LOG says, so scripts can find the ports.
+    if let Some(addr) = server.metrics_addr() {
+        eprintln!("bob-server metrics on http://{addr}/metrics");
+    }
     eprintln!("bob-server listening on {}", server.local_addr());
 
     let shutdown = CancellationToken::new();

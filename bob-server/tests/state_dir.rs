@@ -43,9 +43,13 @@ struct Proc {
 
 impl Proc {
     async fn spawn(state_dir: &Path) -> Self {
+        Self::spawn_with(&["--state-dir", state_dir.to_str().expect("UTF-8 temp dir")]).await
+    }
+
+    async fn spawn_with(args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -597,4 +601,47 @@ async fn unusable_state_dir_and_dropped_entries_are_reported() {
     );
     assert_eq!(server.registry().list().len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn metrics_flag_serves_prometheus_text_and_refuses_remote() {
+    let server = Proc::spawn_with(&["--metrics", "127.0.0.1:0"]).await;
+    let log = server.log();
+    // printed before the listening line, whatever RUST_LOG says
+    let addr = log
+        .lines()
+        .find_map(|l| l.strip_prefix("bob-server metrics on http://"))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("stderr names the metrics address: {log}"))
+        .to_owned();
+    let mut c = server.connect().await;
+    c.ok("setnick m").await;
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    within("scrape", s.read_to_string(&mut text)).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("bob_tunnels 1\n"), "{text}");
+    assert!(
+        text.contains("bob_tunnel_running{tunnel=\"m\"} 0\n"),
+        "{text}"
+    );
+    drop(c);
+    server.kill9().await;
+
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--metrics", "0.0.0.0:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("non-loopback address 0.0.0.0:0"), "{err}");
+
+    let out = Command::new(BIN).arg("--help").output().await.unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--state-dir <DIR>") && help.contains("--metrics <ADDR>"),
+        "{help}"
+    );
 }
