@@ -164,9 +164,15 @@ pub struct Server {
 impl Server {
     /// Validates `config` and binds its `listen` address; tunnels run on `core`.
     ///
+    /// With `config.state_dir` the saved registry is loaded here (see the module docs);
+    /// with `config.metrics_listen` the metrics address is bound here too.
+    ///
     /// # Errors
-    /// [`ServerError::Config`] for a refused configuration (non-loopback without
-    /// `allow_remote`), [`ServerError::Bind`] if the address cannot be bound.
+    /// [`ServerError::Config`] for a refused configuration (non-loopback control or
+    /// metrics address without `allow_remote`), [`ServerError::Bind`] /
+    /// [`ServerError::MetricsBind`] if an address cannot be bound, [`ServerError::State`]
+    /// if the state directory cannot be created, read or written (a damaged state
+    /// *file* is not an error: it is kept aside and reported).
     pub async fn bind(config: Config, core: Arc<dyn StreamingCore>) -> Result<Self, ServerError> {
         Self::bind_with_launcher(config, core, crate::tunnel_launcher()).await
     }
@@ -195,7 +201,8 @@ impl Server {
     /// `config.listen` is ignored).
     ///
     /// # Errors
-    /// [`ServerError::Config`], [`ServerError::Io`] if the listener has no address.
+    /// [`ServerError::Config`], [`ServerError::Io`] if the listener has no address,
+    /// [`ServerError::MetricsBind`], [`ServerError::State`] (as [`Server::bind`]).
     pub fn from_listener(
         listener: TcpListener,
         config: Config,
@@ -260,8 +267,12 @@ impl Server {
     /// Serves until `shutdown` is cancelled or a client sends `zap`, then closes all
     /// control connections, stops all tunnels and returns.
     ///
+    /// Tunnels restored from the state directory that were running are started in the
+    /// background first; the metrics endpoint (if any) is served until shutdown.
+    ///
     /// # Errors
-    /// None today; the `Result` leaves room for fatal listener failures.
+    /// [`ServerError::Io`] if the metrics listener cannot be registered with the
+    /// runtime; nothing else today.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let Self {
             listener,

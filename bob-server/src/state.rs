@@ -136,6 +136,8 @@ pub struct StateStore {
     /// generation of the last snapshot written: older snapshots are skipped, so a slow
     /// writer can never overwrite a newer state with an older one
     written: Mutex<u64>,
+    /// files written since `open`
+    writes: AtomicU64,
 }
 
 impl StateStore {
@@ -157,7 +159,13 @@ impl StateStore {
         Ok(Self {
             dir,
             written: Mutex::new(0),
+            writes: AtomicU64::new(0),
         })
+    }
+
+    /// How many times the state file was written since [`StateStore::open`].
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// The state file's path.
@@ -252,6 +260,7 @@ impl StateStore {
         };
         let text = toml::to_string(&file).map_err(|e| StateError::Encode(e.to_string()))?;
         write_private_file(&self.path(), text.as_bytes())?;
+        self.writes.fetch_add(1, Ordering::Relaxed);
         *written = generation;
         Ok(())
     }
@@ -261,15 +270,19 @@ impl StateStore {
 ///
 /// [`Persister::persist`] snapshots the registry and writes it on a blocking thread;
 /// callers await it before they answer the client whose command changed something, so
-/// an `OK` means the change is on disk. Concurrent calls are safe: every snapshot carries
-/// its registry generation, the store skips snapshots older than the last one written,
-/// and a call whose generation is already saved returns at once.
+/// an `OK` means the change is on disk. Concurrent calls commit as a group: while one
+/// write is in flight the others wait, then the next writer snapshots the newest
+/// registry, which covers every waiting caller's change, and those callers return
+/// without writing. Every snapshot carries its registry generation and the store skips
+/// older ones, so a slow write never replaces a newer file.
 #[derive(Debug, Clone)]
 pub struct Persister {
     store: Arc<StateStore>,
     registry: Registry,
     /// highest generation known to be on disk
     saved: Arc<AtomicU64>,
+    /// one snapshot-and-write at a time (group commit)
+    writer: Arc<Mutex<()>>,
 }
 
 impl Persister {
@@ -280,6 +293,7 @@ impl Persister {
             store,
             registry,
             saved: Arc::new(AtomicU64::new(saved)),
+            writer: Arc::default(),
         }
     }
 
@@ -294,16 +308,22 @@ impl Persister {
     /// # Errors
     /// [`StateError`] when the file cannot be written (the previous file stays intact).
     pub async fn persist(&self) -> Result<(), StateError> {
-        if self.saved.load(Ordering::Acquire) >= self.registry.generation() {
+        let wanted = self.registry.generation();
+        if self.saved.load(Ordering::Acquire) >= wanted {
             return Ok(());
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let snapshot = this.registry.snapshot();
-            let generation = snapshot.generation;
-            if this.saved.load(Ordering::Acquire) >= generation {
+            let _turn = this
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // the write this caller waited for may have covered its change already
+            if this.saved.load(Ordering::Acquire) >= wanted {
                 return Ok(());
             }
+            let snapshot = this.registry.snapshot();
+            let generation = snapshot.generation;
             this.store.save(generation, &snapshot.into_records())?;
             this.saved.fetch_max(generation, Ordering::AcqRel);
             Ok(())
@@ -453,6 +473,34 @@ mod tests {
         let loaded = store.load().unwrap();
         assert!(loaded.problems[0].contains("version 99"));
         assert!(loaded.kept_aside.is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_saves_commit_as_a_group() {
+        let dir = tempdir("group");
+        let store = Arc::new(StateStore::open(&dir).unwrap());
+        let registry = Registry::new(Vec::new(), 100);
+        let persister = Persister::new(store.clone(), registry.clone(), 0);
+        for i in 0..32 {
+            registry.create(&format!("t{i}")).unwrap();
+        }
+        let saves = (0..32).map(|_| {
+            let p = persister.clone();
+            tokio::spawn(async move { p.persist().await })
+        });
+        for save in futures::future::join_all(saves).await {
+            save.unwrap().unwrap();
+        }
+        assert_eq!(store.writes(), 1, "one write covers every waiting change");
+        assert_eq!(store.load().unwrap().tunnels.len(), 32);
+        // nothing changed: nothing written
+        persister.persist().await.unwrap();
+        assert_eq!(store.writes(), 1);
+        registry.remove("t0").unwrap();
+        persister.persist().await.unwrap();
+        assert_eq!(store.writes(), 2);
+        assert_eq!(store.load().unwrap().tunnels.len(), 31);
         fs::remove_dir_all(&dir).unwrap();
     }
 
