@@ -54,6 +54,10 @@ use crate::metrics;
 use crate::registry::{Launcher, Registry};
 use crate::state::{Persister, StateError, StateStore};
 
+/// Restored tunnels started at once after a restart (a router is not flooded with
+/// hundreds of session requests).
+const RESTORE_PARALLEL_STARTS: usize = 16;
+
 /// Longest pause after a failed `accept` (e.g. out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -259,7 +263,8 @@ impl Server {
         self.local_addr
     }
 
-    /// The tunnel registry (for embedding and tests).
+    /// The tunnel registry (for embedding and tests). Changes made through it directly
+    /// are saved to the state directory with the next change made by a command.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -438,11 +443,16 @@ fn restore_registry(store: &StateStore, registry: &Registry) -> Result<RestoreRe
 /// Starts the restored tunnels that were running, then saves the registry once (a
 /// tunnel that did not start is saved as stopped).
 async fn restart_restored(shared: Arc<Shared>, names: Vec<String>) {
-    let starts = names.iter().map(|name| {
+    use futures::StreamExt;
+    let starts = names.into_iter().map(|name| {
         let shared = shared.clone();
-        async move { (name, control::start_tunnel(&shared, name).await) }
+        async move {
+            let result = control::start_tunnel(&shared, &name).await;
+            (name, result)
+        }
     });
-    for (name, result) in futures::future::join_all(starts).await {
+    let mut done = futures::stream::iter(starts).buffer_unordered(RESTORE_PARALLEL_STARTS);
+    while let Some((name, result)) = done.next().await {
         match result {
             Ok(()) => info!(nickname = %name, "restored tunnel running again"),
             Err(e) => error!(
