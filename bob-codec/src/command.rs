@@ -89,6 +89,9 @@ pub enum Command {
     ShowProps,
     /// `start`
     Start,
+    /// `stats [name]` (bob-server extension): connection and byte counters of the named
+    /// tunnel, or of the selected one without a name
+    Stats(Option<String>),
     /// `status <name>`
     Status(Option<String>),
     /// `stop`
@@ -126,6 +129,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "show",
     "showprops",
     "start",
+    "stats",
     "status",
     "stop",
     "verify",
@@ -196,6 +200,7 @@ impl Command {
             "show" => Self::Show,
             "showprops" => Self::ShowProps,
             "start" => Self::Start,
+            "stats" => Self::Stats(operand),
             "status" => Self::Status(operand),
             "stop" => Self::Stop,
             "verify" => Self::Verify(operand),
@@ -238,6 +243,7 @@ impl Command {
             Self::Show => "show",
             Self::ShowProps => "showprops",
             Self::Start => "start",
+            Self::Stats(_) => "stats",
             Self::Status(_) => "status",
             Self::Stop => "stop",
             Self::Verify(_) => "verify",
@@ -275,6 +281,7 @@ impl Command {
             | Self::SetKeys(op)
             | Self::SetNick(op)
             | Self::SetTunnelType(op)
+            | Self::Stats(op)
             | Self::Status(op)
             | Self::Verify(op) => push(op.as_deref().unwrap_or("")),
             Self::NewKeys {

@@ -57,4 +57,7 @@ pub enum ReplyError {
     /// A status record whose fields are missing, out of order or not parseable.
     #[error("malformed tunnel status: {0}")]
     BadStatus(String),
+    /// A `stats` reply (bob-server extension) whose counters are missing or malformed.
+    #[error("malformed tunnel counters: {0}")]
+    BadCounters(String),
 }

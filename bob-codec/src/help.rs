@@ -3,6 +3,10 @@
 //! [`commands`] is the reply to a bare `help`, [`text`] the reply to `help <command>`
 //! (both without the leading `OK `). The texts are byte-exact copies of what Java BOB
 //! (`DoCMDS.C_ALL`) and i2pd (`BOB_HELP_*`) send, typos included.
+//!
+//! bob-server's own extension commands ([`EXTENSIONS`]) have help texts in both dialects'
+//! styles, answered by `help <command>`; they are left out of the `COMMANDS:` list so
+//! that list stays byte-identical to the reference servers'.
 
 use crate::Dialect;
 
@@ -149,6 +153,13 @@ const JAVA_COMMANDS: &str = "COMMANDS: help clear getdest getkeys getnick inhost
 
 const I2PD_COMMANDS: &str = "COMMANDS: clear getdest getkeys getnick help inhost inport list lookup newkeys option outhost outport quiet quit setkeys setnick settunneltype start status stop zap";
 
+/// Extension commands of bob-server: `(command, Java-style text, i2pd-style text)`.
+pub const EXTENSIONS: &[(&str, &str, &str)] = &[(
+    "stats",
+    "stats [nickname] * Show the connection and byte counters of a tunnel (extension).",
+    "stats [<NICKNAME>] - Show the connection and byte counters of a tunnel (extension).",
+)];
+
 /// The `(command, help text)` table of a dialect, in the order its `COMMANDS:` list
 /// names the commands.
 pub fn entries(dialect: Dialect) -> &'static [(&'static str, &'static str)] {
@@ -167,10 +178,20 @@ pub fn commands(dialect: Dialect) -> &'static str {
 }
 
 /// The help text (after `OK `) for one command word (case-insensitive), `None` if the
-/// dialect has no help entry for it.
+/// dialect has no help entry for it. Extension commands ([`EXTENSIONS`]) have one in
+/// both dialects.
 pub fn text(dialect: Dialect, command: &str) -> Option<&'static str> {
     entries(dialect)
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(command))
         .map(|(_, text)| *text)
+        .or_else(|| {
+            EXTENSIONS
+                .iter()
+                .find(|(name, _, _)| name.eq_ignore_ascii_case(command))
+                .map(|(_, java, i2pd)| match dialect {
+                    Dialect::Java => *java,
+                    Dialect::I2pd => *i2pd,
+                })
+        })
 }

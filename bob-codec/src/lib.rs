@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`line`](mod@line): bounded line framing (`\n` or `\r\n`), a tokio-util codec behind feature `codec`.
 //! - [`command`]: the typed [`Command`] enum and its nom parser over one complete line.
-//! - [`reply`]: [`Reply`] lines, the greeting, and the tunnel [`TunnelStatus`] record.
+//! - [`reply`]: [`Reply`] lines, the greeting, the tunnel [`TunnelStatus`] record and the
+//!   [`TunnelCounters`] of the `stats` extension.
 //! - [`help`]: the help texts of both dialects, as data.
 //! - [`error`]: parse errors; their `Display` is the text sent after `ERROR `.
 //!
@@ -66,7 +67,7 @@ pub mod reply;
 pub use command::Command;
 pub use error::{CommandError, LineError, ReplyError};
 pub use line::{LineCodec, LineItem, MAX_LINE_LEN};
-pub use reply::{GREETING, Reply, TunnelStatus};
+pub use reply::{GREETING, Reply, TunnelCounters, TunnelStatus};
 
 /// Which server's reply strings to speak. Semantics never change with the dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]

@@ -323,6 +323,158 @@ fn strip_i2pd_proxy_fields(rest: &str) -> &str {
     if stripped { host } else { rest }
 }
 
+/// The counters of one tunnel, the reply text of the `stats` extension command
+/// (bob-server only; Java and i2pd answer `stats` with their unknown-command error).
+///
+/// ```text
+/// STATS nickname=<nick> running=<bool> accepted=<n> active=<n> failed=<n> bytes_in=<n> bytes_out=<n>
+/// ```
+/// sent as `OK STATS …`. `Display` writes exactly this (no `OK `, no newline); `FromStr`
+/// reads it back. Readers must ignore `key=value` tokens they do not know (more counters
+/// may be added) and the order of the tokens; every key above must be present once.
+///
+/// Counters belong to the tunnel's current run (or its last one, once stopped) and start
+/// at zero on every `start`. "In" and "out" are seen from the I2P side: `bytes_in` came
+/// out of I2P streams to local applications, `bytes_out` went from local applications
+/// into I2P.
+///
+/// ```
+/// use bob_codec::TunnelCounters;
+///
+/// let c: TunnelCounters =
+///     "STATS nickname=web running=true accepted=3 active=1 failed=0 bytes_in=10 bytes_out=20"
+///         .parse()
+///         .unwrap();
+/// assert_eq!((c.accepted, c.bytes_out), (3, 20));
+/// assert_eq!(c.to_reply().encode(), b"OK STATS nickname=web running=true accepted=3 active=1 failed=0 bytes_in=10 bytes_out=20\n");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TunnelCounters {
+    /// tunnel name
+    pub nickname: String,
+    /// whether the tunnel is running
+    pub running: bool,
+    /// connections accepted (inbound TCP connections and incoming I2P streams)
+    pub accepted: u64,
+    /// connections open now
+    pub active: u64,
+    /// connections that ended with an error
+    pub failed: u64,
+    /// bytes from I2P streams to local applications
+    pub bytes_in: u64,
+    /// bytes from local applications into I2P streams
+    pub bytes_out: u64,
+}
+
+impl TunnelCounters {
+    /// The word the reply text starts with.
+    pub const TAG: &'static str = "STATS";
+
+    /// The `stats` reply: `OK STATS …`.
+    pub fn to_reply(&self) -> Reply {
+        Reply::Ok(Some(self.to_string()))
+    }
+
+    /// Reads the counters out of a `stats` reply.
+    ///
+    /// # Errors
+    /// [`ReplyError::BadCounters`] for an `ERROR` or `DATA` reply, a bare `OK`, or a
+    /// malformed text.
+    pub fn from_reply(reply: &Reply) -> Result<Self, ReplyError> {
+        match reply {
+            Reply::Ok(Some(text)) => text.parse(),
+            other => Err(ReplyError::BadCounters(format!(
+                "not a stats reply: {}",
+                quote(&String::from_utf8_lossy(&other.encode()))
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for TunnelCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} nickname={} running={} accepted={} active={} failed={} bytes_in={} bytes_out={}",
+            Self::TAG,
+            self.nickname,
+            self.running,
+            self.accepted,
+            self.active,
+            self.failed,
+            self.bytes_in,
+            self.bytes_out,
+        )
+    }
+}
+
+impl std::str::FromStr for TunnelCounters {
+    type Err = ReplyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: String| ReplyError::BadCounters(why);
+        let rest = s
+            .strip_prefix(Self::TAG)
+            .and_then(|r| r.strip_prefix(' '))
+            .ok_or_else(|| bad(format!("expected {} at: {}", Self::TAG, quote(s))))?;
+        let mut nickname = None;
+        let mut running = None;
+        let mut numbers: [Option<u64>; 5] = [None; 5];
+        const NUMBERS: [&str; 5] = ["accepted", "active", "failed", "bytes_in", "bytes_out"];
+        for token in rest.split(' ').filter(|t| !t.is_empty()) {
+            let (key, value) = token
+                .split_once('=')
+                .ok_or_else(|| bad(format!("expected key=value: {}", quote(token))))?;
+            let duplicate = || bad(format!("{key} given twice"));
+            match key {
+                "nickname" => {
+                    if nickname.replace(value.to_owned()).is_some() {
+                        return Err(duplicate());
+                    }
+                }
+                "running" => {
+                    let flag = match value {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            return Err(bad(format!(
+                                "running is not true or false: {}",
+                                quote(other)
+                            )));
+                        }
+                    };
+                    if running.replace(flag).is_some() {
+                        return Err(duplicate());
+                    }
+                }
+                _ => {
+                    let Some(i) = NUMBERS.iter().position(|n| *n == key) else {
+                        continue; // a counter this version does not know
+                    };
+                    let n = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| value.parse::<u64>().ok())
+                        .flatten()
+                        .ok_or_else(|| bad(format!("{key} is not a number: {}", quote(value))))?;
+                    if numbers[i].replace(n).is_some() {
+                        return Err(duplicate());
+                    }
+                }
+            }
+        }
+        let need = |name: &str| bad(format!("missing {name}"));
+        let number = |i: usize| numbers[i].ok_or_else(|| need(NUMBERS[i]));
+        Ok(Self {
+            nickname: nickname.ok_or_else(|| need("nickname"))?,
+            running: running.ok_or_else(|| need("running"))?,
+            accepted: number(0)?,
+            active: number(1)?,
+            failed: number(2)?,
+            bytes_in: number(3)?,
+            bytes_out: number(4)?,
+        })
+    }
+}
+
 /// The bytes of `text` with every `\r` and `\n` written as a space.
 pub(crate) fn one_line(text: &str) -> impl Iterator<Item = u8> + '_ {
     text.bytes()

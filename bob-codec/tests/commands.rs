@@ -44,6 +44,7 @@ const WITH_OPERAND: &[(&str, Make)] = &[
     ("setkeys", Command::SetKeys),
     ("setnick", Command::SetNick),
     ("settunneltype", Command::SetTunnelType),
+    ("stats", Command::Stats),
     ("status", Command::Status),
     ("verify", Command::Verify),
 ];

@@ -488,3 +488,84 @@ fn malformed_status_records_are_rejected() {
         ));
     }
 }
+
+#[test]
+fn tunnel_counters_round_trip_and_reject_malformed_text() {
+    use bob_codec::TunnelCounters;
+    let c = TunnelCounters {
+        nickname: "web".into(),
+        running: true,
+        accepted: 3,
+        active: 1,
+        failed: 2,
+        bytes_in: 10,
+        bytes_out: u64::MAX,
+    };
+    let line = format!(
+        "OK STATS nickname=web running=true accepted=3 active=1 failed=2 bytes_in=10 bytes_out={}\n",
+        u64::MAX
+    );
+    assert_eq!(c.to_reply().encode(), line.as_bytes());
+    let reply = Reply::decode(line.trim_end()).unwrap();
+    assert_eq!(TunnelCounters::from_reply(&reply), Ok(c.clone()));
+    // order does not matter, unknown keys are skipped, a nickname may hold '='
+    let shuffled: TunnelCounters =
+        "STATS bytes_out=5 future=x nickname=a=b failed=0 active=0 accepted=1 bytes_in=4 running=false"
+            .parse()
+            .unwrap();
+    assert_eq!(shuffled.nickname, "a=b");
+    assert_eq!(
+        (shuffled.accepted, shuffled.bytes_in, shuffled.bytes_out),
+        (1, 4, 5)
+    );
+    assert!(!shuffled.running);
+    for bad in [
+        "",
+        "STATS",
+        "STATSnickname=x",
+        "DATA nickname=x running=true accepted=1 active=1 failed=1 bytes_in=1 bytes_out=1",
+        "STATS nickname=x running=true accepted=1 active=1 failed=1 bytes_in=1",
+        "STATS nickname=x running=yes accepted=1 active=1 failed=1 bytes_in=1 bytes_out=1",
+        "STATS nickname=x running=true accepted=-1 active=1 failed=1 bytes_in=1 bytes_out=1",
+        "STATS nickname=x running=true accepted= active=1 failed=1 bytes_in=1 bytes_out=1",
+        "STATS nickname=x running=true accepted=99999999999999999999 active=1 failed=1 bytes_in=1 bytes_out=1",
+        "STATS nickname=x running=true accepted=1 accepted=1 active=1 failed=1 bytes_in=1 bytes_out=1",
+        "STATS nickname=x running=true accepted=1 active=1 failed=1 bytes_in=1 bytes_out=1 junk",
+        "STATS running=true accepted=1 active=1 failed=1 bytes_in=1 bytes_out=1",
+    ] {
+        assert!(
+            matches!(
+                bad.parse::<TunnelCounters>(),
+                Err(ReplyError::BadCounters(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    // what Java and i2pd answer to `stats`
+    for reply in [
+        Reply::Error("UNKNOWN COMMAND! Try help".into()),
+        Reply::Error("unknown command".into()),
+        Reply::Ok(None),
+        Reply::Data("STATS nickname=x".into()),
+    ] {
+        assert!(TunnelCounters::from_reply(&reply).is_err(), "{reply:?}");
+    }
+}
+
+#[test]
+fn extension_commands_have_help_in_both_dialects_but_stay_off_the_list() {
+    for dialect in [Dialect::Java, Dialect::I2pd] {
+        for (name, _, _) in help::EXTENSIONS {
+            let text = help::text(dialect, name).expect("help text");
+            assert!(text.starts_with(name), "{text}");
+            assert_eq!(help::text(dialect, &name.to_ascii_uppercase()), Some(text));
+            assert!(!help::commands(dialect).split(' ').any(|w| w == *name));
+            assert!(
+                bob_codec::Command::parse(name, dialect).is_ok(),
+                "{name} parses in {dialect:?}"
+            );
+        }
+    }
+    assert!(help::text(Dialect::Java, "stats").unwrap().contains(" * "));
+    assert!(help::text(Dialect::I2pd, "stats").unwrap().contains(" - "));
+}

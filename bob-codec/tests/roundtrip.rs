@@ -33,7 +33,7 @@ fn command() -> impl Strategy<Value = Command> {
         Just(Command::Visit),
         Just(Command::Zap),
     ];
-    let with_operand = (0usize..15, opt_operand()).prop_map(|(i, op)| match i {
+    let with_operand = (0usize..16, opt_operand()).prop_map(|(i, op)| match i {
         0 => Command::GetNick(op),
         1 => Command::Help(op),
         2 => Command::InHost(op),
@@ -48,6 +48,7 @@ fn command() -> impl Strategy<Value = Command> {
         11 => Command::SetNick(op),
         12 => Command::SetTunnelType(op),
         13 => Command::Status(op),
+        14 => Command::Stats(op),
         _ => Command::Verify(op),
     });
     let newkeys = prop_oneof![

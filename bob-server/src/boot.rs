@@ -2,10 +2,11 @@
 //! put into the registry and started when the server boots.
 //!
 //! Boot runs in two steps around [`Server::run`](crate::server::Server::run):
-//! 1. [`prepare`], after the server is bound and before it runs: reads (or creates) each
-//!    tunnel's key file and writes the tunnel's entry into the registry, replacing an
-//!    entry of the same name (one restored from the state directory, say): the file's
-//!    declaration wins.
+//! 1. [`prepare_server`] (or [`prepare`] on a bare registry), after the server is bound
+//!    and before it runs: reads (or creates) each tunnel's key file and writes the
+//!    tunnel's entry into the registry, replacing an entry of the same name (one
+//!    restored from the state directory, say): the file's declaration wins, including
+//!    whether the tunnel runs.
 //! 2. [`start_declared`], once the server runs: starts the tunnels the file wants
 //!    started, through the server's own control port with BOB's `getnick` and `start`,
 //!    so a tunnel starts exactly as a client's `start` would start it (same checks, same
@@ -25,6 +26,7 @@ use tokio::net::TcpStream;
 use crate::config::{Config, MAX_OPTIONS_PER_TUNNEL};
 use crate::keyfile::{read_key_file, write_key_file};
 use crate::registry::{Registry, RegistryError};
+use crate::server::Server;
 use crate::tunnels_file::TunnelDecl;
 
 /// Longest reply line read from the control port during boot.
@@ -165,6 +167,23 @@ pub fn prepare(
         });
     }
     Ok(out)
+}
+
+/// [`prepare`] for a bound [`Server`]: also keeps the server from restarting, as a
+/// restored tunnel, any entry the file declares (the file's `start` decides).
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_server(
+    server: &mut Server,
+    config: &Config,
+    file: &Path,
+    decls: &[TunnelDecl],
+) -> Result<Vec<Prepared>, BootError> {
+    for decl in decls {
+        server.skip_restart(&decl.name);
+    }
+    prepare(server.registry(), config, file, decls)
 }
 
 /// The address to reach a server listening on `listen` from this machine.

@@ -136,7 +136,8 @@ struct Args {
     #[arg(long, value_name = "SECS", env = "BOB_CONNECT_TIMEOUT")]
     connect_timeout: Option<NonZeroU64>,
 
-    /// Save the tunnel registry in DIR on every change and restore it on start
+    /// Save the tunnel registry (keys included, mode 0600) in DIR on every change and
+    /// restore it, restarting running tunnels, on start
     #[arg(long, value_name = "DIR", env = "BOB_STATE_DIR")]
     state_dir: Option<PathBuf>,
 
@@ -264,11 +265,11 @@ async fn serve(
     let core = make_core(&config.backend)?;
     info!(backend = core.name(), "{BACKEND_NOTE}");
     let deadline = boot_deadline(&config);
-    let server = Server::bind(config.clone(), core)
+    let mut server = Server::bind(config.clone(), core)
         .await
         .context("starting bob-server")?;
     let prepared = match tunnels_path {
-        Some(path) => boot::prepare(server.registry(), &config, path, &decls)?,
+        Some(path) => boot::prepare_server(&mut server, &config, path, &decls)?,
         None => Vec::new(),
     };
     for t in &prepared {
@@ -276,7 +277,10 @@ async fn serve(
     }
     let addr = server.local_addr();
     let registry = server.registry().clone();
-    // A fixed line on stderr, whatever RUST_LOG says, so scripts can find the port.
+    // Fixed lines on stderr, whatever RUST_LOG says, so scripts can find the ports.
+    if let Some(metrics) = server.metrics_addr() {
+        eprintln!("bob-server metrics on http://{metrics}/metrics");
+    }
     eprintln!("bob-server listening on {addr}");
 
     let shutdown = CancellationToken::new();

@@ -4,7 +4,7 @@
 //! same in both. Where i2pd has no string of its own (Java-only commands, deliberate
 //! fixes) both dialects share one text.
 
-use bob_codec::{CommandError, Dialect, LineError, Reply, TunnelStatus};
+use bob_codec::{CommandError, Dialect, LineError, Reply, TunnelCounters, TunnelStatus};
 
 /// Reply builder for one dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +205,11 @@ impl Messages {
     /// `show` reply: `OK NICKNAME: …`.
     pub fn show(self, status: &TunnelStatus) -> Reply {
         ok(status.to_string())
+    }
+
+    /// `stats` reply (extension, both dialects): `OK STATS nickname=… running=… …`.
+    pub fn stats(self, counters: &TunnelCounters) -> Reply {
+        counters.to_reply()
     }
 
     /// `showprops` reply: `OK PROPERTIES: {k=v, k=v}`.

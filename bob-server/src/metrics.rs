@@ -31,9 +31,9 @@ pub struct TunnelMetrics {
     pub active: u64,
     /// connections that failed (bad destination line, unreachable peer, refused sink…)
     pub failed: u64,
-    /// bytes from applications into I2P
+    /// bytes from I2P streams to local applications
     pub bytes_in: u64,
-    /// bytes from I2P to applications
+    /// bytes from local applications into I2P streams
     pub bytes_out: u64,
 }
 
@@ -84,13 +84,13 @@ pub fn render(tunnels: &[TunnelMetrics]) -> String {
         (
             "bob_tunnel_bytes_in_total",
             "counter",
-            "bytes from applications into I2P",
+            "bytes from I2P streams to local applications",
             |t| t.bytes_in,
         ),
         (
             "bob_tunnel_bytes_out_total",
             "counter",
-            "bytes from I2P to applications",
+            "bytes from local applications into I2P streams",
             |t| t.bytes_out,
         ),
     ];

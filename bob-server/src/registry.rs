@@ -11,6 +11,15 @@
 //! slow part needs; the caller does the slow part with the lock released; `finish_*`
 //! records the result. While an entry is STARTING or STOPPING every setter refuses with
 //! `tunnel is active`, so nobody can change what is being started.
+//!
+//! # Generations
+//! Every change that the state file (`--state-dir`) must reflect bumps a generation
+//! counter under the same lock; [`Registry::generation`] tells whether anything changed
+//! since a save, and a snapshot carries the generation it was taken at, so a slow save
+//! of an older snapshot never overwrites a newer one (see [`crate::state`]).
+//! The remembered "was running" flag of an entry is set when a `start` succeeds and
+//! cleared by `stop` or a failed start, but not by the server's own shutdown: tunnels that
+//! run when the server stops run again after a restart.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +30,10 @@ use bob_codec::TunnelStatus;
 use keytools::PrivateKeys;
 
 use crate::backend::{BoxFuture, Options, Session, StreamingCore};
-use crate::tunnel::{Endpoint, StartError, TunnelLimits, TunnelSpec};
+use crate::config::MAX_OPTIONS_PER_TUNNEL;
+use crate::metrics::TunnelMetrics;
+use crate::state::TunnelRecord;
+use crate::tunnel::{Endpoint, StartError, StatsSnapshot, TunnelLimits, TunnelSpec, TunnelStats};
 
 /// Host used for `inhost`/`outhost` until set (Java's default).
 pub const DEFAULT_HOST: &str = "localhost";
@@ -38,6 +50,12 @@ pub trait ActiveTunnel: Send + Sync + fmt::Debug {
 
     /// Closes listener and session and ends live connections.
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+
+    /// The tunnel's live counters, if it keeps any (`stats`, metrics). The registry
+    /// keeps them after the tunnel stops, so the numbers of the last run stay readable.
+    fn stats(&self) -> Option<Arc<TunnelStats>> {
+        None
+    }
 }
 
 /// Starts a tunnel: returns once it is usable or failed.
@@ -93,6 +111,11 @@ pub struct Entry {
     pub properties: BTreeMap<String, String>,
     /// lifecycle
     phase: Phase,
+    /// the tunnel was started and not stopped by a client: it is saved as running and
+    /// started again after a restart
+    autostart: bool,
+    /// counters of the current or last run
+    stats: Option<Arc<TunnelStats>>,
 }
 
 impl Entry {
@@ -111,6 +134,8 @@ impl Entry {
             quiet: false,
             properties,
             phase: Phase::Idle,
+            autostart: false,
+            stats: None,
         }
     }
 
@@ -122,6 +147,39 @@ impl Entry {
     /// STARTING, RUNNING or STOPPING.
     pub fn is_active(&self) -> bool {
         self.phase.is_active()
+    }
+
+    /// Whether the tunnel is RUNNING.
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Running(_))
+    }
+
+    /// Counters of the current run, or of the last one once stopped (zero if never run).
+    pub fn counters(&self) -> StatsSnapshot {
+        self.stats
+            .as_ref()
+            .map(|s| s.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// The stored form of this entry, keys left out (they are encoded by the caller,
+    /// outside the registry lock).
+    fn record_without_keys(&self) -> TunnelRecord {
+        TunnelRecord {
+            nickname: self.nickname.clone(),
+            keys: None,
+            inhost: self.inhost.clone(),
+            inport: self.inport,
+            outhost: self.outhost.clone(),
+            outport: self.outport,
+            quiet: self.quiet,
+            options: self
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            running: self.autostart,
+        }
     }
 
     /// The ten-field record of `list`/`status`/`show`.
@@ -190,6 +248,47 @@ struct State {
     entries: BTreeMap<String, Entry>,
     /// next entry id
     next_id: u64,
+    /// bumped by every change the state file reflects
+    generation: u64,
+}
+
+/// The registry as the state file stores it, at one generation.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// the generation the snapshot was taken at
+    pub generation: u64,
+    /// every entry (its `keys` field empty) with its keys
+    pub entries: Vec<(TunnelRecord, Option<PrivateKeys>)>,
+}
+
+impl Snapshot {
+    /// The complete records, keys encoded (slow-ish: do it off the async runtime).
+    pub fn into_records(self) -> Vec<TunnelRecord> {
+        self.entries
+            .into_iter()
+            .map(|(mut record, keys)| {
+                record.keys = keys.map(|k| k.to_base64());
+                record
+            })
+            .collect()
+    }
+}
+
+/// Why a stored entry could not be put back into the registry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The stored key blob does not parse.
+    #[error("bad keys: {0}")]
+    Keys(String),
+    /// An entry of that name already exists.
+    #[error("duplicate nickname")]
+    Duplicate,
+    /// The registry is full.
+    #[error("too many tunnels (limit {0})")]
+    Full(usize),
+    /// More options than a tunnel may hold.
+    #[error("too many options (limit {0})")]
+    TooManyOptions(usize),
 }
 
 /// Handle to the shared registry; cheap to clone.
@@ -240,7 +339,96 @@ impl Registry {
         state.next_id += 1;
         let entry = Entry::new(id, nickname, &self.defaults);
         state.entries.insert(nickname.to_owned(), entry);
+        state.generation += 1;
         Ok(())
+    }
+
+    /// Puts a stored entry back (server start with `--state-dir`). The entry is
+    /// inactive; returns whether it was running when saved (the caller starts it).
+    ///
+    /// # Errors
+    /// [`RestoreError`] when the record cannot be used; nothing is changed then.
+    pub fn restore(&self, record: &TunnelRecord) -> Result<bool, RestoreError> {
+        let keys = record
+            .keys
+            .as_deref()
+            .map(PrivateKeys::from_base64)
+            .transpose()
+            .map_err(|e| RestoreError::Keys(e.to_string()))?;
+        let limit = MAX_OPTIONS_PER_TUNNEL + self.defaults.len() + 2;
+        if record.options.len() > limit {
+            return Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL));
+        }
+        let mut state = self.lock();
+        if state.entries.contains_key(&record.nickname) {
+            return Err(RestoreError::Duplicate);
+        }
+        if state.entries.len() >= self.max_entries {
+            return Err(RestoreError::Full(self.max_entries));
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let mut entry = Entry::new(id, &record.nickname, &self.defaults);
+        entry.keys = keys;
+        entry.inhost.clone_from(&record.inhost);
+        entry.inport = record.inport;
+        entry.outhost.clone_from(&record.outhost);
+        entry.outport = record.outport;
+        entry.quiet = record.quiet;
+        entry.properties = record.options.iter().cloned().collect();
+        // Remembered until the start succeeds or fails, so a save meanwhile keeps it.
+        entry.autostart = record.running && entry.keys.is_some();
+        let start = entry.autostart;
+        state.entries.insert(record.nickname.clone(), entry);
+        state.generation += 1;
+        Ok(start)
+    }
+
+    /// The current generation: it changes with every change the state file reflects.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// All entries as the state file stores them, with the generation they belong to.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        Snapshot {
+            generation: state.generation,
+            entries: state
+                .entries
+                .values()
+                .map(|e| (e.record_without_keys(), e.keys.clone()))
+                .collect(),
+        }
+    }
+
+    /// Counters of one entry (`stats`): whether it runs, and its current or last run's
+    /// numbers.
+    pub fn counters(&self, nickname: &str) -> Option<(bool, StatsSnapshot)> {
+        self.lock()
+            .entries
+            .get(nickname)
+            .map(|e| (e.is_running(), e.counters()))
+    }
+
+    /// Every entry's counters, sorted by nickname (the metrics endpoint).
+    pub fn metrics(&self) -> Vec<TunnelMetrics> {
+        self.lock()
+            .entries
+            .values()
+            .map(|e| {
+                let c = e.counters();
+                TunnelMetrics {
+                    nickname: e.nickname.clone(),
+                    running: e.is_running(),
+                    accepted: c.accepted,
+                    active: c.active,
+                    failed: c.failed,
+                    bytes_in: c.bytes_in,
+                    bytes_out: c.bytes_out,
+                }
+            })
+            .collect()
     }
 
     /// Whether an entry of that name exists.
@@ -278,7 +466,11 @@ impl Registry {
         if entry.is_active() {
             return Err(RegistryError::Active);
         }
-        Ok(f(entry))
+        let result = f(entry);
+        // Setters that refused change nothing, but telling them apart is not worth it:
+        // an extra save of the same content is harmless.
+        state.generation += 1;
+        Ok(result)
     }
 
     /// `clear`: removes an inactive entry.
@@ -292,6 +484,7 @@ impl Registry {
             return Err(RegistryError::Active);
         }
         state.entries.remove(nickname);
+        state.generation += 1;
         Ok(())
     }
 
@@ -378,15 +571,39 @@ impl Registry {
         outcome: Option<Box<dyn ActiveTunnel>>,
     ) -> Option<Box<dyn ActiveTunnel>> {
         let mut state = self.lock();
-        match state.entries.get_mut(&ticket.nickname) {
+        let changed = match state.entries.get_mut(&ticket.nickname) {
             Some(entry) if entry.id == ticket.id && matches!(entry.phase, Phase::Starting) => {
-                entry.phase = match outcome {
-                    Some(tunnel) => Phase::Running(tunnel),
-                    None => Phase::Idle,
-                };
-                None
+                let was = entry.autostart;
+                match outcome {
+                    Some(tunnel) => {
+                        entry.stats = tunnel.stats();
+                        entry.phase = Phase::Running(tunnel);
+                        entry.autostart = true;
+                    }
+                    None => {
+                        entry.phase = Phase::Idle;
+                        entry.autostart = false;
+                    }
+                }
+                was != entry.autostart
             }
-            _ => outcome,
+            _ => return outcome,
+        };
+        if changed {
+            state.generation += 1;
+        }
+        None
+    }
+
+    /// `start` given up because the server is shutting down: the entry is inactive
+    /// again but keeps its "was running" flag (it starts again after a restart).
+    pub fn abandon_start(&self, ticket: StartTicket) {
+        let mut state = self.lock();
+        if let Some(entry) = state.entries.get_mut(&ticket.nickname)
+            && entry.id == ticket.id
+            && matches!(entry.phase, Phase::Starting)
+        {
+            entry.phase = Phase::Idle;
         }
     }
 
@@ -409,13 +626,15 @@ impl Registry {
         let Phase::Running(tunnel) = std::mem::replace(&mut entry.phase, Phase::Stopping) else {
             unreachable!("checked above under the same lock")
         };
-        Ok((
-            tunnel,
-            StopTicket {
-                nickname: entry.nickname.clone(),
-                id: entry.id,
-            },
-        ))
+        let changed = std::mem::replace(&mut entry.autostart, false);
+        let ticket = StopTicket {
+            nickname: entry.nickname.clone(),
+            id: entry.id,
+        };
+        if changed {
+            state.generation += 1;
+        }
+        Ok((tunnel, ticket))
     }
 
     /// `stop`, second half: the tunnel is down; the entry is inactive again.
@@ -429,7 +648,8 @@ impl Registry {
         }
     }
 
-    /// Shutdown: marks every RUNNING entry STOPPING and hands out all tunnels.
+    /// Shutdown: marks every RUNNING entry STOPPING and hands out all tunnels. The
+    /// entries keep their "was running" flag (they start again after a restart).
     pub fn begin_stop_all(&self) -> Vec<(Box<dyn ActiveTunnel>, StopTicket)> {
         let mut state = self.lock();
         let mut out = Vec::new();
@@ -543,5 +763,165 @@ mod tests {
             r.status("y").unwrap().starting,
             "the new entry's start is not disturbed"
         );
+    }
+
+    /// A tunnel that does nothing, with counters.
+    #[derive(Debug, Default)]
+    struct Dummy(Arc<TunnelStats>);
+
+    impl ActiveTunnel for Dummy {
+        fn session(&self) -> Arc<dyn Session> {
+            unreachable!("not used")
+        }
+        fn inbound_addr(&self) -> Option<SocketAddr> {
+            None
+        }
+        fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+        fn stats(&self) -> Option<Arc<TunnelStats>> {
+            Some(self.0.clone())
+        }
+    }
+
+    fn running_flag(r: &Registry, name: &str) -> bool {
+        r.snapshot()
+            .entries
+            .iter()
+            .find(|(rec, _)| rec.nickname == name)
+            .map(|(rec, _)| rec.running)
+            .unwrap()
+    }
+
+    #[test]
+    fn generations_and_the_remembered_running_flag() {
+        let r = registry();
+        let g0 = r.generation();
+        r.create("t").unwrap();
+        let g1 = r.generation();
+        assert!(g1 > g0);
+        // reads change nothing
+        let _ = r.list();
+        let _ = r.status("t");
+        let _ = r.counters("t");
+        assert_eq!(r.generation(), g1);
+        r.update("t", |e| {
+            e.keys = Some(keys());
+            e.outport = Some(1);
+        })
+        .unwrap();
+        let g2 = r.generation();
+        assert!(g2 > g1);
+
+        // a failed start changes nothing that is saved
+        let (_, ticket) = r.begin_start("t").unwrap();
+        r.finish_start(ticket, None);
+        assert_eq!(r.generation(), g2);
+        assert!(!running_flag(&r, "t"));
+
+        // a successful start is saved as running, and keeps its counters readable
+        let (_, ticket) = r.begin_start("t").unwrap();
+        assert!(
+            r.finish_start(ticket, Some(Box::new(Dummy::default())))
+                .is_none()
+        );
+        let g3 = r.generation();
+        assert!(g3 > g2);
+        assert!(running_flag(&r, "t"));
+        assert_eq!(r.counters("t"), Some((true, StatsSnapshot::default())));
+        assert!(r.metrics()[0].running);
+
+        // shutdown stops it but it stays marked running (it comes back after a restart)
+        let all = r.begin_stop_all();
+        assert_eq!(all.len(), 1);
+        for (_, ticket) in all {
+            r.finish_stop(ticket);
+        }
+        assert_eq!(r.generation(), g3);
+        assert!(running_flag(&r, "t"));
+        assert!(!r.status("t").unwrap().running);
+
+        // `stop` by a client is saved as stopped
+        let (_, ticket) = r.begin_start("t").unwrap();
+        r.finish_start(ticket, Some(Box::new(Dummy::default())));
+        let g4 = r.generation();
+        let (_, ticket) = r.begin_stop("t").unwrap();
+        assert!(r.generation() > g4);
+        assert!(!running_flag(&r, "t"));
+        r.finish_stop(ticket);
+        assert_eq!(r.counters("t").map(|(running, _)| running), Some(false));
+
+        // a start abandoned at shutdown keeps the flag of a restored entry
+        let restored = TunnelRecord {
+            running: true,
+            nickname: "back".into(),
+            ..r.snapshot().into_records().remove(0)
+        };
+        assert_eq!(r.restore(&restored), Ok(true));
+        let (_, ticket) = r.begin_start("back").unwrap();
+        r.abandon_start(ticket);
+        assert!(running_flag(&r, "back"));
+        // … a failed one clears it
+        let g5 = r.generation();
+        let (_, ticket) = r.begin_start("back").unwrap();
+        r.finish_start(ticket, None);
+        assert!(r.generation() > g5);
+        assert!(!running_flag(&r, "back"));
+
+        assert!(r.generation() > g3);
+        r.remove("t").unwrap();
+        assert!(
+            r.snapshot()
+                .entries
+                .iter()
+                .all(|(rec, _)| rec.nickname != "t")
+        );
+    }
+
+    #[test]
+    fn restore_round_trips_and_refuses_what_does_not_fit() {
+        let r = registry();
+        r.create("a").unwrap();
+        r.update("a", |e| {
+            e.keys = Some(keys());
+            e.inhost = "127.0.0.1".into();
+            e.inport = Some(7);
+            e.quiet = true;
+            e.properties.insert("x".into(), "y".into());
+        })
+        .unwrap();
+        let records = r.snapshot().into_records();
+        let other = registry();
+        assert_eq!(other.restore(&records[0]), Ok(false));
+        assert_eq!(other.snapshot().into_records(), records);
+        assert_eq!(other.list(), r.list());
+        assert_eq!(other.restore(&records[0]), Err(RestoreError::Duplicate));
+        let mut bad = records[0].clone();
+        bad.nickname = "b".into();
+        bad.keys = Some("nonsense".into());
+        assert!(matches!(other.restore(&bad), Err(RestoreError::Keys(_))));
+        let mut many = records[0].clone();
+        many.nickname = "c".into();
+        many.options = (0..MAX_OPTIONS_PER_TUNNEL + 10)
+            .map(|i| (format!("k{i}"), "v".into()))
+            .collect();
+        assert_eq!(
+            other.restore(&many),
+            Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL))
+        );
+        for n in ["d", "e"] {
+            let mut rec = records[0].clone();
+            rec.nickname = n.into();
+            other.restore(&rec).unwrap();
+        }
+        let mut full = records[0].clone();
+        full.nickname = "f".into();
+        assert_eq!(other.restore(&full), Err(RestoreError::Full(3)));
+        // a record claiming to run without keys is not started
+        let empty = registry();
+        let mut nokeys = records[0].clone();
+        nokeys.keys = None;
+        nokeys.running = true;
+        assert_eq!(empty.restore(&nokeys), Ok(false));
     }
 }

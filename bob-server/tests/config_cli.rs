@@ -681,3 +681,86 @@ async fn completions_and_man_pages_cover_every_flag() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("tcsh"), "{}", stderr(&out));
 }
+
+/// Polls `status NAME` until `want` is in the reply.
+async fn wait_status(c: &mut BufReader<TcpStream>, name: &str, want: &str) -> String {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let reply = command(c, &format!("status {name}")).await;
+        if reply.contains(want) {
+            return reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: {want} never came: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn tunnels_file_wins_over_the_restored_state() {
+    let dir = scratch("statewins");
+    let state = dir.join("state");
+    let state_arg = s(&state).to_owned();
+
+    // First run: two tunnels started by a client, saved as running.
+    let (mut child, addr, _, _err) = spawn_until(
+        bob().args(["--state-dir", &state_arg]),
+        "bob-server listening on",
+    )
+    .await;
+    let mut c = control(&addr).await;
+    for name in ["t", "keep"] {
+        assert!(
+            command(&mut c, &format!("setnick {name}"))
+                .await
+                .starts_with("OK")
+        );
+        assert!(command(&mut c, "newkeys 7").await.starts_with("OK"));
+        assert!(command(&mut c, "outhost 127.0.0.1").await.starts_with("OK"));
+        assert!(command(&mut c, "outport 9").await.starts_with("OK"));
+        assert!(command(&mut c, "start").await.starts_with("OK"), "{name}");
+    }
+    child.kill().await.unwrap();
+
+    // Second run: the tunnels file declares `t` anew, stopped, with another port.
+    let file = write(
+        &dir,
+        "tunnels.toml",
+        "[[tunnel]]\nname = \"t\"\nkeys = \"t.keys\"\noutbound = \"127.0.0.1:10\"\nstart = false\n",
+    );
+    let (mut child, addr, log, _err) = spawn_until(
+        bob().args(["--state-dir", &state_arg, "--tunnels", s(&file)]),
+        "bob-server tunnels ready",
+    )
+    .await;
+    assert!(log.last().unwrap().contains("0 started"), "{log:?}");
+    let mut c = control(&addr).await;
+    // `keep` is only in the state: it is started again
+    wait_status(&mut c, "keep", "RUNNING: true").await;
+    let t = command(&mut c, "status t").await;
+    assert!(
+        t.contains("RUNNING: false") && t.contains("STARTING: false") && t.contains("OUTPORT: 10"),
+        "{t}"
+    );
+    // a change saved before its reply also saves the file's version of `t`
+    assert!(command(&mut c, "setnick other").await.starts_with("OK"));
+    child.kill().await.unwrap();
+
+    // Third run, state only: `t` stays as the file left it.
+    let (mut child, addr, _, _err) = spawn_until(
+        bob().args(["--state-dir", &state_arg]),
+        "bob-server listening on",
+    )
+    .await;
+    let mut c = control(&addr).await;
+    wait_status(&mut c, "keep", "RUNNING: true").await;
+    let t = command(&mut c, "status t").await;
+    assert!(
+        t.contains("RUNNING: false") && t.contains("OUTPORT: 10"),
+        "{t}"
+    );
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

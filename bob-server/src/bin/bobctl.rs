@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bob_codec::{Reply, TunnelStatus};
+use bob_codec::{Reply, TunnelCounters, TunnelStatus};
 use clap::{Parser, Subcommand};
 use keytools::Destination;
 
@@ -50,7 +50,7 @@ struct Cli {
 enum Cmd {
     /// list every tunnel
     List,
-    /// show one tunnel
+    /// show one tunnel, with its connection and byte counters when the server has them
     Status {
         /// tunnel nickname
         name: String,
@@ -261,6 +261,13 @@ impl Client {
         }
     }
 
+    /// The `stats` extension: `Ok(None)` when the server does not know it (an `ERROR`
+    /// reply) or answers something that is not a counters record.
+    fn counters(&mut self, name: &str) -> Result<Option<TunnelCounters>, Failure> {
+        self.send(&format!("stats {name}"))?;
+        Ok(TunnelCounters::from_reply(&self.reply()?).ok())
+    }
+
     /// Ends the session politely; errors here do not matter any more.
     fn quit(mut self) {
         let _ = self.send("quit");
@@ -286,6 +293,33 @@ fn status_json(s: &TunnelStatus) -> serde_json::Value {
         "outport": s.outport,
         "outhost": s.outhost,
     })
+}
+
+fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: bool) {
+    if json {
+        let mut value = status_json(status);
+        if let (Some(c), Some(object)) = (counters, value.as_object_mut()) {
+            object.insert(
+                "counters".into(),
+                serde_json::json!({
+                    "accepted": c.accepted,
+                    "active": c.active,
+                    "failed": c.failed,
+                    "bytes_in": c.bytes_in,
+                    "bytes_out": c.bytes_out,
+                }),
+            );
+        }
+        println!("{value}");
+    } else {
+        println!("{}", status_text(status));
+        if let Some(c) = counters {
+            println!(
+                "conns:    {} accepted, {} active, {} failed\nbytes:    {} in (from I2P), {} out (to I2P)",
+                c.accepted, c.active, c.failed, c.bytes_in, c.bytes_out
+            );
+        }
+    }
 }
 
 fn status_text(s: &TunnelStatus) -> String {
@@ -364,11 +398,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let text = c.ok(&format!("status {name}"))?;
             let record = text.strip_prefix("DATA ").unwrap_or(&text);
             let status = parse_status(record)?;
-            if cli.json {
-                println!("{}", status_json(&status));
-            } else {
-                println!("{}", status_text(&status));
-            }
+            // Counters are a bob-server extension: other servers answer `stats` with
+            // their unknown-command error, and then the status is shown without them.
+            let counters = match c.counters(name) {
+                Ok(counters) => counters,
+                Err(failure) => {
+                    print_status(&status, None, cli.json);
+                    eprintln!("bobctl: counters unavailable: {failure}");
+                    return Ok(());
+                }
+            };
+            print_status(&status, counters.as_ref(), cli.json);
         }
         Cmd::Create(args) => create(&mut c, args, cli.json)?,
         Cmd::Start { name } => simple(&mut c, name, "start", cli.json)?,

@@ -3,11 +3,14 @@
 //! Order of checks follows Java BOB: nickname selected, then "tunnel is active", then the
 //! operand. Setters run inside [`Registry::update`], so the check and the change happen
 //! under one lock.
+//!
+//! With a state directory, a command that changed the registry has its change saved
+//! (durably) before its reply is written.
 
 use std::sync::Arc;
 
 use bob_codec::command::{parse_option_pairs, parse_port};
-use bob_codec::{Command, Dialect, Reply, help};
+use bob_codec::{Command, Dialect, Reply, TunnelCounters, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
 
@@ -41,6 +44,7 @@ pub(crate) async fn handle(
     // Only the command word: operands can hold private keys (setkeys).
     debug!(command = cmd.name(), "request");
     let registry = &shared.registry;
+    let generation_before = shared.persister.as_ref().map(|_| registry.generation());
     let reply = match cmd {
         Command::Empty => return After::Continue,
         Command::Quit => {
@@ -77,6 +81,21 @@ pub(crate) async fn handle(
             Some(status) => m.status(&status),
             None => m.no_nickname(),
         },
+        Command::Stats(name) => {
+            let name = name.or_else(|| conn.nickname.clone());
+            match name.and_then(|n| Some((registry.counters(&n)?, n))) {
+                Some(((running, c), nickname)) => m.stats(&TunnelCounters {
+                    nickname,
+                    running,
+                    accepted: c.accepted,
+                    active: c.active,
+                    failed: c.failed,
+                    bytes_in: c.bytes_in,
+                    bytes_out: c.bytes_out,
+                }),
+                None => m.no_nickname(),
+            }
+        }
         Command::Show => match selected(conn).and_then(|n| registry.status(n)) {
             Some(status) => m.show(&status),
             None => m.no_nickname(),
@@ -181,6 +200,11 @@ pub(crate) async fn handle(
         Command::Ping(name) => ping(conn, shared, name.as_deref()).await,
         Command::SetTunnelType(_) => m.tunnel_type_unsupported(),
     };
+    if let Some(before) = generation_before
+        && registry.generation() != before
+    {
+        shared.persist().await;
+    }
     reply.encode_into(out);
     After::Continue
 }

@@ -13,7 +13,7 @@ use crate::backend::{BoxFuture, CoreError, Session};
 use crate::messages::Missing;
 use crate::registry::{ActiveTunnel, Launcher, Registry, RegistryError, StartTicket};
 use crate::server::Shared;
-use crate::tunnel::{RunningTunnel, StartError};
+use crate::tunnel::{RunningTunnel, StartError, TunnelStats};
 
 /// `start`: replies once the tunnel is usable (`OK tunnel starting`) or has failed
 /// (`ERROR starting tunnel: <reason>`).
@@ -22,15 +22,39 @@ pub(super) async fn start(conn: &Connection, shared: &Arc<Shared>) -> Reply {
     let Some(nickname) = conn.nickname.as_deref() else {
         return m.start_incomplete(Missing::Nickname);
     };
-    let (spec, ticket) = match shared.registry.begin_start(nickname) {
-        Ok(x) => x,
-        Err(RegistryError::NotFound) => return m.start_incomplete(Missing::Nickname),
-        Err(RegistryError::NoKeys) => return m.start_incomplete(Missing::Keys),
-        Err(RegistryError::NoPort) => return m.start_incomplete(Missing::Port),
-        Err(RegistryError::Active | RegistryError::Inactive | RegistryError::Full(_)) => {
-            return m.tunnel_active();
+    match start_tunnel(shared, nickname).await {
+        Ok(()) => m.tunnel_starting(),
+        Err(StartFailure::Refused(RegistryError::NotFound)) => {
+            m.start_incomplete(Missing::Nickname)
         }
-    };
+        Err(StartFailure::Refused(RegistryError::NoKeys)) => m.start_incomplete(Missing::Keys),
+        Err(StartFailure::Refused(RegistryError::NoPort)) => m.start_incomplete(Missing::Port),
+        Err(StartFailure::Refused(
+            RegistryError::Active | RegistryError::Inactive | RegistryError::Full(_),
+        )) => m.tunnel_active(),
+        Err(StartFailure::Failed(reason)) => m.start_failed(&reason),
+    }
+}
+
+/// Why [`start_tunnel`] did not leave the tunnel running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StartFailure {
+    /// The registry refused before anything started (no such entry, no keys, …).
+    #[error("{0}")]
+    Refused(RegistryError),
+    /// The tunnel was tried and did not come up (the reason after `starting tunnel: `).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Starts the named tunnel and waits until it is usable or has failed. The slow part
+/// runs in a server task, so it finishes (and the outcome is recorded and saved) even
+/// if the caller goes away.
+pub(crate) async fn start_tunnel(shared: &Arc<Shared>, nickname: &str) -> Result<(), StartFailure> {
+    let (spec, ticket) = shared
+        .registry
+        .begin_start(nickname)
+        .map_err(StartFailure::Refused)?;
     info!(nickname, inbound = ?spec.inbound, outbound = ?spec.outbound, "starting tunnel");
     let launch = (shared.launcher.0)(
         shared.core.clone(),
@@ -41,41 +65,50 @@ pub(super) async fn start(conn: &Connection, shared: &Arc<Shared>) -> Reply {
         registry: shared.registry.clone(),
         ticket: Some(ticket),
     };
-    let stop = shared.stop.clone();
+    let task_shared = shared.clone();
     let task = shared.tunnel_tasks.spawn(async move {
+        let shared = task_shared;
         let mut guard = guard;
         let result = tokio::select! {
             biased;
-            () = stop.cancelled() => Err(StartError::Core(CoreError::Closed)),
-            r = launch => r,
+            () = shared.stop.cancelled() => None,
+            r = launch => Some(r),
         };
         let ticket = guard.ticket.take().expect("ticket is taken only here");
-        match result {
-            Ok(tunnel) => match guard.registry.finish_start(ticket, Some(tunnel)) {
+        let outcome = match result {
+            None => {
+                // Shutting down: not a failure of the tunnel, so it keeps its place
+                // among the tunnels started again after a restart.
+                guard.registry.abandon_start(ticket);
+                return Err(StartError::Core(CoreError::Closed).to_string());
+            }
+            Some(Ok(tunnel)) => match guard.registry.finish_start(ticket, Some(tunnel)) {
                 None => Ok(()),
                 Some(orphan) => {
                     orphan.stop().await;
                     Err("the tunnel entry vanished while starting".to_owned())
                 }
             },
-            Err(e) => {
+            Some(Err(e)) => {
                 guard.registry.finish_start(ticket, None);
                 Err(e.to_string())
             }
-        }
+        };
+        shared.persist().await;
+        outcome
     });
     match task.await {
         Ok(Ok(())) => {
             info!(nickname, "tunnel running");
-            m.tunnel_starting()
+            Ok(())
         }
         Ok(Err(reason)) => {
             warn!(nickname, %reason, "tunnel did not start");
-            m.start_failed(&reason)
+            Err(StartFailure::Failed(reason))
         }
         Err(e) => {
             warn!(nickname, error = %e, "tunnel start task failed");
-            m.start_failed("internal error")
+            Err(StartFailure::Failed("internal error".to_owned()))
         }
     }
 }
@@ -96,7 +129,8 @@ impl Drop for StartGuard {
 }
 
 /// `stop`: marks the tunnel STOPPING, replies at once (Java), tears it down in the
-/// background; the entry is inactive again when that is done.
+/// background; the entry is inactive again when that is done. (The caller saves the
+/// registry, now remembering the tunnel as stopped, before the reply goes out.)
 pub(super) fn stop(conn: &Connection, shared: &Arc<Shared>) -> Reply {
     let m = shared.messages;
     let Some(nickname) = conn.nickname.as_deref() else {
@@ -140,5 +174,9 @@ impl ActiveTunnel for RunningTunnel {
 
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(Self::stop(*self))
+    }
+
+    fn stats(&self) -> Option<Arc<TunnelStats>> {
+        Some(Self::stats(self).clone())
     }
 }

@@ -19,6 +19,7 @@ use tracing::debug;
 
 use crate::server::Shared;
 
+pub(crate) use lifecycle::start_tunnel;
 pub use lifecycle::tunnel_launcher;
 
 /// Per-connection state.
