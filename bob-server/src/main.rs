@@ -295,9 +295,11 @@ async fn serve(
             }
         };
         if let Err(e) = started {
+            // A signal during boot ends the starts too: that is a clean stop, not a failure.
+            let interrupted = shutdown.is_cancelled();
             shutdown.cancel();
-            let _ = running.await;
-            return Err(e.into());
+            running.await.context("server task")??;
+            return if interrupted { Ok(()) } else { Err(e.into()) };
         }
         let count = prepared.iter().filter(|t| t.start).count();
         // A fixed line too: scripts and tests wait for it before using the tunnels.

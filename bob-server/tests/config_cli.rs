@@ -764,3 +764,86 @@ async fn tunnels_file_wins_over_the_restored_state() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stand-in for `nc HOST PORT` (netcat is not installed everywhere): relays stdin to
+/// the connection, passing end-of-input on as a half-close, and the connection to
+/// stdout.
+const FAKE_NC: &str = r#"#!/usr/bin/env python3
+import socket, sys, threading
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+def pump():
+    while True:
+        data = sys.stdin.buffer.read1(65536)
+        if not data:
+            s.shutdown(socket.SHUT_WR)
+            return
+        s.sendall(data)
+threading.Thread(target=pump, daemon=True).start()
+while True:
+    data = s.recv(65536)
+    if not data:
+        break
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+"#;
+
+#[tokio::test]
+async fn nc_client_example_talks_to_a_destination() {
+    let dir = scratch("nc");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let nc = write(&bin, "nc", FAKE_NC);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&nc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let echo = echo_server().await;
+    let file = write(
+        &dir,
+        "tunnels.toml",
+        &format!(
+            "[[tunnel]]\nname = \"echo\"\nkeys = \"echo.keys\"\noutbound = \"127.0.0.1:{echo}\"\nquiet = true\n"
+        ),
+    );
+    let (mut server, addr, _, _err) = spawn_until(
+        bob().args(["--tunnels", s(&file)]),
+        "bob-server tunnels ready",
+    )
+    .await;
+    let b32 = bob_server::keyfile::read_key_file(&dir.join("echo.keys"))
+        .unwrap()
+        .destination()
+        .b32();
+
+    let path = format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default());
+    let mut script = Command::new("bash")
+        .arg(examples().join("nc-client.sh"))
+        .arg(&b32)
+        .env("PATH", path)
+        .env("BOBCTL", BOBCTL)
+        .env("BOBCTL_SERVER", &addr)
+        .env("TUNNEL_NAME", "ncc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the example");
+    let mut stdin = script.stdin.take().unwrap();
+    stdin.write_all(b"ping through nc\n").await.unwrap();
+    drop(stdin);
+    let out = within("nc-client ends", script.wait_with_output())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ping through nc\n");
+    assert!(stderr(&out).contains("client tunnel ncc listening on 127.0.0.1:"));
+
+    // The script removed its tunnel on exit.
+    let mut c = control(&addr).await;
+    let gone = command(&mut c, "status ncc").await;
+    assert!(gone.starts_with("ERROR"), "{gone}");
+    server.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
