@@ -75,6 +75,10 @@ struct Args {
     /// Seconds the router may take to create a tunnel's session (SAM backend)
     #[arg(long, value_name = "SECS", default_value_t = 90)]
     session_timeout: u64,
+
+    /// Most simultaneous connections per tunnel side (inbound and outbound each)
+    #[arg(long, value_name = "N", default_value_t = bob_server::tunnel::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_tunnel_connections: u64,
 }
 
 fn parse_tunnel_option(s: &str) -> Result<(String, String), String> {
@@ -115,6 +119,10 @@ impl Args {
                     BackendConfig::Sam(sam)
                 }
                 None => BackendConfig::Local { hosts: self.hosts },
+            },
+            tunnel_limits: bob_server::tunnel::TunnelLimits {
+                max_connections: usize::try_from(self.max_tunnel_connections).unwrap_or(usize::MAX),
+                ..Default::default()
             },
             ..Config::default()
         }

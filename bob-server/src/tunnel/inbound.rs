@@ -29,8 +29,8 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::outbound::finish;
-use super::pipe::pipe;
-use super::{ACCEPT_BACKOFF, MAX_CONNECTIONS, Shared};
+use super::pipe;
+use super::{ACCEPT_BACKOFF, Shared};
 use crate::backend::{CoreError, Target};
 
 /// Serial numbers for inbound connections, for log spans.
@@ -47,7 +47,7 @@ const LINGER_BYTES: usize = 1 << 20;
 
 /// Accepts TCP connections until the tunnel stops; each one is served by its own task.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Shared) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     loop {
         // A slot is taken before accepting (mini-redis style): at the limit, new
         // connections wait in the kernel backlog.
@@ -144,7 +144,7 @@ async fn relay(mut socket: TcpStream, shared: &Shared) {
             .bytes_out
             .fetch_add(early.len() as u64, Ordering::Relaxed);
     }
-    let end = pipe(
+    let end = pipe::relay(
         socket,
         stream,
         shared.stats.bytes_out.clone(),

@@ -15,8 +15,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::pipe::{PipeEnd, pipe};
-use super::{ACCEPT_BACKOFF, Endpoint, MAX_CONNECTIONS, Shared};
+use super::pipe::{PipeEnd, relay};
+use super::{ACCEPT_BACKOFF, Endpoint, Shared};
 use crate::backend::{CoreError, Incoming};
 
 /// Serial numbers for outbound connections, for log spans.
@@ -25,7 +25,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Accepts streams until the session closes or the tunnel stops. `target` is the
 /// `outhost:outport` endpoint and the `quiet` flag, or `None` to refuse streams.
 pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     loop {
         // At the limit, new streams wait in the session's backlog.
         let slot = tokio::select! {
@@ -121,7 +121,7 @@ async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shar
             return;
         }
     }
-    let end = pipe(
+    let end = relay(
         socket,
         stream,
         shared.stats.bytes_out.clone(),

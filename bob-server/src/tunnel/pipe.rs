@@ -1,7 +1,18 @@
 //! The relay between an application's TCP connection and an I2P stream.
 //!
-//! Both directions are copied at once through bounded buffers ([`PIPE_BUFFER`] bytes
-//! each), so a slow receiver slows the sender down instead of growing memory.
+//! Both directions are copied at once through bounded buffers, so a slow receiver
+//! slows the sender down instead of growing memory.
+//!
+//! # Zero-copy local streams
+//! When the stream is a [`LocalStream`] (the in-process backend), bytes are read from
+//! the socket straight into an owned chunk of at most [`PIPE_BUFFER`] bytes, which is
+//! queued on the stream as it is; the other tunnel writes that chunk to its socket. A
+//! direction holds at most one chunk being read, the stream's bounded queue and one
+//! chunk being written. A buffer is allocated only once the socket has data, and
+//! given back when the socket runs dry, so an idle connection holds no buffer.
+//!
+//! Any other stream is relayed through `AsyncRead`/`AsyncWrite` with one buffer of
+//! [`COPY_BUFFER`] bytes per direction, allocated on first use.
 //!
 //! # Half-close
 //! Unlike Java BOB and i2pd, which drop the whole connection as soon as either
@@ -15,11 +26,20 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
-/// Bytes read per chunk, per direction.
-pub const PIPE_BUFFER: usize = 16 * 1024;
+use crate::backend::BoxStream;
+use crate::backend::local::LocalStream;
+
+/// Largest chunk read from a socket at once into a local stream.
+pub const PIPE_BUFFER: usize = 256 * 1024;
+
+/// Buffer per direction when relaying a stream of another backend.
+pub const COPY_BUFFER: usize = 64 * 1024;
 
 /// How a pipe ended.
 #[derive(Debug)]
@@ -30,6 +50,95 @@ pub(crate) enum PipeEnd {
     Failed(io::Error),
     /// The tunnel is stopping.
     Cancelled,
+}
+
+/// Relays between an application's `socket` and a backend `stream` (see the module
+/// docs); `out` counts bytes from the socket into the stream, `back` the other way.
+pub(crate) async fn relay(
+    socket: TcpStream,
+    stream: BoxStream,
+    out: Arc<AtomicU64>,
+    back: Arc<AtomicU64>,
+    cancel: &CancellationToken,
+) -> PipeEnd {
+    match stream.into_local() {
+        Ok(local) => relay_local(socket, local, &out, &back, cancel).await,
+        Err(stream) => pipe(socket, stream, out, back, cancel).await,
+    }
+}
+
+/// [`relay`] for an in-process stream: owned chunks, no copy between the sockets.
+async fn relay_local(
+    mut socket: TcpStream,
+    local: LocalStream,
+    out: &AtomicU64,
+    back: &AtomicU64,
+    cancel: &CancellationToken,
+) -> PipeEnd {
+    let (read, write) = socket.split();
+    let forward = socket_to_local(read, &local, out);
+    let backward = local_to_socket(&local, write, back);
+    tokio::select! {
+        result = async { tokio::try_join!(forward, backward) } => match result {
+            Ok(_) => PipeEnd::Finished,
+            Err(e) => PipeEnd::Failed(e),
+        },
+        () = cancel.cancelled() => PipeEnd::Cancelled,
+    }
+}
+
+/// Reads `socket` into chunks queued on `local` until end of stream, then shuts down
+/// `local`'s write side.
+async fn socket_to_local(
+    socket: ReadHalf<'_>,
+    local: &LocalStream,
+    counter: &AtomicU64,
+) -> io::Result<()> {
+    let mut buf = BytesMut::new();
+    loop {
+        // Read only what the stream can take: a full queue holds the socket back.
+        local.ready_send().await?;
+        socket.readable().await?;
+        if buf.capacity() < PIPE_BUFFER / 4 {
+            // Reuses the previous allocation once its chunks have all been written.
+            buf.reserve(PIPE_BUFFER);
+        }
+        match socket.try_read_buf(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                local.push(buf.split().freeze())?;
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            // The socket ran dry: an idle connection keeps no buffer.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = BytesMut::new(),
+            Err(e) => return Err(e),
+        }
+    }
+    local.shutdown_write();
+    Ok(())
+}
+
+/// Writes the chunks of `local` to `socket` until end of stream, then shuts down the
+/// socket's write side.
+async fn local_to_socket(
+    local: &LocalStream,
+    mut socket: WriteHalf<'_>,
+    counter: &AtomicU64,
+) -> io::Result<()> {
+    while let Some(chunk) = local.recv().await {
+        socket.write_all(&chunk).await?;
+        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    shutdown(&mut socket).await
+}
+
+/// Shuts down the write side; a peer that is already fully gone is not an error.
+async fn shutdown<W: AsyncWrite + Unpin>(to: &mut W) -> io::Result<()> {
+    match to.shutdown().await {
+        // The other side may already be fully closed; nothing was lost by us.
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        other => other,
+    }
 }
 
 /// Copies `a -> b` and `b -> a` until both directions have ended, one fails, or
@@ -65,8 +174,11 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; PIPE_BUFFER];
+    let mut buf = Vec::new();
     loop {
+        if buf.is_empty() {
+            buf = vec![0u8; COPY_BUFFER];
+        }
         let n = from.read(&mut buf).await?;
         if n == 0 {
             break;
@@ -76,11 +188,7 @@ where
         to.flush().await?;
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
-    match to.shutdown().await {
-        // The other side may already be fully closed; nothing was lost by us.
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-        other => other,
-    }
+    shutdown(to).await
 }
 
 #[cfg(test)]
