@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::pipe::{PipeEnd, relay};
 use super::{ACCEPT_BACKOFF, Endpoint, Shared};
-use crate::backend::{CoreError, Incoming};
+use crate::backend::{BoxStream, CoreError, Incoming};
 
 /// Serial numbers for outbound connections, for log spans.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -71,6 +71,29 @@ pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared
 /// One incoming stream: connect, write the peer line unless quiet, relay.
 async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shared) {
     let _active = shared.stats.open_connection();
+    // The set-up's state (peer, endpoint, line) is freed before relaying.
+    let Some((socket, stream)) = set_up(incoming, endpoint, quiet, &shared).await else {
+        return;
+    };
+    let end = relay(
+        socket,
+        stream,
+        shared.stats.bytes_out.clone(),
+        shared.stats.bytes_in.clone(),
+        &shared.cancel,
+    )
+    .await;
+    finish(&shared, end);
+}
+
+/// Connects to `outhost:outport` and writes the peer line unless quiet. `None` when
+/// the stream has been dealt with (closed after a failure, or the tunnel stopped).
+async fn set_up(
+    incoming: Incoming,
+    endpoint: Endpoint,
+    quiet: bool,
+    shared: &Shared,
+) -> Option<(TcpStream, BoxStream)> {
     let Incoming { mut stream, peer } = incoming;
     tracing::debug!(peer = %peer.b32(), "incoming stream");
     let connect = tokio::time::timeout(
@@ -78,7 +101,7 @@ async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shar
         TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
     );
     let connected = tokio::select! {
-        () = shared.cancel.cancelled() => return,
+        () = shared.cancel.cancelled() => return None,
         connected = connect => connected,
     };
     let mut socket = match connected {
@@ -90,7 +113,7 @@ async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shar
                 "cannot connect to outhost:outport; closing the I2P stream"
             );
             let _ = stream.shutdown().await;
-            return;
+            return None;
         }
         Err(_) => {
             shared.stats.count_failure();
@@ -99,7 +122,7 @@ async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shar
                 "connect to outhost:outport timed out; closing the I2P stream"
             );
             let _ = stream.shutdown().await;
-            return;
+            return None;
         }
     };
     // Relayed bytes are small and interactive as often as bulk; do not delay them.
@@ -112,24 +135,16 @@ async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shar
             socket.flush().await
         };
         let written = tokio::select! {
-            () = shared.cancel.cancelled() => return,
+            () = shared.cancel.cancelled() => return None,
             written = written => written,
         };
         if let Err(e) = written {
             shared.stats.count_failure();
             tracing::debug!(error = %e, "writing the peer line failed");
-            return;
+            return None;
         }
     }
-    let end = relay(
-        socket,
-        stream,
-        shared.stats.bytes_out.clone(),
-        shared.stats.bytes_in.clone(),
-        &shared.cancel,
-    )
-    .await;
-    finish(&shared, end);
+    Some((socket, stream))
 }
 
 /// Logs and counts how a relay ended.
