@@ -289,27 +289,71 @@ async fn push(
     Ok(started.elapsed())
 }
 
+/// CPU time (user + system) of process `pid` so far, from /proc (clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// A `push` with the CPU time it cost this process and the server together.
+async fn push_cpu(
+    server_pid: u32,
+    target: SocketAddr,
+    line: Option<&str>,
+    conns: usize,
+    per_conn: u64,
+    sink: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
+) -> Res<(Duration, Duration)> {
+    let me = std::process::id();
+    let cpu0 = cpu_time(me) + cpu_time(server_pid);
+    let wall = push(target, line, conns, per_conn, sink).await?;
+    let cpu = (cpu_time(me) + cpu_time(server_pid)).saturating_sub(cpu0);
+    Ok((wall, cpu))
+}
+
 async fn bench_throughput(server: &ServerProc) -> Res<()> {
     let (sink, mut counts) = discard_sink().await?;
     let (inport, dest) = tunnel_pair(server.addr, sink, true, "tp").await?;
     println!("\n## throughput: app -> inport -> local core -> outbound tunnel -> TCP sink");
-    println!("| connections | bytes | direct MiB/s | via bob-server MiB/s | ratio |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "CPU = user+system time of bench and server together per GiB moved (less sensitive \
+         to other load than MiB/s)."
+    );
+    println!(
+        "| connections | bytes | direct MiB/s | via bob-server MiB/s | ratio | direct CPU s/GiB | via CPU s/GiB | CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let pid = server.pid();
     for (conns, total) in [(1usize, 512u64 << 20), (16, 512u64 << 20)] {
         let per = total / conns as u64;
-        // warm-up, then measure each twice and keep the better run
+        // warm-up, then measure three times each, alternating, and keep the best run
         push(inport, Some(&dest), conns, 1 << 20, &mut counts).await?;
-        let mut direct = Duration::MAX;
-        let mut via = Duration::MAX;
-        for _ in 0..2 {
-            direct = direct.min(push(sink, None, conns, per, &mut counts).await?);
-            via = via.min(push(inport, Some(&dest), conns, per, &mut counts).await?);
+        let (mut direct, mut via) = (Duration::MAX, Duration::MAX);
+        let (mut direct_cpu, mut via_cpu) = (Duration::MAX, Duration::MAX);
+        for _ in 0..3 {
+            let (w, c) = push_cpu(pid, sink, None, conns, per, &mut counts).await?;
+            direct = direct.min(w);
+            direct_cpu = direct_cpu.min(c);
+            let (w, c) = push_cpu(pid, inport, Some(&dest), conns, per, &mut counts).await?;
+            via = via.min(w);
+            via_cpu = via_cpu.min(c);
         }
         let (d, v) = (mib_s(total, direct), mib_s(total, via));
+        let gib = total as f64 / f64::from(1u32 << 30);
+        let (dc, vc) = (direct_cpu.as_secs_f64() / gib, via_cpu.as_secs_f64() / gib);
         println!(
-            "| {conns} | {} MiB | {d:.0} | {v:.0} | {:.2} |",
+            "| {conns} | {} MiB | {d:.0} | {v:.0} | {:.2} | {dc:.2} | {vc:.2} | {:.2} |",
             total >> 20,
-            v / d
+            v / d,
+            dc / vc
         );
         json_line(
             "throughput",
@@ -319,6 +363,9 @@ async fn bench_throughput(server: &ServerProc) -> Res<()> {
                 ("direct_mib_s", format!("{d:.1}")),
                 ("bob_mib_s", format!("{v:.1}")),
                 ("ratio", format!("{:.3}", v / d)),
+                ("direct_cpu_s_per_gib", format!("{dc:.3}")),
+                ("bob_cpu_s_per_gib", format!("{vc:.3}")),
+                ("cpu_ratio", format!("{:.3}", dc / vc)),
             ],
         );
     }

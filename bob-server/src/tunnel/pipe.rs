@@ -38,6 +38,10 @@ use crate::backend::local::LocalStream;
 /// Largest chunk read from a socket at once into a local stream.
 pub const PIPE_BUFFER: usize = 256 * 1024;
 
+/// A read shorter than this marks a connection as not busy: its read buffer is
+/// released until the socket is readable again.
+const IDLE_READ: usize = 16 * 1024;
+
 /// Buffer per direction when relaying a stream of another backend.
 pub const COPY_BUFFER: usize = 64 * 1024;
 
@@ -90,7 +94,7 @@ async fn relay_local(
 /// Reads `socket` into chunks queued on `local` until end of stream, then shuts down
 /// `local`'s write side.
 async fn socket_to_local(
-    socket: ReadHalf<'_>,
+    mut socket: ReadHalf<'_>,
     local: &LocalStream,
     counter: &AtomicU64,
 ) -> io::Result<()> {
@@ -98,20 +102,26 @@ async fn socket_to_local(
     loop {
         // Read only what the stream can take: a full queue holds the socket back.
         local.ready_send().await?;
-        socket.readable().await?;
+        if buf.capacity() == 0 {
+            // No buffer until there is something to read.
+            socket.readable().await?;
+        }
         if buf.capacity() < PIPE_BUFFER / 4 {
             // Reuses the previous allocation once its chunks have all been written.
             buf.reserve(PIPE_BUFFER);
         }
-        match socket.try_read_buf(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                local.push(buf.split().freeze())?;
-                counter.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            // The socket ran dry: an idle connection keeps no buffer.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = BytesMut::new(),
-            Err(e) => return Err(e),
+        // `read_buf` (unlike `try_read_buf`) notes a short read as "socket drained",
+        // which saves the next read's `EAGAIN` round trip.
+        let n = socket.read_buf(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        local.push(buf.split().freeze())?;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        if n < IDLE_READ {
+            // An interactive or idle connection: give the buffer back, so that idle
+            // connections hold none. During bulk transfer it is kept.
+            buf = BytesMut::new();
         }
     }
     local.shutdown_write();
