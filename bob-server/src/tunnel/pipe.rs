@@ -11,8 +11,8 @@
 //! chunk being written. A buffer is allocated only once the socket has data, and
 //! given back when the socket runs dry, so an idle connection holds no buffer.
 //!
-//! Any other stream is relayed through `AsyncRead`/`AsyncWrite` with one buffer of
-//! [`COPY_BUFFER`] bytes per direction, allocated on first use.
+//! Any other stream is relayed through `AsyncRead`/`AsyncWrite` with one buffer per
+//! direction that starts at 4 KiB and grows to [`COPY_BUFFER`] bytes while reads fill it.
 //!
 //! # Half-close
 //! Unlike Java BOB and i2pd, which drop the whole connection as soon as either
@@ -42,8 +42,11 @@ pub const PIPE_BUFFER: usize = 256 * 1024;
 /// released until the socket is readable again.
 const IDLE_READ: usize = 16 * 1024;
 
-/// Buffer per direction when relaying a stream of another backend.
+/// Largest buffer per direction when relaying a stream of another backend.
 pub const COPY_BUFFER: usize = 64 * 1024;
+
+/// First buffer per direction when relaying a stream of another backend.
+const COPY_START: usize = 4 * 1024;
 
 /// How a pipe ended.
 #[derive(Debug)]
@@ -184,14 +187,17 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = Vec::new();
+    // Starts small, so that idle connections stay cheap, and grows up to
+    // COPY_BUFFER while reads keep filling it.
+    let mut buf = vec![0u8; COPY_START];
     loop {
-        if buf.is_empty() {
-            buf = vec![0u8; COPY_BUFFER];
-        }
         let n = from.read(&mut buf).await?;
         if n == 0 {
             break;
+        }
+        if n == buf.len() && buf.len() < COPY_BUFFER {
+            let grown = (buf.len() * 4).min(COPY_BUFFER);
+            buf.resize(grown, 0);
         }
         to.write_all(&buf[..n]).await?;
         // Streams that buffer internally must not sit on data while we wait to read.
