@@ -7,8 +7,9 @@
 //! When the stream is a [`LocalStream`] (the in-process backend), bytes are read from
 //! the socket straight into an owned chunk of at most [`PIPE_BUFFER`] bytes, which is
 //! queued on the stream as it is; the other tunnel writes that chunk to its socket. A
-//! direction holds at most one chunk being read, the stream's bounded queue and one
-//! chunk being written. A buffer is allocated only once the socket has data, and
+//! direction holds at most one buffer being read into, the stream's bounded queue and
+//! one chunk being written; small reads are copied out of the read buffer so that no
+//! queued chunk keeps an allocation more than 4 times its size alive. A buffer is allocated only once the socket has data, and
 //! given back when the socket runs dry, so an idle connection holds no buffer.
 //!
 //! Any other stream is relayed through `AsyncRead`/`AsyncWrite` with one buffer per
@@ -26,7 +27,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -102,6 +103,9 @@ async fn socket_to_local(
     counter: &AtomicU64,
 ) -> io::Result<()> {
     let mut buf = BytesMut::new();
+    // Whether a chunk of at least a quarter of `buf`'s allocation has been handed over
+    // from it (after which further chunks from the same allocation cost nothing more).
+    let mut paid = false;
     loop {
         // Read only what the stream can take: a full queue holds the socket back.
         local.ready_send().await?;
@@ -109,9 +113,11 @@ async fn socket_to_local(
             // No buffer until there is something to read.
             socket.readable().await?;
         }
+        // A new allocation (or the old one reclaimed, once all its chunks have been
+        // written) when little room is left.
         if buf.capacity() < PIPE_BUFFER / 4 {
-            // Reuses the previous allocation once its chunks have all been written.
             buf.reserve(PIPE_BUFFER);
+            paid = false;
         }
         // `read_buf` (unlike `try_read_buf`) notes a short read as "socket drained",
         // which saves the next read's `EAGAIN` round trip.
@@ -119,7 +125,18 @@ async fn socket_to_local(
         if n == 0 {
             break;
         }
-        local.push(buf.split().freeze())?;
+        let chunk = if !paid && n < PIPE_BUFFER / 4 {
+            // A small read is copied out rather than handed over, so no allocation is
+            // kept alive by chunks of less than a quarter of its size: the memory held
+            // stays proportional to the bytes queued.
+            let chunk = Bytes::copy_from_slice(&buf);
+            buf.clear();
+            chunk
+        } else {
+            paid = true;
+            buf.split().freeze()
+        };
+        local.push(chunk)?;
         counter.fetch_add(n as u64, Ordering::Relaxed);
         if n < IDLE_READ {
             // An interactive or idle connection: give the buffer back, so that idle
