@@ -84,6 +84,9 @@ struct Args {
     /// Serve Prometheus metrics on ADDR (`127.0.0.1:9100`; non-loopback needs --allow-remote)
     #[arg(long = "metrics", value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Most simultaneous connections per tunnel side (inbound and outbound each)
+    #[arg(long, value_name = "N", default_value_t = bob_server::tunnel::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_tunnel_connections: u64,
 }
 
 fn parse_tunnel_option(s: &str) -> Result<(String, String), String> {
@@ -127,6 +130,10 @@ impl Args {
             },
             state_dir: self.state_dir,
             metrics_listen: self.metrics,
+            tunnel_limits: bob_server::tunnel::TunnelLimits {
+                max_connections: usize::try_from(self.max_tunnel_connections).unwrap_or(usize::MAX),
+                ..Default::default()
+            },
             ..Config::default()
         }
     }
