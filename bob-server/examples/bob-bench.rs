@@ -127,6 +127,14 @@ impl Bob {
     }
 }
 
+/// A loopback listener with a long accept queue, so that the baselines, like the
+/// server, take bursts of connections without the kernel dropping handshakes.
+fn listen_loopback() -> Res<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    Ok(socket.listen(4096)?)
+}
+
 /// A free loopback port (bound, read, released). Benchmarks only: a race with another
 /// program taking the port in between is possible and reported as a start error.
 async fn free_port() -> Res<u16> {
@@ -169,7 +177,7 @@ async fn tunnel_pair(
 
 /// Reads and discards everything; reports each connection's byte count on EOF.
 async fn discard_sink() -> Res<(SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u64>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = listen_loopback()?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -193,7 +201,7 @@ async fn discard_sink() -> Res<(SocketAddr, tokio::sync::mpsc::UnboundedReceiver
 
 /// Echoes everything back, with a small buffer so that idle connections stay cheap.
 async fn echo_sink() -> Res<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = listen_loopback()?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
@@ -281,27 +289,71 @@ async fn push(
     Ok(started.elapsed())
 }
 
+/// CPU time (user + system) of process `pid` so far, from /proc (clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// A `push` with the CPU time it cost this process and the server together.
+async fn push_cpu(
+    server_pid: u32,
+    target: SocketAddr,
+    line: Option<&str>,
+    conns: usize,
+    per_conn: u64,
+    sink: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
+) -> Res<(Duration, Duration)> {
+    let me = std::process::id();
+    let cpu0 = cpu_time(me) + cpu_time(server_pid);
+    let wall = push(target, line, conns, per_conn, sink).await?;
+    let cpu = (cpu_time(me) + cpu_time(server_pid)).saturating_sub(cpu0);
+    Ok((wall, cpu))
+}
+
 async fn bench_throughput(server: &ServerProc) -> Res<()> {
     let (sink, mut counts) = discard_sink().await?;
     let (inport, dest) = tunnel_pair(server.addr, sink, true, "tp").await?;
     println!("\n## throughput: app -> inport -> local core -> outbound tunnel -> TCP sink");
-    println!("| connections | bytes | direct MiB/s | via bob-server MiB/s | ratio |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "CPU = user+system time of bench and server together per GiB moved (less sensitive \
+         to other load than MiB/s)."
+    );
+    println!(
+        "| connections | bytes | direct MiB/s | via bob-server MiB/s | ratio | direct CPU s/GiB | via CPU s/GiB | CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let pid = server.pid();
     for (conns, total) in [(1usize, 512u64 << 20), (16, 512u64 << 20)] {
         let per = total / conns as u64;
-        // warm-up, then measure each twice and keep the better run
+        // warm-up, then measure three times each, alternating, and keep the best run
         push(inport, Some(&dest), conns, 1 << 20, &mut counts).await?;
-        let mut direct = Duration::MAX;
-        let mut via = Duration::MAX;
-        for _ in 0..2 {
-            direct = direct.min(push(sink, None, conns, per, &mut counts).await?);
-            via = via.min(push(inport, Some(&dest), conns, per, &mut counts).await?);
+        let (mut direct, mut via) = (Duration::MAX, Duration::MAX);
+        let (mut direct_cpu, mut via_cpu) = (Duration::MAX, Duration::MAX);
+        for _ in 0..3 {
+            let (w, c) = push_cpu(pid, sink, None, conns, per, &mut counts).await?;
+            direct = direct.min(w);
+            direct_cpu = direct_cpu.min(c);
+            let (w, c) = push_cpu(pid, inport, Some(&dest), conns, per, &mut counts).await?;
+            via = via.min(w);
+            via_cpu = via_cpu.min(c);
         }
         let (d, v) = (mib_s(total, direct), mib_s(total, via));
+        let gib = total as f64 / f64::from(1u32 << 30);
+        let (dc, vc) = (direct_cpu.as_secs_f64() / gib, via_cpu.as_secs_f64() / gib);
         println!(
-            "| {conns} | {} MiB | {d:.0} | {v:.0} | {:.2} |",
+            "| {conns} | {} MiB | {d:.0} | {v:.0} | {:.2} | {dc:.2} | {vc:.2} | {:.2} |",
             total >> 20,
-            v / d
+            v / d,
+            dc / vc
         );
         json_line(
             "throughput",
@@ -311,6 +363,9 @@ async fn bench_throughput(server: &ServerProc) -> Res<()> {
                 ("direct_mib_s", format!("{d:.1}")),
                 ("bob_mib_s", format!("{v:.1}")),
                 ("ratio", format!("{:.3}", v / d)),
+                ("direct_cpu_s_per_gib", format!("{dc:.3}")),
+                ("bob_cpu_s_per_gib", format!("{vc:.3}")),
+                ("cpu_ratio", format!("{:.3}", dc / vc)),
             ],
         );
     }
@@ -416,8 +471,65 @@ async fn bench_setup(server: &ServerProc) -> Res<()> {
 
 // ---------------------------------------------------------------- 3. scale
 
+/// The soft limit on open files of this process, from /proc.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Open file descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// An echo sink in a child process (this program with `--echo-sink-child`), so that
+/// its sockets do not count against this process's file limit.
+struct SinkProc {
+    _child: Child,
+    addr: SocketAddr,
+}
+
+impl SinkProc {
+    async fn start() -> Res<Self> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("--echo-sink-child")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .map_err(|_| "echo sink did not start")??
+            .ok_or("echo sink exited")?;
+        Ok(Self {
+            _child: child,
+            addr: line.trim().parse()?,
+        })
+    }
+}
+
+/// `--echo-sink-child`: serves an echo sink, prints its address, ends with stdin.
+async fn echo_sink_child() -> Res<()> {
+    let addr = echo_sink().await?;
+    println!("{addr}");
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while stdin.read(&mut buf).await? > 0 {}
+    Ok(())
+}
+
 async fn bench_scale(binary: &PathBuf, target_conns: usize) -> Res<()> {
-    let server = ServerProc::start(binary, &[]).await?;
+    // The server holds two sockets per piped connection (application, sink), this
+    // process one (application), the sink process one.
+    if let Some(limit) = open_files_limit() {
+        println!("# open files limit (soft) of the bench and the server: {limit}");
+    }
+    let cap = (target_conns + 16).to_string();
+    let server = ServerProc::start(binary, &["--max-tunnel-connections", &cap]).await?;
     // Let the allocator settle, then read the idle footprint.
     let mut bob = Bob::connect(server.addr).await?;
     bob.ok("list").await.ok();
@@ -425,10 +537,29 @@ async fn bench_scale(binary: &PathBuf, target_conns: usize) -> Res<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = server.rss_kib();
 
-    let echo = echo_sink().await?;
+    let sink = SinkProc::start().await?;
+    let echo = sink.addr;
     let (inport, dest) = tunnel_pair(server.addr, echo, true, "scale").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kib();
+    let fds_before = open_fds(server.pid());
+    // Each piped connection costs the server two descriptors (application socket,
+    // sink socket); a hard limit below that is reported and the run scaled down.
+    let mut target_conns = target_conns;
+    if let Some(limit) = open_files_limit() {
+        let room = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(fds_before)
+            / 2;
+        if room < target_conns {
+            println!(
+                "# {target_conns} connections need {} server descriptors ({fds_before} in use + 2 per connection) \
+                 but the limit is {limit}: running {room}",
+                fds_before + 2 * target_conns
+            );
+            target_conns = room;
+        }
+    }
     let started = Instant::now();
     let mut held = Vec::with_capacity(target_conns);
     let line = format!("{dest}\n");
@@ -440,12 +571,20 @@ async fn bench_scale(binary: &PathBuf, target_conns: usize) -> Res<()> {
         s.write_all(line.as_bytes()).await?;
         s.write_all(b"x").await?;
         let mut one = [0u8; 1];
-        tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut one)).await??;
+        tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut one))
+            .await
+            .map_err(|_| {
+                format!(
+                    "connection {i} got no echo within 30 s (server fds {})",
+                    open_fds(server.pid())
+                )
+            })??;
         held.push(s);
     }
     let open_time = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = server.rss_kib();
+    let fds_after = open_fds(server.pid());
     // All still alive?
     let mut alive = 0usize;
     for s in held.iter_mut().step_by(97) {
@@ -462,11 +601,11 @@ async fn bench_scale(binary: &PathBuf, target_conns: usize) -> Res<()> {
     let per_conn = (after.saturating_sub(before)) as f64 / target_conns as f64;
     println!("\n## scale: {target_conns} concurrent piped connections through one tunnel pair");
     println!(
-        "| idle server RSS | RSS with tunnels | RSS with connections | KiB per connection | open time | sampled alive |"
+        "| idle server RSS | RSS with tunnels | RSS with connections | KiB per connection | server fds | open time | sampled alive |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {:.1} MB | {:.1} MB | {:.1} MB | {per_conn:.1} | {:.1} s | {alive}/{sampled} |",
+        "| {:.1} MB | {:.1} MB | {:.1} MB | {per_conn:.1} | {fds_before} -> {fds_after} | {:.1} s | {alive}/{sampled} |",
         idle as f64 / 1024.0,
         before as f64 / 1024.0,
         after as f64 / 1024.0,
@@ -480,6 +619,8 @@ async fn bench_scale(binary: &PathBuf, target_conns: usize) -> Res<()> {
             ("tunnels_rss_kib", before.to_string()),
             ("loaded_rss_kib", after.to_string()),
             ("kib_per_connection", format!("{per_conn:.2}")),
+            ("server_fds", fds_after.to_string()),
+            ("open_s", format!("{:.2}", open_time.as_secs_f64())),
             ("alive_sampled", alive.to_string()),
             ("sampled", sampled.to_string()),
         ],
@@ -532,7 +673,7 @@ async fn pipelined(addr: SocketAddr, count: usize, greeting: bool, cmds: &[&str]
 
 /// Baseline: a line-echo server (one reply line per request line, same framing).
 async fn line_echo_server() -> Res<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = listen_loopback()?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
@@ -562,7 +703,17 @@ async fn line_echo_server() -> Res<SocketAddr> {
     Ok(addr)
 }
 
+/// Longest a single control cycle may take before it counts as failed (a hang must
+/// show up as a failure, not as a benchmark that never ends).
+const CYCLE_DEADLINE: Duration = Duration::from_secs(120);
+
 async fn cycle(addr: SocketAddr, i: usize) -> Res<()> {
+    tokio::time::timeout(CYCLE_DEADLINE, cycle_inner(addr, i))
+        .await
+        .map_err(|_| format!("cycle {i} did not finish within {CYCLE_DEADLINE:?}"))?
+}
+
+async fn cycle_inner(addr: SocketAddr, i: usize) -> Res<()> {
     let mut bob = Bob::connect(addr).await?;
     let port = 20000 + (i % 40000) as u16;
     bob.ok(&format!("setnick cycle-{i}")).await?;
@@ -631,21 +782,6 @@ async fn bench_control(binary: &PathBuf) -> Res<()> {
     );
 
     let conns = 1000;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..conns {
-        tasks.push(tokio::spawn(cycle(server.addr, i)));
-    }
-    let mut failed = 0;
-    for t in tasks {
-        if let Err(e) = t.await? {
-            failed += 1;
-            if failed < 5 {
-                eprintln!("cycle failed: {e}");
-            }
-        }
-    }
-    let wall = started.elapsed();
     // Baseline: the same number of connections doing 9 round trips each on the line echo.
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -658,26 +794,53 @@ async fn bench_control(binary: &PathBuf) -> Res<()> {
         t.await??;
     }
     let base_wall = started.elapsed();
-    println!(
-        "| concurrent full cycles (setnick..start..stop..clear) | {conns} | {:.0} | {:.0} | {:.2} |",
-        conns as f64 / base_wall.as_secs_f64(),
-        conns as f64 / wall.as_secs_f64(),
-        base_wall.as_secs_f64() / wall.as_secs_f64()
-    );
-    json_line(
-        "control_cycles",
-        &[
-            ("connections", conns.to_string()),
-            ("failed", failed.to_string()),
-            ("wall_s", format!("{:.3}", wall.as_secs_f64())),
-            (
-                "cycles_per_s",
-                format!("{:.0}", conns as f64 / wall.as_secs_f64()),
-            ),
-        ],
-    );
-    if failed > 0 {
-        return Err(format!("{failed} control cycles failed").into());
+    let mut failed_total = 0;
+    // `newkeys` as clients send it: once with the server's default signature type set
+    // to Ed25519 (7), once with the stock default DSA_SHA1.
+    let dsa = ServerProc::start(binary, &["--max-connections", "2000"]).await?;
+    for (keys, addr) in [("Ed25519", server.addr), ("DSA_SHA1", dsa.addr)] {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..conns {
+            tasks.push(tokio::spawn(cycle(addr, i)));
+        }
+        let mut failed = 0;
+        for t in tasks {
+            if let Err(e) = t.await? {
+                failed += 1;
+                if failed < 5 {
+                    eprintln!("cycle failed: {e}");
+                }
+            }
+        }
+        let wall = started.elapsed();
+        failed_total += failed;
+        println!(
+            "| concurrent full cycles (setnick..newkeys({keys})..start..stop..clear) | {conns} | {:.0} | {:.0} | {:.2} |",
+            conns as f64 / base_wall.as_secs_f64(),
+            conns as f64 / wall.as_secs_f64(),
+            base_wall.as_secs_f64() / wall.as_secs_f64()
+        );
+        json_line(
+            "control_cycles",
+            &[
+                ("connections", conns.to_string()),
+                ("newkeys", format!("\"{keys}\"")),
+                ("failed", failed.to_string()),
+                ("wall_s", format!("{:.3}", wall.as_secs_f64())),
+                (
+                    "cycles_per_s",
+                    format!("{:.0}", conns as f64 / wall.as_secs_f64()),
+                ),
+                (
+                    "baseline_per_s",
+                    format!("{:.0}", conns as f64 / base_wall.as_secs_f64()),
+                ),
+            ],
+        );
+    }
+    if failed_total > 0 {
+        return Err(format!("{failed_total} control cycles failed").into());
     }
     Ok(())
 }
@@ -769,6 +932,15 @@ async fn bench_soak(server: &ServerProc, total: u64, conns: usize) -> Res<()> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--echo-sink-child") {
+        return match echo_sink_child().await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("echo sink: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let mut binary = std::env::current_exe()
         .ok()
         .and_then(|p| {

@@ -25,6 +25,7 @@
 //! lookup-timeout = 60              # seconds for `lookup` and `ping`
 //! first-line-timeout = 60          # seconds an application has to send its destination line
 //! connect-timeout = 60             # seconds an inbound connect to a destination may take
+//! max-tunnel-connections = 1024    # connections per tunnel side (inbound, outbound) at once
 //! state-dir = "/var/lib/bob-server" # save and restore the registry here
 //! metrics = "127.0.0.1:9100"       # Prometheus endpoint
 //! tunnels = "tunnels.toml"         # declarative tunnels started at boot
@@ -254,6 +255,9 @@ pub struct Settings {
     /// seconds an inbound connect to a destination may take
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<NonZeroU64>,
+    /// connections one side (inbound or outbound) of a tunnel serves at once
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tunnel_connections: Option<NonZeroUsize>,
     /// where the registry is saved and restored
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
@@ -340,6 +344,7 @@ impl Settings {
             lookup_timeout: nz(config.lookup_timeout),
             first_line_timeout: nz(limits.first_line_timeout),
             connect_timeout: nz(limits.connect_timeout),
+            max_tunnel_connections: NonZeroUsize::new(limits.max_connections),
             state_dir: None,
             metrics: None,
             tunnels: None,
@@ -416,6 +421,7 @@ impl Settings {
             lookup_timeout: self.lookup_timeout.or(lower.lookup_timeout),
             first_line_timeout: self.first_line_timeout.or(lower.first_line_timeout),
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
+            max_tunnel_connections: self.max_tunnel_connections.or(lower.max_tunnel_connections),
             state_dir: self.state_dir.or(lower.state_dir),
             metrics: self.metrics.or(lower.metrics),
             tunnels: self.tunnels.or(lower.tunnels),
@@ -477,6 +483,9 @@ impl Settings {
             tunnel_limits: TunnelLimits {
                 first_line_timeout: secs(s.first_line_timeout, limits.first_line_timeout),
                 connect_timeout: secs(s.connect_timeout, limits.connect_timeout),
+                max_connections: s
+                    .max_tunnel_connections
+                    .map_or(limits.max_connections, NonZeroUsize::get),
                 ..limits
             },
             lookup_timeout: secs(s.lookup_timeout, defaults.lookup_timeout),
@@ -503,6 +512,7 @@ max-tunnels = 7
 lookup-timeout = 9
 first-line-timeout = 11
 connect-timeout = 12
+max-tunnel-connections = 13
 state-dir = "state"
 metrics = "127.0.0.1:9100"
 tunnels = "/etc/bob/tunnels.toml"
@@ -532,6 +542,7 @@ tunnels = "/etc/bob/tunnels.toml"
         assert_eq!(c.lookup_timeout, Duration::from_secs(9));
         assert_eq!(c.tunnel_limits.first_line_timeout, Duration::from_secs(11));
         assert_eq!(c.tunnel_limits.connect_timeout, Duration::from_secs(12));
+        assert_eq!(c.tunnel_limits.max_connections, 13);
         assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
         assert!(
             c.default_options
@@ -573,6 +584,10 @@ tunnels = "/etc/bob/tunnels.toml"
         assert_eq!(built.max_connections, def.max_connections);
         assert_eq!(built.max_tunnels, def.max_tunnels);
         assert_eq!(built.lookup_timeout, def.lookup_timeout);
+        assert_eq!(
+            built.tunnel_limits.max_connections,
+            def.tunnel_limits.max_connections
+        );
         assert_eq!(built.default_options, def.default_options);
         assert_eq!(built.backend, def.backend);
         assert_eq!(built.state_dir, None);

@@ -136,6 +136,11 @@ struct Args {
     #[arg(long, value_name = "SECS", env = "BOB_CONNECT_TIMEOUT")]
     connect_timeout: Option<NonZeroU64>,
 
+    /// Most connections one side (inbound or outbound) of a tunnel serves at once; more
+    /// wait in the kernel's or the session's queue [default: 1024]
+    #[arg(long, value_name = "N", env = "BOB_MAX_TUNNEL_CONNECTIONS")]
+    max_tunnel_connections: Option<NonZeroUsize>,
+
     /// Save the tunnel registry (keys included, mode 0600) in DIR on every change and
     /// restore it, restarting running tunnels, on start
     #[arg(long, value_name = "DIR", env = "BOB_STATE_DIR")]
@@ -177,6 +182,7 @@ impl Args {
             lookup_timeout: self.lookup_timeout,
             first_line_timeout: self.first_line_timeout,
             connect_timeout: self.connect_timeout,
+            max_tunnel_connections: self.max_tunnel_connections,
             state_dir: self.state_dir.clone(),
             metrics: self.metrics,
             tunnels: self.tunnels.clone(),
@@ -356,6 +362,7 @@ mod tests {
             d.lookup_timeout.unwrap().to_string(),
             d.first_line_timeout.unwrap().to_string(),
             d.connect_timeout.unwrap().to_string(),
+            d.max_tunnel_connections.unwrap().to_string(),
             d.newkeys_type.unwrap().0.name().to_owned(),
         ] {
             assert!(
@@ -382,6 +389,7 @@ mod tests {
             "lookup-timeout",
             "first-line-timeout",
             "connect-timeout",
+            "max-tunnel-connections",
             "state-dir",
             "metrics",
             "tunnels",

@@ -191,13 +191,12 @@ impl Server {
         launcher: Launcher,
     ) -> Result<Self, ServerError> {
         config.validate()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = crate::tunnel::listen(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         Self::from_listener(listener, config, core, launcher)
     }
 

@@ -31,6 +31,7 @@ const VARS: &[&str] = &[
     "BOB_LOOKUP_TIMEOUT",
     "BOB_FIRST_LINE_TIMEOUT",
     "BOB_CONNECT_TIMEOUT",
+    "BOB_MAX_TUNNEL_CONNECTIONS",
     "BOB_STATE_DIR",
     "BOB_METRICS",
     "BOB_TUNNELS",
@@ -124,6 +125,8 @@ async fn defaults_are_printed_and_read_back() {
         "127.0.0.1:9100",
         "--newkeys-type",
         "7",
+        "--max-tunnel-connections",
+        "7",
     ]))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -140,6 +143,7 @@ async fn defaults_are_printed_and_read_back() {
         printed.contains("newkeys-type = \"EdDSA_SHA512_Ed25519\""),
         "{printed}"
     );
+    assert!(printed.contains("max-tunnel-connections = 7"), "{printed}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -184,6 +188,7 @@ state-dir = "state"
     // default where nobody says anything
     assert_eq!(table["max-connections"].as_integer(), Some(64));
     assert_eq!(table["connect-timeout"].as_integer(), Some(60));
+    assert_eq!(table["max-tunnel-connections"].as_integer(), Some(1024));
     // options merge key by key
     let opts = table["tunnel-options"].as_table().unwrap();
     assert_eq!(opts["inbound.length"].as_str(), Some("1"));
@@ -649,6 +654,7 @@ async fn completions_and_man_pages_cover_every_flag() {
         "--lookup-timeout",
         "--first-line-timeout",
         "--connect-timeout",
+        "--max-tunnel-connections",
         "--state-dir",
         "--metrics",
         "--tunnels",

@@ -11,10 +11,12 @@
 //! # Design
 //! - A [`LocalCore`] is a cheap handle (`Arc`) on one shared network: a map from
 //!   destination hash to the registered session's inbox, plus the host names.
-//! - A stream is a [`tokio::io::duplex`] pair with a bounded buffer
-//!   ([`STREAM_BUFFER`] bytes each way), so a slow reader holds back the writer:
-//!   back-pressure without extra code. Shutting down one half's write side is seen by
-//!   the other half as end of stream, after the bytes already written.
+//! - A stream is a [`LocalStream`] pair: each direction a queue of owned `Bytes`
+//!   chunks bounded to [`STREAM_BUFFER`] bytes (plus the chunk being queued), so a slow
+//!   reader holds back the writer. The tunnel relay reads a TCP socket straight into a
+//!   chunk and the other tunnel writes that same chunk to its socket: no copy in
+//!   between. Shutting down one end's write side is seen by the other end as end of
+//!   stream, after the bytes already written.
 //! - `connect` puts the acceptor's half into the target session's bounded inbox
 //!   ([`ACCEPT_BACKLOG`] entries), tagged with the connecting session's destination;
 //!   `accept` takes it out. The inbox receiver sits behind a `tokio` mutex so several
@@ -35,8 +37,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BoxFuture, BoxStream, CoreError, Incoming, Options, Session, StreamingCore, Target};
 
-/// Bytes buffered in each direction of a local stream before the writer waits.
-pub const STREAM_BUFFER: usize = 64 * 1024;
+mod stream;
+
+pub use stream::LocalStream;
+
+/// Bytes queued in each direction of a local stream before the writer waits.
+pub const STREAM_BUFFER: usize = 256 * 1024;
 
 /// Streams a session's inbox holds before `connect` waits for an `accept`.
 pub const ACCEPT_BACKLOG: usize = 128;
@@ -353,7 +359,7 @@ impl Session for LocalSession {
             }
             let remote = self.resolve(target)?;
             let inbox = self.network.inbox_of(&remote)?;
-            let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
+            let (ours, theirs) = LocalStream::pair(STREAM_BUFFER);
             let incoming = Incoming {
                 stream: Box::new(theirs),
                 peer: self.destination.clone(),

@@ -7,6 +7,7 @@
 
 pub mod sam;
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,11 +21,32 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A bidirectional byte stream to a remote destination.
-pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug> ByteStream for T {}
+///
+/// `Any` lets the relay recognise streams it can move without copying
+/// ([`local::LocalStream`]); every other stream is relayed through `AsyncRead` and
+/// `AsyncWrite`.
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug + Any {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug + Any> ByteStream for T {}
 
 /// A boxed stream as the backends hand them out.
 pub type BoxStream = Box<dyn ByteStream>;
+
+impl dyn ByteStream {
+    /// The stream as a [`local::LocalStream`] if it is one, else unchanged.
+    ///
+    /// # Errors
+    /// The stream itself when it is of another type.
+    pub fn into_local(self: Box<Self>) -> Result<local::LocalStream, BoxStream> {
+        if !(&*self as &dyn Any).is::<local::LocalStream>() {
+            return Err(self);
+        }
+        let any: Box<dyn Any> = self;
+        match any.downcast::<local::LocalStream>() {
+            Ok(local) => Ok(*local),
+            Err(_) => unreachable!("the type was checked just above"),
+        }
+    }
+}
 
 /// What an inbound application asked to reach: a full destination, or a name
 /// (`xxxx.b32.i2p` or a host name such as `example.i2p`) that the backend resolves.

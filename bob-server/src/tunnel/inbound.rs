@@ -29,9 +29,9 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::outbound::finish;
-use super::pipe::pipe;
-use super::{ACCEPT_BACKOFF, MAX_CONNECTIONS, Shared};
-use crate::backend::{CoreError, Target};
+use super::pipe;
+use super::{ACCEPT_BACKOFF, Shared};
+use crate::backend::{BoxStream, CoreError, Target};
 
 /// Serial numbers for inbound connections, for log spans.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -47,7 +47,7 @@ const LINGER_BYTES: usize = 1 << 20;
 
 /// Accepts TCP connections until the tunnel stops; each one is served by its own task.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Shared) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     loop {
         // A slot is taken before accepting (mini-redis style): at the limit, new
         // connections wait in the kernel backlog.
@@ -95,7 +95,26 @@ async fn serve(socket: TcpStream, shared: Shared) {
     }
 }
 
-async fn relay(mut socket: TcpStream, shared: &Shared) {
+async fn relay(socket: TcpStream, shared: &Shared) {
+    // Everything of the set-up (line, target, early bytes) is freed before relaying:
+    // a long-lived connection holds only its sockets, stream and relay state.
+    let Some((socket, stream)) = set_up(socket, shared).await else {
+        return;
+    };
+    let end = pipe::relay(
+        socket,
+        stream,
+        shared.stats.bytes_out.clone(),
+        shared.stats.bytes_in.clone(),
+        &shared.cancel,
+    )
+    .await;
+    finish(shared, end);
+}
+
+/// Reads the destination line, connects, forwards the early bytes. `None` when the
+/// connection has been dealt with (rejected or failed).
+async fn set_up(mut socket: TcpStream, shared: &Shared) -> Option<(TcpStream, BoxStream)> {
     let _ = socket.set_nodelay(true);
     let limits = &shared.limits;
     let read = read_first_line(&mut socket, limits.max_first_line);
@@ -104,29 +123,45 @@ async fn relay(mut socket: TcpStream, shared: &Shared) {
         Ok(Ok(None)) => {
             shared.stats.count_failure();
             tracing::debug!("application closed before sending a destination");
-            return;
+            return None;
         }
-        Ok(Err(LineError::TooLong)) => return reject(socket, shared, "line too long").await,
+        Ok(Err(LineError::TooLong)) => {
+            reject(socket, shared, "line too long").await;
+            return None;
+        }
         Ok(Err(LineError::Io(e))) => {
             shared.stats.count_failure();
             tracing::debug!(error = %e, "reading the destination line failed");
-            return;
+            return None;
         }
-        Err(_) => return reject(socket, shared, "timeout waiting for destination line").await,
+        Err(_) => {
+            reject(socket, shared, "timeout waiting for destination line").await;
+            return None;
+        }
     };
     let target = match parse_target(&line) {
         Ok(target) => target,
-        Err(reason) => return reject(socket, shared, &reason).await,
+        Err(reason) => {
+            reject(socket, shared, &reason).await;
+            return None;
+        }
     };
     let connect = shared.session.connect(target);
     let mut stream = match tokio::time::timeout(limits.connect_timeout, connect).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(CoreError::NotFound)) => {
             let reason = format!("Can't find destination: {line}");
-            return reject(socket, shared, &reason).await;
+            reject(socket, shared, &reason).await;
+            return None;
         }
-        Ok(Err(e)) => return reject(socket, shared, &e.to_string()).await,
-        Err(_) => return reject(socket, shared, &CoreError::Timeout.to_string()).await,
+        Ok(Err(e)) => {
+            reject(socket, shared, &e.to_string()).await;
+            return None;
+        }
+        Err(_) => {
+            reject(socket, shared, &CoreError::Timeout.to_string()).await;
+            return None;
+        }
     };
     tracing::debug!(early = early.len(), "connected");
     if !early.is_empty() {
@@ -137,22 +172,14 @@ async fn relay(mut socket: TcpStream, shared: &Shared) {
         if let Err(e) = sent.await {
             shared.stats.count_failure();
             tracing::debug!(error = %e, "forwarding early bytes failed");
-            return;
+            return None;
         }
         shared
             .stats
             .bytes_out
             .fetch_add(early.len() as u64, Ordering::Relaxed);
     }
-    let end = pipe(
-        socket,
-        stream,
-        shared.stats.bytes_out.clone(),
-        shared.stats.bytes_in.clone(),
-        &shared.cancel,
-    )
-    .await;
-    finish(shared, end);
+    Some((socket, stream))
 }
 
 /// Why the first line could not be read.
@@ -236,7 +263,7 @@ async fn reject(mut socket: TcpStream, shared: &Shared, reason: &str) {
             .write_all(format!("ERROR {reason}\n").as_bytes())
             .await?;
         socket.shutdown().await?;
-        let mut sink = [0u8; 4096];
+        let mut sink = vec![0u8; 4096];
         let mut discarded = 0;
         while discarded < LINGER_BYTES {
             match socket.read(&mut sink).await? {

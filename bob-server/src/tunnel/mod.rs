@@ -41,7 +41,7 @@ mod inbound;
 mod outbound;
 mod pipe;
 
-pub use pipe::PIPE_BUFFER;
+pub use pipe::{COPY_BUFFER, PIPE_BUFFER};
 
 /// A `host:port` pair as the BOB client gave it (host may be a name or an IP literal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,11 @@ pub struct TunnelLimits {
     pub session_timeout: Duration,
     /// how long an inbound connect to a destination may take
     pub connect_timeout: Duration,
+    /// most connections one side (inbound or outbound) of a tunnel serves at once
+    /// (`--max-tunnel-connections`). When all are busy the side stops accepting until
+    /// one ends: new TCP connections wait in the kernel's backlog and new I2P streams
+    /// in the session's, instead of the server running out of file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for TunnelLimits {
@@ -89,6 +94,7 @@ impl Default for TunnelLimits {
             max_first_line: 4096,
             session_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(60),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -113,11 +119,35 @@ pub enum StartError {
 /// How long `stop` waits for the tunnel's tasks to end after cancelling them.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Most connections one side (inbound or outbound) of a tunnel serves at once. When
-/// all are busy the side stops accepting until one ends: new TCP connections wait in
-/// the kernel's backlog and new I2P streams in the session's, instead of the server
-/// running out of file descriptors.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// Default of [`TunnelLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Length of the kernel's queue of connections not yet accepted, for the control
+/// listener and every inbound listener (capped by `net.core.somaxconn`).
+///
+/// The standard library and mio ask for 128. A burst of more simultaneous connects
+/// than that overflows the queue, and Linux then silently drops the handshake's last
+/// ACK: the client believes it is connected while the server never sees the
+/// connection. BOB's server speaks first (the greeting), so such a client waits
+/// forever. 1000 clients connecting at once hung the control benchmark this way.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener on `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (as
+/// [`TcpListener::bind`] does), so a port can be bound again right after a stop.
+///
+/// # Errors
+/// The OS error of `socket`, `bind` or `listen`.
+pub async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Pause after a failed `accept` (for instance out of file descriptors) before trying
 /// again, so a persistent error does not spin.
@@ -358,7 +388,7 @@ async fn bind(endpoint: &Endpoint) -> Result<TcpListener, StartError> {
     addrs.sort_by_key(|addr| !addr.is_ipv4());
     let mut last_error = None;
     for addr in addrs {
-        match TcpListener::bind(addr).await {
+        match listen(addr).await {
             Ok(listener) => return Ok(listener),
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "cannot bind");

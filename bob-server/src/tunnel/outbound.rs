@@ -7,25 +7,86 @@
 //! peer learns immediately that nobody listens instead of waiting on a stream that is
 //! never read.
 
-use std::sync::Arc;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::pipe::{PipeEnd, pipe};
-use super::{ACCEPT_BACKOFF, Endpoint, MAX_CONNECTIONS, Shared};
-use crate::backend::{CoreError, Incoming};
+use super::pipe::{PipeEnd, relay};
+use super::{ACCEPT_BACKOFF, Endpoint, Shared};
+use crate::backend::{BoxStream, CoreError, Incoming};
 
 /// Serial numbers for outbound connections, for log spans.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How long a resolved `outhost` name is reused. BOB's default `outhost` is
+/// `localhost`: without this every incoming stream would wait for a blocking
+/// resolver call on tokio's thread pool.
+const RESOLVE_TTL: Duration = Duration::from_secs(30);
+
+/// `outhost:outport` with its resolved addresses, shared by the tunnel's connections.
+#[derive(Debug)]
+struct Target {
+    endpoint: Endpoint,
+    /// the addresses of a host name and when they were looked up (IP literals are
+    /// never looked up)
+    cache: Mutex<Option<(Instant, Arc<[SocketAddr]>)>>,
+}
+
+impl Target {
+    fn new(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The addresses to try, in resolver order.
+    async fn addrs(&self) -> io::Result<Arc<[SocketAddr]>> {
+        let port = self.endpoint.port;
+        if let Ok(ip) = self.endpoint.host.parse::<IpAddr>() {
+            return Ok(Arc::new([SocketAddr::new(ip, port)]));
+        }
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, addrs)) = &*cache
+                && at.elapsed() < RESOLVE_TTL
+            {
+                return Ok(Arc::clone(addrs));
+            }
+        }
+        let addrs: Arc<[SocketAddr]> = tokio::net::lookup_host((self.endpoint.host.as_str(), port))
+            .await?
+            .collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} has no address", self.endpoint.host),
+            ));
+        }
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), Arc::clone(&addrs)));
+        Ok(addrs)
+    }
+
+    /// Connects to the first address that accepts.
+    async fn connect(&self) -> io::Result<TcpStream> {
+        let addrs = self.addrs().await?;
+        TcpStream::connect(&addrs[..]).await
+    }
+}
+
 /// Accepts streams until the session closes or the tunnel stops. `target` is the
 /// `outhost:outport` endpoint and the `quiet` flag, or `None` to refuse streams.
 pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let target = target.map(|(endpoint, quiet)| (Arc::new(Target::new(endpoint)), quiet));
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     loop {
         // At the limit, new streams wait in the session's backlog.
         let slot = tokio::select! {
@@ -39,14 +100,14 @@ pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared
         };
         match accepted {
             Ok(incoming) => {
-                let Some((endpoint, quiet)) = &target else {
+                let Some((out, quiet)) = &target else {
                     tracing::debug!("refusing incoming stream: tunnel has no outbound side");
                     drop(incoming);
                     continue;
                 };
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::debug_span!("out", conn = id);
-                let task = serve(incoming, endpoint.clone(), *quiet, shared.clone());
+                let task = serve(incoming, Arc::clone(out), *quiet, shared.clone());
                 shared.tracker.spawn(
                     async move {
                         task.await;
@@ -69,16 +130,37 @@ pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared
 }
 
 /// One incoming stream: connect, write the peer line unless quiet, relay.
-async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shared) {
+async fn serve(incoming: Incoming, out: Arc<Target>, quiet: bool, shared: Shared) {
     let _active = shared.stats.open_connection();
+    // The set-up's state (peer, endpoint, line) is freed before relaying.
+    let Some((socket, stream)) = set_up(incoming, &out, quiet, &shared).await else {
+        return;
+    };
+    let end = relay(
+        socket,
+        stream,
+        shared.stats.bytes_out.clone(),
+        shared.stats.bytes_in.clone(),
+        &shared.cancel,
+    )
+    .await;
+    finish(&shared, end);
+}
+
+/// Connects to `outhost:outport` and writes the peer line unless quiet. `None` when
+/// the stream has been dealt with (closed after a failure, or the tunnel stopped).
+async fn set_up(
+    incoming: Incoming,
+    out: &Target,
+    quiet: bool,
+    shared: &Shared,
+) -> Option<(TcpStream, BoxStream)> {
+    let endpoint = &out.endpoint;
     let Incoming { mut stream, peer } = incoming;
     tracing::debug!(peer = %peer.b32(), "incoming stream");
-    let connect = tokio::time::timeout(
-        shared.limits.connect_timeout,
-        TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
-    );
+    let connect = tokio::time::timeout(shared.limits.connect_timeout, out.connect());
     let connected = tokio::select! {
-        () = shared.cancel.cancelled() => return,
+        () = shared.cancel.cancelled() => return None,
         connected = connect => connected,
     };
     let mut socket = match connected {
@@ -90,7 +172,7 @@ async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shar
                 "cannot connect to outhost:outport; closing the I2P stream"
             );
             let _ = stream.shutdown().await;
-            return;
+            return None;
         }
         Err(_) => {
             shared.stats.count_failure();
@@ -99,7 +181,7 @@ async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shar
                 "connect to outhost:outport timed out; closing the I2P stream"
             );
             let _ = stream.shutdown().await;
-            return;
+            return None;
         }
     };
     // Relayed bytes are small and interactive as often as bulk; do not delay them.
@@ -112,24 +194,16 @@ async fn serve(incoming: Incoming, endpoint: Endpoint, quiet: bool, shared: Shar
             socket.flush().await
         };
         let written = tokio::select! {
-            () = shared.cancel.cancelled() => return,
+            () = shared.cancel.cancelled() => return None,
             written = written => written,
         };
         if let Err(e) = written {
             shared.stats.count_failure();
             tracing::debug!(error = %e, "writing the peer line failed");
-            return;
+            return None;
         }
     }
-    let end = pipe(
-        socket,
-        stream,
-        shared.stats.bytes_out.clone(),
-        shared.stats.bytes_in.clone(),
-        &shared.cancel,
-    )
-    .await;
-    finish(&shared, end);
+    Some((socket, stream))
 }
 
 /// Logs and counts how a relay ended.

@@ -1,0 +1,384 @@
+//! [`LocalStream`]: the two ends of an in-process stream, handing over owned [`Bytes`]
+//! chunks.
+//!
+//! Each direction is a queue of chunks bounded by a byte count. The tunnel's relay
+//! reads from a TCP socket straight into a chunk, queues it ([`LocalStream::send`]),
+//! and the other end writes the same chunk to its socket ([`LocalStream::recv`]):
+//! between the two sockets the bytes are never copied. Other users get ordinary
+//! [`AsyncRead`]/[`AsyncWrite`], which copy in and out of the chunks.
+//!
+//! # Semantics (as [`tokio::io::duplex`])
+//! - Shutting down one end's write side (or dropping the end) is seen by the other
+//!   end as end of stream, after every queued byte.
+//! - Writing after the other end was dropped fails with `BrokenPipe`; the queued bytes
+//!   nobody will read are freed at once.
+//! - A writer waits while its queue holds [`LocalStream::capacity`] bytes or more.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// One direction: chunks written by one end, read by the other.
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Bytes>,
+    /// bytes in `chunks`
+    queued: usize,
+    /// the writing end shut down or was dropped: end of stream after `chunks`
+    write_closed: bool,
+    /// the reading end was dropped: writes fail
+    read_closed: bool,
+    /// the reader waiting for a chunk
+    reader: Option<Waker>,
+    /// the writer waiting for room
+    writer: Option<Waker>,
+}
+
+/// A direction behind its lock.
+#[derive(Default)]
+struct Channel(Mutex<Queue>);
+
+impl Channel {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Every update below leaves the queue consistent, so a poisoned lock is usable.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Wakes `waker` (taken out of the queue) after the lock is released.
+fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+fn broken_pipe() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the other end of the stream is gone",
+    )
+}
+
+fn shut_down() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the stream was shut down for writing",
+    )
+}
+
+/// One end of an in-process byte stream (see the module docs).
+pub struct LocalStream {
+    /// what this end writes
+    out: Arc<Channel>,
+    /// what this end reads
+    inn: Arc<Channel>,
+    /// bytes `out` may hold before a writer waits
+    capacity: usize,
+}
+
+impl fmt::Debug for LocalStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalStream")
+            .field("capacity", &self.capacity)
+            .field("unread", &self.inn.lock().queued)
+            .field("unsent", &self.out.lock().queued)
+            .finish()
+    }
+}
+
+impl LocalStream {
+    /// Two connected ends; each direction holds up to `capacity` bytes (at least 1)
+    /// before the writer waits.
+    pub fn pair(capacity: usize) -> (Self, Self) {
+        let capacity = capacity.max(1);
+        let (a, b) = (Arc::new(Channel::default()), Arc::new(Channel::default()));
+        (
+            Self {
+                out: Arc::clone(&a),
+                inn: Arc::clone(&b),
+                capacity,
+            },
+            Self {
+                out: b,
+                inn: a,
+                capacity,
+            },
+        )
+    }
+
+    /// Bytes a direction holds before its writer waits.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Ready when a chunk may be queued: the queue holds less than `capacity` bytes.
+    /// Fails if this end was shut down for writing or the other end is gone.
+    pub fn poll_ready_send(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut q = self.out.lock();
+        if q.write_closed {
+            return Poll::Ready(Err(shut_down()));
+        }
+        if q.read_closed {
+            return Poll::Ready(Err(broken_pipe()));
+        }
+        if q.queued < self.capacity {
+            return Poll::Ready(Ok(()));
+        }
+        if !q.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            q.writer = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Waits for room (see [`LocalStream::poll_ready_send`]).
+    ///
+    /// # Errors
+    /// `BrokenPipe` if this end was shut down for writing or the other end is gone.
+    pub async fn ready_send(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_ready_send(cx)).await
+    }
+
+    /// Queues `chunk` without waiting. A queue may thus exceed `capacity` by one
+    /// chunk; callers bound their chunks and call [`LocalStream::ready_send`] first.
+    ///
+    /// # Errors
+    /// `BrokenPipe` if this end was shut down for writing or the other end is gone.
+    pub fn push(&self, chunk: Bytes) -> io::Result<()> {
+        let mut q = self.out.lock();
+        if q.write_closed {
+            return Err(shut_down());
+        }
+        if q.read_closed {
+            return Err(broken_pipe());
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        q.queued += chunk.len();
+        q.chunks.push_back(chunk);
+        let reader = q.reader.take();
+        drop(q);
+        wake(reader);
+        Ok(())
+    }
+
+    /// Waits for room, then queues `chunk`.
+    ///
+    /// # Errors
+    /// As [`LocalStream::push`].
+    pub async fn send(&self, chunk: Bytes) -> io::Result<()> {
+        self.ready_send().await?;
+        self.push(chunk)
+    }
+
+    /// The next chunk the other end wrote, as it was written; `None` at end of stream.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut q = self.inn.lock();
+        match q.chunks.pop_front() {
+            Some(chunk) => {
+                q.queued -= chunk.len();
+                let writer = q.writer.take();
+                drop(q);
+                wake(writer);
+                Poll::Ready(Some(chunk))
+            }
+            None if q.write_closed => Poll::Ready(None),
+            None => {
+                if !q.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    q.reader = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Waits for the next chunk (see [`LocalStream::poll_recv`]).
+    pub async fn recv(&self) -> Option<Bytes> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Shuts down this end's write side: the other end reads what is queued, then end
+    /// of stream. Idempotent.
+    pub fn shutdown_write(&self) {
+        let mut q = self.out.lock();
+        q.write_closed = true;
+        let reader = q.reader.take();
+        drop(q);
+        wake(reader);
+    }
+}
+
+impl Drop for LocalStream {
+    fn drop(&mut self) {
+        self.shutdown_write();
+        let mut q = self.inn.lock();
+        q.read_closed = true;
+        let unread = std::mem::take(&mut q.chunks);
+        q.queued = 0;
+        let writer = q.writer.take();
+        drop(q);
+        wake(writer);
+        drop(unread);
+    }
+}
+
+impl AsyncRead for LocalStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut q = self.inn.lock();
+        let Some(front) = q.chunks.front_mut() else {
+            if q.write_closed {
+                return Poll::Ready(Ok(()));
+            }
+            if !q.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                q.reader = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        };
+        let n = front.len().min(buf.remaining());
+        buf.put_slice(&front[..n]);
+        front.advance(n);
+        if front.is_empty() {
+            q.chunks.pop_front();
+        }
+        q.queued -= n;
+        let writer = q.writer.take();
+        drop(q);
+        wake(writer);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for LocalStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut q = self.out.lock();
+        if q.write_closed {
+            return Poll::Ready(Err(shut_down()));
+        }
+        if q.read_closed {
+            return Poll::Ready(Err(broken_pipe()));
+        }
+        if q.queued >= self.capacity {
+            if !q.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                q.writer = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        // Copying in, the queue never exceeds `capacity`.
+        let n = buf.len().min(self.capacity - q.queued);
+        q.queued += n;
+        q.chunks.push_back(Bytes::copy_from_slice(&buf[..n]));
+        let reader = q.reader.take();
+        drop(q);
+        wake(reader);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shutdown_write();
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn bytes_then_end_of_stream_both_ways() {
+        let (mut a, mut b) = LocalStream::pair(8);
+        a.write_all(b"hello").await.unwrap();
+        a.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hello");
+        // The other direction still works after the first one ended.
+        b.send(Bytes::from_static(b"back")).await.unwrap();
+        drop(b);
+        assert_eq!(a.recv().await.unwrap(), Bytes::from_static(b"back"));
+        assert_eq!(a.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn writer_waits_at_capacity_and_resumes() {
+        let (mut a, mut b) = LocalStream::pair(4);
+        // AsyncWrite accepts only what fits.
+        assert_eq!(a.write(b"123456").await.unwrap(), 4);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(a.poll_ready_send(&mut cx).is_pending());
+        assert!(Pin::new(&mut a).poll_write(&mut cx, b"x").is_pending());
+        let mut two = [0u8; 2];
+        b.read_exact(&mut two).await.unwrap();
+        assert_eq!(&two, b"12");
+        assert!(a.poll_ready_send(&mut cx).is_ready());
+        // A pushed chunk may overshoot by itself, never more.
+        a.push(Bytes::from_static(b"abcdefgh")).unwrap();
+        assert!(a.poll_ready_send(&mut cx).is_pending());
+        drop(a);
+        let mut rest = Vec::new();
+        b.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"34abcdefgh");
+    }
+
+    #[tokio::test]
+    async fn writing_to_a_dropped_end_fails_and_frees_the_queue() {
+        let (a, b) = LocalStream::pair(1 << 20);
+        a.push(Bytes::from(vec![7u8; 1000])).unwrap();
+        drop(b);
+        assert_eq!(a.out.lock().queued, 0);
+        let err = a.send(Bytes::from_static(b"x")).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        let mut a = a;
+        let err = a.write_all(b"x").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test]
+    async fn write_after_shutdown_fails() {
+        let (mut a, _b) = LocalStream::pair(16);
+        a.shutdown().await.unwrap();
+        assert!(a.write_all(b"late").await.is_err());
+        assert!(a.push(Bytes::from_static(b"late")).is_err());
+    }
+
+    #[tokio::test]
+    async fn waiting_reader_is_woken_by_another_task() {
+        let (a, mut b) = LocalStream::pair(16);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        tokio::task::yield_now().await;
+        a.send(Bytes::from_static(b"late ")).await.unwrap();
+        a.send(Bytes::from_static(b"bytes")).await.unwrap();
+        drop(a);
+        assert_eq!(reader.await.unwrap(), b"late bytes");
+    }
+}
