@@ -23,6 +23,9 @@
 pub mod backend;
 pub mod config;
 pub mod control;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keyfile;
 pub mod messages;
 pub mod metrics;
