@@ -29,6 +29,9 @@ pub mod cli_docs;
 pub mod config;
 pub mod config_file;
 pub mod control;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keyfile;
 pub mod messages;
 pub mod metrics;

@@ -1022,3 +1022,282 @@ async fn half_close_is_held_back_unless_configured() {
     // forwarded: the router answers only after end-of-stream, and the reply still flows
     assert_eq!(half_close_case(true).await, ["req", "eof"]);
 }
+
+// ---------------------------------------------------------------- router dies (BOB level)
+
+/// A fake router on a fixed address that can be killed (listener and every connection
+/// dropped at once, like a crashed router) and started again on the same port.
+struct Killable {
+    addr: std::net::SocketAddr,
+    state: Arc<FakeState>,
+    alive: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl Killable {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut fake = Self {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::default(),
+            alive: None,
+        };
+        fake.serve(listener);
+        fake
+    }
+
+    /// Serves sessions, echoing `STREAM CONNECT`s and holding `STREAM ACCEPT`s.
+    fn serve(&mut self, listener: TcpListener) {
+        let token = tokio_util::sync::CancellationToken::new();
+        self.alive = Some(token.clone());
+        let state = Arc::clone(&self.state);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = token.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((sock, _)) = accepted else { return };
+                let mut conn = FakeConn {
+                    reader: BufReader::new(sock),
+                    fake: Arc::clone(&state),
+                };
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let work = async {
+                        let Some(cmd) = conn.hello().await else {
+                            return;
+                        };
+                        if serve_session_ref(&mut conn, &cmd).await {
+                            return;
+                        }
+                        if cmd.starts_with("STREAM CONNECT") {
+                            conn.send("STREAM STATUS RESULT=OK").await;
+                            let mut buf = [0u8; 4096];
+                            loop {
+                                match conn.reader.read(&mut buf).await {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(k) => conn.raw(&buf[..k]).await,
+                                }
+                            }
+                        } else if cmd.starts_with("STREAM ACCEPT") {
+                            conn.send("STREAM STATUS RESULT=OK").await;
+                            conn.until_eof().await;
+                        }
+                    };
+                    // killed: every socket is dropped mid-whatever
+                    tokio::select! {
+                        () = token.cancelled() => {}
+                        () = work => {}
+                    }
+                });
+            }
+        });
+    }
+
+    fn kill(&mut self) {
+        if let Some(token) = self.alive.take() {
+            token.cancel();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let addr = self.addr;
+        let listener = within(async {
+            loop {
+                match TcpListener::bind(addr).await {
+                    Ok(l) => return l,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        })
+        .await;
+        self.serve(listener);
+    }
+
+    fn creates(&self) -> usize {
+        let commands = self.state.commands.lock().unwrap();
+        commands
+            .iter()
+            .filter(|c| c.starts_with("SESSION CREATE"))
+            .count()
+    }
+}
+
+/// A BOB control connection (raw lines).
+struct Bob(BufReader<TcpStream>);
+
+impl Bob {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let mut bob = Self(BufReader::new(
+            within(TcpStream::connect(addr)).await.unwrap(),
+        ));
+        assert_eq!(bob.line().await, "BOB 00.00.10");
+        assert_eq!(bob.line().await, "OK");
+        bob
+    }
+
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = within(self.0.read_line(&mut line)).await.unwrap();
+        assert!(n > 0, "control connection closed");
+        line.trim_end_matches('\n').to_owned()
+    }
+
+    /// One command, one reply line (answered within [`LIMIT`]: the control port is
+    /// responsive).
+    async fn cmd(&mut self, line: &str) -> String {
+        within(self.0.get_mut().write_all(format!("{line}\n").as_bytes()))
+            .await
+            .unwrap();
+        self.line().await
+    }
+
+    /// `list`: the number of `DATA` lines before `OK Listing done`.
+    async fn list(&mut self) -> usize {
+        within(self.0.get_mut().write_all(b"list\n")).await.unwrap();
+        let mut n = 0;
+        loop {
+            let line = self.line().await;
+            if line == "OK Listing done" {
+                return n;
+            }
+            assert!(line.starts_with("DATA "), "{line}");
+            n += 1;
+        }
+    }
+}
+
+/// Through the client tunnel: sends the destination line and `data`, returns what
+/// comes back: the echo of `data` (the SAM backend holds half-close back, so the
+/// echo is read by length), or everything up to the close, such as an `ERROR` line.
+async fn through(inport: u16, target: &str, data: &[u8]) -> Vec<u8> {
+    let mut app = within(TcpStream::connect(("127.0.0.1", inport)))
+        .await
+        .unwrap();
+    app.write_all(format!("{target}\n").as_bytes())
+        .await
+        .unwrap();
+    app.write_all(data).await.unwrap();
+    let mut back = Vec::new();
+    let mut buf = [0u8; 4096];
+    within(async {
+        while back.len() < data.len() || back.starts_with(b"ERROR ") {
+            match app.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => back.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    back
+}
+
+/// The router dies under a running bob-server: the tunnel's connections fail with a
+/// reported error, the control port keeps answering (`list`, `status`, a `start` that
+/// fails cleanly), and once the router is back the same tunnel works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_death_is_reported_and_survived_by_the_server() {
+    use bob_server::config::Config;
+    use bob_server::server::Server;
+
+    let mut router = Killable::start().await;
+    let mut sam = SamConfig::new(router.addr.to_string());
+    sam.session_timeout = Duration::from_secs(3);
+    sam.command_timeout = Duration::from_secs(3);
+    sam.connect_retry = Duration::ZERO;
+    sam.reconnect_min = Duration::from_millis(20);
+    sam.reconnect_max = Duration::from_millis(200);
+    sam.reuse_grace = Duration::ZERO;
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let server = Server::bind(config, Arc::new(SamCore::new(sam)))
+        .await
+        .unwrap();
+    let control = server.local_addr();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(server.run(shutdown.clone()));
+
+    let mut bob = Bob::connect(control).await;
+    assert_eq!(bob.cmd("setnick cli").await, "OK Nickname set to cli");
+    assert!(bob.cmd("newkeys").await.starts_with("OK "));
+    let inport = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    assert_eq!(
+        bob.cmd(&format!("inport {inport}")).await,
+        "OK inbound port set"
+    );
+    assert_eq!(bob.cmd("start").await, "OK tunnel starting");
+    let target = keys().destination().to_base64();
+    assert_eq!(through(inport, &target, b"up").await, b"up");
+
+    // the router crashes
+    router.kill();
+    let reply = poll_reply(inport, &target).await;
+    assert!(
+        reply.starts_with("ERROR router unavailable: "),
+        "expected a reported router failure, got {reply:?}"
+    );
+    // the control port answers everything at once
+    assert_eq!(bob.list().await, 1);
+    assert!(bob.cmd("status cli").await.contains("RUNNING: true"));
+    assert_eq!(bob.cmd("setnick other").await, "OK Nickname set to other");
+    assert!(bob.cmd("newkeys").await.starts_with("OK "));
+    assert_eq!(bob.cmd("outport 9").await, "OK outbound port set");
+    let reply = bob.cmd("start").await;
+    assert!(
+        reply.starts_with("ERROR starting tunnel: router unavailable"),
+        "{reply}"
+    );
+    assert_eq!(bob.list().await, 2);
+    // a second control connection is served too
+    let mut other = Bob::connect(control).await;
+    assert_eq!(other.list().await, 2);
+
+    // the router comes back: the same running tunnel works again
+    let creates_before = router.creates();
+    router.restart().await;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let back = through(inport, &target, b"again").await;
+        if back == b"again" {
+            break;
+        }
+        let text = String::from_utf8_lossy(&back).into_owned();
+        assert!(text.starts_with("ERROR "), "{text:?}");
+        assert!(Instant::now() < deadline, "tunnel did not recover: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        router.creates() > creates_before,
+        "session was not re-created"
+    );
+    // and so does starting a tunnel
+    assert_eq!(bob.cmd("start").await, "OK tunnel starting");
+    assert_eq!(bob.cmd("quit").await, "OK Bye!");
+    drop(other);
+    shutdown.cancel();
+    within(running).await.unwrap().unwrap();
+}
+
+/// Connects through the tunnel until the reply is an `ERROR` line (the first attempts
+/// right after the crash may still race the session noticing it); returns that line.
+async fn poll_reply(inport: u16, target: &str) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let back = through(inport, target, b"down?").await;
+        let text = String::from_utf8_lossy(&back).into_owned();
+        if text.starts_with("ERROR ") {
+            assert!(
+                text.ends_with('\n') && text.matches('\n').count() == 1,
+                "{text:?}"
+            );
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no error reported: {text:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -3,6 +3,8 @@
 mod bad_input;
 mod clients;
 mod control;
+mod faults;
+mod hostile;
 mod lifecycle;
 mod multi;
 mod shutdown;

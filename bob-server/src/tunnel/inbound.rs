@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -192,8 +192,8 @@ enum LineError {
 /// Reads the destination line: up to `\n` or end of stream, at most `max` bytes after
 /// `\r`s are dropped. Returns the line (trimmed of spaces and tabs) and the bytes that
 /// followed it, or `None` if the stream ended before any byte.
-async fn read_first_line(
-    socket: &mut TcpStream,
+async fn read_first_line<R: AsyncRead + Unpin>(
+    socket: &mut R,
     max: usize,
 ) -> Result<Option<(String, BytesMut)>, LineError> {
     // The raw line may hold a few `\r`s more than `max`; this bounds the buffer.
@@ -252,6 +252,32 @@ fn parse_target(line: &str) -> Result<Target, String> {
     keytools::verify_bob(line)
         .map(Target::Destination)
         .map_err(|e| format!("bad destination: {e}"))
+}
+
+/// The first-line steps of a connection without the socket, for the fuzz targets
+/// (feature `fuzzing`, see `crate::fuzzing`): reads the line from `reader` with the
+/// limit `max` exactly as [`relay`] does, then parses it.
+///
+/// Returns `None` when the stream ended before any byte; otherwise the line, what the
+/// line parsed to, and the bytes read after it.
+///
+/// # Errors
+/// The text the connection would get in its `ERROR` line (`line too long`) or the I/O
+/// error's text.
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn first_line_for_fuzzing<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<(String, Result<Target, String>, BytesMut)>, String> {
+    match read_first_line(reader, max).await {
+        Ok(Some((line, early))) => {
+            let target = parse_target(&line);
+            Ok(Some((line, target, early)))
+        }
+        Ok(None) => Ok(None),
+        Err(LineError::TooLong) => Err("line too long".to_owned()),
+        Err(LineError::Io(e)) => Err(e.to_string()),
+    }
 }
 
 /// Sends `ERROR <reason>\n`, then closes without provoking a reset (see [`LINGER_TIME`]).

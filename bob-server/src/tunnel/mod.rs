@@ -43,6 +43,9 @@ mod pipe;
 
 pub use pipe::{COPY_BUFFER, PIPE_BUFFER};
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use inbound::first_line_for_fuzzing;
+
 /// A `host:port` pair as the BOB client gave it (host may be a name or an IP literal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {

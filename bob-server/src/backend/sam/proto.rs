@@ -269,7 +269,8 @@ impl Reply {
 /// # Errors
 /// [`SamError::Malformed`] when the line is empty or the first word is not base64.
 pub fn peer_line(line: &str) -> Result<&str, SamError> {
-    let dest = line.split(' ').next().unwrap_or_default().trim();
+    // only trailing white space is tolerated: a line that starts with any is not SAM
+    let dest = line.split(' ').next().unwrap_or_default().trim_end();
     let ok = !dest.is_empty()
         && dest
             .bytes()
@@ -550,6 +551,10 @@ mod tests {
         assert!(peer_line("").is_err());
         assert!(peer_line("not!base64 x").is_err());
         assert!(peer_line(" AAAA").is_err());
+        // found by fuzzing: leading white space other than a space was trimmed away
+        assert!(peer_line("\tAAAA").is_err());
+        assert!(peer_line("\u{c}AAAA FROM_PORT=0").is_err());
+        assert_eq!(peer_line("AAAA\t").unwrap(), "AAAA");
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! Bodies of the cargo-fuzz targets in `bob-server/fuzz/`, shared with the stable test
+//! that replays their seed corpus (`tests/fuzz_corpus.rs`). Each function panics when an
+//! invariant breaks; for the fuzzer a panic is a crash.
+//!
+//! Not part of the stable API: only compiled with feature `fuzzing`.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::backend::sam::proto::{self, Reply, SamError};
+use crate::backend::{CoreError, Target};
+
+/// Small limit, so that the fuzzer reaches the over-long-line paths quickly.
+const SMALL_LIMIT: usize = 16;
+
+/// The limit a tunnel uses by default (`TunnelLimits::default().max_first_line`).
+const DEFAULT_LIMIT: usize = 4096;
+
+/// Target `first_line`: bytes an application sends to a client tunnel's inport →
+/// the first-line reader → destination parse.
+///
+/// The bytes arrive at once, in chunks of 1–8 bytes (chosen by the first byte) and
+/// byte by byte. Checks against a plain reference model that the reader finds the
+/// right line or the right error whatever the chunking, never reads (buffers) much
+/// beyond the limit, hands over exactly the bytes after the line (nothing lost or
+/// duplicated), and that a parsed target and every error text are single-line.
+pub fn first_line(data: &[u8]) {
+    let chunk = data.first().map_or(1, |b| usize::from(*b % 8) + 1);
+    for max in [SMALL_LIMIT, DEFAULT_LIMIT] {
+        let expected = reference_line(data, max);
+        let mut sizes = vec![data.len().max(1), chunk];
+        if data.len() <= 512 {
+            sizes.push(1);
+        }
+        for size in sizes {
+            let mut reader = Chunked {
+                data,
+                at: 0,
+                chunk: size,
+            };
+            let got = futures::executor::block_on(crate::tunnel::first_line_for_fuzzing(
+                &mut reader,
+                max,
+            ));
+            // bounded: the reader never takes more than one byte beyond the raw limit
+            // (the limit plus two `\r`s)
+            assert!(reader.at <= max + 3, "read {} bytes, max {max}", reader.at);
+            match (&expected, got) {
+                (None, Ok(None)) => {}
+                (Some(Err(())), Err(reason)) => assert_eq!(reason, "line too long"),
+                (Some(Ok((line, rest))), Ok(Some((got_line, target, early)))) => {
+                    assert_eq!(&got_line, line, "chunk {size}, max {max}");
+                    // nothing after the line is lost or duplicated: the early bytes
+                    // and what is still unread are exactly the rest of the input
+                    let mut after = early.to_vec();
+                    after.extend_from_slice(&data[reader.at..]);
+                    assert_eq!(&after, rest, "chunk {size}, max {max}");
+                    check_target(&got_line, &target);
+                }
+                (want, got) => panic!("chunk {size}, max {max}: expected {want:?}, got {got:?}"),
+            }
+        }
+    }
+}
+
+/// What a parsed line must look like, and what every error must look like.
+fn check_target(line: &str, target: &Result<Target, String>) {
+    assert!(!line.contains(['\n', '\r']));
+    assert!(!line.starts_with([' ', '\t']) && !line.ends_with([' ', '\t']));
+    match target {
+        Ok(Target::Name(name)) => {
+            assert!(name.ends_with(".i2p"));
+            assert_eq!(name, &line.to_ascii_lowercase());
+        }
+        Ok(Target::Destination(dest)) => {
+            // what the tunnel connects to survives its own encoding
+            assert_eq!(keytools::verify_bob(&dest.to_base64()).as_ref(), Ok(dest));
+        }
+        Err(reason) => {
+            // it becomes one `ERROR <reason>\n` line
+            assert!(!reason.is_empty());
+            assert!(!reason.contains(['\n', '\r']), "{reason:?}");
+        }
+    }
+}
+
+/// The reference model of the first line: `None` for empty input, `Err` for too long,
+/// else the cleaned-up line and the bytes after its `\n`.
+fn reference_line(data: &[u8], max: usize) -> Option<Result<(String, Vec<u8>), ()>> {
+    if data.is_empty() {
+        return None;
+    }
+    let (raw, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (&data[..at], data[at + 1..].to_vec()),
+        None => (data, Vec::new()),
+    };
+    // the raw line may hold two `\r`s more than the limit, no more
+    if raw.len() > max + 2 {
+        return Some(Err(()));
+    }
+    let kept: Vec<u8> = raw.iter().copied().filter(|&b| b != b'\r').collect();
+    if kept.len() > max {
+        return Some(Err(()));
+    }
+    let text = String::from_utf8_lossy(&kept);
+    Some(Ok((text.trim_matches([' ', '\t']).to_owned(), rest)))
+}
+
+/// A reader that hands out `data` at most `chunk` bytes per read, always ready.
+struct Chunked<'a> {
+    data: &'a [u8],
+    at: usize,
+    chunk: usize,
+}
+
+impl AsyncRead for Chunked<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = self
+            .chunk
+            .min(buf.remaining())
+            .min(self.data.len() - self.at);
+        let at = self.at;
+        buf.put_slice(&self.data[at..at + n]);
+        self.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Target `sam_reply`: bytes a SAM bridge sends → lines → [`Reply::parse`] → the
+/// accessors → re-encode with [`proto::command`] → parse again; plus the peer line
+/// of accepted streams.
+///
+/// Checks that nothing panics, that every error text (as the BOB client would see it)
+/// is a single line, that a parsed reply has well-formed command words and keys, and
+/// that it survives a round trip through our own command encoder whenever the
+/// encoder accepts its keys.
+pub fn sam_reply(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        check_peer_line(line);
+        let reply = match Reply::parse(line) {
+            Ok(reply) => reply,
+            Err(e) => {
+                check_error(&e);
+                continue;
+            }
+        };
+        for word in [&reply.topic, &reply.kind] {
+            assert!(!word.is_empty());
+            assert!(word.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+        }
+        for (key, _) in &reply.pairs {
+            assert!(!key.is_empty());
+            assert!(!key.contains(['=', ' ', '\t']), "{key:?}");
+        }
+        if let Err(e) = reply.result() {
+            check_error(&e);
+        }
+        if let Err(e) = reply.expect("SESSION STATUS") {
+            check_error(&e);
+        }
+        if let Some((key, value)) = reply.pairs.first() {
+            // `get` finds the first pair of a key
+            assert_eq!(reply.get(key), Some(value.as_str()));
+        }
+        let words = format!("{} {}", reply.topic, reply.kind);
+        let pairs = reply.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        match proto::command(&words, pairs) {
+            Ok(encoded) => {
+                assert!(!encoded.contains(['\n', '\r']));
+                assert_eq!(Reply::parse(&encoded).as_ref(), Ok(&reply), "{encoded:?}");
+            }
+            Err(e) => {
+                // the encoder is stricter than the parser only about keys holding a
+                // quote or a white-space character other than space and tab
+                assert!(matches!(e, SamError::BadCommand(_)));
+                assert!(
+                    reply
+                        .pairs
+                        .iter()
+                        .any(|(k, _)| k.chars().any(|c| c == '"' || c.is_whitespace())),
+                    "{reply:?}: {e}"
+                );
+                check_error(&e);
+            }
+        }
+    }
+    // a whole reply of kilobytes in error messages is shortened on a char boundary
+    let short = proto::shorten(&text);
+    assert!(text.starts_with(short.trim_end_matches("...")));
+}
+
+/// The peer line of an accepted stream: any prefix it returns is a word of the line.
+fn check_peer_line(line: &str) {
+    match proto::peer_line(line) {
+        Ok(dest) => {
+            assert!(!dest.is_empty());
+            assert!(line.starts_with(dest));
+        }
+        Err(e) => check_error(&e),
+    }
+}
+
+/// Error texts end up in `ERROR ...` replies: one line each, as SAM and as core errors.
+fn check_error(e: &SamError) {
+    let text = e.to_string();
+    assert!(!text.contains(['\n', '\r']), "{text:?}");
+    let core = CoreError::from(e.clone()).to_string();
+    assert!(!core.contains(['\n', '\r']), "{core:?}");
+}

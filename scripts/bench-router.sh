@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Benchmark 5: throughput of i2pd's own BOB server against bob-server over SAM, on one
+# offline i2pd started here on free loopback ports (scripts/start-i2pd-offline.sh) and
+# stopped at exit. Prints a table and JSON lines (bob-bench `router`).
+#
+#   scripts/bench-router.sh            BOB_BENCH_ROUTER_MIB=16 (payload per run) by default
+#
+# Without i2pd installed it says so and exits 0: a skipped benchmark, not a failure.
+# Builds the release binaries unless BOB_BENCH_NO_BUILD=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v i2pd >/dev/null 2>&1; then
+    echo "router benchmark SKIPPED: i2pd is not installed (apt-get install i2pd)"
+    exit 0
+fi
+
+# N distinct ports in 20000-31999 that nothing listens on; sets PORTS.
+pick_ports() {
+    PORTS=()
+    local p tries=0
+    while [ "${#PORTS[@]}" -lt "$1" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 1000 ] || { echo "no free ports found" >&2; return 1; }
+        p=$((20000 + RANDOM % 12000))
+        case " ${PORTS[*]:-} " in *" $p "*) continue ;; esac
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            continue
+        fi
+        PORTS+=("$p")
+    done
+}
+
+if [ "${BOB_BENCH_NO_BUILD:-0}" != 1 ]; then
+    cargo build --release -p bob-server --bin bob-server --example bob-bench
+fi
+
+I2PD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bob-bench-i2pd.XXXXXX")
+cleanup() {
+    scripts/stop-i2pd.sh "$I2PD_DIR" || true
+    rm -rf "$I2PD_DIR"
+}
+trap cleanup EXIT
+
+started=false
+for attempt in 1 2 3; do
+    pick_ports 4
+    if scripts/start-i2pd-offline.sh "$I2PD_DIR" "${PORTS[@]}"; then
+        started=true
+        break
+    fi
+    echo "i2pd start attempt $attempt failed; trying other ports" >&2
+done
+[ "$started" = true ] || { echo "ERROR: could not start i2pd" >&2; exit 1; }
+
+export BOB_BENCH_SAM="127.0.0.1:${PORTS[0]}"
+export BOB_BENCH_I2PD_BOB="127.0.0.1:${PORTS[1]}"
+export BOB_BENCH_SAM_OPTS="inbound.length=0 outbound.length=0 inbound.quantity=1 outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0"
+echo "i2pd $(i2pd --version 2>/dev/null | head -n 1 | awk '{print $3}'): SAM $BOB_BENCH_SAM, BOB $BOB_BENCH_I2PD_BOB"
+timeout 600 target/release/examples/bob-bench router
