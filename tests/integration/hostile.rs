@@ -12,7 +12,6 @@ use bob_integration_tests::{
     BobClient, free_port, local_core, poll_until, start_server, start_server_with, test_config,
     within,
 };
-use bob_server::tunnel::MAX_CONNECTIONS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -276,17 +275,22 @@ async fn control_port_storm_is_refused_and_the_server_keeps_answering() {
     server.stop().await;
 }
 
-/// [`MAX_CONNECTIONS`] idle applications fill a tunnel's inport; the next one waits
+/// Per-tunnel connection cap (`--max-tunnel-connections`) used by the storm test.
+const TUNNEL_CAP: usize = 32;
+
+/// [`TUNNEL_CAP`] idle applications fill a tunnel's inport; the next one waits
 /// (in the kernel's backlog, not refused) and is served as soon as a slot frees up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inport_storm_beyond_the_per_tunnel_cap_waits_then_is_served() {
-    let server = start_server(Dialect::Java).await;
+    let mut config = test_config(Dialect::Java);
+    config.tunnel_limits.max_connections = TUNNEL_CAP;
+    let server = start_server_with(config, local_core()).await;
     let mut c = server.client().await;
     let sink = echo_sink().await;
     let (srv, inport) = pair(&mut c, sink).await;
 
-    let mut idle = Vec::with_capacity(MAX_CONNECTIONS);
-    for _ in 0..MAX_CONNECTIONS {
+    let mut idle = Vec::with_capacity(TUNNEL_CAP);
+    for _ in 0..TUNNEL_CAP {
         idle.push(
             within("idle connect", TcpStream::connect(("127.0.0.1", inport)))
                 .await
