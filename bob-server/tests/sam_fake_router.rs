@@ -874,6 +874,7 @@ async fn reconnects_after_the_router_drops_the_control_socket() {
         }
     }))
     .await;
+    let pool = fake.config().acceptors;
     let core = SamCore::new(fake.config());
     let session: Arc<dyn Session> = core.open_session(keys(), Vec::new()).await.unwrap();
     let target = Target::Destination(keys().destination().clone());
@@ -884,7 +885,7 @@ async fn reconnects_after_the_router_drops_the_control_socket() {
 
     // wait until the pool is outstanding, then park a waiter on accept
     let mut outstanding = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..pool {
         outstanding.push(timeout(LIMIT, acc_rx.recv()).await.unwrap().unwrap());
     }
     let s = Arc::clone(&session);
@@ -937,7 +938,7 @@ async fn reconnects_after_the_router_drops_the_control_socket() {
     // and the accept pool is back on the new session
     let want = format!("STREAM ACCEPT ID={new_id} SILENT=false");
     eventually("the accept pool on the new session", || {
-        fake.commands().iter().filter(|c| **c == want).count() == 4
+        fake.commands().iter().filter(|c| **c == want).count() == pool
     })
     .await;
     drop(acc_rx);

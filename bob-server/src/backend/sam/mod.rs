@@ -52,8 +52,11 @@ pub struct SamConfig {
     /// Bound on each other exchange with the bridge (connect + `HELLO`, `STREAM
     /// CONNECT` reply, `NAMING LOOKUP`). Default 60 s.
     pub command_timeout: Duration,
-    /// `STREAM ACCEPT`s kept outstanding per session, so that simultaneous peers are
-    /// not refused. Default 4.
+    /// `STREAM ACCEPT`s kept outstanding per session. Default 1, re-armed as soon as a
+    /// peer arrives (routers queue incoming streams meanwhile). More than one is unsafe
+    /// on i2pd 2.45: a new `STREAM ACCEPT` closes queued acceptors younger than 3 s, so
+    /// several outstanding accepts keep closing each other and a peer can arrive while
+    /// none is waiting (seen as lost parallel streams in `bob-bench router`).
     pub acceptors: usize,
     /// First pause before re-creating a session whose control socket broke. Default 0.5 s.
     pub reconnect_min: Duration,
@@ -79,7 +82,7 @@ impl SamConfig {
             connect_retry: Duration::from_secs(30),
             connect_retry_interval: Duration::from_secs(1),
             command_timeout: Duration::from_secs(60),
-            acceptors: 4,
+            acceptors: 1,
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(10),
             forward_half_close: false,
