@@ -128,7 +128,9 @@ async fn socket_to_local(
         local.ready_send().await?;
         #[cfg(target_os = "linux")]
         if let Some(p) = &pipe {
-            match splice_in(socket.as_ref(), p, local).await {
+            // Boxed: the splice state would otherwise enlarge every connection's
+            // task, idle ones included.
+            match Box::pin(splice_in(socket.as_ref(), p, local)).await {
                 Ok(Spliced::End) => break,
                 Ok(Spliced::Bytes(n)) => {
                     counter.fetch_add(n as u64, Ordering::Relaxed);
@@ -274,7 +276,8 @@ async fn local_to_socket(
             Received::Piped(pipe, n) => {
                 #[cfg(target_os = "linux")]
                 if !splice_off {
-                    match splice_out(socket.as_ref(), &pipe, n).await {
+                    // Boxed, as `splice_in` above.
+                    match Box::pin(splice_out(socket.as_ref(), &pipe, n)).await {
                         Ok(moved) => {
                             local.consume_piped(moved);
                             counter.fetch_add(moved as u64, Ordering::Relaxed);
