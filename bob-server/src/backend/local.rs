@@ -37,9 +37,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BoxFuture, BoxStream, CoreError, Incoming, Options, Session, StreamingCore, Target};
 
+#[cfg(target_os = "linux")]
+mod splice;
 mod stream;
 
-pub use stream::LocalStream;
+pub use stream::{LocalStream, Pipe, Received};
 
 /// Bytes queued in each direction of a local stream before the writer waits.
 pub const STREAM_BUFFER: usize = 256 * 1024;

@@ -7,6 +7,10 @@
 //! between the two sockets the bytes are never copied. Other users get ordinary
 //! [`AsyncRead`]/[`AsyncWrite`], which copy in and out of the chunks.
 //!
+//! On Linux a writer may also put bytes into the direction's kernel pipe
+//! ([`LocalStream::send_pipe`], [`LocalStream::push_piped`]); the reader then gets
+//! [`Received::Piped`] and splices them onward ([`LocalStream::consume_piped`]).
+//!
 //! # Semantics (as [`tokio::io::duplex`])
 //! - Shutting down one end's write side (or dropping the end) is seen by the other
 //!   end as end of stream, after every queued byte.
@@ -25,12 +29,52 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+#[cfg(target_os = "linux")]
+pub use super::splice::Pipe;
+
+/// Stand-in where `splice(2)` does not exist: never constructed.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+pub struct Pipe(std::convert::Infallible);
+
+#[cfg(not(target_os = "linux"))]
+impl Pipe {
+    fn read(&self, _buf: &mut [u8]) -> io::Result<usize> {
+        match self.0 {}
+    }
+}
+
+/// What a direction's queue holds, in order.
+#[derive(Debug)]
+enum Item {
+    /// bytes handed over as they were written
+    Data(Bytes),
+    /// this many bytes wait in the direction's [`Pipe`]
+    Piped(usize),
+}
+
+/// What [`LocalStream::poll_recv`] hands out.
+#[derive(Debug)]
+pub enum Received {
+    /// The next chunk, as it was written; it is removed from the queue.
+    Data(Bytes),
+    /// The next `usize` bytes wait in this pipe. They stay queued until the reader
+    /// reports what it took out with [`LocalStream::consume_piped`].
+    Piped(Arc<Pipe>, usize),
+}
+
 /// One direction: chunks written by one end, read by the other.
 #[derive(Default)]
 struct Queue {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Item>,
     /// bytes in `chunks`
     queued: usize,
+    /// bytes of `chunks` that wait in `pipe`
+    piped: usize,
+    /// the kernel pipe of this direction, made on demand by the writer
+    pipe: Option<Arc<Pipe>>,
+    /// the writer no longer needs `pipe`: it is closed once `piped` is zero
+    release_pipe: bool,
     /// the writing end shut down or was dropped: end of stream after `chunks`
     write_closed: bool,
     /// the reading end was dropped: writes fail
@@ -93,6 +137,38 @@ impl fmt::Debug for LocalStream {
     }
 }
 
+impl Queue {
+    /// Closes the pipe if the writer released it and nothing waits in it.
+    fn maybe_close_pipe(&mut self) {
+        if self.release_pipe && self.piped == 0 {
+            self.pipe = None;
+        }
+    }
+
+    /// Takes `n` bytes off the front item (`Data` or `Piped`), which holds at least
+    /// `n`; returns the waiting writer.
+    fn consume_front(&mut self, n: usize) -> Option<Waker> {
+        let empty = match self.chunks.front_mut() {
+            Some(Item::Data(chunk)) => {
+                chunk.advance(n);
+                chunk.is_empty()
+            }
+            Some(Item::Piped(left)) => {
+                *left -= n;
+                self.piped -= n;
+                *left == 0
+            }
+            None => false,
+        };
+        if empty {
+            self.chunks.pop_front();
+        }
+        self.queued -= n;
+        self.maybe_close_pipe();
+        self.writer.take()
+    }
+}
+
 impl LocalStream {
     /// Two connected ends; each direction holds up to `capacity` bytes (at least 1)
     /// before the writer waits.
@@ -151,6 +227,25 @@ impl LocalStream {
     /// # Errors
     /// `BrokenPipe` if this end was shut down for writing or the other end is gone.
     pub fn push(&self, chunk: Bytes) -> io::Result<()> {
+        if chunk.is_empty() {
+            return self.check_open();
+        }
+        let n = chunk.len();
+        self.push_item(Item::Data(chunk), n)
+    }
+
+    fn check_open(&self) -> io::Result<()> {
+        let q = self.out.lock();
+        if q.write_closed {
+            return Err(shut_down());
+        }
+        if q.read_closed {
+            return Err(broken_pipe());
+        }
+        Ok(())
+    }
+
+    fn push_item(&self, item: Item, n: usize) -> io::Result<()> {
         let mut q = self.out.lock();
         if q.write_closed {
             return Err(shut_down());
@@ -158,11 +253,11 @@ impl LocalStream {
         if q.read_closed {
             return Err(broken_pipe());
         }
-        if chunk.is_empty() {
-            return Ok(());
+        q.queued += n;
+        if let Item::Piped(_) = item {
+            q.piped += n;
         }
-        q.queued += chunk.len();
-        q.chunks.push_back(chunk);
+        q.chunks.push_back(item);
         let reader = q.reader.take();
         drop(q);
         wake(reader);
@@ -178,17 +273,105 @@ impl LocalStream {
         self.push(chunk)
     }
 
-    /// The next chunk the other end wrote, as it was written; `None` at end of stream.
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    /// The pipe this end writes into, made on first use. Bytes put into it are
+    /// announced with [`LocalStream::push_piped`].
+    ///
+    /// # Errors
+    /// `BrokenPipe` as [`LocalStream::push`]; the pipe cannot be made.
+    #[cfg(target_os = "linux")]
+    pub fn send_pipe(&self) -> io::Result<Arc<Pipe>> {
+        let mut q = self.out.lock();
+        if q.write_closed {
+            return Err(shut_down());
+        }
+        if q.read_closed {
+            return Err(broken_pipe());
+        }
+        q.release_pipe = false;
+        if let Some(pipe) = &q.pipe {
+            return Ok(Arc::clone(pipe));
+        }
+        let pipe = Arc::new(Pipe::new()?);
+        q.pipe = Some(Arc::clone(&pipe));
+        Ok(pipe)
+    }
+
+    /// Queues the `n` bytes just put into [`LocalStream::send_pipe`]'s pipe, after
+    /// everything queued before. Like [`LocalStream::push`] it does not wait.
+    ///
+    /// # Errors
+    /// As [`LocalStream::push`].
+    pub fn push_piped(&self, n: usize) -> io::Result<()> {
+        if n == 0 {
+            return self.check_open();
+        }
+        self.push_item(Item::Piped(n), n)
+    }
+
+    /// Bytes this end put into its pipe that the other end has not taken out yet.
+    pub fn unsent_piped(&self) -> usize {
+        self.out.lock().piped
+    }
+
+    /// Waits until fewer than `limit` of this end's piped bytes are unread, or the
+    /// other end is gone (then fails).
+    ///
+    /// # Errors
+    /// `BrokenPipe` if the other end is gone.
+    pub async fn piped_below(&self, limit: usize) -> io::Result<()> {
+        poll_fn(|cx| {
+            let mut q = self.out.lock();
+            if q.read_closed {
+                return Poll::Ready(Err(broken_pipe()));
+            }
+            if q.piped < limit {
+                return Poll::Ready(Ok(()));
+            }
+            if !q.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                q.writer = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Whether a pipe is open in either direction (for tests of the fd budget).
+    pub fn holds_pipe(&self) -> bool {
+        self.out.lock().pipe.is_some() || self.inn.lock().pipe.is_some()
+    }
+
+    /// Bytes queued for this end to read.
+    pub fn unread(&self) -> usize {
+        self.inn.lock().queued
+    }
+
+    /// This end no longer needs its pipe: it is closed as soon as the other end has
+    /// taken out every byte in it, so an idle stream holds no file descriptors.
+    pub fn release_send_pipe(&self) {
+        let mut q = self.out.lock();
+        q.release_pipe = true;
+        q.maybe_close_pipe();
+    }
+
+    /// The next chunk the other end wrote, or the pipe holding its next bytes;
+    /// `None` at end of stream.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Received>> {
         let mut q = self.inn.lock();
-        match q.chunks.pop_front() {
-            Some(chunk) => {
+        match q.chunks.front() {
+            Some(Item::Data(_)) => {
+                let Some(Item::Data(chunk)) = q.chunks.pop_front() else {
+                    unreachable!("the front item was just matched");
+                };
                 q.queued -= chunk.len();
                 let writer = q.writer.take();
                 drop(q);
                 wake(writer);
-                Poll::Ready(Some(chunk))
+                Poll::Ready(Some(Received::Data(chunk)))
             }
+            Some(&Item::Piped(n)) => match &q.pipe {
+                Some(pipe) => Poll::Ready(Some(Received::Piped(Arc::clone(pipe), n))),
+                None => unreachable!("piped bytes keep their pipe open"),
+            },
             None if q.write_closed => Poll::Ready(None),
             None => {
                 if !q.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -199,9 +382,25 @@ impl LocalStream {
         }
     }
 
-    /// Waits for the next chunk (see [`LocalStream::poll_recv`]).
-    pub async fn recv(&self) -> Option<Bytes> {
+    /// Waits for the next chunk or pipe (see [`LocalStream::poll_recv`]).
+    pub async fn recv(&self) -> Option<Received> {
         poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Reports that `n` bytes of a [`Received::Piped`] were taken out of the pipe
+    /// (at most the amount it announced).
+    pub fn consume_piped(&self, n: usize) {
+        let mut q = self.inn.lock();
+        let n = match q.chunks.front() {
+            Some(&Item::Piped(left)) => n.min(left),
+            _ => 0,
+        };
+        if n == 0 {
+            return;
+        }
+        let writer = q.consume_front(n);
+        drop(q);
+        wake(writer);
     }
 
     /// Shuts down this end's write side: the other end reads what is queued, then end
@@ -209,6 +408,8 @@ impl LocalStream {
     pub fn shutdown_write(&self) {
         let mut q = self.out.lock();
         q.write_closed = true;
+        q.release_pipe = true;
+        q.maybe_close_pipe();
         let reader = q.reader.take();
         drop(q);
         wake(reader);
@@ -222,10 +423,14 @@ impl Drop for LocalStream {
         q.read_closed = true;
         let unread = std::mem::take(&mut q.chunks);
         q.queued = 0;
+        q.piped = 0;
+        // Closing the pipe frees what waits in it.
+        let pipe = q.pipe.take();
         let writer = q.writer.take();
         drop(q);
         wake(writer);
         drop(unread);
+        drop(pipe);
     }
 }
 
@@ -239,23 +444,33 @@ impl AsyncRead for LocalStream {
             return Poll::Ready(Ok(()));
         }
         let mut q = self.inn.lock();
-        let Some(front) = q.chunks.front_mut() else {
-            if q.write_closed {
-                return Poll::Ready(Ok(()));
+        let n = match q.chunks.front() {
+            None => {
+                if q.write_closed {
+                    return Poll::Ready(Ok(()));
+                }
+                if !q.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    q.reader = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
             }
-            if !q.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                q.reader = Some(cx.waker().clone());
+            Some(Item::Data(front)) => {
+                let n = front.len().min(buf.remaining());
+                buf.put_slice(&front[..n]);
+                n
             }
-            return Poll::Pending;
+            Some(&Item::Piped(left)) => {
+                let Some(pipe) = &q.pipe else {
+                    unreachable!("piped bytes keep their pipe open");
+                };
+                let want = left.min(buf.remaining());
+                // The pipe holds `left` bytes, so this read does not wait.
+                let n = pipe.read(buf.initialize_unfilled_to(want))?;
+                buf.advance(n);
+                n
+            }
         };
-        let n = front.len().min(buf.remaining());
-        buf.put_slice(&front[..n]);
-        front.advance(n);
-        if front.is_empty() {
-            q.chunks.pop_front();
-        }
-        q.queued -= n;
-        let writer = q.writer.take();
+        let writer = q.consume_front(n);
         drop(q);
         wake(writer);
         Poll::Ready(Ok(()))
@@ -287,7 +502,8 @@ impl AsyncWrite for LocalStream {
         // Copying in, the queue never exceeds `capacity`.
         let n = buf.len().min(self.capacity - q.queued);
         q.queued += n;
-        q.chunks.push_back(Bytes::copy_from_slice(&buf[..n]));
+        q.chunks
+            .push_back(Item::Data(Bytes::copy_from_slice(&buf[..n])));
         let reader = q.reader.take();
         drop(q);
         wake(reader);
@@ -321,8 +537,11 @@ mod tests {
         // The other direction still works after the first one ended.
         b.send(Bytes::from_static(b"back")).await.unwrap();
         drop(b);
-        assert_eq!(a.recv().await.unwrap(), Bytes::from_static(b"back"));
-        assert_eq!(a.recv().await, None);
+        match a.recv().await {
+            Some(Received::Data(chunk)) => assert_eq!(chunk, Bytes::from_static(b"back")),
+            other => panic!("expected a chunk, got {other:?}"),
+        }
+        assert!(a.recv().await.is_none());
     }
 
     #[tokio::test]
