@@ -12,11 +12,16 @@ cd "$(dirname "$0")/.."
 
 CI=${CI:-false}
 
-if ! command -v i2pd >/dev/null 2>&1; then
+# What the tests need from the system: i2pd (real-router tests) and netcat (the nc-client
+# example). Installed with apt-get when missing and we run as root.
+MISSING=()
+command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
+command -v nc >/dev/null 2>&1 || MISSING+=(netcat-openbsd)
+if [ "${#MISSING[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing i2pd (apt-get)"
+        echo "== installing ${MISSING[*]} (apt-get)"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq i2pd
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}"
     fi
 fi
 

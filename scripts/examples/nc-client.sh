@@ -43,5 +43,12 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 "$BOBCTL" create "$NAME" --newkeys --in "127.0.0.1:$PORT" --start >/dev/null
 echo "client tunnel $NAME listening on 127.0.0.1:$PORT" >&2
 
+# OpenBSD netcat keeps the connection open after the end of stdin unless given -N (shut
+# down the sending side): with it the destination sees the end of the request.
+NC_OPTS=()
+if nc -h 2>&1 | grep -q -- '-N'; then
+    NC_OPTS=(-N)
+fi
+
 # First line: where to connect. Then stdin is passed through; replies go to stdout.
-{ printf '%s\n' "$DEST"; cat; } | nc 127.0.0.1 "$PORT"
+{ printf '%s\n' "$DEST"; cat; } | nc "${NC_OPTS[@]}" 127.0.0.1 "$PORT"
