@@ -2,20 +2,16 @@
 //! and on `zap`.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStderr, Command};
 
-const DEADLINE: Duration = Duration::from_secs(20);
-const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
+mod support;
 
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use support::within;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
 
 /// Spawns the binary on 127.0.0.1:0; returns it, its address and the log lines so far.
 async fn spawn_server() -> (Child, String, Vec<String>, BufReader<ChildStderr>) {

@@ -17,14 +17,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
-const DEADLINE: Duration = Duration::from_secs(30);
+mod support;
 
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use support::{Bob, free_port, within};
+
+const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
 
 /// A bob-server in this process; cancelled on drop.
 struct TestServer {
@@ -117,40 +114,6 @@ async fn json(server: &TestServer, args: &[&str]) -> Value {
     all.extend_from_slice(args);
     let text = ok(server, &all).await;
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// A plain BOB connection for checks bobctl cannot make in one command.
-struct Bob(BufReader<TcpStream>);
-
-impl Bob {
-    async fn connect(addr: SocketAddr) -> Self {
-        let mut s = BufReader::new(TcpStream::connect(addr).await.unwrap());
-        let mut greeting = [0u8; 16];
-        within("greeting", s.read_exact(&mut greeting))
-            .await
-            .unwrap();
-        assert_eq!(&greeting, b"BOB 00.00.10\nOK\n");
-        Self(s)
-    }
-
-    async fn cmd(&mut self, line: &str) -> String {
-        self.0
-            .get_mut()
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        let mut reply = String::new();
-        within(line, self.0.read_line(&mut reply)).await.unwrap();
-        reply.trim_end().to_owned()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn temp_path(tag: &str) -> PathBuf {

@@ -11,7 +11,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStderr, Command};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod support;
+
+use support::{DEADLINE, free_port, within};
+
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
 const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
 
@@ -36,12 +39,6 @@ const VARS: &[&str] = &[
     "BOB_METRICS",
     "BOB_TUNNELS",
 ];
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
 
 /// A `bob-server` command with a clean environment.
 fn bob() -> Command {
@@ -87,14 +84,6 @@ async fn print_config(cmd: &mut Command) -> toml::Table {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).expect("utf-8");
     text.parse().unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 #[tokio::test]

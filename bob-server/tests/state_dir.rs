@@ -18,14 +18,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
-const DEADLINE: Duration = Duration::from_secs(30);
+mod support;
 
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use support::{Bob, free_port, within};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
 
 /// A fresh, empty directory under the system temp dir.
 fn temp_dir(tag: &str) -> PathBuf {
@@ -110,37 +107,14 @@ impl Proc {
     }
 }
 
-/// A plain BOB control connection.
-struct Bob(BufReader<TcpStream>);
+/// What these tests read through a control connection beyond [`Bob::cmd`].
+trait BobExt {
+    async fn list(&mut self) -> Vec<String>;
+    async fn describe(&mut self, name: &str) -> Vec<String>;
+    async fn start_on_free_inport(&mut self) -> u16;
+}
 
-impl Bob {
-    async fn connect(addr: &str) -> Self {
-        let mut s = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
-        let mut greeting = [0u8; 16];
-        within("greeting", s.read_exact(&mut greeting))
-            .await
-            .unwrap();
-        assert_eq!(&greeting, b"BOB 00.00.10\nOK\n");
-        Self(s)
-    }
-
-    async fn cmd(&mut self, line: &str) -> String {
-        self.0
-            .get_mut()
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        let mut reply = String::new();
-        within(line, self.0.read_line(&mut reply)).await.unwrap();
-        reply.trim_end().to_owned()
-    }
-
-    async fn ok(&mut self, line: &str) -> String {
-        let reply = self.cmd(line).await;
-        assert!(reply.starts_with("OK"), "{line}: {reply}");
-        reply
-    }
-
+impl BobExt for Bob {
     /// `list` as text, all lines.
     async fn list(&mut self) -> Vec<String> {
         self.0.get_mut().write_all(b"list\n").await.unwrap();
@@ -178,14 +152,6 @@ impl Bob {
         }
         panic!("no free inbound port");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A line echo server; returns its address.
