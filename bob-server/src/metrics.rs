@@ -18,24 +18,8 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// How long a scraper may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One tunnel's numbers at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TunnelMetrics {
-    /// nickname (escaped when rendered)
-    pub nickname: String,
-    /// whether the tunnel is running
-    pub running: bool,
-    /// connections accepted since the tunnel started (both sides)
-    pub accepted: u64,
-    /// connections open now
-    pub active: u64,
-    /// connections that failed (bad destination line, unreachable peer, refused sink…)
-    pub failed: u64,
-    /// bytes from I2P streams to local applications
-    pub bytes_in: u64,
-    /// bytes from local applications into I2P streams
-    pub bytes_out: u64,
-}
+/// One tunnel's numbers at one moment: the same record the `stats` command answers with.
+pub use bob_codec::TunnelCounters as TunnelMetrics;
 
 /// Where the endpoint gets its numbers from, called once per scrape.
 pub type MetricsSource = Arc<dyn Fn() -> Vec<TunnelMetrics> + Send + Sync>;

@@ -26,12 +26,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bob_codec::TunnelStatus;
+use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
 use crate::backend::{BoxFuture, Options, Session, StreamingCore};
 use crate::config::MAX_OPTIONS_PER_TUNNEL;
-use crate::metrics::TunnelMetrics;
 use crate::state::TunnelRecord;
 use crate::tunnel::{Endpoint, StartError, StatsSnapshot, TunnelLimits, TunnelSpec, TunnelStats};
 
@@ -160,6 +159,21 @@ impl Entry {
             .as_ref()
             .map(|s| s.snapshot())
             .unwrap_or_default()
+    }
+
+    /// [`Entry::counters`] with the name and running flag, as `stats` and the metrics
+    /// endpoint show them.
+    pub fn tunnel_counters(&self) -> TunnelCounters {
+        let c = self.counters();
+        TunnelCounters {
+            nickname: self.nickname.clone(),
+            running: self.is_running(),
+            accepted: c.accepted,
+            active: c.active,
+            failed: c.failed,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+        }
     }
 
     /// The stored form of this entry, keys left out (they are encoded by the caller,
@@ -404,30 +418,19 @@ impl Registry {
 
     /// Counters of one entry (`stats`): whether it runs, and its current or last run's
     /// numbers.
-    pub fn counters(&self, nickname: &str) -> Option<(bool, StatsSnapshot)> {
+    pub fn counters(&self, nickname: &str) -> Option<TunnelCounters> {
         self.lock()
             .entries
             .get(nickname)
-            .map(|e| (e.is_running(), e.counters()))
+            .map(Entry::tunnel_counters)
     }
 
     /// Every entry's counters, sorted by nickname (the metrics endpoint).
-    pub fn metrics(&self) -> Vec<TunnelMetrics> {
+    pub fn metrics(&self) -> Vec<TunnelCounters> {
         self.lock()
             .entries
             .values()
-            .map(|e| {
-                let c = e.counters();
-                TunnelMetrics {
-                    nickname: e.nickname.clone(),
-                    running: e.is_running(),
-                    accepted: c.accepted,
-                    active: c.active,
-                    failed: c.failed,
-                    bytes_in: c.bytes_in,
-                    bytes_out: c.bytes_out,
-                }
-            })
+            .map(Entry::tunnel_counters)
             .collect()
     }
 
@@ -828,7 +831,10 @@ mod tests {
         let g3 = r.generation();
         assert!(g3 > g2);
         assert!(running_flag(&r, "t"));
-        assert_eq!(r.counters("t"), Some((true, StatsSnapshot::default())));
+        assert_eq!(
+            r.counters("t").map(|c| (c.running, c.accepted, c.bytes_in)),
+            Some((true, 0, 0))
+        );
         assert!(r.metrics()[0].running);
 
         // shutdown stops it but it stays marked running (it comes back after a restart)
@@ -849,7 +855,7 @@ mod tests {
         assert!(r.generation() > g4);
         assert!(!running_flag(&r, "t"));
         r.finish_stop(ticket);
-        assert_eq!(r.counters("t").map(|(running, _)| running), Some(false));
+        assert_eq!(r.counters("t").map(|c| c.running), Some(false));
 
         // a start abandoned at shutdown keeps the flag of a restored entry
         let restored = TunnelRecord {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bob_codec::command::{parse_option_pairs, parse_port};
-use bob_codec::{Command, Dialect, Reply, TunnelCounters, help};
+use bob_codec::{Command, Dialect, Reply, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
 
@@ -83,16 +83,8 @@ pub(crate) async fn handle(
         },
         Command::Stats(name) => {
             let name = name.or_else(|| conn.nickname.clone());
-            match name.and_then(|n| Some((registry.counters(&n)?, n))) {
-                Some(((running, c), nickname)) => m.stats(&TunnelCounters {
-                    nickname,
-                    running,
-                    accepted: c.accepted,
-                    active: c.active,
-                    failed: c.failed,
-                    bytes_in: c.bytes_in,
-                    bytes_out: c.bytes_out,
-                }),
+            match name.and_then(|n| registry.counters(&n)) {
+                Some(counters) => m.stats(&counters),
                 None => m.no_nickname(),
             }
         }
