@@ -15,21 +15,8 @@ if ! command -v i2pd >/dev/null 2>&1; then
     exit 0
 fi
 
-# N distinct ports in 20000-31999 that nothing listens on; sets PORTS.
-pick_ports() {
-    PORTS=()
-    local p tries=0
-    while [ "${#PORTS[@]}" -lt "$1" ]; do
-        tries=$((tries + 1))
-        [ "$tries" -lt 1000 ] || { echo "no free ports found" >&2; return 1; }
-        p=$((20000 + RANDOM % 12000))
-        case " ${PORTS[*]:-} " in *" $p "*) continue ;; esac
-        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            continue
-        fi
-        PORTS+=("$p")
-    done
-}
+# shellcheck source=lib/ports.sh
+. scripts/lib/ports.sh
 
 if [ "${BOB_BENCH_NO_BUILD:-0}" != 1 ]; then
     cargo build --release -p bob-server --bin bob-server --example bob-bench
