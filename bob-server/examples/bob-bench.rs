@@ -215,6 +215,76 @@ async fn echo_sink() -> Res<SocketAddr> {
     Ok(addr)
 }
 
+/// The cheapest relay a proxy can be, as a second baseline for throughput: every
+/// accepted connection gets a thread that connects to `sink` and moves the bytes with
+/// blocking `splice(2)` through a 1 MiB pipe (Linux), or a plain 256 KiB read/write
+/// loop elsewhere. No protocol, no limits, no accounting: what any relay between two
+/// loopback TCP connections costs at least on this machine.
+fn minimal_relay(sink: SocketAddr) -> Res<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for app in listener.incoming() {
+            let Ok(app) = app else { break };
+            std::thread::spawn(move || {
+                if let Err(e) = relay_one(&app, sink) {
+                    eprintln!("minimal relay: {e}");
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// One connection of [`minimal_relay`]: app → sink until end of stream, then waits for
+/// the sink to close, and closes the app's connection.
+fn relay_one(app: &std::net::TcpStream, sink: SocketAddr) -> std::io::Result<()> {
+    use std::io::Read;
+    let out = std::net::TcpStream::connect(sink)?;
+    out.set_nodelay(true)?;
+    relay_bytes(app, &out)?;
+    out.shutdown(std::net::Shutdown::Write)?;
+    let mut rest = Vec::new();
+    (&out).read_to_end(&mut rest)?;
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn relay_bytes(from: &std::net::TcpStream, to: &std::net::TcpStream) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, SpliceFFlags, fcntl, splice};
+    let (pipe_r, pipe_w) = nix::unistd::pipe()?;
+    let _ = fcntl(&pipe_w, FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let flags = SpliceFFlags::SPLICE_F_MOVE;
+    loop {
+        let n = splice(from, None, &pipe_w, None, 1 << 20, flags)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut left = n;
+        while left > 0 {
+            let k = splice(&pipe_r, None, to, None, left, flags)?;
+            if k == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            left -= k;
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn relay_bytes(from: &std::net::TcpStream, to: &std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let (mut from, mut to) = (from, to);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+    }
+}
+
 // ---------------------------------------------------------------- reporting
 
 fn mib_s(bytes: u64, d: Duration) -> f64 {
@@ -322,38 +392,40 @@ async fn push_cpu(
 async fn bench_throughput(server: &ServerProc) -> Res<()> {
     let (sink, mut counts) = discard_sink().await?;
     let (inport, dest) = tunnel_pair(server.addr, sink, true, "tp").await?;
+    let relay = minimal_relay(sink)?;
     println!("\n## throughput: app -> inport -> local core -> outbound tunnel -> TCP sink");
     println!(
-        "CPU = user+system time of bench and server together per GiB moved (less sensitive \
-         to other load than MiB/s)."
+        "Baselines: direct = the same bytes straight to the sink; minimal relay = a bare \
+         thread-per-connection relay with blocking splice(2) (the least any relay between \
+         two loopback TCP connections costs). CPU = user+system time of bench and server \
+         together per GiB moved. Best of 3, the three paths alternating."
     );
     println!(
-        "| connections | bytes | direct MiB/s | via bob-server MiB/s | ratio | direct CPU s/GiB | via CPU s/GiB | CPU ratio |"
+        "| connections | bytes | direct MiB/s | minimal relay MiB/s | via bob-server MiB/s | ratio to direct | ratio to minimal relay | direct CPU s/GiB | relay CPU s/GiB | via CPU s/GiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let pid = server.pid();
     for (conns, total) in [(1usize, 512u64 << 20), (16, 512u64 << 20)] {
         let per = total / conns as u64;
         // warm-up, then measure three times each, alternating, and keep the best run
         push(inport, Some(&dest), conns, 1 << 20, &mut counts).await?;
-        let (mut direct, mut via) = (Duration::MAX, Duration::MAX);
-        let (mut direct_cpu, mut via_cpu) = (Duration::MAX, Duration::MAX);
+        push(relay, None, conns, 1 << 20, &mut counts).await?;
+        let mut best = [(Duration::MAX, Duration::MAX); 3];
         for _ in 0..3 {
-            let (w, c) = push_cpu(pid, sink, None, conns, per, &mut counts).await?;
-            direct = direct.min(w);
-            direct_cpu = direct_cpu.min(c);
-            let (w, c) = push_cpu(pid, inport, Some(&dest), conns, per, &mut counts).await?;
-            via = via.min(w);
-            via_cpu = via_cpu.min(c);
+            let paths = [(sink, None), (relay, None), (inport, Some(dest.as_str()))];
+            for (slot, (target, line)) in best.iter_mut().zip(paths) {
+                let (w, c) = push_cpu(pid, target, line, conns, per, &mut counts).await?;
+                *slot = (slot.0.min(w), slot.1.min(c));
+            }
         }
-        let (d, v) = (mib_s(total, direct), mib_s(total, via));
         let gib = total as f64 / f64::from(1u32 << 30);
-        let (dc, vc) = (direct_cpu.as_secs_f64() / gib, via_cpu.as_secs_f64() / gib);
+        let [(d, dc), (r, rc), (v, vc)] =
+            best.map(|(w, c)| (mib_s(total, w), c.as_secs_f64() / gib));
         println!(
-            "| {conns} | {} MiB | {d:.0} | {v:.0} | {:.2} | {dc:.2} | {vc:.2} | {:.2} |",
+            "| {conns} | {} MiB | {d:.0} | {r:.0} | {v:.0} | {:.2} | {:.2} | {dc:.2} | {rc:.2} | {vc:.2} |",
             total >> 20,
             v / d,
-            dc / vc
+            v / r,
         );
         json_line(
             "throughput",
@@ -361,11 +433,13 @@ async fn bench_throughput(server: &ServerProc) -> Res<()> {
                 ("connections", conns.to_string()),
                 ("bytes", total.to_string()),
                 ("direct_mib_s", format!("{d:.1}")),
+                ("minimal_relay_mib_s", format!("{r:.1}")),
                 ("bob_mib_s", format!("{v:.1}")),
                 ("ratio", format!("{:.3}", v / d)),
+                ("ratio_to_minimal_relay", format!("{:.3}", v / r)),
                 ("direct_cpu_s_per_gib", format!("{dc:.3}")),
+                ("minimal_relay_cpu_s_per_gib", format!("{rc:.3}")),
                 ("bob_cpu_s_per_gib", format!("{vc:.3}")),
-                ("cpu_ratio", format!("{:.3}", dc / vc)),
             ],
         );
     }
