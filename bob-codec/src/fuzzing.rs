@@ -9,6 +9,30 @@ use crate::line::{LineCodec, LineItem, MAX_LINE_LEN};
 use crate::reply::{Reply, TunnelStatus};
 use crate::{Dialect, LineError};
 
+/// Runs `body` over every file of a committed seed corpus directory (sorted by name), so
+/// that stable `cargo test` replays what the fuzzer starts from; returns the number of
+/// files. Panics when the directory cannot be read or holds fewer than `min` files.
+pub fn replay_corpus(dir: &std::path::Path, min: usize, body: fn(&[u8])) -> usize {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("corpus entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(
+        files.len() >= min,
+        "seed corpus {} is too small: {} files, expected at least {min}",
+        dir.display(),
+        files.len()
+    );
+    files.sort();
+    for file in &files {
+        let data =
+            std::fs::read(file).unwrap_or_else(|e| panic!("corpus file {}: {e}", file.display()));
+        body(&data);
+    }
+    files.len()
+}
+
 /// Small limit so that the fuzzer reaches the over-long-line path quickly.
 const SMALL_LIMIT: usize = 32;
 

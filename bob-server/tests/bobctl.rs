@@ -498,23 +498,7 @@ async fn counters_move_when_data_flows() {
     let metrics = server.metrics.expect("metrics bound");
 
     // the application behind the server tunnel: a line echo
-    let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_addr = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut r = BufReader::new(r);
-                let mut line = String::new();
-                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
-                    if w.write_all(line.as_bytes()).await.is_err() {
-                        break;
-                    }
-                    line.clear();
-                }
-            });
-        }
-    });
+    let echo_addr = support::line_echo().await;
     ok(
         &server,
         &[

@@ -9,17 +9,16 @@ use std::time::Duration;
 
 use bob_server::backend::StreamingCore;
 use bob_server::backend::local::{LocalCore, STREAM_BUFFER};
-use bob_server::tunnel::{Endpoint, PIPE_BUFFER, RunningTunnel, TunnelLimits, TunnelSpec};
-use keytools::{CryptoType, PrivateKeys, SigType};
+use bob_server::tunnel::{PIPE_BUFFER, RunningTunnel, TunnelLimits, TunnelSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod support;
+
+use support::{keys, local, pattern};
+
 /// Upper bound for anything a test waits for.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn keys() -> PrivateKeys {
-    PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).expect("key generation")
-}
 
 fn spec(nickname: &str) -> TunnelSpec {
     TunnelSpec {
@@ -29,13 +28,6 @@ fn spec(nickname: &str) -> TunnelSpec {
         inbound: None,
         outbound: None,
         quiet: true,
-    }
-}
-
-fn local(port: u16) -> Endpoint {
-    Endpoint {
-        host: "127.0.0.1".to_owned(),
-        port,
     }
 }
 
@@ -53,18 +45,6 @@ async fn pair(outport: u16, limits: TunnelLimits) -> (RunningTunnel, RunningTunn
         .await
         .expect("client tunnel");
     (server, client)
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// A sink that accepts and does not read holds the sender back: the bytes inside the

@@ -18,9 +18,10 @@ use keytools::Destination;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
+
+mod support;
 
 /// Options i2pd 2.45 needs on one offline router (passed with BOB `option`).
 const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quantity=1 \
@@ -104,29 +105,6 @@ impl Bob {
     }
 }
 
-/// The application behind the server tunnel: reads the peer line, then echoes.
-async fn echo_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
-                let mut r = BufReader::new(r);
-                let mut line = String::new();
-                if r.read_line(&mut line).await.is_err() {
-                    return;
-                }
-                let _ = tx.send(line);
-                let _ = tokio::io::copy_buf(&mut r, &mut w).await;
-            });
-        }
-    });
-    (addr, rx)
-}
-
 fn pattern(len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i.wrapping_mul(131) ^ (i >> 9)) as u8)
@@ -173,7 +151,7 @@ async fn bob_tunnels_over_i2pd() {
     let bob_addr = server.local_addr();
     let shutdown = CancellationToken::new();
     let server_task = tokio::spawn(server.run(shutdown.clone()));
-    let (echo, mut peer_lines) = echo_app().await;
+    let (echo, mut peer_lines) = support::echo_app().await;
     let inport = free_port().await;
 
     // a server tunnel and a client tunnel, started in parallel on two connections

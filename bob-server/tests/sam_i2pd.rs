@@ -22,11 +22,13 @@ use bob_server::backend::sam::{SamConfig, SamCore};
 use bob_server::backend::{CoreError, Options, Session, StreamingCore, Target};
 use bob_server::tunnel::{Endpoint, RunningTunnel, TunnelLimits, TunnelSpec};
 use keytools::{CryptoType, Destination, PrivateKeys, SigType};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+mod support;
 
 /// Options for i2pd 2.45 on one offline router (docs: real-router notes §1.1).
 const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quantity=1 \
@@ -149,29 +151,6 @@ async fn echo_roundtrip(
     Ok(())
 }
 
-/// The application behind a server tunnel: reads the peer line, then echoes.
-async fn echo_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
-                let mut r = BufReader::new(r);
-                let mut line = String::new();
-                if r.read_line(&mut line).await.is_err() {
-                    return;
-                }
-                let _ = tx.send(line);
-                let _ = tokio::io::copy_buf(&mut r, &mut w).await;
-            });
-        }
-    });
-    (addr, rx)
-}
-
 /// Through a client tunnel's listener to `target`: `data` out, the same bytes back.
 ///
 /// # Errors
@@ -245,7 +224,7 @@ async fn sam_backend_against_i2pd() {
     // ... together with a server tunnel and a client tunnel of the data path (the
     // registry hands tunnels their options; here the i2pd ones, like BOB `option`s)
     let dyn_core: Arc<dyn StreamingCore> = core.clone();
-    let (app, mut app_lines) = echo_app().await;
+    let (app, mut app_lines) = support::echo_app().await;
     let (ks, kc) = (keys(), keys());
     let limits = TunnelLimits {
         session_timeout: ROUTER_LIMIT,

@@ -14,7 +14,7 @@ use bob_server::server::Server;
 use bob_server::state::{StateStore, TunnelRecord};
 use keytools::{CryptoType, PrivateKeys, SigType};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -154,28 +154,6 @@ impl BobExt for Bob {
     }
 }
 
-/// A line echo server; returns its address.
-async fn echo_server() -> std::net::SocketAddr {
-    let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut r = BufReader::new(r);
-                let mut line = String::new();
-                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
-                    if w.write_all(line.as_bytes()).await.is_err() {
-                        break;
-                    }
-                    line.clear();
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Sends `dest` and a line into the inbound port; returns what comes back.
 async fn round_trip(inport: u16, dest: &str, line: &str) -> String {
     let s = within("connect inbound", TcpStream::connect(("127.0.0.1", inport)))
@@ -218,7 +196,7 @@ fn mode(path: &Path) -> u32 {
 #[tokio::test]
 async fn restart_after_kill_restores_tunnels_keys_and_data_path() {
     let dir = temp_dir("restart");
-    let echo = echo_server().await;
+    let echo = support::line_echo().await;
     let server = Proc::spawn(&dir).await;
     let mut c = server.connect().await;
 

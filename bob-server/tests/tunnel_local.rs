@@ -8,9 +8,13 @@ use std::time::Duration;
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::{BoxFuture, BoxStream, CoreError, Session, StreamingCore, Target};
 use bob_server::tunnel::{Endpoint, RunningTunnel, StartError, TunnelLimits, TunnelSpec};
-use keytools::{CryptoType, PrivateKeys, SigType};
+use keytools::PrivateKeys;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod support;
+
+use support::{keys, local, pattern};
 
 /// Upper bound for anything a test waits for.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -30,17 +34,6 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
             "never happened: {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn keys() -> PrivateKeys {
-    PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).expect("key generation")
-}
-
-fn local(port: u16) -> Endpoint {
-    Endpoint {
-        host: "127.0.0.1".to_owned(),
-        port,
     }
 }
 
@@ -136,18 +129,6 @@ async fn reply_to_line(pair: &Pair, line: &[u8]) -> String {
     let mut app = pair.connect().await;
     app.write_all(line).await.unwrap();
     String::from_utf8(read_all(&mut app).await).unwrap()
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
