@@ -18,19 +18,18 @@
 //! error text (for instance `Can't reach peer: …`).
 
 use std::io;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::outbound::finish;
 use super::pipe;
-use super::{ACCEPT_BACKOFF, Shared};
+use super::{Accepted, Shared};
 use crate::backend::{BoxStream, CoreError, Target};
 
 /// Serial numbers for inbound connections, for log spans.
@@ -45,45 +44,21 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How many bytes the linger phase discards at most.
 const LINGER_BYTES: usize = 1 << 20;
 
-/// Accepts TCP connections until the tunnel stops; each one is served by its own task.
+/// Accepts TCP connections until the tunnel stops, each served by its own task.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Shared) {
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
-    loop {
-        // A slot is taken before accepting (mini-redis style): at the limit, new
-        // connections wait in the kernel backlog.
-        let slot = tokio::select! {
-            () = shared.cancel.cancelled() => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot,
-        };
-        let Ok(slot) = slot else { break };
-        let accepted = tokio::select! {
-            () = shared.cancel.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((socket, from)) => {
-                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                let span = tracing::debug_span!("in", conn = id, %from);
-                let task = serve(socket, shared.clone());
-                shared.tracker.spawn(
-                    async move {
-                        task.await;
-                        drop(slot);
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a TCP connection failed");
-                tokio::select! {
-                    () = shared.cancel.cancelled() => break,
-                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                }
-            }
+    let listener = &listener;
+    let accept = || async move {
+        match listener.accept().await {
+            Ok(conn) => Accepted::Conn(conn),
+            Err(e) => Accepted::Failed(e.to_string()),
         }
-    }
-    // The listener is dropped here: the port is free once this task has ended.
-    tracing::debug!("inbound accept loop ended");
+    };
+    let serve = |(socket, from): (TcpStream, SocketAddr)| {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::debug_span!("in", conn = id, %from);
+        Some(serve(socket, shared.clone()).instrument(span))
+    };
+    super::accept_loop(&shared, "a TCP connection", accept, serve).await;
 }
 
 /// One application connection, from the first line to the end of the relay.

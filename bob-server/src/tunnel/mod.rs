@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use keytools::{Destination, PrivateKeys};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -155,6 +156,63 @@ pub async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Pause after a failed `accept` (for instance out of file descriptors) before trying
 /// again, so a persistent error does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What one accept of [`accept_loop`] gave.
+enum Accepted<T> {
+    /// a new connection
+    Conn(T),
+    /// the source is gone for good: the loop ends
+    Closed,
+    /// this accept failed; the loop pauses for [`ACCEPT_BACKOFF`] and goes on
+    Failed(String),
+}
+
+/// The accept loop of either side of a tunnel: takes connections from `accept` until the
+/// tunnel stops or the source closes, and runs the task `serve` makes of each (`None`:
+/// the connection was dealt with at once). At most `max_connections` tasks run at once;
+/// at the limit new connections wait in the source's backlog. `what` names the source
+/// in the log.
+async fn accept_loop<T, A, S>(
+    shared: &Shared,
+    what: &str,
+    mut accept: impl FnMut() -> A,
+    mut serve: impl FnMut(T) -> Option<S>,
+) where
+    A: Future<Output = Accepted<T>>,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
+    loop {
+        let slot = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            accepted = accept() => accepted,
+        };
+        match accepted {
+            Accepted::Conn(conn) => {
+                if let Some(task) = serve(conn) {
+                    shared.tracker.spawn(async move {
+                        task.await;
+                        drop(slot);
+                    });
+                }
+            }
+            Accepted::Closed => break,
+            Accepted::Failed(error) => {
+                tracing::warn!(%error, "accepting {what} failed");
+                tokio::select! {
+                    () = shared.cancel.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+    }
+    tracing::debug!("{what}: accept loop ended");
+}
 
 /// Live counters of one running tunnel, shared with its connection tasks.
 ///

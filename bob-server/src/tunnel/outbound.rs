@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::pipe::{PipeEnd, relay};
-use super::{ACCEPT_BACKOFF, Endpoint, Shared};
+use super::{Accepted, Endpoint, Shared};
 use crate::backend::{BoxStream, CoreError, Incoming};
 
 /// Serial numbers for outbound connections, for log spans.
@@ -86,47 +85,25 @@ impl Target {
 /// `outhost:outport` endpoint and the `quiet` flag, or `None` to refuse streams.
 pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared) {
     let target = target.map(|(endpoint, quiet)| (Arc::new(Target::new(endpoint)), quiet));
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
-    loop {
-        // At the limit, new streams wait in the session's backlog.
-        let slot = tokio::select! {
-            () = shared.cancel.cancelled() => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot,
-        };
-        let Ok(slot) = slot else { break };
-        let accepted = tokio::select! {
-            () = shared.cancel.cancelled() => break,
-            accepted = shared.session.accept() => accepted,
-        };
-        match accepted {
-            Ok(incoming) => {
-                let Some((out, quiet)) = &target else {
-                    tracing::debug!("refusing incoming stream: tunnel has no outbound side");
-                    drop(incoming);
-                    continue;
-                };
-                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                let span = tracing::debug_span!("out", conn = id);
-                let task = serve(incoming, Arc::clone(out), *quiet, shared.clone());
-                shared.tracker.spawn(
-                    async move {
-                        task.await;
-                        drop(slot);
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(CoreError::Closed) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting an I2P stream failed");
-                tokio::select! {
-                    () = shared.cancel.cancelled() => break,
-                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                }
-            }
+    let session = &shared.session;
+    let accept = || async move {
+        match session.accept().await {
+            Ok(incoming) => Accepted::Conn(incoming),
+            Err(CoreError::Closed) => Accepted::Closed,
+            Err(e) => Accepted::Failed(e.to_string()),
         }
-    }
-    tracing::debug!("outbound accept loop ended");
+    };
+    let serve = |incoming: Incoming| {
+        let Some((out, quiet)) = &target else {
+            tracing::debug!("refusing incoming stream: tunnel has no outbound side");
+            drop(incoming);
+            return None;
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::debug_span!("out", conn = id);
+        Some(serve(incoming, Arc::clone(out), *quiet, shared.clone()).instrument(span))
+    };
+    super::accept_loop(&shared, "an I2P stream", accept, serve).await;
 }
 
 /// One incoming stream: connect, write the peer line unless quiet, relay.
