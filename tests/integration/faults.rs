@@ -68,22 +68,6 @@ async fn server_tunnel(c: &mut BobClient, nick: &str, outport: u16) -> String {
     dest
 }
 
-/// A client tunnel `cli`; returns its inport.
-async fn client_tunnel(c: &mut BobClient) -> u16 {
-    c.new_tunnel("cli").await;
-    for _ in 0..5 {
-        let port = free_port();
-        c.expect(&format!("inport {port}"), "OK inbound port set")
-            .await;
-        let reply = c.cmd("start").await;
-        if reply.eq_ignore_ascii_case("OK tunnel starting\n") {
-            return port;
-        }
-        assert!(reply.starts_with("ERROR starting tunnel: "), "{reply}");
-    }
-    panic!("no free port for the inbound side");
-}
-
 /// An echo application; every connection reports on `ends` when it is over.
 async fn echo_on(listener: TcpListener) -> mpsc::UnboundedReceiver<std::io::Result<u64>> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -158,7 +142,8 @@ async fn refused_sink_closes_the_application_and_the_tunnel_keeps_serving() {
     // nothing listens on outport (yet)
     let outport = free_port();
     let srv = server_tunnel(&mut c, "srv", outport).await;
-    let inport = client_tunnel(&mut c).await;
+    c.new_tunnel("cli").await;
+    let inport = c.start_inbound().await;
 
     for round in 1..=3 {
         let mut r = send(inport, &srv, b"hello?".to_vec()).await;
@@ -206,7 +191,8 @@ async fn sink_reset_mid_transfer_ends_that_connection_only() {
         }
     });
     let srv = server_tunnel(&mut c, "srv", flaky.port()).await;
-    let inport = client_tunnel(&mut c).await;
+    c.new_tunnel("cli").await;
+    let inport = c.start_inbound().await;
 
     // a big transfer that the sink breaks off: the application sees the end promptly
     let mut r = send(inport, &srv, pattern(16 << 20)).await;
@@ -226,7 +212,8 @@ async fn application_reset_mid_transfer_reaches_the_sink_and_spares_others() {
     let mut c = server.client().await;
     let (sink, mut ends) = echo_sink().await;
     let srv = server_tunnel(&mut c, "srv", sink.port()).await;
-    let inport = client_tunnel(&mut c).await;
+    c.new_tunnel("cli").await;
+    let inport = c.start_inbound().await;
 
     // a long-lived well-behaved connection, open across the reset
     let steady = TcpStream::connect(("127.0.0.1", inport)).await.unwrap();

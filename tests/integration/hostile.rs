@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use bob_codec::Dialect;
 use bob_integration_tests::{
-    BobClient, free_port, local_core, poll_until, start_server, start_server_with, test_config,
-    within,
+    BobClient, local_core, poll_until, start_server, start_server_with, test_config, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,21 +22,6 @@ const FLOOD_BOUND: u64 = 64 << 20;
 
 /// A writer counts as blocked once no write has completed for this long.
 const STALL: Duration = Duration::from_secs(2);
-
-/// `inport <free port>` + `start` on the selected tunnel; retries on a lost port race.
-async fn start_inbound(c: &mut BobClient) -> u16 {
-    for _ in 0..5 {
-        let port = free_port();
-        c.expect(&format!("inport {port}"), "OK inbound port set")
-            .await;
-        let reply = c.cmd("start").await;
-        if reply.eq_ignore_ascii_case("OK tunnel starting\n") {
-            return port;
-        }
-        assert!(reply.starts_with("ERROR starting tunnel: "), "{reply}");
-    }
-    panic!("no free port for the inbound side");
-}
 
 /// A server tunnel `srv` (quiet, outbound to `sink`) and a client tunnel `cli`;
 /// returns (srv destination, cli inport).
@@ -52,7 +36,7 @@ async fn pair(c: &mut BobClient, sink: SocketAddr) -> (String, u16) {
         "{started}"
     );
     c.new_tunnel("cli").await;
-    (srv, start_inbound(c).await)
+    (srv, c.start_inbound().await)
 }
 
 /// An echo application (copies until end of stream, then closes).

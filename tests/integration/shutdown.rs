@@ -2,8 +2,7 @@
 
 use bob_codec::Dialect;
 use bob_integration_tests::{
-    BobClient, free_port, local_core, poll_until, start_server, start_server_with, test_config,
-    within,
+    BobClient, local_core, poll_until, start_server, start_server_with, test_config, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -12,17 +11,7 @@ use tokio::net::TcpStream;
 async fn running_tunnel(c: &mut BobClient) -> u16 {
     c.new_tunnel("t").await;
     c.expect("inhost 127.0.0.1", "OK inhost set").await;
-    for _ in 0..5 {
-        let port = free_port();
-        c.expect(&format!("inport {port}"), "OK inbound port set")
-            .await;
-        let reply = c.cmd("start").await;
-        if reply.starts_with("OK ") {
-            return port;
-        }
-        assert!(reply.starts_with("ERROR starting tunnel: "), "{reply}");
-    }
-    panic!("no free port for the inbound side");
+    c.start_inbound().await
 }
 
 async fn wait_refused(what: &str, addr: (&str, u16)) {

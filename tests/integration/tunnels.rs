@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use bob_codec::Dialect;
 use bob_integration_tests::{
-    BobClient, TestServer, free_port, local_core_with_hosts, start_server, start_server_with,
-    test_config, within,
+    BobClient, TestServer, local_core_with_hosts, start_server, start_server_with, test_config,
+    within,
 };
 use keytools::Destination;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -83,23 +83,8 @@ async fn tunnel_pair(c: &mut BobClient, echo: SocketAddr, quiet: bool) -> (Strin
     );
     let cli = c.new_tunnel("cli").await;
     c.expect("inhost 127.0.0.1", "OK inhost set").await;
-    let port = start_inbound(c).await;
+    let port = c.start_inbound().await;
     (srv, cli, port)
-}
-
-/// `inport <free port>` + `start` on the selected tunnel; retries on a lost port race.
-async fn start_inbound(c: &mut BobClient) -> u16 {
-    for _ in 0..5 {
-        let port = free_port();
-        c.expect(&format!("inport {port}"), "OK inbound port set")
-            .await;
-        let reply = c.cmd("start").await;
-        if reply == "OK tunnel starting\n" || reply == "OK Tunnel starting\n" {
-            return port;
-        }
-        assert!(reply.starts_with("ERROR starting tunnel: "), "{reply}");
-    }
-    panic!("no free port for the inbound side");
 }
 
 #[tokio::test]
@@ -213,7 +198,7 @@ async fn lookups_by_name_and_b32() {
     c.expect("ping echoserver.i2p", "ERROR No local destination")
         .await;
     c.expect("inhost 127.0.0.1", "OK inhost set").await;
-    let inport = start_inbound(&mut c).await;
+    let inport = c.start_inbound().await;
     let data = pattern(64 * 1024);
     assert!(round_trip(inport, "echoserver.i2p", &data).await == data);
     assert!(round_trip(inport, &b32, &data).await == data);
@@ -235,7 +220,7 @@ async fn stop_start_clear_cycles() {
         c.expect("stop", "ERROR tunnel is inactive").await;
         // inactive again: setters work, and the tunnel starts on a new port
         c.expect("quiet false", "OK Quiet set").await;
-        let inport = start_inbound(&mut c).await;
+        let inport = c.start_inbound().await;
         assert!(
             round_trip(inport, &srv, &data).await == data,
             "round {round}"

@@ -304,6 +304,26 @@ impl BobClient {
         self.ok_text("newkeys").await
     }
 
+    /// `inport <free port>` + `start` on the selected tunnel; returns the port. Retries
+    /// with another port when the one picked was taken in between (a lost port race).
+    ///
+    /// # Panics
+    /// If `start` answers anything but the starting reply (either dialect's case) or
+    /// that error, or no port works in 5 tries.
+    pub async fn start_inbound(&mut self) -> u16 {
+        for _ in 0..5 {
+            let port = free_port();
+            self.expect(&format!("inport {port}"), "OK inbound port set")
+                .await;
+            let reply = self.cmd("start").await;
+            if reply == "OK tunnel starting\n" || reply == "OK Tunnel starting\n" {
+                return port;
+            }
+            assert!(reply.starts_with("ERROR starting tunnel: "), "{reply}");
+        }
+        panic!("no free port for the inbound side");
+    }
+
     /// Polls `status <nickname>` until the reply contains `needle`.
     pub async fn wait_status(&mut self, nickname: &str, needle: &str) -> String {
         within("status", async {
