@@ -29,16 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-started=false
-for attempt in 1 2 3; do
-    pick_ports 4
-    if scripts/start-i2pd-offline.sh "$I2PD_DIR" "${PORTS[@]}"; then
-        started=true
-        break
-    fi
-    echo "i2pd start attempt $attempt failed; trying other ports" >&2
-done
-[ "$started" = true ] || { echo "ERROR: could not start i2pd" >&2; exit 1; }
+start_i2pd_on_free_ports "$I2PD_DIR" || exit 1
 
 export BOB_BENCH_SAM="127.0.0.1:${PORTS[0]}"
 export BOB_BENCH_I2PD_BOB="127.0.0.1:${PORTS[1]}"

@@ -40,19 +40,7 @@ trap cleanup EXIT
 if command -v i2pd >/dev/null 2>&1; then
     echo "== starting i2pd offline ($(i2pd --version 2>/dev/null | head -n 1))"
     I2PD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bob-i2pd.XXXXXX")
-    started=false
-    for attempt in 1 2 3; do
-        pick_ports 4
-        if scripts/start-i2pd-offline.sh "$I2PD_DIR" "${PORTS[@]}"; then
-            started=true
-            break
-        fi
-        echo "i2pd start attempt $attempt failed; trying other ports" >&2
-    done
-    if [ "$started" != true ]; then
-        echo "ERROR: could not start i2pd" >&2
-        exit 1
-    fi
+    start_i2pd_on_free_ports "$I2PD_DIR" || exit 1
     export BOB_TEST_SAM="127.0.0.1:${PORTS[0]}"
     export BOB_TEST_SAM_OPTS="inbound.length=0 outbound.length=0 inbound.quantity=1 outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0"
     export BOB_TEST_I2PD_DIR="$I2PD_DIR"

@@ -16,3 +16,20 @@ pick_ports() {
         PORTS+=("$p")
     done
 }
+
+# Starts the offline i2pd in directory $1 on 4 free ports (SAM, BOB, ...; see
+# start-i2pd-offline.sh), trying other ports up to 3 times when a start fails (another
+# process may take a port between picking and binding); sets PORTS. Fails with a
+# message when no attempt works.
+start_i2pd_on_free_ports() {
+    local attempt
+    for attempt in 1 2 3; do
+        pick_ports 4 || return 1
+        if scripts/start-i2pd-offline.sh "$1" "${PORTS[@]}"; then
+            return 0
+        fi
+        echo "i2pd start attempt $attempt failed; trying other ports" >&2
+    done
+    echo "ERROR: could not start i2pd" >&2
+    return 1
+}
