@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::config_file::line_of;
 use crate::tunnel::Endpoint;
 
 /// One declared tunnel, validated.
@@ -106,14 +107,6 @@ pub fn parse_endpoint(value: &str) -> Result<Endpoint, String> {
         }),
         _ => Err(format!("{value:?}: port must be a number in 1..65535")),
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 /// Parses the tunnels file `text`, read from `path` (key paths are taken relative to it).
