@@ -96,6 +96,13 @@ impl Channel {
     }
 }
 
+/// Keeps `cx`'s waker in `slot` (unless the one there already wakes the same task).
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
+    }
+}
+
 /// Wakes `waker` (taken out of the queue) after the lock is released.
 fn wake(waker: Option<Waker>) {
     if let Some(w) = waker {
@@ -138,6 +145,17 @@ impl fmt::Debug for LocalStream {
 }
 
 impl Queue {
+    /// Whether the writing end may still queue bytes: not shut down, reader not gone.
+    fn writable(&self) -> io::Result<()> {
+        if self.write_closed {
+            return Err(shut_down());
+        }
+        if self.read_closed {
+            return Err(broken_pipe());
+        }
+        Ok(())
+    }
+
     /// Closes the pipe if the writer released it and nothing waits in it.
     fn maybe_close_pipe(&mut self) {
         if self.release_pipe && self.piped == 0 {
@@ -198,18 +216,13 @@ impl LocalStream {
     /// Fails if this end was shut down for writing or the other end is gone.
     pub fn poll_ready_send(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut q = self.out.lock();
-        if q.write_closed {
-            return Poll::Ready(Err(shut_down()));
-        }
-        if q.read_closed {
-            return Poll::Ready(Err(broken_pipe()));
+        if let Err(e) = q.writable() {
+            return Poll::Ready(Err(e));
         }
         if q.queued < self.capacity {
             return Poll::Ready(Ok(()));
         }
-        if !q.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            q.writer = Some(cx.waker().clone());
-        }
+        park(&mut q.writer, cx);
         Poll::Pending
     }
 
@@ -235,24 +248,12 @@ impl LocalStream {
     }
 
     fn check_open(&self) -> io::Result<()> {
-        let q = self.out.lock();
-        if q.write_closed {
-            return Err(shut_down());
-        }
-        if q.read_closed {
-            return Err(broken_pipe());
-        }
-        Ok(())
+        self.out.lock().writable()
     }
 
     fn push_item(&self, item: Item, n: usize) -> io::Result<()> {
         let mut q = self.out.lock();
-        if q.write_closed {
-            return Err(shut_down());
-        }
-        if q.read_closed {
-            return Err(broken_pipe());
-        }
+        q.writable()?;
         q.queued += n;
         if let Item::Piped(_) = item {
             q.piped += n;
@@ -281,12 +282,7 @@ impl LocalStream {
     #[cfg(target_os = "linux")]
     pub fn send_pipe(&self) -> io::Result<Arc<Pipe>> {
         let mut q = self.out.lock();
-        if q.write_closed {
-            return Err(shut_down());
-        }
-        if q.read_closed {
-            return Err(broken_pipe());
-        }
+        q.writable()?;
         q.release_pipe = false;
         if let Some(pipe) = &q.pipe {
             return Ok(Arc::clone(pipe));
@@ -327,9 +323,7 @@ impl LocalStream {
             if q.piped < limit {
                 return Poll::Ready(Ok(()));
             }
-            if !q.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                q.writer = Some(cx.waker().clone());
-            }
+            park(&mut q.writer, cx);
             Poll::Pending
         })
         .await
@@ -374,9 +368,7 @@ impl LocalStream {
             },
             None if q.write_closed => Poll::Ready(None),
             None => {
-                if !q.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    q.reader = Some(cx.waker().clone());
-                }
+                park(&mut q.reader, cx);
                 Poll::Pending
             }
         }
@@ -449,9 +441,7 @@ impl AsyncRead for LocalStream {
                 if q.write_closed {
                     return Poll::Ready(Ok(()));
                 }
-                if !q.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    q.reader = Some(cx.waker().clone());
-                }
+                park(&mut q.reader, cx);
                 return Poll::Pending;
             }
             Some(Item::Data(front)) => {
@@ -487,16 +477,11 @@ impl AsyncWrite for LocalStream {
             return Poll::Ready(Ok(0));
         }
         let mut q = self.out.lock();
-        if q.write_closed {
-            return Poll::Ready(Err(shut_down()));
-        }
-        if q.read_closed {
-            return Poll::Ready(Err(broken_pipe()));
+        if let Err(e) = q.writable() {
+            return Poll::Ready(Err(e));
         }
         if q.queued >= self.capacity {
-            if !q.writer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                q.writer = Some(cx.waker().clone());
-            }
+            park(&mut q.writer, cx);
             return Poll::Pending;
         }
         // Copying in, the queue never exceeds `capacity`.
