@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use bob_codec::Dialect;
 use bob_integration_tests::{
-    BobClient, TestServer, free_port, local_core, poll_until, start_server_with_launcher,
-    test_config, within,
+    TestServer, free_port, local_core, poll_until, start_server_with_launcher, test_config, within,
 };
 use bob_server::registry::{ActiveTunnel, Launcher};
 use bob_server::tunnel::{RunningTunnel, TunnelStats};
@@ -52,20 +51,6 @@ async fn failures(stats: &StatsMap, nick: &str, n: u64) -> u64 {
         (failed >= n).then_some(failed)
     })
     .await
-}
-
-/// A quiet server tunnel `nick` connecting to `outport`; returns its destination.
-async fn server_tunnel(c: &mut BobClient, nick: &str, outport: u16) -> String {
-    let dest = c.new_tunnel(nick).await;
-    c.expect(&format!("outport {outport}"), "OK outbound port set")
-        .await;
-    c.expect("quiet true", "OK Quiet set").await;
-    let started = c.cmd("start").await;
-    assert!(
-        started.eq_ignore_ascii_case("OK tunnel starting\n"),
-        "{started}"
-    );
-    dest
 }
 
 /// An echo application; every connection reports on `ends` when it is over.
@@ -141,7 +126,7 @@ async fn refused_sink_closes_the_application_and_the_tunnel_keeps_serving() {
     let mut c = server.client().await;
     // nothing listens on outport (yet)
     let outport = free_port();
-    let srv = server_tunnel(&mut c, "srv", outport).await;
+    let srv = c.quiet_server_tunnel("srv", outport).await;
     c.new_tunnel("cli").await;
     let inport = c.start_inbound().await;
 
@@ -190,7 +175,7 @@ async fn sink_reset_mid_transfer_ends_that_connection_only() {
             });
         }
     });
-    let srv = server_tunnel(&mut c, "srv", flaky.port()).await;
+    let srv = c.quiet_server_tunnel("srv", flaky.port()).await;
     c.new_tunnel("cli").await;
     let inport = c.start_inbound().await;
 
@@ -211,7 +196,7 @@ async fn application_reset_mid_transfer_reaches_the_sink_and_spares_others() {
     let (server, stats) = server().await;
     let mut c = server.client().await;
     let (sink, mut ends) = echo_sink().await;
-    let srv = server_tunnel(&mut c, "srv", sink.port()).await;
+    let srv = c.quiet_server_tunnel("srv", sink.port()).await;
     c.new_tunnel("cli").await;
     let inport = c.start_inbound().await;
 

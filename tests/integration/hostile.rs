@@ -26,15 +26,7 @@ const STALL: Duration = Duration::from_secs(2);
 /// A server tunnel `srv` (quiet, outbound to `sink`) and a client tunnel `cli`;
 /// returns (srv destination, cli inport).
 async fn pair(c: &mut BobClient, sink: SocketAddr) -> (String, u16) {
-    let srv = c.new_tunnel("srv").await;
-    c.expect(&format!("outport {}", sink.port()), "OK outbound port set")
-        .await;
-    c.expect("quiet true", "OK Quiet set").await;
-    let started = c.cmd("start").await;
-    assert!(
-        started.eq_ignore_ascii_case("OK tunnel starting\n"),
-        "{started}"
-    );
+    let srv = c.quiet_server_tunnel("srv", sink.port()).await;
     c.new_tunnel("cli").await;
     (srv, c.start_inbound().await)
 }

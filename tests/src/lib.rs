@@ -304,6 +304,21 @@ impl BobClient {
         self.ok_text("newkeys").await
     }
 
+    /// A started quiet server tunnel `nickname` connecting to `outport` (on the default
+    /// outhost); returns its destination.
+    pub async fn quiet_server_tunnel(&mut self, nickname: &str, outport: u16) -> String {
+        let dest = self.new_tunnel(nickname).await;
+        self.expect(&format!("outport {outport}"), "OK outbound port set")
+            .await;
+        self.expect("quiet true", "OK Quiet set").await;
+        let started = self.cmd("start").await;
+        assert!(
+            started.eq_ignore_ascii_case("OK tunnel starting\n"),
+            "{started}"
+        );
+        dest
+    }
+
     /// `inport <free port>` + `start` on the selected tunnel; returns the port. Retries
     /// with another port when the one picked was taken in between (a lost port race).
     ///
