@@ -27,8 +27,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
-use super::outbound::finish;
-use super::pipe;
 use super::{Accepted, Shared};
 use crate::backend::{BoxStream, CoreError, Target};
 
@@ -76,15 +74,7 @@ async fn relay(socket: TcpStream, shared: &Shared) {
     let Some((socket, stream)) = set_up(socket, shared).await else {
         return;
     };
-    let end = pipe::relay(
-        socket,
-        stream,
-        shared.stats.bytes_out.clone(),
-        shared.stats.bytes_in.clone(),
-        &shared.cancel,
-    )
-    .await;
-    finish(shared, end);
+    shared.relay(socket, stream).await;
 }
 
 /// Reads the destination line, connects, forwards the early bytes. `None` when the

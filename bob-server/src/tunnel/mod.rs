@@ -30,18 +30,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keytools::{Destination, PrivateKeys};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::backend::{CoreError, Options, Session, StreamingCore};
+use crate::backend::{BoxStream, CoreError, Options, Session, StreamingCore};
 
 mod inbound;
 mod outbound;
 mod pipe;
 
+use pipe::PipeEnd;
 pub use pipe::{COPY_BUFFER, PIPE_BUFFER};
 
 #[cfg(feature = "fuzzing")]
@@ -288,6 +289,29 @@ struct Shared {
     stats: Arc<TunnelStats>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+}
+
+impl Shared {
+    /// Relays a connection that is set up (both sides count its bytes the same way:
+    /// out of the socket is `bytes_out`), then logs how it ended and counts a failure.
+    async fn relay(&self, socket: TcpStream, stream: BoxStream) {
+        let end = pipe::relay(
+            socket,
+            stream,
+            self.stats.bytes_out.clone(),
+            self.stats.bytes_in.clone(),
+            &self.cancel,
+        )
+        .await;
+        match end {
+            PipeEnd::Finished => tracing::debug!("connection finished"),
+            PipeEnd::Cancelled => tracing::debug!("connection ended by stop"),
+            PipeEnd::Failed(e) => {
+                self.stats.count_failure();
+                tracing::debug!(error = %e, "connection failed");
+            }
+        }
+    }
 }
 
 /// A started tunnel: the backend session, the inbound listener (if any) and the

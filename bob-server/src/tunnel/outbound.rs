@@ -17,7 +17,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use super::pipe::{PipeEnd, relay};
 use super::{Accepted, Endpoint, Shared};
 use crate::backend::{BoxStream, CoreError, Incoming};
 
@@ -113,15 +112,7 @@ async fn serve(incoming: Incoming, out: Arc<Target>, quiet: bool, shared: Shared
     let Some((socket, stream)) = set_up(incoming, &out, quiet, &shared).await else {
         return;
     };
-    let end = relay(
-        socket,
-        stream,
-        shared.stats.bytes_out.clone(),
-        shared.stats.bytes_in.clone(),
-        &shared.cancel,
-    )
-    .await;
-    finish(&shared, end);
+    shared.relay(socket, stream).await;
 }
 
 /// Connects to `outhost:outport` and writes the peer line unless quiet. `None` when
@@ -181,16 +172,4 @@ async fn set_up(
         }
     }
     Some((socket, stream))
-}
-
-/// Logs and counts how a relay ended.
-pub(super) fn finish(shared: &Shared, end: PipeEnd) {
-    match end {
-        PipeEnd::Finished => tracing::debug!("connection finished"),
-        PipeEnd::Cancelled => tracing::debug!("connection ended by stop"),
-        PipeEnd::Failed(e) => {
-            shared.stats.count_failure();
-            tracing::debug!(error = %e, "connection failed");
-        }
-    }
 }
