@@ -8,6 +8,7 @@
 //! and built-in defaults, in that order of precedence (see `bob_server::config_file`).
 //! `--tunnels FILE` declares tunnels that are created and started at boot.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
@@ -29,15 +30,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-/// What `--help` says about the backend.
-const BACKEND_NOTE: &str = "Without --router the backend is `local`: an in-process network \
-that reaches NO I2P network; tunnels of this server can only reach each other. With \
---router sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3.
+/// What the server logs at start and `--help` says about the backend.
+macro_rules! backend_note {
+    () => {
+        "Without --router the backend is `local`: an in-process network that reaches NO I2P \
+network; tunnels of this server can only reach each other. With --router \
+sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3."
+    };
+}
+
+/// The text after `--help`'s option list: the backend, then where settings come from.
+const AFTER_HELP: &str = concat!(
+    backend_note!(),
+    "
 
 Every option can also be set by the environment variable named after it (BOB_LISTEN, \
 BOB_STATE_DIR, ...) or in the --config file (listen = \"...\", state-dir = \"...\"); a \
 flag beats the environment, which beats the file, which beats the built-in default. \
---print-config shows the result.";
+--print-config shows the result."
+);
 
 /// Extra time a declared tunnel may take to start, over the session timeout.
 const BOOT_MARGIN: Duration = Duration::from_secs(30);
@@ -52,7 +63,7 @@ enum DialectArg {
 
 /// BOB (Basic Open Bridge) server for I2P.
 #[derive(Debug, Parser)]
-#[command(name = "bob-server", version, about, after_help = BACKEND_NOTE)]
+#[command(name = "bob-server", version, about, after_help = AFTER_HELP)]
 struct Args {
     /// TOML configuration file; flags and BOB_* variables override its values
     #[arg(long, value_name = "FILE", env = "BOB_CONFIG")]
@@ -255,6 +266,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // colour codes only for a terminal, not for journald, files or pipes
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -269,7 +282,7 @@ async fn serve(
     decls: Vec<tunnels_file::TunnelDecl>,
 ) -> anyhow::Result<()> {
     let core = make_core(&config.backend)?;
-    info!(backend = core.name(), "{BACKEND_NOTE}");
+    info!(backend = core.name(), backend_note!());
     let deadline = boot_deadline(&config);
     let mut server = Server::bind(config.clone(), core)
         .await
