@@ -24,21 +24,17 @@
 //! Start a server in-process with [`server::Server::bind`] and [`server::Server::run`].
 
 pub mod backend;
-pub mod boot;
 pub mod cli_docs;
 pub mod config;
-pub mod config_file;
 pub mod control;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod keyfile;
-pub mod messages;
 pub mod metrics;
 pub mod registry;
 pub mod server;
-pub mod state;
+pub mod service;
+pub mod storage;
 pub mod tunnel;
-pub mod tunnels_file;
 
 pub use control::tunnel_launcher;

@@ -28,7 +28,7 @@
 //! is logged and stays in the registry, stopped). A damaged file is logged with the path
 //! where it was kept aside and the server starts with what could be read (often
 //! nothing). From then on every change is saved before its reply is sent (see
-//! [`crate::state::Persister`]). Stopping the server does not mark tunnels stopped.
+//! [`crate::storage::state::Persister`]). Stopping the server does not mark tunnels stopped.
 //!
 //! # Metrics (`Config::metrics_listen`)
 //! The Prometheus endpoint is bound next to the control port (same loopback rule) and
@@ -49,10 +49,10 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::backend::StreamingCore;
 use crate::config::{Config, ConfigError};
 use crate::control;
-use crate::messages::Messages;
+use crate::control::messages::Messages;
 use crate::metrics;
 use crate::registry::{Launcher, Registry};
-use crate::state::{Persister, StateError, StateStore};
+use crate::storage::state::{Persister, StateError, StateStore};
 
 /// Restored tunnels started at once after a restart (a router is not flooded with
 /// hundreds of session requests).
@@ -253,7 +253,7 @@ impl Server {
     }
 
     /// Keeps [`Server::run`] from starting `nickname` again as a restored tunnel: the
-    /// caller (boot from a tunnels file, [`crate::boot`]) has replaced that entry and
+    /// caller (boot from a tunnels file, [`crate::service::boot`]) has replaced that entry and
     /// decides itself whether it runs.
     pub fn skip_restart(&mut self, nickname: &str) {
         self.restore.to_start.retain(|n| n != nickname);

@@ -17,7 +17,7 @@ use tracing::{debug, info};
 use super::{After, Connection, lifecycle};
 use crate::backend::{CoreError, Target};
 use crate::config::{MAX_OPTIONS_PER_TUNNEL, parse_crypto_type, parse_sig_type};
-use crate::messages::Messages;
+use crate::control::messages::Messages;
 use crate::registry::{Entry, Registry, RegistryError};
 use crate::server::Shared;
 

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::Connection;
 use crate::backend::{BoxFuture, CoreError, Session};
-use crate::messages::Missing;
+use crate::control::messages::Missing;
 use crate::registry::{ActiveTunnel, Launcher, Registry, RegistryError, StartTicket};
 use crate::server::Shared;
 use crate::tunnel::{RunningTunnel, StartError, TunnelStats};

@@ -6,6 +6,7 @@
 
 mod handlers;
 mod lifecycle;
+pub mod messages;
 
 use std::sync::Arc;
 

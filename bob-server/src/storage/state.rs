@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::keyfile::{KeyFileError, write_private_file};
+use crate::storage::keyfile::{KeyFileError, write_private_file};
 use crate::registry::Registry;
 
 /// The state file's name inside the state directory.

@@ -4,6 +4,9 @@
 //! The binary fills a [`Config`] from its command line; tests build one with
 //! [`Config::default`] and change the fields they need.
 
+pub mod file;
+pub mod tunnels;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -16,7 +16,7 @@
 //! Every change that the state file (`--state-dir`) must reflect bumps a generation
 //! counter under the same lock; [`Registry::generation`] tells whether anything changed
 //! since a save, and a snapshot carries the generation it was taken at, so a slow save
-//! of an older snapshot never overwrites a newer one (see [`crate::state`]).
+//! of an older snapshot never overwrites a newer one (see [`crate::storage::state`]).
 //! The remembered "was running" flag of an entry is set when a `start` succeeds and
 //! cleared by `stop` or a failed start, but not by the server's own shutdown: tunnels that
 //! run when the server stops run again after a restart.
@@ -31,7 +31,7 @@ use keytools::PrivateKeys;
 
 use crate::backend::{BoxFuture, Options, Session, StreamingCore};
 use crate::config::MAX_OPTIONS_PER_TUNNEL;
-use crate::state::TunnelRecord;
+use crate::storage::state::TunnelRecord;
 use crate::tunnel::{Endpoint, StartError, StatsSnapshot, TunnelLimits, TunnelSpec, TunnelStats};
 
 /// Host used for `inhost`/`outhost` until set (Java's default).
