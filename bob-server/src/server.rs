@@ -93,7 +93,7 @@ pub enum ServerError {
 
 /// State shared by the accept loop, every connection and every tunnel task.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct Service {
     /// the configuration
     pub(crate) config: Config,
     /// reply strings of the configured dialect
@@ -114,7 +114,7 @@ pub(crate) struct Shared {
     pub(crate) persister: Option<Persister>,
 }
 
-impl Shared {
+impl Service {
     /// Saves the registry if it changed since the last save, and waits until the file is
     /// durable. A failure is logged: the change stays live but would not survive a
     /// restart.
@@ -300,7 +300,7 @@ impl Server {
             Some((std_listener, addr)) => Some((TcpListener::from_std(std_listener)?, addr)),
             None => None,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Service {
             messages: Messages::new(config.dialect),
             config,
             core,
@@ -448,7 +448,7 @@ fn restore_registry(store: &StateStore, registry: &Registry) -> Result<RestoreRe
 
 /// Starts the restored tunnels that were running, then saves the registry once (a
 /// tunnel that did not start is saved as stopped).
-async fn restart_restored(shared: Arc<Shared>, names: Vec<String>) {
+async fn restart_restored(shared: Arc<Service>, names: Vec<String>) {
     use futures::StreamExt;
     let starts = names.into_iter().map(|name| {
         let shared = shared.clone();
@@ -475,7 +475,7 @@ async fn restart_restored(shared: Arc<Shared>, names: Vec<String>) {
 
 async fn accept_loop(
     listener: &TcpListener,
-    shared: &Arc<Shared>,
+    shared: &Arc<Service>,
     connections: &TaskTracker,
     shutdown: &CancellationToken,
 ) {

@@ -438,7 +438,10 @@ start = false
             let mode = std::fs::metadata(&path).expect(keys).permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{keys}");
         }
-        assert!(bob_server::storage::keyfile::read_key_file(&path).is_ok(), "{keys}");
+        assert!(
+            bob_server::storage::keyfile::read_key_file(&path).is_ok(),
+            "{keys}"
+        );
     }
     let srv = bob_server::storage::keyfile::read_key_file(&dir.join("srv.keys")).unwrap();
     assert_eq!(srv.destination().sig_type(), keytools::SigType::Ed25519);

@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod tunnels;
+pub mod values;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -23,11 +23,11 @@ use keytools::PrivateKeys;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::config::tunnels::TunnelDecl;
 use crate::config::{Config, MAX_OPTIONS_PER_TUNNEL};
-use crate::storage::keyfile::{read_key_file, write_key_file};
 use crate::registry::{Registry, RegistryError};
 use crate::server::Server;
-use crate::config::tunnels::TunnelDecl;
+use crate::storage::keyfile::{read_key_file, write_key_file};
 
 /// Longest reply line read from the control port during boot.
 const MAX_REPLY: u64 = 64 * 1024;
