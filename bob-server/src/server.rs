@@ -316,7 +316,7 @@ impl Server {
         let metrics_task = metrics.map(|(listener, addr)| {
             info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
             let registry = shared.registry.clone();
-            let source: metrics::MetricsSource = Arc::new(move || registry.metrics());
+            let source = metrics::registry_source(registry);
             tokio::spawn(metrics::serve(listener, source, shared.stop.clone()))
         });
         if shared.persister.is_some() {
