@@ -314,7 +314,7 @@ impl Server {
         info!(%local_addr, backend = shared.core.name(), dialect = ?shared.config.dialect, "BOB control server running");
 
         let metrics_task = metrics.map(|(listener, addr)| {
-            info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
+            info!(%addr, "serving Prometheus metrics on http://{addr}/metrics and the status page on http://{addr}/");
             let registry = shared.registry.clone();
             let source = metrics::registry_source(registry);
             tokio::spawn(metrics::serve(listener, source, shared.stop.clone()))
