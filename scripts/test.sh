@@ -12,17 +12,28 @@ cd "$(dirname "$0")/.."
 
 CI=${CI:-false}
 
-# What the tests need from the system: i2pd (real-router tests) and netcat (the nc-client
-# example). Installed with apt-get when missing and we run as root.
+# What the tests need from the system: i2pd (real-router tests), netcat (the nc-client
+# example) and chromium (the status page in a headless browser). Installed with apt-get
+# when missing and we run as root.
 MISSING=()
 command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
 command -v nc >/dev/null 2>&1 || MISSING+=(netcat-openbsd)
+command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
 if [ "${#MISSING[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing ${MISSING[*]} (apt-get)"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}"
     fi
+fi
+
+# The browser test fails under CI=true without chromium and warns otherwise.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$CI" = true ]; then
+        echo "ERROR: CI=true and chromium is not installed (and could not be: need root + apt-get)" >&2
+        exit 1
+    fi
+    echo "!!!! chromium is not installed: the status page browser test will NOT run (install: apt-get install chromium) !!!!" >&2
 fi
 
 # shellcheck source=lib/ports.sh

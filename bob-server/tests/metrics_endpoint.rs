@@ -217,3 +217,117 @@ async fn stalled_scrapers_keep_memory_bounded_and_do_not_block_control_or_sigter
     std::net::TcpListener::bind(server.metrics).expect("metrics port released");
     drop((scrapers, bob, other));
 }
+
+/// Chromium's binary, or `None` (a test failure with `CI=true`: scripts/test.sh installs it).
+fn chromium() -> Option<String> {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return Some(name.to_owned());
+        }
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and chromium is not installed (apt-get install chromium)"
+    );
+    eprintln!("!!!! chromium is not installed: the status page browser test did NOT run !!!!");
+    None
+}
+
+/// Runs headless chromium on `url` with `args`; its stdout.
+async fn headless(browser: &str, profile: &std::path::Path, args: &[&str], url: &str) -> String {
+    let out = within(
+        "headless chromium",
+        Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(args)
+            .arg(url)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The status page in a real browser: tunnel names (a hostile one escaped), states,
+/// destination and ports in the DOM; a screenshot is taken (kept at
+/// `$BOB_STATUS_SCREENSHOT` when set, as for docs/status-page.png).
+#[tokio::test]
+async fn the_status_page_renders_in_a_headless_browser() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let server = Server::spawn().await;
+    let mut bob = Bob::connect(server.control).await;
+    // a running server tunnel with keys
+    bob.ok("setnick web").await;
+    let dest = bob.ok("newkeys").await;
+    let dest = dest
+        .strip_prefix("OK ")
+        .expect("newkeys answers the destination");
+    let b32 = keytools::Destination::from_base64(dest)
+        .expect("destination")
+        .b32();
+    bob.ok("outhost 127.0.0.1").await;
+    bob.ok(&format!("outport {}", support::free_port())).await;
+    bob.ok("start").await;
+    // a stopped client tunnel whose name is markup
+    bob.ok("setnick <b>bold</b>&co").await;
+    bob.ok("inport 2827").await;
+
+    let profile = std::env::temp_dir().join(format!("bob-chromium-{}", std::process::id()));
+    let url = format!("http://{}/", server.metrics);
+    let dom = headless(&browser, &profile, &["--dump-dom"], &url).await;
+    assert!(dom.contains("<td class=\"nick\">web</td>"), "{dom}");
+    assert!(
+        dom.contains("<span class=\"state running\">RUNNING</span>"),
+        "{dom}"
+    );
+    assert!(dom.contains(&format!("<code>{b32}</code>")), "{dom}");
+    // the markup nickname is text, not elements
+    assert!(
+        dom.contains("<td class=\"nick\">&lt;b&gt;bold&lt;/b&gt;&amp;co</td>"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<b>"), "{dom}");
+    assert!(
+        dom.contains("<span class=\"state stopped\">STOPPED</span>"),
+        "{dom}"
+    );
+    assert!(dom.contains("2 tunnels, 1 running"), "{dom}");
+    assert_eq!(dom.matches("<svg class=\"chart\"").count(), 2, "{dom}");
+
+    let shot = std::env::var("BOB_STATUS_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| profile.join("status.png"));
+    let shot = std::path::absolute(&shot).expect("screenshot path");
+    headless(
+        &browser,
+        &profile,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,360",
+        ],
+        &url,
+    )
+    .await;
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 4096);
+    let _ = std::fs::remove_dir_all(&profile);
+}

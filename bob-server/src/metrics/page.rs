@@ -20,8 +20,8 @@ table{border-collapse:collapse;background:#fff;box-shadow:0 1px 3px #0002}\
 th,td{padding:.45em .7em;border-bottom:1px solid #e4e4e4;text-align:left;vertical-align:middle}\
 th{background:#f0f0f0;font-weight:600;font-size:.85em;color:#444}\
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
-td.nick{font-weight:600;word-break:break-all;max-width:16em}\
-code{font-size:.85em;word-break:break-all}\
+td.nick{font-weight:600;overflow-wrap:anywhere;max-width:16em}\
+code{font-size:.85em;word-break:break-all}code.ep{white-space:nowrap;word-break:normal}\
 .state{display:inline-block;padding:.1em .5em;border-radius:.8em;font-size:.8em;font-weight:600}\
 .running{background:#d5f5dd;color:#17692c}.stopped{background:#eee;color:#555}\
 .starting,.stopping{background:#fff1c2;color:#7a5a00}\
@@ -62,7 +62,7 @@ fn human(bytes: f64) -> String {
 
 fn endpoint(host: &str, port: Option<u16>) -> String {
     match port {
-        Some(port) => format!("<code>{}:{port}</code>", escape(host)),
+        Some(port) => format!("<code class=\"ep\">{}:{port}</code>", escape(host)),
         None => "<span class=\"none\">—</span>".to_owned(),
     }
 }
@@ -231,7 +231,8 @@ mod tests {
         assert!(page.contains("<span class=\"state running\">RUNNING</span>"));
         assert!(page.contains("<span class=\"state stopped\">STOPPED</span>"));
         assert!(page.contains(&format!("<code>{}.b32.i2p</code>", "a".repeat(52))));
-        assert!(page.contains("<code>localhost:8080</code>") && page.contains("localhost:80<"));
+        assert!(page.contains("<code class=\"ep\">localhost:8080</code>"));
+        assert!(page.contains("<code class=\"ep\">localhost:80</code>"));
         assert!(page.contains("1 / 3 / 2") && page.contains("10 B / 20 B"));
         assert!(page.contains("we&quot;ird\\"));
         assert!(page.contains("2 tunnels, 1 running"));
