@@ -315,7 +315,7 @@ fn vanity_bench_reports_rates() {
 fn vanity_stops_cleanly_on_ctrl_c() {
     use std::io::{BufRead, BufReader};
     let mut child = bin()
-        .args(["vanity", "zzzzzzzzzzzz", "-j", "1"])
+        .args(["vanity", "zzzzzzzzzzzz", "-j", "1", "--force"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
