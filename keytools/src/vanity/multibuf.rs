@@ -625,21 +625,25 @@ mod shani {
                 let (w0, _) = Job::counter_words(counter + (base + j) as u64);
                 *wj = [v4([w0, w1, a[2], a[3]]), wconst[0], wconst[1], wconst[2]];
             }
-            // first block: rounds 0..16 from the message, 16..64 with the schedule
-            for r in 0..4 {
-                for j in 0..N {
-                    rounds4(&mut abef[j], &mut cdgh[j], _mm_add_epi32(w[j][r], k[r]));
-                }
+            // first block: rounds 0..16 from the message, 16..64 with the schedule; unrolled
+            // by the macro so every index is a constant and the arrays live in registers
+            macro_rules! quad {
+                ($($r:literal)*) => {$(
+                    for j in 0..N {
+                        let wj = &mut w[j];
+                        if $r >= 4 {
+                            wj[$r % 4] = schedule(
+                                wj[$r % 4],
+                                wj[($r + 1) % 4],
+                                wj[($r + 2) % 4],
+                                wj[($r + 3) % 4],
+                            );
+                        }
+                        rounds4(&mut abef[j], &mut cdgh[j], _mm_add_epi32(wj[$r % 4], k[$r]));
+                    }
+                )*};
             }
-            for r in 4..16 {
-                for j in 0..N {
-                    let wj = &mut w[j];
-                    let next =
-                        schedule(wj[r % 4], wj[(r + 1) % 4], wj[(r + 2) % 4], wj[(r + 3) % 4]);
-                    wj[r % 4] = next;
-                    rounds4(&mut abef[j], &mut cdgh[j], _mm_add_epi32(next, k[r]));
-                }
-            }
+            quad!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
             let mut save_abef = [abef0; N];
             let mut save_cdgh = [cdgh0; N];
             for j in 0..N {
@@ -649,11 +653,14 @@ mod shani {
                 save_cdgh[j] = cdgh[j];
             }
             // second block: constant K + W
-            for kw in kwb {
-                for j in 0..N {
-                    rounds4(&mut abef[j], &mut cdgh[j], kw);
-                }
+            macro_rules! quad_b {
+                ($($r:literal)*) => {$(
+                    for j in 0..N {
+                        rounds4(&mut abef[j], &mut cdgh[j], kwb[$r]);
+                    }
+                )*};
             }
+            quad_b!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
             for j in 0..N {
                 let x = _mm_add_epi32(abef[j], save_abef[j]);
                 let y = _mm_add_epi32(cdgh[j], save_cdgh[j]);
