@@ -252,11 +252,9 @@ pub fn search_each(
     tries: &AtomicU64,
     on_hit: &(dyn Fn(Hit) -> bool + Sync),
 ) -> Result<(), KeyError> {
-    let batch: u64 = if opts.path.is_none() {
-        1 << 12
-    } else {
-        1 << 16
-    };
+    // small enough that a stop is seen within milliseconds even on the slowest path (debug
+    // builds included), large enough that the shared counter is touched rarely
+    let batch: u64 = if opts.path.is_none() { 1 << 6 } else { 1 << 9 };
     let error: Mutex<Option<KeyError>> = Mutex::new(None);
     let hits = Mutex::new(());
     std::thread::scope(|s| {

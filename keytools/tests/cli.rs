@@ -304,11 +304,21 @@ fn vanity_one_char_prefix() {
 
 #[test]
 fn vanity_bench_reports_rates() {
-    let o = run(&["vanity", "--bench", "0.2", "-j", "1"]);
+    let o = run(&["vanity", "--bench", "0.05", "-j", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("candidates/s"), "{out}");
     assert!(out.contains("naive"), "{out}");
+    assert!(out.contains("2 thread(s)"), "{out}");
+    // a row per path this CPU has, each with a positive rate
+    for p in keytools::vanity::Path::available() {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", p.name())))
+            .unwrap_or_else(|| panic!("no row for {p}: {out}"));
+        assert!(!row.contains(" 0 "), "{row}");
+    }
+    assert_clean_failure(&run(&["vanity", "--bench", "0"]));
 }
 
 #[test]
