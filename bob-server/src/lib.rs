@@ -45,4 +45,4 @@ pub mod service;
 pub mod storage;
 pub mod tunnel;
 
-pub use control::tunnel_launcher;
+pub use service::tunnel_launcher;
