@@ -10,9 +10,12 @@
 //!   and [`service::boot`] (tunnels declared in a tunnels file, started at boot).
 //! - [`registry`] — the global nickname → tunnel table (Java BOB's database);
 //!   [`registry::Entry`] is one named tunnel.
-//! - [`tunnel`] — a running tunnel's inbound listener and outbound acceptor, and the pipe.
+//! - [`tunnel`] — a running tunnel's inbound listener and outbound acceptor; each
+//!   connection's bytes are moved by the stream's own [`backend::ByteStream::relay`].
 //! - [`backend`] — the object-safe [`backend::StreamingCore`] seam and its backends
-//!   ([`backend::local`]: in-process network; [`backend::sam`]: SAMv3 to a real router).
+//!   ([`backend::local`]: in-process network; [`backend::sam`]: SAMv3 to a real router);
+//!   [`backend::relay`] is the default socket ↔ stream copy, which `local` overrides
+//!   with its zero-copy relay.
 //! - [`config`] — [`config::Config`] and its defaults; [`config::file`] — the TOML file
 //!   and the flag > environment > file > default layering; [`config::tunnels`] — the
 //!   tunnels file.

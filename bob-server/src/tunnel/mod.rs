@@ -36,14 +36,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::backend::relay::{RelayCounters, RelayEnd};
 use crate::backend::{BoxStream, CoreError, Options, Session, StreamingCore};
 
 mod inbound;
 mod outbound;
-mod pipe;
-
-use pipe::PipeEnd;
-pub use pipe::{COPY_BUFFER, PIPE_BUFFER};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use inbound::first_line_for_fuzzing;
@@ -295,18 +292,14 @@ impl TunnelContext {
     /// Relays a connection that is set up (both sides count its bytes the same way:
     /// out of the socket is `bytes_out`), then logs how it ended and counts a failure.
     async fn relay(&self, socket: TcpStream, stream: BoxStream) {
-        let end = pipe::relay(
-            socket,
-            stream,
-            self.stats.bytes_out.clone(),
-            self.stats.bytes_in.clone(),
-            &self.cancel,
-        )
-        .await;
-        match end {
-            PipeEnd::Finished => tracing::debug!("connection finished"),
-            PipeEnd::Cancelled => tracing::debug!("connection ended by stop"),
-            PipeEnd::Failed(e) => {
+        let counters = RelayCounters {
+            out: self.stats.bytes_out.clone(),
+            back: self.stats.bytes_in.clone(),
+        };
+        match stream.relay(socket, counters, &self.cancel).await {
+            RelayEnd::Finished => tracing::debug!("connection finished"),
+            RelayEnd::Cancelled => tracing::debug!("connection ended by stop"),
+            RelayEnd::Failed(e) => {
                 self.stats.count_failure();
                 tracing::debug!(error = %e, "connection failed");
             }
