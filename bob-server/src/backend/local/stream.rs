@@ -265,10 +265,10 @@ impl LocalStream {
         Ok(())
     }
 
-    /// Waits for room, then queues `chunk`.
+    /// Waits for room, then queues `chunk` as it is (no copy).
     ///
     /// # Errors
-    /// As [`LocalStream::push`].
+    /// `BrokenPipe` once the other end is gone or this end's write side is shut down.
     pub async fn send(&self, chunk: Bytes) -> io::Result<()> {
         self.ready_send().await?;
         self.push(chunk)
