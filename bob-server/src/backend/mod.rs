@@ -3,7 +3,18 @@
 //!
 //! A backend offers sessions (one per started tunnel, holding its keys and options);
 //! a session connects to destinations, accepts incoming streams with the peer's
-//! destination, and resolves names.
+//! destination, and resolves names. The streams it hands out relay themselves
+//! ([`ByteStream::relay`]), so a backend with a faster data path than
+//! `AsyncRead`/`AsyncWrite` copying keeps it behind this seam.
+//!
+//! # Datagrams (not yet)
+//! Every tunnel kind today is a stream kind ([`crate::tunnel::TunnelKind`]). UDP
+//! tunnels will need repliable and raw datagrams (SAM `STYLE=DATAGRAM`/`RAW`, or the
+//! embedded router's), which do not fit [`Session`]: that seam goes beside
+//! [`StreamingCore`] here, as a second object-safe trait that a backend may implement
+//! (a `DatagramCore` whose sessions send to and receive from destinations), and the
+//! datagram kind's arm of `TunnelKind::run` drives it. Nothing else changes: the
+//! registry, the service and the control code see only the tunnel's kind.
 
 pub mod relay;
 pub mod sam;

@@ -21,7 +21,6 @@ pub mod boot;
 pub mod persist;
 pub mod restore;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -29,10 +28,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use self::persist::Persister;
-use crate::backend::{BoxFuture, CoreError, Session, StreamingCore};
+use crate::backend::{CoreError, StreamingCore};
 use crate::config::Config;
-use crate::registry::{ActiveTunnel, Launcher, Registry, RegistryError, StartTicket};
-use crate::tunnel::{RunningTunnel, StartError, TunnelStats};
+use crate::registry::{Launcher, Registry, RegistryError, StartTicket};
+use crate::tunnel::StartError;
+pub use crate::tunnel::tunnel_launcher;
 
 /// Registry, backend, persistence and tunnel tasks: what every control connection, the
 /// restore and the boot share.
@@ -280,34 +280,5 @@ impl Drop for StartGuard {
         if let Some(ticket) = self.ticket.take() {
             self.registry.finish_start(ticket, None);
         }
-    }
-}
-
-/// The data path's [`RunningTunnel`] as a [`Launcher`]: what a server uses unless a
-/// test supplies its own.
-pub fn tunnel_launcher() -> Launcher {
-    Arc::new(|core, spec, limits| {
-        Box::pin(async move {
-            let tunnel = RunningTunnel::start(core, spec, limits).await?;
-            Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
-        })
-    })
-}
-
-impl ActiveTunnel for RunningTunnel {
-    fn session(&self) -> Arc<dyn Session> {
-        Self::session(self).clone()
-    }
-
-    fn inbound_addr(&self) -> Option<SocketAddr> {
-        Self::inbound_addr(self)
-    }
-
-    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(Self::stop(*self))
-    }
-
-    fn stats(&self) -> Option<Arc<TunnelStats>> {
-        Some(Self::stats(self).clone())
     }
 }
