@@ -33,6 +33,8 @@
 //!
 //! Start a server in-process with [`server::Server::bind`] and [`server::Server::run`].
 
+#![warn(missing_docs)]
+
 pub mod backend;
 #[cfg(feature = "cli")]
 pub mod cli_docs;
