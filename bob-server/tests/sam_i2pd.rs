@@ -89,19 +89,6 @@ fn keys() -> PrivateKeys {
     PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).unwrap()
 }
 
-/// Deterministic test data (xorshift), so a mismatch shows an offset.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// Accepts on `session` forever: echoes every stream and reports its peer.
 fn echo_server(
     session: Arc<dyn Session>,
@@ -254,7 +241,7 @@ async fn sam_backend_against_i2pd() {
     let (echo_b, mut peers_b) = echo_server(Arc::clone(&sb));
 
     // 2. A -> B, 1 MiB echoed byte-exact; B learns A's destination
-    let data = pattern(1 << 20, 7);
+    let data = bob_testkit::pattern_seeded(1 << 20, 7);
     let t = Instant::now();
     echo_roundtrip(&*sa, Target::Destination(kb.destination().clone()), &data)
         .await
@@ -264,7 +251,7 @@ async fn sam_backend_against_i2pd() {
 
     // 2b. a half-close after the request does not cut off the reply (i2pd drops the
     //     whole stream when a SAM client half-closes; the backend holds it back)
-    let data = pattern(100_000, 11);
+    let data = bob_testkit::pattern_seeded(100_000, 11);
     let stream = sa
         .connect(Target::Destination(kb.destination().clone()))
         .await
@@ -284,7 +271,12 @@ async fn sam_backend_against_i2pd() {
     // 2c. the data path over i2pd: client tunnel -> server tunnel -> application, 1 MiB;
     //     the application first gets the client tunnel's destination (not quiet)
     let t = Instant::now();
-    tunnel_round_trip(inbound, &srv.destination().clone(), &pattern(1 << 20, 5)).await;
+    tunnel_round_trip(
+        inbound,
+        &srv.destination().clone(),
+        &bob_testkit::pattern_seeded(1 << 20, 5),
+    )
+    .await;
     let tunnel_first = t.elapsed();
     let line = app_lines.recv().await.expect("peer line");
     assert_eq!(line, format!("{}\n", kc.destination().to_base64()));

@@ -14,16 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod support;
 
-use support::{keys, local, pattern};
-
-/// Upper bound for anything a test waits for.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use support::{DEADLINE, keys, local, pattern, within};
 
 /// Polls `condition` until it holds, failing the test after [`DEADLINE`].
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {

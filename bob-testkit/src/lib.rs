@@ -41,6 +41,17 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// [`within`] with another limit (steps that wait for a real router).
+///
+/// # Panics
+/// When `limit` passes.
+pub async fn within_for<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {limit:?}: {what}"),
+    }
+}
+
 /// Polls `check` until it returns `Some`, up to the [`DEADLINE`].
 ///
 /// # Panics
@@ -182,6 +193,11 @@ impl TestClient {
         let mut client = Client::without_greeting(stream);
         client.set_timeout(Some(DEADLINE));
         Self { client }
+    }
+
+    /// Changes the limit of every later step (default [`DEADLINE`]).
+    pub fn set_deadline(&mut self, limit: Duration) {
+        self.client.set_timeout(Some(limit));
     }
 
     /// The [`bob_client::Client`] underneath, for typed calls.
