@@ -12,9 +12,7 @@ use keytools::PrivateKeys;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-mod support;
-
-use support::{DEADLINE, keys, local, pattern, within};
+use crate::support::{DEADLINE, keys, local, pattern, within};
 
 /// Polls `condition` until it holds, failing the test after [`DEADLINE`].
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {

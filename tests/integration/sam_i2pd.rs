@@ -28,8 +28,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-mod support;
-
 /// Options for i2pd 2.45 on one offline router (docs: real-router notes §1.1).
 const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quantity=1 \
      outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0";
@@ -211,7 +209,7 @@ async fn sam_backend_against_i2pd() {
     // ... together with a server tunnel and a client tunnel of the data path (the
     // registry hands tunnels their options; here the i2pd ones, like BOB `option`s)
     let dyn_core: Arc<dyn StreamingCore> = core.clone();
-    let (app, mut app_lines) = support::echo_app().await;
+    let (app, mut app_lines) = crate::support::echo_app().await;
     let (ks, kc) = (keys(), keys());
     let limits = TunnelLimits {
         session_timeout: ROUTER_LIMIT,

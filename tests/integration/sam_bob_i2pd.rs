@@ -20,8 +20,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-mod support;
-
 /// Options i2pd 2.45 needs on one offline router (passed with BOB `option`).
 const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quantity=1 \
      outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0";
@@ -119,8 +117,8 @@ async fn bob_tunnels_over_i2pd() {
     let bob_addr = server.local_addr();
     let shutdown = CancellationToken::new();
     let server_task = tokio::spawn(server.run(shutdown.clone()));
-    let (echo, mut peer_lines) = support::echo_app().await;
-    let inport = support::free_port();
+    let (echo, mut peer_lines) = crate::support::echo_app().await;
+    let inport = crate::support::free_port();
 
     // a server tunnel and a client tunnel, started in parallel on two connections
     let mut srv = Bob::connect(bob_addr).await;
@@ -139,7 +137,7 @@ async fn bob_tunnels_over_i2pd() {
 
     // 1 MiB through I2P; the server application first gets the client's destination
     let t = Instant::now();
-    round_trip(inport, &srv_dest, &support::pattern(1 << 20)).await;
+    round_trip(inport, &srv_dest, &crate::support::pattern(1 << 20)).await;
     let first = t.elapsed();
     let line = within("peer line", peer_lines.recv()).await.unwrap();
     assert_eq!(line, format!("{}\n", cli_dest.to_base64()));
