@@ -15,6 +15,7 @@ mod sam_bob_i2pd;
 mod sam_fake_router;
 mod sam_i2pd;
 mod shutdown;
+mod stats;
 mod support;
 mod tunnel_local;
 mod tunnels;
