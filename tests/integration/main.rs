@@ -17,5 +17,6 @@ mod sam_i2pd;
 mod shutdown;
 mod stats;
 mod support;
+mod transcripts;
 mod tunnel_local;
 mod tunnels;
