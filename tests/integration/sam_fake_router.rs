@@ -723,7 +723,22 @@ async fn accept_waiter_fails_on_close() {
     let session: Arc<dyn Session> = core.open_session(keys(), Vec::new()).await.unwrap();
     let s = Arc::clone(&session);
     let waiter = tokio::spawn(async move { s.accept().await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Park it for sure before the router goes: on this current-thread runtime the
+    // spawned task runs, when this one yields, up to its first wait that is not ready:
+    // with the link up and every acceptor outstanding that is the wait for a stream or a
+    // link change. (A sleep instead let the waiter start only after the drop, on the
+    // "router is down" path, so the test passed even if parked waiters were never woken.)
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::CurrentThread
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiter.is_finished(),
+        "accept returned while the router was up"
+    );
     session.close().await;
     let r = timeout(LIMIT, waiter).await.unwrap().unwrap();
     assert_eq!(r.unwrap_err(), CoreError::Closed);
@@ -890,7 +905,22 @@ async fn reconnects_after_the_router_drops_the_control_socket() {
     }
     let s = Arc::clone(&session);
     let waiter = tokio::spawn(async move { s.accept().await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Park it for sure before the router goes: on this current-thread runtime the
+    // spawned task runs, when this one yields, up to its first wait that is not ready:
+    // with the link up and every acceptor outstanding that is the wait for a stream or a
+    // link change. (A sleep instead let the waiter start only after the drop, on the
+    // "router is down" path, so the test passed even if parked waiters were never woken.)
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::CurrentThread
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiter.is_finished(),
+        "accept returned while the router was up"
+    );
 
     // the router goes away: control socket and pending accepts break
     flaky.drop_control.notify_one();
