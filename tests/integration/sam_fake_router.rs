@@ -723,11 +723,11 @@ async fn accept_waiter_fails_on_close() {
     let session: Arc<dyn Session> = core.open_session(keys(), Vec::new()).await.unwrap();
     let s = Arc::clone(&session);
     let waiter = tokio::spawn(async move { s.accept().await });
-    // Park it for sure before the router goes: on this current-thread runtime the
-    // spawned task runs, when this one yields, up to its first wait that is not ready:
-    // with the link up and every acceptor outstanding that is the wait for a stream or a
-    // link change. (A sleep instead let the waiter start only after the drop, on the
-    // "router is down" path, so the test passed even if parked waiters were never woken.)
+    // Park it for sure before the close: on this current-thread runtime the spawned task
+    // runs, when this one yields, up to its first wait that is not ready, the wait for a
+    // stream. (After a sleep the waiter could start only after the close and fail on the
+    // "closed" check at its top, so the test passed even if parked waiters were never
+    // woken by close.)
     assert_eq!(
         tokio::runtime::Handle::current().runtime_flavor(),
         tokio::runtime::RuntimeFlavor::CurrentThread
