@@ -67,7 +67,7 @@ echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
-# The README's first command is `cargo run --release -p bob-server`: the package has two
-# binaries, so check that `cargo run` picks the server (same build, debug profile).
+# The README's first command is `cargo run --release -p bob-server`: check that it runs the
+# server (same build, debug profile).
 echo "== cargo run -p bob-server -- --version"
 cargo run --locked -q -p bob-server -- --version

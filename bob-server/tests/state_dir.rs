@@ -11,7 +11,7 @@ use std::time::Duration;
 use bob_server::backend::local::LocalCore;
 use bob_server::config::Config;
 use bob_server::server::Server;
-use bob_server::state::{StateStore, TunnelRecord};
+use bob_server::storage::state::{StateStore, TunnelRecord};
 use keytools::{CryptoType, PrivateKeys, SigType};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -117,11 +117,10 @@ trait BobExt {
 impl BobExt for Bob {
     /// `list` as text, all lines.
     async fn list(&mut self) -> Vec<String> {
-        self.0.get_mut().write_all(b"list\n").await.unwrap();
+        self.0.send_raw(b"list\n").await;
         let mut lines = Vec::new();
         loop {
-            let mut line = String::new();
-            within("list", self.0.read_line(&mut line)).await.unwrap();
+            let line = self.0.read_line().await;
             let done = !line.starts_with("DATA ");
             lines.push(line.trim_end().to_owned());
             if done {

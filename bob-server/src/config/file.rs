@@ -1,0 +1,510 @@
+//! The `bob-server` configuration file (`--config FILE`) and the layering of settings.
+//!
+//! Every setting of the server can come from four places; the first that sets it wins:
+//! 1. a command-line flag (`--listen 127.0.0.1:2827`),
+//! 2. an environment variable (`BOB_LISTEN=127.0.0.1:2827`),
+//! 3. the configuration file (`listen = "127.0.0.1:2827"`),
+//! 4. the built-in default ([`Settings::builtin`]).
+//!
+//! One [`Settings`] value is one such layer, every field optional; [`Settings::over`]
+//! lays one layer over another and [`Settings::into_config`] turns the merged result into
+//! the server's [`Config`]. The same struct is what `bob-server --print-config` prints
+//! ([`Settings::to_toml`]), so its output can be read back as a configuration file.
+//!
+//! # File format
+//! ```toml
+//! listen = "127.0.0.1:2827"        # control address
+//! allow-remote = false             # permit a non-loopback listen/metrics address
+//! dialect = "java"                 # or "i2pd": reply strings only
+//! router = "sam://127.0.0.1:7656"  # SAMv3 backend; without it the in-process `local` core
+//! hosts = "hosts.txt"              # local core only: name=base64 lines for lookups
+//! newkeys-type = "DSA_SHA1"        # signature type of `newkeys` without an argument
+//! session-timeout = 90             # seconds the router may take to build a session (SAM)
+//! max-connections = 64             # simultaneous control connections
+//! max-tunnels = 1024               # tunnels in the registry
+//! lookup-timeout = 60              # seconds for `lookup` and `ping`
+//! first-line-timeout = 60          # seconds an application has to send its destination line
+//! connect-timeout = 60             # seconds an inbound connect to a destination may take
+//! max-tunnel-connections = 1024    # connections per tunnel side (inbound, outbound) at once
+//! state-dir = "/var/lib/bob-server" # save and restore the registry here
+//! metrics = "127.0.0.1:9100"       # Prometheus endpoint
+//! tunnels = "tunnels.toml"         # declarative tunnels started at boot
+//!
+//! [tunnel-options]                 # default options of every tunnel
+//! "inbound.length" = "2"
+//! ```
+//! Relative paths are taken relative to the directory of the file. Unknown keys are
+//! errors (a typo must not silently leave a default in place); every error names the
+//! file and the line.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bob_codec::Dialect;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::sam::{SamConfig, merge_options};
+use crate::config::{BackendConfig, Config, java_default_options};
+use crate::tunnel::TunnelLimits;
+
+pub use super::values::{DialectName, RouterUrl, SigTypeName, TunnelOptions};
+
+/// One layer of settings (a flag set, the environment, a file, or the defaults); `None`
+/// means "not set here".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// control address
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// allow non-loopback listen and metrics addresses
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_remote: Option<bool>,
+    /// reply strings
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<DialectName>,
+    /// SAMv3 router; `None` runs the in-process local core
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterUrl>,
+    /// hosts.txt of the local core
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<PathBuf>,
+    /// signature type of `newkeys` without an argument
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newkeys_type: Option<SigTypeName>,
+    /// seconds the router may take to create a session (SAM backend)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_timeout: Option<NonZeroU64>,
+    /// simultaneous control connections
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<NonZeroUsize>,
+    /// tunnels in the registry
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tunnels: Option<NonZeroUsize>,
+    /// seconds a `lookup` or `ping` may take
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup_timeout: Option<NonZeroU64>,
+    /// seconds an inbound application may take to send its destination line
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_line_timeout: Option<NonZeroU64>,
+    /// seconds an inbound connect to a destination may take
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<NonZeroU64>,
+    /// connections one side (inbound or outbound) of a tunnel serves at once
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tunnel_connections: Option<NonZeroUsize>,
+    /// where the registry is saved and restored
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Prometheus endpoint address
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
+    /// declarative tunnels file started at boot
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnels: Option<PathBuf>,
+    /// default options of every tunnel (a table, so it is written last)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel_options: Option<TunnelOptions>,
+}
+
+/// A configuration file that cannot be used, or settings that contradict each other.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// the file
+        file: String,
+        /// what the OS said
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or holds a bad or unknown key; `Display` is
+    /// `FILE:LINE: what is wrong`.
+    #[error("{file}:{line}: {message}")]
+    Parse {
+        /// the file
+        file: String,
+        /// 1-based line
+        line: usize,
+        /// toml's message (names the key for unknown keys)
+        message: String,
+    },
+    /// Two settings that cannot go together.
+    #[error("invalid configuration: {0}")]
+    Conflict(String),
+}
+
+/// The 1-based line of byte `offset` in `text` (for `FILE:LINE` error messages).
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The key of a `key = value` line when `offset` points into the value (toml's value
+/// errors carry the value's position but not the key's name).
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[line_start..offset].split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty()).then_some(key)
+}
+
+fn secs(s: Option<NonZeroU64>, fallback: Duration) -> Duration {
+    s.map_or(fallback, |n| Duration::from_secs(n.get()))
+}
+
+impl Settings {
+    /// The built-in defaults, every field that has one set (the fourth layer).
+    pub fn builtin() -> Self {
+        let config = Config::default();
+        let limits = TunnelLimits::default();
+        let sam = SamConfig::new("127.0.0.1:7656");
+        let nz = |d: Duration| NonZeroU64::new(d.as_secs());
+        Self {
+            listen: Some(config.listen),
+            allow_remote: Some(config.allow_remote),
+            dialect: Some(match config.dialect {
+                Dialect::Java => DialectName::Java,
+                Dialect::I2pd => DialectName::I2pd,
+            }),
+            router: None,
+            hosts: None,
+            newkeys_type: Some(SigTypeName(config.newkeys_sig)),
+            session_timeout: nz(sam.session_timeout),
+            max_connections: NonZeroUsize::new(config.max_connections),
+            max_tunnels: NonZeroUsize::new(config.max_tunnels),
+            lookup_timeout: nz(config.lookup_timeout),
+            first_line_timeout: nz(limits.first_line_timeout),
+            connect_timeout: nz(limits.connect_timeout),
+            max_tunnel_connections: NonZeroUsize::new(limits.max_connections),
+            state_dir: None,
+            metrics: None,
+            tunnels: None,
+            tunnel_options: Some(TunnelOptions::default()),
+        }
+    }
+
+    /// Parses a configuration file's text; `path` names it in errors and anchors its
+    /// relative paths.
+    ///
+    /// # Errors
+    /// [`ConfigFileError::Parse`] naming the line of bad TOML, an unknown key or a bad
+    /// value.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigFileError> {
+        let mut settings: Self = toml::from_str(text).map_err(|e| {
+            let start = e.span().map_or(0, |s| s.start);
+            let message = e.message().trim();
+            ConfigFileError::Parse {
+                file: path.display().to_string(),
+                line: line_of(text, start),
+                message: match key_before(text, start) {
+                    Some(key) => format!("{key}: {message}"),
+                    None => message.to_owned(),
+                },
+            }
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        for p in [
+            &mut settings.hosts,
+            &mut settings.state_dir,
+            &mut settings.tunnels,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *p = base.join(&*p);
+        }
+        Ok(settings)
+    }
+
+    /// Reads and parses a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigFileError::Read`] if it cannot be read, else as [`Settings::parse`].
+    pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// This layer over `lower`: every field set here wins; tunnel options are merged
+    /// key by key (this layer's value wins for a key set in both).
+    #[must_use]
+    pub fn over(self, lower: Self) -> Self {
+        let tunnel_options = match (self.tunnel_options, lower.tunnel_options) {
+            (Some(upper), Some(mut merged)) => {
+                merged.0.extend(upper.0);
+                Some(merged)
+            }
+            (upper, lower) => upper.or(lower),
+        };
+        Self {
+            listen: self.listen.or(lower.listen),
+            allow_remote: self.allow_remote.or(lower.allow_remote),
+            dialect: self.dialect.or(lower.dialect),
+            router: self.router.or(lower.router),
+            hosts: self.hosts.or(lower.hosts),
+            newkeys_type: self.newkeys_type.or(lower.newkeys_type),
+            session_timeout: self.session_timeout.or(lower.session_timeout),
+            max_connections: self.max_connections.or(lower.max_connections),
+            max_tunnels: self.max_tunnels.or(lower.max_tunnels),
+            lookup_timeout: self.lookup_timeout.or(lower.lookup_timeout),
+            first_line_timeout: self.first_line_timeout.or(lower.first_line_timeout),
+            connect_timeout: self.connect_timeout.or(lower.connect_timeout),
+            max_tunnel_connections: self.max_tunnel_connections.or(lower.max_tunnel_connections),
+            state_dir: self.state_dir.or(lower.state_dir),
+            metrics: self.metrics.or(lower.metrics),
+            tunnels: self.tunnels.or(lower.tunnels),
+            tunnel_options,
+        }
+    }
+
+    /// The settings as a TOML document that [`Settings::parse`] reads back to the same
+    /// value (what `--print-config` prints).
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain value or a string map: serialization cannot fail.
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+
+    /// Builds the server configuration; fields not set take their built-in default.
+    /// The tunnels file (`self.tunnels`) is not part of [`Config`]: the caller reads it.
+    ///
+    /// # Errors
+    /// [`ConfigFileError::Conflict`] when `hosts` (local core) and `router` (SAM) are
+    /// both set.
+    pub fn into_config(self) -> Result<Config, ConfigFileError> {
+        let s = self.over(Self::builtin());
+        if s.hosts.is_some() && s.router.is_some() {
+            return Err(ConfigFileError::Conflict(
+                "`hosts` is for the local backend and cannot be combined with `router`".into(),
+            ));
+        }
+        let defaults = Config::default();
+        let limits = TunnelLimits::default();
+        let tunnel_options: Vec<(String, String)> = s
+            .tunnel_options
+            .map(|o| o.0.into_iter().collect())
+            .unwrap_or_default();
+        // tunnel-options sit over the Java defaults every tunnel starts with (and under
+        // each tunnel's own `option`s).
+        let default_options = merge_options(&java_default_options(), tunnel_options.clone());
+        let backend = match s.router {
+            Some(router) => {
+                let mut sam = SamConfig::new(router.addr());
+                sam.default_options = tunnel_options;
+                sam.session_timeout = secs(s.session_timeout, sam.session_timeout);
+                BackendConfig::Sam(sam)
+            }
+            None => BackendConfig::Local { hosts: s.hosts },
+        };
+        Ok(Config {
+            listen: s.listen.unwrap_or(defaults.listen),
+            allow_remote: s.allow_remote.unwrap_or(defaults.allow_remote),
+            dialect: s.dialect.map_or(defaults.dialect, Dialect::from),
+            newkeys_sig: s.newkeys_type.map_or(defaults.newkeys_sig, |t| t.0),
+            newkeys_crypto: defaults.newkeys_crypto,
+            max_connections: s
+                .max_connections
+                .map_or(defaults.max_connections, NonZeroUsize::get),
+            max_tunnels: s
+                .max_tunnels
+                .map_or(defaults.max_tunnels, NonZeroUsize::get),
+            default_options,
+            tunnel_limits: TunnelLimits {
+                first_line_timeout: secs(s.first_line_timeout, limits.first_line_timeout),
+                connect_timeout: secs(s.connect_timeout, limits.connect_timeout),
+                max_connections: s
+                    .max_tunnel_connections
+                    .map_or(limits.max_connections, NonZeroUsize::get),
+                ..limits
+            },
+            lookup_timeout: secs(s.lookup_timeout, defaults.lookup_timeout),
+            backend,
+            state_dir: s.state_dir,
+            metrics_listen: s.metrics,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keytools::SigType;
+
+    use super::*;
+
+    const FULL: &str = r#"
+listen = "127.0.0.1:3000"
+allow-remote = true
+dialect = "i2pd"
+router = "sam://127.0.0.1:7656"
+newkeys-type = "ed25519"
+session-timeout = 30
+max-connections = 5
+max-tunnels = 7
+lookup-timeout = 9
+first-line-timeout = 11
+connect-timeout = 12
+max-tunnel-connections = 13
+state-dir = "state"
+metrics = "127.0.0.1:9100"
+tunnels = "/etc/bob/tunnels.toml"
+
+[tunnel-options]
+"inbound.length" = "1"
+"i2cp.leaseSetEncType" = "4,0"
+"#;
+
+    fn parse(text: &str) -> Result<Settings, ConfigFileError> {
+        Settings::parse(text, Path::new("/etc/bob/config.toml"))
+    }
+
+    #[test]
+    fn full_file_parses_and_builds_a_config() {
+        let s = parse(FULL).unwrap();
+        assert_eq!(s.state_dir, Some(PathBuf::from("/etc/bob/state")));
+        assert_eq!(s.tunnels, Some(PathBuf::from("/etc/bob/tunnels.toml")));
+        assert_eq!(s.hosts, None);
+        let c = s.into_config().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:3000".parse().unwrap());
+        assert!(c.allow_remote);
+        assert_eq!(c.dialect, Dialect::I2pd);
+        assert_eq!(c.newkeys_sig, SigType::Ed25519);
+        assert_eq!(c.max_connections, 5);
+        assert_eq!(c.max_tunnels, 7);
+        assert_eq!(c.lookup_timeout, Duration::from_secs(9));
+        assert_eq!(c.tunnel_limits.first_line_timeout, Duration::from_secs(11));
+        assert_eq!(c.tunnel_limits.connect_timeout, Duration::from_secs(12));
+        assert_eq!(c.tunnel_limits.max_connections, 13);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert!(
+            c.default_options
+                .contains(&("inbound.length".into(), "1".into()))
+        );
+        assert!(
+            c.default_options
+                .contains(&("outbound.length".into(), "3".into())),
+            "Java defaults stay under the file's options"
+        );
+        let BackendConfig::Sam(sam) = c.backend else {
+            panic!("router selects SAM")
+        };
+        assert_eq!(sam.addr, "127.0.0.1:7656");
+        assert_eq!(sam.session_timeout, Duration::from_secs(30));
+        assert_eq!(sam.default_options.len(), 2);
+    }
+
+    #[test]
+    fn printed_settings_read_back_the_same() {
+        let s = parse(FULL).unwrap().over(Settings::builtin());
+        let text = s.to_toml();
+        assert_eq!(Settings::parse(&text, Path::new("/x/y.toml")).unwrap(), s);
+        let d = Settings::builtin();
+        assert_eq!(
+            Settings::parse(&d.to_toml(), Path::new("c.toml")).unwrap(),
+            d
+        );
+    }
+
+    #[test]
+    fn builtin_defaults_match_config_default() {
+        let built = Settings::default().into_config().unwrap();
+        let def = Config::default();
+        assert_eq!(built.listen, def.listen);
+        assert_eq!(built.allow_remote, def.allow_remote);
+        assert_eq!(built.dialect, def.dialect);
+        assert_eq!(built.newkeys_sig, def.newkeys_sig);
+        assert_eq!(built.max_connections, def.max_connections);
+        assert_eq!(built.max_tunnels, def.max_tunnels);
+        assert_eq!(built.lookup_timeout, def.lookup_timeout);
+        assert_eq!(
+            built.tunnel_limits.max_connections,
+            def.tunnel_limits.max_connections
+        );
+        assert_eq!(built.default_options, def.default_options);
+        assert_eq!(built.backend, def.backend);
+        assert_eq!(built.state_dir, None);
+        assert_eq!(built.metrics_listen, None);
+    }
+
+    #[test]
+    fn upper_layer_wins_and_options_merge_by_key() {
+        let lower = parse("listen = \"127.0.0.1:1\"\ndialect = \"i2pd\"\n[tunnel-options]\na = \"1\"\nb = \"2\"\n").unwrap();
+        let upper = Settings {
+            listen: Some("127.0.0.1:2".parse().unwrap()),
+            tunnel_options: Some(TunnelOptions(
+                [("b".to_owned(), "3".to_owned())].into_iter().collect(),
+            )),
+            ..Settings::default()
+        };
+        let merged = upper.over(lower);
+        assert_eq!(merged.listen, Some("127.0.0.1:2".parse().unwrap()));
+        assert_eq!(merged.dialect, Some(DialectName::I2pd));
+        let opts = merged.tunnel_options.unwrap().0;
+        assert_eq!(opts.get("a").map(String::as_str), Some("1"));
+        assert_eq!(opts.get("b").map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let cases = [
+            ("listen = \"127.0.0.1:1\"\ncolour = \"blue\"\n", 2, "colour"),
+            ("\n\nlisten = [\n", 3, ""),
+            ("dialect = \"cobol\"\n", 1, "dialect"),
+            ("listen = \"nowhere\"\n", 1, "address"),
+            ("\nrouter = \"http://x\"\n", 2, "sam://HOST:PORT"),
+            ("newkeys-type = \"rsa\"\n", 1, "unsupported signature type"),
+            ("max-connections = 0\n", 1, "nonzero"),
+            ("session-timeout = -1\n", 1, ""),
+            ("[tunnel-options]\n\"a b\" = \"1\"\n", 2, "without spaces"),
+            (
+                "[tunnel-options]\nb = \"1\"\nc = \"x y\"\n",
+                3,
+                "c: tunnel option",
+            ),
+            ("[tunnel-options]\na = 1\n", 2, "string"),
+            ("allow-remote = \"yes\"\n", 1, "bool"),
+        ];
+        for (text, line, needle) in cases {
+            let e = parse(text).unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with(&format!("/etc/bob/config.toml:{line}: ")),
+                "{text:?} -> {shown}"
+            );
+            assert!(shown.contains(needle), "{text:?} -> {shown}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_router_conflict() {
+        let s = parse("hosts = \"h.txt\"\nrouter = \"127.0.0.1:7656\"\n").unwrap();
+        assert_eq!(s.hosts, Some(PathBuf::from("/etc/bob/h.txt")));
+        let e = s.into_config().unwrap_err();
+        assert!(e.to_string().contains("hosts"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_names_it() {
+        let e = Settings::load(Path::new("/nonexistent/bob.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("/nonexistent/bob.toml: "), "{e}");
+    }
+
+    #[test]
+    fn tunnel_option_pairs() {
+        assert_eq!(
+            TunnelOptions::parse_pair("a.b=1").unwrap(),
+            ("a.b".to_owned(), "1".to_owned())
+        );
+        for bad in ["a", "=1", "a=", "a b=1", "a=1 2"] {
+            assert!(TunnelOptions::parse_pair(bad).is_err(), "{bad}");
+        }
+    }
+}
