@@ -140,16 +140,9 @@ async fn stalled_scrapers_keep_memory_bounded_and_do_not_block_control_or_sigter
     for i in first..TUNNELS {
         batch.push_str(&format!("setnick {}\n", nick(i, len)));
     }
-    bob.0
-        .get_mut()
-        .write_all(batch.as_bytes())
-        .await
-        .expect("send");
+    bob.0.send_raw(batch.as_bytes()).await;
     for i in first..TUNNELS {
-        let mut reply = String::new();
-        within("setnick reply", bob.0.read_line(&mut reply))
-            .await
-            .expect("read");
+        let reply = bob.0.read_line().await;
         assert!(reply.starts_with("OK"), "tunnel {i}: {reply}");
     }
     // one scrape that is read to the end: the full body, and the baseline memory

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -104,13 +104,25 @@ pub async fn serve_with(
     tracker.wait().await;
 }
 
+/// A rendered body; connections hold it through `Bytes::from_owner` while they send it.
+struct Rendered(Vec<u8>);
+
+impl AsRef<[u8]> for Rendered {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The last render of a resource: when, and the body while a connection still sends it.
+type Slot = tokio::sync::Mutex<Option<(Instant, Weak<Rendered>)>>;
+
 /// What the connections share: the source, the sampled history and the last bodies.
 struct Shared {
     source: MetricsSource,
     limits: Limits,
     history: Mutex<History>,
-    metrics: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
-    page: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+    metrics: Slot,
+    page: Slot,
 }
 
 #[derive(Clone, Copy)]
@@ -120,8 +132,10 @@ enum Resource {
 }
 
 impl Shared {
-    /// The body of `resource`, rendered at most once per `render_ttl` (scrapes in the
-    /// same window share one buffer), off the async workers.
+    /// The body of `resource`, rendered off the async workers. A scrape that comes while
+    /// another connection is still sending a body less than `render_ttl` old shares that
+    /// body: N stalled scrapers hold one buffer, not N, while a scraper that comes after
+    /// the others are done always sees fresh numbers.
     async fn body(self: &Arc<Self>, resource: Resource) -> Bytes {
         let slot = match resource {
             Resource::Metrics => &self.metrics,
@@ -130,8 +144,9 @@ impl Shared {
         let mut cached = slot.lock().await;
         if let Some((at, body)) = cached.as_ref()
             && at.elapsed() < self.limits.render_ttl
+            && let Some(body) = body.upgrade()
         {
-            return body.clone();
+            return Bytes::from_owner(SharedBody(body));
         }
         let me = Arc::clone(self);
         let rendered = tokio::task::spawn_blocking(move || {
@@ -145,9 +160,10 @@ impl Shared {
             }
         })
         .await;
-        let body = Bytes::from(rendered.unwrap_or_else(|e| format!("render failed: {e}\n")));
-        *cached = Some((Instant::now(), body.clone()));
-        body
+        let text = rendered.unwrap_or_else(|e| format!("render failed: {e}\n"));
+        let body = Arc::new(Rendered(text.into_bytes()));
+        *cached = Some((Instant::now(), Arc::downgrade(&body)));
+        Bytes::from_owner(SharedBody(body))
     }
 
     async fn answer(self: &Arc<Self>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -190,6 +206,15 @@ impl Shared {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         response
+    }
+}
+
+/// One connection's hold on a shared body.
+struct SharedBody(Arc<Rendered>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.0
     }
 }
 

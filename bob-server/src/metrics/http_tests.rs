@@ -246,34 +246,77 @@ async fn shutdown_does_not_wait_for_a_stalled_scraper_beyond_the_grace() {
     TcpListener::bind(addr).await.expect("port released");
 }
 
-#[tokio::test]
-async fn scrapes_in_one_window_share_one_render() {
+/// A source that counts its calls.
+fn counted(inner: MetricsSource) -> (MetricsSource, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&calls);
+    let counter = Arc::clone(&calls);
     let source: MetricsSource = Arc::new(move || {
-        counted.fetch_add(1, Ordering::SeqCst);
-        sample()
+        counter.fetch_add(1, Ordering::SeqCst);
+        inner()
     });
-    let limits = Limits {
+    (source, calls)
+}
+
+/// Limits whose sampler stays out of the way (it reads the source once, at start).
+fn no_sampling() -> Limits {
+    Limits {
         render_ttl: Duration::from_secs(3600),
         sample_every: Duration::from_secs(3600),
         ..Limits::default()
-    };
-    let ep = Endpoint::start(source, limits).await;
-    // the sampler's first tick reads the source once
+    }
+}
+
+async fn sampled_once(calls: &AtomicUsize) -> usize {
     tokio::time::timeout(DEADLINE, async {
         while calls.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
     })
     .await
-    .unwrap();
-    let before = calls.load(Ordering::SeqCst);
+    .expect("the sampler's first tick");
+    calls.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn stalled_scrapers_share_one_render() {
+    let (source, calls) = counted(big_source());
+    let ep = Endpoint::start(source, no_sampling()).await;
+    let before = sampled_once(&calls).await;
+    let mut stalled = Vec::new();
     for _ in 0..5 {
-        let ok = exchange(ep.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(ok.starts_with("HTTP/1.1 200"));
+        let s = stalled_scraper(ep.addr, "/metrics").await;
+        tokio::time::timeout(DEADLINE, s.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        stalled.push(s);
     }
     assert_eq!(calls.load(Ordering::SeqCst), before + 1);
+    ep.stop().await;
+}
+
+#[tokio::test]
+async fn a_scrape_after_the_others_are_done_is_fresh() {
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&running);
+    let (source, calls) = counted(Arc::new(move || {
+        vec![view("web", flag.load(Ordering::SeqCst))]
+    }));
+    let ep = Endpoint::start(source, no_sampling()).await;
+    let before = sampled_once(&calls).await;
+    let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    let first = exchange(ep.addr, request).await;
+    assert!(
+        first.contains("bob_tunnel_running{tunnel=\"web\"} 1\n"),
+        "{first}"
+    );
+    running.store(false, Ordering::SeqCst);
+    let second = exchange(ep.addr, request).await;
+    assert!(
+        second.contains("bob_tunnel_running{tunnel=\"web\"} 0\n"),
+        "{second}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), before + 2);
     ep.stop().await;
 }
 

@@ -10,8 +10,9 @@
 //!   within [`Limits::request_timeout`] closes the connection;
 //! - a body never exceeds [`MAX_BODY`] bytes: past that the output is cut at a line (or
 //!   table row) boundary and ends with a note saying so;
-//! - bodies are rendered at most once per [`Limits::render_ttl`] and shared by every
-//!   scrape in that window, so N scrapers hold one copy, not N;
+//! - a scrape that comes while another connection is still sending a body rendered
+//!   less than [`Limits::render_ttl`] ago shares that body, so N stalled scrapers hold
+//!   one copy, not N (a scrape after the others are done is always rendered fresh);
 //! - a peer that stops reading is closed after [`Limits::write_timeout`] without
 //!   progress (logged), and no connection lives longer than [`Limits::max_lifetime`];
 //! - on shutdown the listener closes at once and open connections get
@@ -19,7 +20,7 @@
 //!
 //! The status page charts each tunnel's throughput from samples taken every
 //! [`Limits::sample_every`] into a ring of [`HISTORY_SAMPLES`] per tunnel
-//! ([`history`]); tunnels that leave the registry leave the history too.
+//! ([`History`]); tunnels that leave the registry leave the history too.
 
 mod history;
 mod http;
@@ -116,7 +117,7 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// longest life of one connection
     pub max_lifetime: Duration,
-    /// how long a rendered body is reused
+    /// how long a body still being sent may be shared with a new scrape
     pub render_ttl: Duration,
     /// time open connections get to finish once shutdown starts
     pub shutdown_grace: Duration,
