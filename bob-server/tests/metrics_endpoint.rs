@@ -123,13 +123,14 @@ async fn scrape(addr: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[tokio::test]
-async fn stalled_scrapers_keep_memory_bounded_and_do_not_block_control_or_sigterm() {
-    let mut server = Server::spawn().await;
+/// `getnick`-able name of tunnel `i` for nicknames of `len` bytes.
+fn nick(i: usize, len: usize) -> String {
+    format!("{i:04}{}", "n".repeat(len - 4))
+}
 
-    // 1024 tunnels with the longest nicknames the server takes, pipelined
-    let mut bob = Bob::connect(server.control).await;
-    let nick = |i: usize, len: usize| format!("{i:04}{}", "n".repeat(len - 4));
+/// Creates [`TUNNELS`] tunnels with the longest nicknames the server takes (pipelined on
+/// `bob`); returns that length.
+async fn fill(bob: &mut Bob) -> usize {
     let long = bob.cmd(&format!("setnick {}", nick(0, NICK_LONG))).await;
     let (len, first) = if long.starts_with("OK") {
         (NICK_LONG, 1)
@@ -145,6 +146,49 @@ async fn stalled_scrapers_keep_memory_bounded_and_do_not_block_control_or_sigter
         let reply = bob.0.read_line().await;
         assert!(reply.starts_with("OK"), "tunnel {i}: {reply}");
     }
+    len
+}
+
+/// [`SCRAPERS`] stalled scrapers, each answered (a reply started, a 503, or a close).
+async fn stall(metrics: SocketAddr) -> Vec<TcpStream> {
+    let mut scrapers = Vec::new();
+    for _ in 0..SCRAPERS {
+        scrapers.push(within("connect a scraper", stalled_scraper(metrics)).await);
+    }
+    for s in &scrapers {
+        within("the server answers each scraper", s.readable())
+            .await
+            .expect("readable");
+    }
+    scrapers
+}
+
+#[tokio::test]
+async fn zap_is_not_blocked_by_stalled_scrapers() {
+    let mut server = Server::spawn().await;
+    let mut bob = Bob::connect(server.control).await;
+    fill(&mut bob).await;
+    let scrapers = stall(server.metrics).await;
+    bob.ok("zap").await;
+    drop(bob);
+    let status = within("exit after zap with stalled scrapers", server.child.wait())
+        .await
+        .expect("wait");
+    assert!(
+        status.success(),
+        "{status:?}: {:?}",
+        server.log.lock().unwrap()
+    );
+    std::net::TcpListener::bind(server.metrics).expect("metrics port released");
+    drop(scrapers);
+}
+
+#[tokio::test]
+async fn stalled_scrapers_keep_memory_bounded_and_do_not_block_control_or_sigterm() {
+    let mut server = Server::spawn().await;
+
+    let mut bob = Bob::connect(server.control).await;
+    let len = fill(&mut bob).await;
     // one scrape that is read to the end: the full body, and the baseline memory
     let full = within("a normal scrape", scrape(server.metrics, "/metrics")).await;
     assert!(
@@ -155,16 +199,7 @@ async fn stalled_scrapers_keep_memory_bounded_and_do_not_block_control_or_sigter
     let body_len = full.len();
     let before = server.status_kib("VmRSS:");
 
-    let mut scrapers = Vec::new();
-    for _ in 0..SCRAPERS {
-        scrapers.push(within("connect a scraper", stalled_scraper(server.metrics)).await);
-    }
-    // every scraper has been answered (a reply started, a 503, or a close)
-    for s in &scrapers {
-        within("the server answers each scraper", s.readable())
-            .await
-            .expect("readable");
-    }
+    let scrapers = stall(server.metrics).await;
 
     // control clients are answered while the scrapers stall
     let mut other = Bob::connect(server.control).await;
