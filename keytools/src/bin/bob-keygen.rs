@@ -845,12 +845,20 @@ fn vanity_search(
         let secs = expected * f64::from(count) / rate;
         worst = worst.max(secs);
         let what = match p {
-            Pattern::Prefix(x) => format!(
-                "b32 prefix {:?}; expected tries 32^{} = {}",
-                x.as_str(),
-                x.as_str().len(),
-                human(expected).trim_end()
-            ),
+            Pattern::Prefix(x) => {
+                let n = x.as_str().len();
+                // 52 characters fix all 256 hash bits (the last one carries a single bit)
+                let power = if n == vanity::MAX_PREFIX_LEN {
+                    "2^256".to_owned()
+                } else {
+                    format!("32^{n}")
+                };
+                format!(
+                    "b32 prefix {:?}; expected tries {power} = {}",
+                    x.as_str(),
+                    human(expected).trim_end()
+                )
+            }
             Pattern::Regex(r) => format!(
                 "regex {:?}; expected tries {}",
                 r.as_str(),
