@@ -383,6 +383,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Age after which a temporary key file of ours is abandoned.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 /// Most keys `vanity --count` looks for per pattern.
 const MAX_COUNT: u32 = 1_000_000;
 /// Most patterns one `vanity` run searches for.
@@ -650,6 +652,17 @@ fn write_private(path: &std::path::Path, data: &[u8], force: bool) -> anyhow::Re
     } else {
         WriteMode::CreateNew
     };
+    // temp files of a writer killed mid-write hold private keys: remove ours once they are
+    // clearly abandoned (no write takes ten minutes)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if let Ok(removed) = keyfile::remove_stale_temp_files(dir, STALE_TEMP_AGE) {
+        for r in removed {
+            eprintln!("removed stale temporary key file {}", r.display());
+        }
+    }
     match keyfile::write_private_file_with(path, data, mode) {
         Ok(()) => {}
         Err(KeyFileError::Exists { .. }) => bail!(
