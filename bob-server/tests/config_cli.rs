@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStderr, Command};
 
 mod support;
 
+use bob_testkit::TestClient;
 use support::{DEADLINE, free_port, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
@@ -367,23 +368,14 @@ async fn echo_server() -> u16 {
     port
 }
 
-async fn control(addr: &str) -> BufReader<TcpStream> {
-    let mut c = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
-    let mut greeting = [0u8; 16];
-    within("greeting", c.read_exact(&mut greeting))
-        .await
-        .unwrap();
-    c
+/// A control connection (the shared test client), greeting checked.
+async fn control(addr: &str) -> TestClient {
+    TestClient::connect(addr).await
 }
 
-async fn command(c: &mut BufReader<TcpStream>, line: &str) -> String {
-    c.get_mut()
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    within("reply", c.read_line(&mut reply)).await.unwrap();
-    reply
+/// One command; the reply line with its `\n`.
+async fn command(c: &mut TestClient, line: &str) -> String {
+    c.cmd(line).await
 }
 
 #[tokio::test]
@@ -590,7 +582,7 @@ async fn completions_and_man_pages_cover_every_flag() {
 }
 
 /// Polls `status NAME` until `want` is in the reply.
-async fn wait_status(c: &mut BufReader<TcpStream>, name: &str, want: &str) -> String {
+async fn wait_status(c: &mut TestClient, name: &str, want: &str) -> String {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let reply = command(c, &format!("status {name}")).await;
