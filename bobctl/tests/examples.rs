@@ -235,6 +235,33 @@ async fn completions_and_man_page_cover_every_flag() {
     for flag in &flags[..3] {
         assert!(man.contains(flag), "man: {flag}");
     }
+    // every page the man page refers to (`bobctl-list(1)`, …) is written beside it
+    let dir = scratch_dir("man");
+    let out = within(
+        "bobctl --generate-man-dir",
+        Command::new(BOBCTL)
+            .arg("--generate-man-dir")
+            .arg(&dir)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let main = std::fs::read_to_string(dir.join("bobctl.1"))
+        .unwrap()
+        .replace("\\-", "-");
+    let mut referred = 0;
+    for sub in [
+        "list", "status", "create", "start", "stop", "clear", "dest", "raw",
+    ] {
+        referred += usize::from(main.contains(&format!("bobctl-{sub}(1)")));
+        let page = dir.join(format!("bobctl-{sub}.1"));
+        assert!(page.is_file(), "{}", page.display());
+    }
+    assert_eq!(referred, 8, "{main}");
+    let create = std::fs::read_to_string(dir.join("bobctl-create.1")).unwrap();
+    assert!(create.replace("\\-", "-").contains("--replace"), "{create}");
+    let _ = std::fs::remove_dir_all(&dir);
     // the subcommand flags are in the completions
     let out = run(&["--generate-completions", "bash"]).await;
     let text = String::from_utf8(out.stdout).unwrap();
