@@ -290,3 +290,27 @@ async fn create_sends_one_line_per_step() {
     let err = exits(addr, &["status", "web"], 1).await;
     assert_eq!(err.trim(), "bobctl: no tunnel named web");
 }
+
+#[tokio::test]
+async fn odd_key_files_are_refused_not_read() {
+    let server = start_server(false).await;
+    let dir = bob_testkit::scratch_dir("bobctl-keys");
+    let fifo = dir.join("keys.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    for path in [fifo.to_str().unwrap(), "/dev/zero", dir.to_str().unwrap()] {
+        let err = exits(
+            server.addr,
+            &["create", "k", "--keys", path, "--out", "127.0.0.1:9"],
+            2,
+        )
+        .await;
+        assert!(err.starts_with("bobctl: ") && err.contains(path), "{err}");
+    }
+    let mut c = TestClient::connect(server.addr).await;
+    assert!(c.list().await.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
