@@ -22,8 +22,8 @@
 //! - [`storage`] — on disk: [`storage::state`] (the registry across restarts) and
 //!   [`storage::keyfile`] (key files).
 //! - [`metrics`] — Prometheus text rendering and its HTTP endpoint.
-//! - `cli_docs` (feature `cli`) — shell completions and man pages from the clap
-//!   definitions; the binaries (`main.rs`, `bin/bobctl.rs`) hold the rest of the CLI.
+//! - The binary (`main.rs`, feature `cli`) holds the command line; its completions and
+//!   man page come from the `cli-docs` crate. `bobctl` is its own crate, on `bob-client`.
 //!
 //! Data flow:
 //! ```text
@@ -36,8 +36,6 @@
 #![warn(missing_docs)]
 
 pub mod backend;
-#[cfg(feature = "cli")]
-pub mod cli_docs;
 pub mod config;
 pub mod control;
 #[cfg(feature = "fuzzing")]

@@ -20,7 +20,6 @@ use anyhow::Context;
 use bob_server::backend::StreamingCore;
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::sam::SamCore;
-use bob_server::cli_docs;
 use bob_server::config::file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
 use bob_server::config::tunnels as tunnels_file;
 use bob_server::config::{BackendConfig, Config};

@@ -13,9 +13,7 @@ use bob_server::tunnel::{RunningTunnel, TunnelLimits, TunnelSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-mod support;
-
-use support::{keys, local, pattern};
+use crate::support::{keys, local, pattern};
 
 /// Upper bound for anything a test waits for.
 const DEADLINE: Duration = Duration::from_secs(30);
