@@ -25,8 +25,8 @@ use super::{Service, StartFailure};
 use crate::config::Config;
 use crate::config::tunnels::TunnelDecl;
 use crate::registry::{Registry, RegistryError, Side};
-use crate::storage::keyfile::{read_key_file, write_key_file};
 use crate::tunnel::Endpoint;
+use keytools::keyfile::{read_key_file, write_key_file};
 
 /// How often [`start_declared`] looks at a tunnel another task is starting.
 const POLL: Duration = Duration::from_millis(50);
@@ -243,8 +243,8 @@ mod tests {
     use keytools::{CryptoType, SigType};
 
     use super::*;
-    use crate::storage::keyfile::write_private_file;
     use crate::tunnel::Endpoint;
+    use keytools::keyfile::write_private_file;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("bob-boot-{tag}-{}", std::process::id()));
