@@ -66,6 +66,7 @@ pub struct Prepared {
 /// Reads the key file, or creates it (mode 0600) with new keys when it does not exist.
 /// Returns the keys and whether they are new.
 fn load_or_create_keys(decl: &TunnelDecl, config: &Config) -> Result<(PrivateKeys, bool), String> {
+    warn_if_key_dir_is_shared(&decl.keys);
     match std::fs::symlink_metadata(&decl.keys) {
         Ok(_) => read_key_file(&decl.keys)
             .map(|k| (k, false))
@@ -85,6 +86,23 @@ fn load_or_create_keys(decl: &TunnelDecl, config: &Config) -> Result<(PrivateKey
             Ok((keys, true))
         }
         Err(e) => Err(format!("key file {}: {e}", decl.keys.display())),
+    }
+}
+
+/// Logs a warning when the directory of an existing key file lets others replace files
+/// in it (they could swap the tunnel's keys). Not changed: it may be shared on purpose.
+fn warn_if_key_dir_is_shared(key_file: &Path) {
+    let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return;
+    };
+    if let Ok(access) = keytools::keyfile::check_key_dir(dir)
+        && access.group_or_world_writable
+    {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format_args!("{:o}", access.mode),
+            "others can replace files in this key directory"
+        );
     }
 }
 

@@ -43,6 +43,10 @@ use keytools::keyfile::{KeyFileError, write_private_file};
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "registry.toml";
 
+/// Temporary files of an interrupted save at least this old are removed by
+/// [`StateStore::open`].
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Largest state file read back (a registry of the most tunnels with the most options
 /// stays far below it); a larger file is refused rather than read into memory.
 pub const MAX_STATE_FILE: u64 = 256 * 1024 * 1024;
@@ -172,7 +176,8 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// Opens (creating, mode 0700) the state directory.
+    /// Opens (creating, mode 0700) the state directory and removes temporary files of
+    /// saves that were interrupted at least [`STALE_TEMP_AGE`] ago.
     ///
     /// # Errors
     /// [`StateError::Io`] if the directory cannot be created.
@@ -186,6 +191,26 @@ impl StateStore {
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+            match keytools::keyfile::check_key_dir(&dir) {
+                Ok(access) if !access.is_private() => tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format_args!("{:o}", access.mode),
+                    "the state directory holds private keys but others can access it"
+                ),
+                _ => {}
+            }
+        }
+        // A save killed between writing its temporary file and renaming it leaves the
+        // file behind, keys inside. Younger ones may be a save of a process still running.
+        match keytools::keyfile::remove_stale_temp_files(&dir, STALE_TEMP_AGE) {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::warn!(file = %path.display(), "removed a temporary state file left by an interrupted save");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot clean the state directory's temporary files")
+            }
         }
         Ok(Self {
             dir,
@@ -499,6 +524,32 @@ mod tests {
             loaded.problems
         );
         assert!(loaded.kept_aside.is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A temporary file an interrupted save left behind (keys inside) is removed when
+    /// the directory is opened again; a fresh one (a save in progress) and other files
+    /// are kept.
+    #[cfg(unix)]
+    #[test]
+    fn open_removes_stale_temp_files_only() {
+        let dir = tempdir("stale");
+        fs::create_dir_all(&dir).unwrap();
+        let stale = dir.join(".registry.toml.bobtmp-0123456789abcdef");
+        let fresh = dir.join(".registry.toml.bobtmp-fedcba9876543210");
+        let other = dir.join("notes.txt");
+        for f in [&stale, &fresh, &other] {
+            fs::write(f, b"x").unwrap();
+        }
+        let aged = std::process::Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(&stale)
+            .status()
+            .expect("touch runs");
+        assert!(aged.success());
+        let _store = StateStore::open(&dir).unwrap();
+        assert!(!stale.exists(), "the stale temp file was removed");
+        assert!(fresh.exists() && other.exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 
