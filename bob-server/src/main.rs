@@ -158,7 +158,7 @@ struct Args {
     #[arg(long, value_name = "DIR", env = "BOB_STATE_DIR")]
     state_dir: Option<PathBuf>,
 
-    /// Serve Prometheus metrics on ADDR (`127.0.0.1:9100`; non-loopback needs --allow-remote)
+    /// Serve Prometheus metrics at http://ADDR/metrics and a status page at http://ADDR/ (`127.0.0.1:9100`; non-loopback needs --allow-remote)
     #[arg(long = "metrics", value_name = "ADDR", env = "BOB_METRICS")]
     metrics: Option<SocketAddr>,
 
