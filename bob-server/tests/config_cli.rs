@@ -782,13 +782,11 @@ while True:
     sys.stdout.buffer.flush()
 "#;
 
-#[tokio::test]
-async fn nc_client_example_talks_to_a_destination() {
-    let dir = scratch("nc");
+/// A `PATH` with `nc`: the real netcat when installed (scripts/test.sh installs it; CI
+/// must have it), otherwise a stand-in with the same interface in `dir/bin`.
+fn nc_path(dir: &Path) -> String {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    // The real netcat when installed (scripts/test.sh installs it; CI must have it),
-    // otherwise a stand-in with the same interface.
     let real_nc = std::process::Command::new("sh")
         .args(["-c", "command -v nc"])
         .output()
@@ -805,6 +803,13 @@ async fn nc_client_example_talks_to_a_destination() {
             std::fs::set_permissions(&nc, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
     }
+    format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default())
+}
+
+#[tokio::test]
+async fn nc_client_example_talks_to_a_destination() {
+    let dir = scratch("nc");
+    let path = nc_path(&dir);
     let echo = echo_server().await;
     let file = write(
         &dir,
@@ -823,7 +828,6 @@ async fn nc_client_example_talks_to_a_destination() {
         .destination()
         .b32();
 
-    let path = format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default());
     let mut script = Command::new("bash")
         .arg(examples().join("nc-client.sh"))
         .arg(&b32)
@@ -851,6 +855,81 @@ async fn nc_client_example_talks_to_a_destination() {
     let mut c = control(&addr).await;
     let gone = command(&mut c, "status ncc").await;
     assert!(gone.starts_with("ERROR"), "{gone}");
+    server.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The examples only ever remove what they created: a tunnel that already has the name
+/// they are asked to use, running or stopped, keeps its settings and its keys.
+#[tokio::test]
+async fn examples_leave_a_tunnel_of_the_same_name_alone() {
+    let dir = scratch("samename");
+    let path = nc_path(&dir);
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let (mut server, addr, _, _err) = spawn_until(&mut bob(), "bob-server listening on").await;
+
+    // The user's own tunnel `web`, serving an echo server.
+    let echo = echo_server().await;
+    let mut c = control(&addr).await;
+    assert!(command(&mut c, "setnick web").await.starts_with("OK"));
+    assert!(command(&mut c, "newkeys").await.starts_with("OK"));
+    assert!(command(&mut c, "outhost 127.0.0.1").await.starts_with("OK"));
+    assert!(
+        command(&mut c, &format!("outport {echo}"))
+            .await
+            .starts_with("OK")
+    );
+    let keys = command(&mut c, "getkeys").await;
+    assert!(keys.starts_with("OK "), "{keys}");
+
+    for running in [true, false] {
+        if running {
+            assert!(command(&mut c, "start").await.starts_with("OK"));
+            wait_status(&mut c, "web", "RUNNING: true").await;
+        }
+        for (script, arg) in [
+            ("expose-web-server.sh", s(&site)),
+            ("nc-client.sh", "web.b32.i2p"),
+        ] {
+            let out = within(
+                script,
+                Command::new("bash")
+                    .arg(examples().join(script))
+                    .arg(arg)
+                    .env("PATH", &path)
+                    .env("BOBCTL", BOBCTL)
+                    .env("BOBCTL_SERVER", &addr)
+                    .env("TUNNEL_NAME", "web")
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .unwrap();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{script}: {err}");
+            assert!(
+                err.contains("a tunnel named web already exists"),
+                "{script}: {err}"
+            );
+            // Still there, in the same state, with the same keys and settings.
+            let mut u = control(&addr).await;
+            let status = command(&mut u, "status web").await;
+            assert!(
+                status.contains(&format!("RUNNING: {running}"))
+                    && status.contains(&format!("OUTPORT: {echo}"))
+                    && status.contains("KEYS: true"),
+                "{script}: {status}"
+            );
+            assert!(command(&mut u, "getnick web").await.starts_with("OK"));
+            assert_eq!(command(&mut u, "getkeys").await, keys, "{script}");
+        }
+        if running {
+            assert!(command(&mut c, "stop").await.starts_with("OK"));
+            wait_status(&mut c, "web", "RUNNING: false").await;
+        }
+    }
     server.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
