@@ -35,6 +35,9 @@ const MAX_REPLY: u64 = 64 * 1024;
 /// How often [`start_declared`] looks at a tunnel another task is starting.
 const POLL: Duration = Duration::from_millis(50);
 
+/// Pauses between the attempts to start a declared tunnel whose start fails.
+const START_BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+
 /// A declared tunnel that could not be set up; `Display` is
 /// `FILE:LINE: tunnel "NAME": what is wrong`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -273,16 +276,17 @@ impl Control {
     }
 }
 
-/// `getnick` + `start`; when the entry is busy (another task starting it), waits for it
-/// and tries again if that start failed.
+/// `getnick` + `start`; when the entry is busy (another task starting it), waits for it.
+/// A start that fails is tried again after [`START_BACKOFF`] (1 s, then 2 s: a router
+/// that comes up just after bob-server gets a moment), then the last reason is returned.
 async fn start_one(addr: SocketAddr, registry: &Registry, nickname: &str) -> Result<(), String> {
     let mut control = Control::connect(addr).await?;
     let reply = control.command(&format!("getnick {nickname}")).await?;
     if !reply.is_ok() {
         return Err(reply.text().unwrap_or_default().to_owned());
     }
-    let mut last = String::new();
-    for _ in 0..3 {
+    let mut waits = START_BACKOFF.iter();
+    loop {
         let reply = control.command("start").await?;
         if reply.is_ok() {
             return if registry.status(nickname).is_some_and(|s| s.running) {
@@ -291,18 +295,35 @@ async fn start_one(addr: SocketAddr, registry: &Registry, nickname: &str) -> Res
                 Err("the server answered OK but the tunnel is not running".to_owned())
             };
         }
-        last = reply.text().unwrap_or_default().to_owned();
-        // Busy: someone else is starting (or stopping) it; see how that ends.
+        let last = reply.text().unwrap_or_default().to_owned();
+        // Busy: someone else is starting (or stopping) it; see how that ends. A start
+        // that failed by itself is tried again after a pause.
+        let mut busy = false;
         loop {
             match registry.status(nickname) {
                 Some(s) if s.running => return Ok(()),
-                Some(s) if s.starting || s.stopping => tokio::time::sleep(POLL).await,
+                Some(s) if s.starting || s.stopping => {
+                    busy = true;
+                    tokio::time::sleep(POLL).await;
+                }
                 Some(_) => break,
                 None => return Err("the tunnel was removed while starting".to_owned()),
             }
         }
+        if busy {
+            continue;
+        }
+        let Some(wait) = waits.next() else {
+            return Err(last);
+        };
+        tracing::info!(
+            nickname,
+            reason = %last,
+            "declared tunnel did not start; trying again in {}s",
+            wait.as_secs()
+        );
+        tokio::time::sleep(*wait).await;
     }
-    Err(last)
 }
 
 #[cfg(test)]

@@ -15,12 +15,12 @@ use keytools::PrivateKeys;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// the file
         path: PathBuf,
-        /// what the OS said
-        source: std::io::Error,
+        /// what the OS said (shown in `Display`, so not a `source()`)
+        error: std::io::Error,
     },
     /// The file holds neither a base64 nor a binary key blob.
     #[error("{path}: not a key file: {reason}")]
@@ -37,9 +37,9 @@ pub enum KeyFileError {
 /// # Errors
 /// [`KeyFileError`] when the file is unreadable or holds no valid keys.
 pub fn read_key_file(path: &Path) -> Result<PrivateKeys, KeyFileError> {
-    let bytes = fs::read(path).map_err(|source| KeyFileError::Io {
+    let bytes = fs::read(path).map_err(|error| KeyFileError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     if let Ok(text) = std::str::from_utf8(&bytes)
         && let Ok(keys) = PrivateKeys::from_base64(text.trim())
@@ -58,9 +58,9 @@ pub fn read_key_file(path: &Path) -> Result<PrivateKeys, KeyFileError> {
 /// # Errors
 /// [`KeyFileError::Io`] when any step fails; the temporary file is removed then.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
-    let io = |source| KeyFileError::Io {
+    let io = |error| KeyFileError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

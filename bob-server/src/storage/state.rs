@@ -103,19 +103,25 @@ struct StateFile {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The directory or file could not be read or written.
-    #[error("state directory {path}: {source}")]
+    #[error("state directory {path}: {error}")]
     Io {
         /// the path involved
         path: PathBuf,
-        /// what the OS said
-        source: std::io::Error,
+        /// what the OS said (shown in `Display`, so not a `source()`)
+        error: std::io::Error,
     },
-    /// Writing the file failed.
+    /// Writing the file failed (shown in `Display`, so not a `source()`).
     #[error("saving state: {0}")]
-    Write(#[from] KeyFileError),
+    Write(KeyFileError),
     /// Serializing failed (should not happen for valid records).
     #[error("saving state: {0}")]
     Encode(String),
+}
+
+impl From<KeyFileError> for StateError {
+    fn from(e: KeyFileError) -> Self {
+        Self::Write(e)
+    }
 }
 
 /// What [`StateStore::load`] found.
@@ -147,9 +153,9 @@ impl StateStore {
     /// [`StateError::Io`] if the directory cannot be created.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StateError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+        fs::create_dir_all(&dir).map_err(|error| StateError::Io {
             path: dir.clone(),
-            source,
+            error,
         })?;
         #[cfg(unix)]
         {
@@ -182,7 +188,7 @@ impl StateStore {
         let text = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
-            Err(source) => return Err(StateError::Io { path, source }),
+            Err(error) => return Err(StateError::Io { path, error }),
         };
         let mut loaded = Loaded::default();
         match std::str::from_utf8(&text)
@@ -228,7 +234,7 @@ impl StateStore {
         match fs::read(&path) {
             Ok(bytes) => self.write_aside(&bytes).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateError::Io { path, source }),
+            Err(error) => Err(StateError::Io { path, error }),
         }
     }
 
