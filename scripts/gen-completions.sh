@@ -19,7 +19,7 @@ OUT=${1:?usage: gen-completions.sh OUTDIR}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ -z "${BIN_DIR:-}" ]; then
-    (cd "$ROOT" && cargo build --quiet -p bob-server -p keytools --bins)
+    (cd "$ROOT" && cargo build --quiet -p bob-server -p bobctl -p keytools --bins)
     BIN_DIR="$ROOT/target/debug"
 fi
 

@@ -12,17 +12,26 @@ cd "$(dirname "$0")/.."
 
 CI=${CI:-false}
 
-# What the tests need from the system: i2pd (real-router tests) and netcat (the nc-client
-# example). Installed with apt-get when missing and we run as root.
+# What the tests need from the system: i2pd (real-router tests), netcat (the nc-client
+# example) and Python 3 with `cryptography` (keytools' second implementation of
+# registration lines, offline blobs and b33). Installed with apt-get when missing and we run
+# as root.
 MISSING=()
 command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
 command -v nc >/dev/null 2>&1 || MISSING+=(netcat-openbsd)
+python3 -c 'import cryptography' >/dev/null 2>&1 || MISSING+=(python3-cryptography)
 if [ "${#MISSING[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing ${MISSING[*]} (apt-get)"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}"
     fi
+fi
+
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+    echo "ERROR: python3 with the cryptography package is needed by keytools' CLI tests" \
+        "(apt-get install python3-cryptography)" >&2
+    exit 1
 fi
 
 # shellcheck source=lib/ports.sh
@@ -58,8 +67,8 @@ echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
-# The README's first command is `cargo run --release -p bob-server`: the package has two
-# binaries, so check that `cargo run` picks the server (same build, debug profile).
+# The README's first command is `cargo run --release -p bob-server`: check that it runs the
+# server (same build, debug profile).
 echo "== cargo run -p bob-server -- --version"
 cargo run --locked -q -p bob-server -- --version
 

@@ -20,7 +20,6 @@ use anyhow::Context;
 use bob_server::backend::StreamingCore;
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::sam::SamCore;
-use bob_server::cli_docs;
 use bob_server::config::file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
 use bob_server::config::tunnels as tunnels_file;
 use bob_server::config::values::parse_listen_addr;
@@ -399,14 +398,14 @@ async fn serve(
         .await
         .context("starting bob-server")?;
     let prepared = match tunnels_path {
-        Some(path) => boot::prepare_server(&mut server, &config, path, &decls)?,
+        Some(path) => server.prepare_tunnels(path, &decls)?,
         None => Vec::new(),
     };
     for t in &prepared {
         info!(nickname = %t.nickname, b32 = %t.b32, created_keys = t.created_keys, replaced = t.replaced, "tunnel declared");
     }
     let addr = server.local_addr();
-    let registry = server.registry().clone();
+    let service = server.service().clone();
     // Fixed lines on stderr, whatever RUST_LOG says, so scripts can find the ports.
     if let Some(metrics) = server.metrics_addr() {
         eprintln!("bob-server metrics on http://{metrics}/metrics");
@@ -418,7 +417,7 @@ async fn serve(
     let mut running = tokio::spawn(server.run(shutdown.clone()));
     if let Some(path) = tunnels_path {
         let started = tokio::select! {
-            r = boot::start_declared(boot::control_addr(addr), &registry, path, &prepared, deadline) => r,
+            r = boot::start_declared(&service, path, &prepared, deadline) => r,
             r = &mut running => {
                 r.context("server task")??;
                 return Ok(());

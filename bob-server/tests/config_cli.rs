@@ -1,7 +1,8 @@
 //! The `bob-server` command line for scripts: the configuration file and its
 //! precedence (flag > environment > file > default, seen through `--print-config`),
 //! malformed files, tunnels declared in a tunnels file and started at boot, the
-//! generated completions and man pages, and the worked examples in `scripts/examples/`.
+//! generated completions and man pages, and the example configuration in `scripts/examples/`
+//! (the example scripts, which run bobctl, are tested in `bobctl/tests/examples.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -16,7 +17,6 @@ mod support;
 use support::{DEADLINE, free_port, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
-const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
 
 /// Every variable bob-server reads, removed so the caller's environment cannot leak in.
 const VARS: &[&str] = &[
@@ -560,97 +560,6 @@ async fn example_configuration_and_tunnels_file_parse() {
     }
 }
 
-/// Sends SIGTERM (so the script's trap cleans up) when dropped.
-struct TermOnDrop(Option<u32>);
-
-impl Drop for TermOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-#[tokio::test]
-async fn expose_web_server_example_end_to_end() {
-    let dir = scratch("expose");
-    let site = dir.join("site");
-    std::fs::create_dir_all(&site).unwrap();
-    std::fs::write(site.join("hello.txt"), "hello over i2p\n").unwrap();
-    let (mut server, addr, _, _err) = spawn_until(&mut bob(), "bob-server listening on").await;
-
-    let mut script = Command::new("bash")
-        .arg(examples().join("expose-web-server.sh"))
-        .arg(&site)
-        .env("BOBCTL", BOBCTL)
-        .env("BOBCTL_SERVER", &addr)
-        .env("TUNNEL_NAME", "site")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run the example");
-    let mut term = TermOnDrop(script.id());
-    let mut out = BufReader::new(script.stdout.take().unwrap());
-    let b32 = within("the script prints the b32 address", async {
-        loop {
-            let mut line = String::new();
-            assert!(out.read_line(&mut line).await.unwrap() > 0, "script ended");
-            if let Some(b32) = line.trim().strip_prefix("b32: ") {
-                return b32.to_owned();
-            }
-        }
-    })
-    .await;
-    assert!(b32.ends_with(".b32.i2p"), "{b32}");
-
-    // A client tunnel of our own, and an HTTP request through I2P (the local core).
-    let mut c = control(&addr).await;
-    assert!(command(&mut c, "setnick browser").await.starts_with("OK"));
-    assert!(command(&mut c, "newkeys").await.starts_with("OK"));
-    assert!(command(&mut c, "inhost 127.0.0.1").await.starts_with("OK"));
-    let mut inport = None;
-    for _ in 0..5 {
-        let port = free_port();
-        assert!(
-            command(&mut c, &format!("inport {port}"))
-                .await
-                .starts_with("OK")
-        );
-        if command(&mut c, "start").await.starts_with("OK") {
-            inport = Some(port);
-            break;
-        }
-    }
-    let inport = inport.expect("a free port for the client tunnel");
-    let mut web = TcpStream::connect(("127.0.0.1", inport)).await.unwrap();
-    web.write_all(format!("{b32}\nGET /hello.txt HTTP/1.0\r\nHost: {b32}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    within("HTTP response", web.read_to_string(&mut response))
-        .await
-        .unwrap();
-    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
-    assert!(response.ends_with("hello over i2p\n"), "{response}");
-
-    // SIGTERM: the script removes its tunnel and stops the web server.
-    let pid = term.0.take().expect("script pid");
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = within("script exits", script.wait()).await.unwrap();
-    assert_eq!(status.code(), Some(143), "{status:?}");
-    let listed = command(&mut c, "status site").await;
-    assert!(listed.starts_with("ERROR"), "tunnel removed: {listed}");
-    server.kill().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 #[tokio::test]
 async fn completions_and_man_pages_cover_every_flag() {
     let server_flags = [
@@ -674,8 +583,8 @@ async fn completions_and_man_pages_cover_every_flag() {
         "--tunnels",
         "--newkeys-type",
     ];
-    let bobctl_flags = ["--server", "--json", "--timeout"];
-    for (bin, flags) in [(BIN, &server_flags[..]), (BOBCTL, &bobctl_flags[..])] {
+    // (bobctl's are checked in bobctl/tests/examples.rs)
+    for (bin, flags) in [(BIN, &server_flags[..])] {
         for shell in ["bash", "zsh", "fish"] {
             let out = run(Command::new(bin).args(["--generate-completions", shell])).await;
             assert!(out.status.success(), "{bin} {shell}: {}", stderr(&out));
@@ -782,180 +691,6 @@ async fn tunnels_file_wins_over_the_restored_state() {
         "{t}"
     );
     child.kill().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A stand-in for `nc HOST PORT` (netcat is not installed everywhere): relays stdin to
-/// the connection, passing end-of-input on as a half-close, and the connection to
-/// stdout.
-const FAKE_NC: &str = r#"#!/usr/bin/env python3
-import socket, sys, threading
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-def pump():
-    while True:
-        data = sys.stdin.buffer.read1(65536)
-        if not data:
-            s.shutdown(socket.SHUT_WR)
-            return
-        s.sendall(data)
-threading.Thread(target=pump, daemon=True).start()
-while True:
-    data = s.recv(65536)
-    if not data:
-        break
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
-"#;
-
-/// A `PATH` with `nc`: the real netcat when installed (scripts/test.sh installs it; CI
-/// must have it), otherwise a stand-in with the same interface in `dir/bin`.
-fn nc_path(dir: &Path) -> String {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let real_nc = std::process::Command::new("sh")
-        .args(["-c", "command -v nc"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !real_nc {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nc (netcat) is not installed: CI must run the example with the real one"
-        );
-        let nc = write(&bin, "nc", FAKE_NC);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&nc, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-    }
-    format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default())
-}
-
-#[tokio::test]
-async fn nc_client_example_talks_to_a_destination() {
-    let dir = scratch("nc");
-    let path = nc_path(&dir);
-    let echo = echo_server().await;
-    let file = write(
-        &dir,
-        "tunnels.toml",
-        &format!(
-            "[[tunnel]]\nname = \"echo\"\nkeys = \"echo.keys\"\noutbound = \"127.0.0.1:{echo}\"\nquiet = true\n"
-        ),
-    );
-    let (mut server, addr, _, _err) = spawn_until(
-        bob().args(["--tunnels", s(&file)]),
-        "bob-server tunnels ready",
-    )
-    .await;
-    let b32 = bob_server::storage::keyfile::read_key_file(&dir.join("echo.keys"))
-        .unwrap()
-        .destination()
-        .b32();
-
-    let mut script = Command::new("bash")
-        .arg(examples().join("nc-client.sh"))
-        .arg(&b32)
-        .env("PATH", path)
-        .env("BOBCTL", BOBCTL)
-        .env("BOBCTL_SERVER", &addr)
-        .env("TUNNEL_NAME", "ncc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the example");
-    let mut stdin = script.stdin.take().unwrap();
-    stdin.write_all(b"ping through nc\n").await.unwrap();
-    drop(stdin);
-    let out = within("nc-client ends", script.wait_with_output())
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ping through nc\n");
-    assert!(stderr(&out).contains("client tunnel ncc listening on 127.0.0.1:"));
-
-    // The script removed its tunnel on exit.
-    let mut c = control(&addr).await;
-    let gone = command(&mut c, "status ncc").await;
-    assert!(gone.starts_with("ERROR"), "{gone}");
-    server.kill().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The examples only ever remove what they created: a tunnel that already has the name
-/// they are asked to use, running or stopped, keeps its settings and its keys.
-#[tokio::test]
-async fn examples_leave_a_tunnel_of_the_same_name_alone() {
-    let dir = scratch("samename");
-    let path = nc_path(&dir);
-    let site = dir.join("site");
-    std::fs::create_dir_all(&site).unwrap();
-    let (mut server, addr, _, _err) = spawn_until(&mut bob(), "bob-server listening on").await;
-
-    // The user's own tunnel `web`, serving an echo server.
-    let echo = echo_server().await;
-    let mut c = control(&addr).await;
-    assert!(command(&mut c, "setnick web").await.starts_with("OK"));
-    assert!(command(&mut c, "newkeys").await.starts_with("OK"));
-    assert!(command(&mut c, "outhost 127.0.0.1").await.starts_with("OK"));
-    assert!(
-        command(&mut c, &format!("outport {echo}"))
-            .await
-            .starts_with("OK")
-    );
-    let keys = command(&mut c, "getkeys").await;
-    assert!(keys.starts_with("OK "), "{keys}");
-
-    for running in [true, false] {
-        if running {
-            assert!(command(&mut c, "start").await.starts_with("OK"));
-            wait_status(&mut c, "web", "RUNNING: true").await;
-        }
-        for (script, arg) in [
-            ("expose-web-server.sh", s(&site)),
-            ("nc-client.sh", "web.b32.i2p"),
-        ] {
-            let out = within(
-                script,
-                Command::new("bash")
-                    .arg(examples().join(script))
-                    .arg(arg)
-                    .env("PATH", &path)
-                    .env("BOBCTL", BOBCTL)
-                    .env("BOBCTL_SERVER", &addr)
-                    .env("TUNNEL_NAME", "web")
-                    .stdin(Stdio::null())
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .unwrap();
-            let err = stderr(&out);
-            assert_eq!(out.status.code(), Some(1), "{script}: {err}");
-            assert!(
-                err.contains("a tunnel named web already exists"),
-                "{script}: {err}"
-            );
-            // Still there, in the same state, with the same keys and settings.
-            let mut u = control(&addr).await;
-            let status = command(&mut u, "status web").await;
-            assert!(
-                status.contains(&format!("RUNNING: {running}"))
-                    && status.contains(&format!("OUTPORT: {echo}"))
-                    && status.contains("KEYS: true"),
-                "{script}: {status}"
-            );
-            assert!(command(&mut u, "getnick web").await.starts_with("OK"));
-            assert_eq!(command(&mut u, "getkeys").await, keys, "{script}");
-        }
-        if running {
-            assert!(command(&mut c, "stop").await.starts_with("OK"));
-            wait_status(&mut c, "web", "RUNNING: false").await;
-        }
-    }
-    server.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

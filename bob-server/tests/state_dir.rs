@@ -117,11 +117,10 @@ trait BobExt {
 impl BobExt for Bob {
     /// `list` as text, all lines.
     async fn list(&mut self) -> Vec<String> {
-        self.0.get_mut().write_all(b"list\n").await.unwrap();
+        self.0.send_raw(b"list\n").await;
         let mut lines = Vec::new();
         loop {
-            let mut line = String::new();
-            within("list", self.0.read_line(&mut line)).await.unwrap();
+            let line = self.0.read_line().await;
             let done = !line.starts_with("DATA ");
             lines.push(line.trim_end().to_owned());
             if done {

@@ -10,10 +10,6 @@
 # 3. prints the site's address as `b32: <address>.b32.i2p` and serves until interrupted;
 #    on exit (Ctrl-C, SIGTERM) it stops and removes the tunnel and the web server.
 #
-# It only ever removes what it created: when a tunnel named TUNNEL_NAME already exists
-# (running or not) it refuses to start and leaves that tunnel alone, since creating it
-# anew would replace its keys.
-#
 # Environment:
 #   BOBCTL_SERVER  the BOB control address (default 127.0.0.1:2827)
 #   BOBCTL         the bobctl binary (default: bobctl on PATH)
@@ -29,16 +25,6 @@ KEY_TYPE=${KEY_TYPE:-ed25519}
 
 [ -d "$DIR" ] || { echo "expose-web-server: $DIR is not a directory" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "expose-web-server: python3 is needed" >&2; exit 2; }
-
-# Refuse a name that is taken: BOB's `setnick` would replace an inactive tunnel of that
-# name (and its keys). `list` also checks that the server answers at all. (Another client
-# could still take the name between this check and `create`; a create that fails is not
-# ours to clean up.)
-LIST=$("$BOBCTL" --json list) || { echo "expose-web-server: cannot list the server's tunnels" >&2; exit 1; }
-if printf '%s' "$LIST" | python3 -c 'import json, sys; sys.exit(0 if any(t["nickname"] == sys.argv[1] for t in json.load(sys.stdin)) else 1)' "$NAME"; then
-    echo "expose-web-server: a tunnel named $NAME already exists; leaving it alone (set TUNNEL_NAME to another name)" >&2
-    exit 1
-fi
 
 # A free loopback port: ask the kernel for one (it is free again once this returns).
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -82,8 +68,10 @@ echo "web server: http://127.0.0.1:$PORT/ serving $DIR"
 if [ -n "${KEYS:-}" ]; then
     KEY_ARGS=(--keys "$KEYS")
 else
-    KEY_ARGS=(--newkeys "$KEY_TYPE")
+    KEY_ARGS=(--newkeys="$KEY_TYPE")
 fi
+# bobctl create refuses a tunnel that exists already and removes what it made when it
+# fails, so the tunnel is ours to remove only once create has succeeded.
 JSON=$("$BOBCTL" --json create "$NAME" "${KEY_ARGS[@]}" --out "127.0.0.1:$PORT" --quiet --start)
 TUNNEL_CREATED=1
 B32=$(printf '%s' "$JSON" | python3 -c 'import json, sys; print(json.load(sys.stdin)["b32"])')

@@ -7,8 +7,7 @@
 # The script creates a client tunnel (an inbound port on loopback), then connects to
 # it with nc: the first line sent is the destination, everything after it is your
 # standard input, and what the destination answers is printed. On exit the tunnel is
-# stopped and removed. It only ever removes what it created: when a tunnel named
-# TUNNEL_NAME already exists it refuses to start and leaves that tunnel alone.
+# stopped and removed.
 #
 #   echo 'GET / HTTP/1.0
 #
@@ -27,25 +26,13 @@ NAME=${TUNNEL_NAME:-nc-client-$$}
 command -v nc >/dev/null || { echo "nc-client: nc (netcat) is needed" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "nc-client: python3 is needed" >&2; exit 2; }
 
-TUNNEL_CREATED=
 cleanup() {
-    [ -n "$TUNNEL_CREATED" ] || return 0
     "$BOBCTL" stop "$NAME" >/dev/null 2>&1 || true
     for _ in $(seq 1 50); do
         "$BOBCTL" clear "$NAME" >/dev/null 2>&1 && break
         sleep 0.1
     done
 }
-trap cleanup EXIT
-
-# Refuse a name that is taken: BOB's `setnick` would replace an inactive tunnel of that
-# name (and its keys). (Another client could still take the name between this check and
-# `create`; a create that fails is not ours to clean up.)
-LIST=$("$BOBCTL" --json list) || { echo "nc-client: cannot list the server's tunnels" >&2; exit 1; }
-if printf '%s' "$LIST" | python3 -c 'import json, sys; sys.exit(0 if any(t["nickname"] == sys.argv[1] for t in json.load(sys.stdin)) else 1)' "$NAME"; then
-    echo "nc-client: a tunnel named $NAME already exists; leaving it alone (set TUNNEL_NAME to another name)" >&2
-    exit 1
-fi
 
 # The inbound port: a free loopback port (bobctl start fails if it was taken meanwhile).
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -53,7 +40,9 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # Client tunnel: new throwaway keys, inbound side only. `start` returns once the
 # listener is up.
 "$BOBCTL" create "$NAME" --newkeys --in "127.0.0.1:$PORT" --start >/dev/null
-TUNNEL_CREATED=1
+# Only now is the tunnel ours to remove (create refuses an existing name and cleans up
+# after itself when it fails).
+trap cleanup EXIT
 echo "client tunnel $NAME listening on 127.0.0.1:$PORT" >&2
 
 # OpenBSD netcat keeps the connection open after the end of stdin unless given -N (shut

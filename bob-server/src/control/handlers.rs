@@ -7,29 +7,27 @@
 //! With a state directory, a command that changed the registry has its change saved
 //! (durably) before its reply is written.
 
-use std::sync::Arc;
-
 use bob_codec::command::{parse_option_pairs, parse_port};
 use bob_codec::{Command, Dialect, Reply, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
 
-use super::{After, Connection, lifecycle};
+use super::{After, Connection, Frontend, lifecycle};
 use crate::backend::{CoreError, Target};
 use crate::config::{MAX_OPTIONS_PER_TUNNEL, parse_crypto_type, parse_sig_type};
 use crate::control::messages::Messages;
 use crate::registry::{Entry, Registry, RegistryError};
-use crate::server::Service;
 
 /// Handles one request line, appending the encoded reply to `out`.
 pub(crate) async fn handle(
     conn: &mut Connection,
-    shared: &Arc<Service>,
+    front: &Frontend,
     line: &str,
     out: &mut Vec<u8>,
 ) -> After {
-    let m = shared.messages;
-    let dialect = shared.config.dialect;
+    let m = front.messages;
+    let service = &front.service;
+    let dialect = service.config().dialect;
     let cmd = match Command::parse(line, dialect) {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -43,8 +41,8 @@ pub(crate) async fn handle(
     }
     // Only the command word: operands can hold private keys (setkeys).
     debug!(command = cmd.name(), "request");
-    let registry = &shared.registry;
-    let generation_before = shared.persister.as_ref().map(|_| registry.generation());
+    let registry = service.registry();
+    let mark = service.change_mark();
     let reply = match cmd {
         Command::Empty => return After::Continue,
         Command::Quit => {
@@ -166,8 +164,8 @@ pub(crate) async fn handle(
         Command::NewKeys {
             sig_type,
             crypto_type,
-        } => new_keys(conn, shared, sig_type.as_deref(), crypto_type.as_deref()).await,
-        Command::Clear => match selected(conn).map(|n| registry.remove(n)) {
+        } => new_keys(conn, front, sig_type.as_deref(), crypto_type.as_deref()).await,
+        Command::Clear => match selected(conn).map(|n| service.clear(n)) {
             None | Some(Err(RegistryError::NotFound)) => m.no_nickname(),
             Some(Err(_)) => m.tunnel_active(),
             Some(Ok(())) => {
@@ -175,8 +173,8 @@ pub(crate) async fn handle(
                 m.cleared()
             }
         },
-        Command::Start => lifecycle::start(conn, shared).await,
-        Command::Stop => lifecycle::stop(conn, shared),
+        Command::Start => lifecycle::start(conn, front).await,
+        Command::Stop => lifecycle::stop(conn, front),
         Command::Verify(b64) => match b64.as_deref().map(keytools::verify_bob) {
             Some(Ok(_)) => m.bare_ok(),
             _ => m.not_base64(),
@@ -187,16 +185,12 @@ pub(crate) async fn handle(
             }
             m.visited()
         }
-        Command::Lookup(name) => lookup(shared, name.as_deref(), "lookup").await,
-        Command::LookupLocal(name) => lookup(shared, name.as_deref(), "lookup").await,
-        Command::Ping(name) => ping(conn, shared, name.as_deref()).await,
+        Command::Lookup(name) => lookup(front, name.as_deref(), "lookup").await,
+        Command::LookupLocal(name) => lookup(front, name.as_deref(), "lookup").await,
+        Command::Ping(name) => ping(conn, front, name.as_deref()).await,
         Command::SetTunnelType(_) => m.tunnel_type_unsupported(),
     };
-    if let Some(before) = generation_before
-        && registry.generation() != before
-    {
-        shared.persist().await;
-    }
+    service.persist_since(mark).await;
     reply.encode_into(out);
     After::Continue
 }
@@ -304,12 +298,13 @@ fn set_port(
 
 async fn new_keys(
     conn: &Connection,
-    shared: &Service,
+    front: &Frontend,
     sig: Option<&str>,
     crypto: Option<&str>,
 ) -> Reply {
-    let m = shared.messages;
-    let registry = &shared.registry;
+    let m = front.messages;
+    let config = front.service.config();
+    let registry = front.service.registry();
     let Some(nickname) = selected(conn) else {
         return m.no_nickname();
     };
@@ -319,14 +314,14 @@ async fn new_keys(
         Ok(false) => {}
     }
     let sig = match sig {
-        None => shared.config.newkeys_sig,
+        None => config.newkeys_sig,
         Some(s) => match parse_sig_type(s) {
             Some(t) => t,
             None => return m.unsupported_sig_type(s),
         },
     };
     let crypto = match crypto {
-        None => shared.config.newkeys_crypto,
+        None => config.newkeys_crypto,
         Some(s) => match parse_crypto_type(s) {
             Some(t) => t,
             None => return m.unsupported_crypto_type(s),
@@ -347,15 +342,17 @@ async fn new_keys(
 }
 
 /// `lookup`/`lookuplocal`: `.i2p` names only (Java), resolved by the core.
-async fn lookup(shared: &Service, name: Option<&str>, what: &'static str) -> Reply {
-    let m = shared.messages;
+async fn lookup(front: &Frontend, name: Option<&str>, what: &'static str) -> Reply {
+    let m = front.messages;
+    let service = &front.service;
     let Some(name) = name else {
         return m.empty_address(what);
     };
     if !name.ends_with(".i2p") {
         return m.address_not_found();
     }
-    let result = tokio::time::timeout(shared.config.lookup_timeout, shared.core.lookup(name)).await;
+    let result =
+        tokio::time::timeout(service.config().lookup_timeout, service.core().lookup(name)).await;
     match result.unwrap_or(Err(CoreError::Timeout)) {
         Ok(dest) => m.base64(dest.to_base64()),
         Err(CoreError::NotFound | CoreError::Unreachable(_)) => m.address_not_found(),
@@ -364,15 +361,16 @@ async fn lookup(shared: &Service, name: Option<&str>, what: &'static str) -> Rep
 }
 
 /// `ping` (i2pd): through the selected tunnel's running session.
-async fn ping(conn: &Connection, shared: &Service, name: Option<&str>) -> Reply {
-    let m = shared.messages;
+async fn ping(conn: &Connection, front: &Frontend, name: Option<&str>) -> Reply {
+    let m = front.messages;
+    let service = &front.service;
     let Some(name) = name else {
         return m.empty_address("ping");
     };
-    let Some(session) = selected(conn).and_then(|n| shared.registry.session(n)) else {
+    let Some(session) = selected(conn).and_then(|n| service.registry().session(n)) else {
         return m.no_local_destination();
     };
-    let limit = shared.config.lookup_timeout;
+    let limit = service.config().lookup_timeout;
     let dest = if name.ends_with(".i2p") {
         match tokio::time::timeout(limit, session.lookup(name)).await {
             Ok(Ok(dest)) => dest,

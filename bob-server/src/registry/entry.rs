@@ -1,50 +1,17 @@
 //! One registry entry: a named tunnel's settings and where it is in its lifecycle.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
-use crate::backend::{BoxFuture, Options, Session, StreamingCore};
+use crate::backend::Options;
 use crate::storage::state::TunnelRecord;
-use crate::tunnel::{StartError, StatsSnapshot, TunnelLimits, TunnelSpec, TunnelStats};
+use crate::tunnel::{ActiveTunnel, StatsSnapshot, TunnelKind, TunnelStats};
 
 /// Host used for `inhost`/`outhost` until set (Java's default).
 pub const DEFAULT_HOST: &str = "localhost";
-
-/// A started tunnel as the registry holds it.
-///
-/// Implemented by [`crate::tunnel::RunningTunnel`]; tests may supply their own.
-pub trait ActiveTunnel: Send + Sync + fmt::Debug {
-    /// The backend session (for `ping` through the tunnel's destination).
-    fn session(&self) -> Arc<dyn Session>;
-
-    /// Where the inbound listener is bound, if the tunnel has an inbound side.
-    fn inbound_addr(&self) -> Option<SocketAddr>;
-
-    /// Closes listener and session and ends live connections.
-    fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
-
-    /// The tunnel's live counters, if it keeps any (`stats`, metrics). The registry
-    /// keeps them after the tunnel stops, so the numbers of the last run stay readable.
-    fn stats(&self) -> Option<Arc<TunnelStats>> {
-        None
-    }
-}
-
-/// Starts a tunnel: returns once it is usable or failed.
-pub type Launcher = Arc<
-    dyn Fn(
-            Arc<dyn StreamingCore>,
-            TunnelSpec,
-            TunnelLimits,
-        ) -> BoxFuture<'static, Result<Box<dyn ActiveTunnel>, StartError>>
-        + Send
-        + Sync,
->;
 
 /// Where an entry is in its lifecycle (Java's STARTING/RUNNING/STOPPING flags).
 #[derive(Debug)]
@@ -72,6 +39,8 @@ pub struct Entry {
     pub(super) id: u64,
     /// the nickname
     pub(super) nickname: String,
+    /// what the tunnel does with its connections
+    pub(super) kind: TunnelKind,
     /// private keys, once `newkeys`/`setkeys` ran
     pub keys: Option<PrivateKeys>,
     /// inbound listen host
@@ -103,6 +72,7 @@ impl Entry {
         Self {
             id,
             nickname: nickname.to_owned(),
+            kind: TunnelKind::default(),
             keys: None,
             inhost: DEFAULT_HOST.to_owned(),
             inport: None,
@@ -119,6 +89,11 @@ impl Entry {
     /// The nickname.
     pub fn nickname(&self) -> &str {
         &self.nickname
+    }
+
+    /// What the tunnel does with its connections.
+    pub fn kind(&self) -> TunnelKind {
+        self.kind
     }
 
     /// STARTING, RUNNING or STOPPING.

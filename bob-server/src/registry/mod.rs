@@ -31,11 +31,12 @@ use keytools::PrivateKeys;
 use crate::backend::{Options, Session};
 use crate::config::MAX_OPTIONS_PER_TUNNEL;
 use crate::storage::state::TunnelRecord;
-use crate::tunnel::{Endpoint, TunnelSpec};
+use crate::tunnel::{Endpoint, TunnelKind, TunnelSpec};
 mod entry;
 
+pub use crate::tunnel::{ActiveTunnel, Launcher};
 use entry::Phase;
-pub use entry::{ActiveTunnel, DEFAULT_HOST, Entry, Launcher};
+pub use entry::{DEFAULT_HOST, Entry};
 
 /// Why the registry refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +66,14 @@ pub enum RegistryError {
 pub struct StartTicket {
     nickname: String,
     id: u64,
+    kind: TunnelKind,
+}
+
+impl StartTicket {
+    /// The kind of the tunnel being started.
+    pub fn kind(&self) -> TunnelKind {
+        self.kind
+    }
 }
 
 /// Proof that `begin_stop` marked an entry STOPPING; hand it back to `finish_stop`.
@@ -348,7 +357,7 @@ impl Registry {
             .get_mut(nickname)
             .ok_or(RegistryError::NotFound)?;
         let keys = entry.keys.clone().ok_or(RegistryError::NoKeys)?;
-        if entry.inport.is_none() && entry.outport.is_none() {
+        if entry.kind.needs_a_port() && entry.inport.is_none() && entry.outport.is_none() {
             return Err(RegistryError::NoPort);
         }
         if entry.is_active() {
@@ -378,6 +387,7 @@ impl Registry {
             StartTicket {
                 nickname: entry.nickname.clone(),
                 id: entry.id,
+                kind: entry.kind,
             },
         ))
     }

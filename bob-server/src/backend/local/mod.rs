@@ -35,13 +35,21 @@ use keytools::{Destination, PrivateKeys};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{BoxFuture, BoxStream, CoreError, Incoming, Options, Session, StreamingCore, Target};
+use super::relay::{RelayCounters, RelayEnd};
+use super::{
+    BoxFuture, BoxStream, ByteStream, CoreError, Incoming, Options, Session, StreamingCore, Target,
+};
 
+mod relay;
 #[cfg(target_os = "linux")]
 mod splice;
 mod stream;
 
-pub use stream::{LocalStream, Pipe, Received};
+pub use relay::PIPE_BUFFER;
+pub use stream::LocalStream;
+#[cfg(target_os = "linux")]
+use stream::Pipe;
+use stream::Received;
 
 /// Bytes queued in each direction of a local stream before the writer waits.
 pub const STREAM_BUFFER: usize = 256 * 1024;
@@ -455,6 +463,18 @@ impl Drop for LocalSession {
     fn drop(&mut self) {
         // A session dropped without `close` must not keep its destination taken.
         self.network.unregister(&self.hash, self.id);
+    }
+}
+
+/// The zero-copy relay (see `relay`): chunks and spliced pipes instead of copies.
+impl ByteStream for LocalStream {
+    fn relay(
+        self: Box<Self>,
+        socket: tokio::net::TcpStream,
+        counters: RelayCounters,
+        cancel: &CancellationToken,
+    ) -> BoxFuture<'_, RelayEnd> {
+        Box::pin(async move { relay::relay_local(socket, *self, &counters, cancel).await })
     }
 }
 

@@ -6,6 +6,7 @@
 //! `bobctl --generate-man` prints a roff man page. `scripts/gen-completions.sh OUTDIR`
 //! runs all of them. The flags are hidden from `--help` and checked before normal
 //! parsing, so they work for binaries whose subcommand is otherwise required.
+#![warn(missing_docs)]
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -74,6 +75,7 @@ pub fn generate(
 /// The hook for `main`: if the process was started with a generator flag, prints the
 /// completions or man page of `cmd()` to stdout and returns the exit code to leave
 /// with; otherwise `None` and the binary goes on as usual.
+#[must_use]
 pub fn handle_generate_args(
     bin_name: &str,
     cmd: impl FnOnce() -> clap::Command,
