@@ -80,3 +80,9 @@ cargo test --workspace --doc --locked
 # server (same build, debug profile).
 echo "== cargo run -p bob-server -- --version"
 cargo run --locked -q -p bob-server -- --version
+
+# The Debian package: build it (release binaries, cargo-deb installed when missing), install
+# it with dpkg, run the installed binaries through a BOB session, remove and purge it
+# (root; CI=true makes any failure, also a missing root, a failure).
+echo "== scripts/test-package.sh"
+scripts/test-package.sh

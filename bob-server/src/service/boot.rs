@@ -31,6 +31,9 @@ use keytools::keyfile::{read_key_file, write_key_file};
 /// How often [`start_declared`] looks at a tunnel another task is starting.
 const POLL: Duration = Duration::from_millis(50);
 
+/// Pauses between the attempts to start a declared tunnel whose start fails.
+const START_BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+
 /// A declared tunnel that could not be set up; `Display` is
 /// `FILE:LINE: tunnel "NAME": what is wrong`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,11 +225,14 @@ pub async fn start_declared(
 }
 
 /// Starts one tunnel; when the entry is busy (another task starting or stopping it),
-/// waits for that to end and tries again if the tunnel is not running then.
+/// waits for that to end and tries again if the tunnel is not running then. A start
+/// that fails is tried again after [`START_BACKOFF`] (1 s, then 2 s: a router that comes
+/// up just after bob-server gets a moment); then its reason is returned.
 async fn start_one(service: &Arc<Service>, nickname: &str) -> Result<(), String> {
     let registry = service.registry();
-    let mut last = String::new();
-    for _ in 0..3 {
+    let mut waits = START_BACKOFF.iter();
+    let mut busy_rounds = 0;
+    loop {
         match service.start_tunnel(nickname).await {
             Ok(()) => {
                 return if registry.status(nickname).is_some_and(|s| s.running) {
@@ -236,22 +242,36 @@ async fn start_one(service: &Arc<Service>, nickname: &str) -> Result<(), String>
                 };
             }
             Err(StartFailure::Refused(RegistryError::Active | RegistryError::Inactive)) => {
-                last = RegistryError::Active.to_string();
+                busy_rounds += 1;
+                if busy_rounds > 3 {
+                    return Err(RegistryError::Active.to_string());
+                }
+                // Busy: someone else is starting (or stopping) it; see how that ends.
+                loop {
+                    match registry.status(nickname) {
+                        Some(s) if s.running => return Ok(()),
+                        Some(s) if s.starting || s.stopping => tokio::time::sleep(POLL).await,
+                        Some(_) => break,
+                        None => return Err("the tunnel was removed while starting".to_owned()),
+                    }
+                }
             }
-            Err(StartFailure::Failed(reason)) => return Err(format!("starting tunnel: {reason}")),
+            Err(StartFailure::Failed(reason)) => {
+                let last = format!("starting tunnel: {reason}");
+                let Some(wait) = waits.next() else {
+                    return Err(last);
+                };
+                tracing::info!(
+                    nickname,
+                    reason = %last,
+                    "declared tunnel did not start; trying again in {}s",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(*wait).await;
+            }
             Err(e) => return Err(e.to_string()),
         }
-        // Busy: someone else is starting (or stopping) it; see how that ends.
-        loop {
-            match registry.status(nickname) {
-                Some(s) if s.running => return Ok(()),
-                Some(s) if s.starting || s.stopping => tokio::time::sleep(POLL).await,
-                Some(_) => break,
-                None => return Err("the tunnel was removed while starting".to_owned()),
-            }
-        }
     }
-    Err(last)
 }
 
 #[cfg(test)]

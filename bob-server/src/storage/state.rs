@@ -135,7 +135,7 @@ pub enum StateError {
         /// what the OS said
         error: std::io::Error,
     },
-    /// Writing the file failed.
+    /// Writing the file failed (shown in `Display`, so not a `source()`).
     #[error("saving state: {0}")]
     Write(KeyFileError),
     /// The state file is not a regular file (a FIFO, a device, a directory), is larger
