@@ -69,7 +69,7 @@ impl TunnelView {
         Self {
             counters: entry.tunnel_counters(),
             status: entry.status(),
-            destination: entry.keys.as_ref().map(|k| k.destination().b32()),
+            destination: entry.keys().map(|k| k.destination().b32()),
             // The registry keeps no failure record yet; the page's column is ready for it.
             last_error: None,
         }
