@@ -8,6 +8,7 @@
 //! (durably) before its reply is written.
 
 use bob_codec::command::{parse_option_pairs, parse_port};
+use bob_codec::types::{Host, Nickname, OptionKey, OptionValue};
 use bob_codec::{Command, Dialect, Reply, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
@@ -54,13 +55,8 @@ pub(crate) async fn handle(
             m.bye().encode_into(out);
             return After::Zap;
         }
-        Command::List => {
-            for status in registry.list() {
-                m.list_line(&status).encode_into(out);
-            }
-            m.list_done().encode_into(out);
-            return After::Continue;
-        }
+        // streamed by the connection driver, under back-pressure
+        Command::List => return After::List,
         Command::Help(None) => m.help(help::commands(dialect)),
         Command::Help(Some(word)) => match help::text(dialect, &word) {
             Some(text) => m.help(text),
@@ -131,16 +127,30 @@ pub(crate) async fn handle(
         }
         Command::Option(operands) => {
             let parsed = parse_option_pairs(&operands, dialect);
-            update(conn, registry, m, |e| match parsed {
-                Ok(pairs) => {
+            let checked = parsed.map(|pairs| {
+                for (key, value) in &pairs {
+                    OptionKey::new(key.as_str())?;
+                    OptionValue::new(value.as_str())?;
+                }
+                Ok(pairs)
+            });
+            let max_properties = registry.max_properties();
+            let max_bytes = registry.max_bytes();
+            update(conn, registry, m, |e| match checked {
+                Ok(Ok(pairs)) => {
                     let added = pairs.iter().filter(|(k, _)| !e.properties.contains_key(k));
-                    if e.properties.len() + added.count() > MAX_OPTIONS_PER_TUNNEL {
+                    // the one formula: defaults + nickname options + the user's
+                    if e.properties.len() + added.count() > max_properties {
                         return m.too_many_options(MAX_OPTIONS_PER_TUNNEL);
+                    }
+                    if e.growth_by_options(&pairs) > e.room() {
+                        return m.registry_full(max_bytes);
                     }
                     let reply = m.options_set(&pairs);
                     e.properties.extend(pairs);
                     reply
                 }
+                Ok(Err(invalid)) => m.invalid_value(&invalid),
                 Err(err) => m.command_error(&err),
             })
         }
@@ -236,6 +246,9 @@ fn set_nick(
     let Some(name) = name else {
         return m.no_nickname();
     };
+    if let Err(invalid) = Nickname::new(name.as_str()) {
+        return m.invalid_value(&invalid);
+    }
     match registry.create(&name) {
         Ok(()) => {
             let reply = m.nickname_set(&name);
@@ -243,6 +256,7 @@ fn set_nick(
             reply
         }
         Err(RegistryError::Full(limit)) => m.too_many_tunnels(limit),
+        Err(RegistryError::TooBig(limit)) => m.registry_full(limit),
         Err(_) => {
             // Java leaves the connection with no selection, so that later setters cannot
             // silently hit the previously selected tunnel.
@@ -259,8 +273,16 @@ fn set_host(
     host: Option<String>,
     inbound: bool,
 ) -> Reply {
+    let max_bytes = registry.max_bytes();
     update(conn, registry, m, |e| match host {
         Some(host) => {
+            if let Err(invalid) = Host::new(host.as_str()) {
+                return m.invalid_value(&invalid);
+            }
+            let old = if inbound { &e.inhost } else { &e.outhost };
+            if host.len().saturating_sub(old.len()) > e.room() {
+                return m.registry_full(max_bytes);
+            }
             if inbound {
                 e.inhost = host;
             } else {

@@ -44,6 +44,16 @@ impl Messages {
         err(e.to_string())
     }
 
+    /// A value that breaks its type's rules (`nickname is longer than 255 bytes`).
+    pub fn invalid_value(self, e: &bob_codec::types::ValueError) -> Reply {
+        err(e.to_string())
+    }
+
+    /// A change that would take the registry over its byte cap.
+    pub fn registry_full(self, limit: usize) -> Reply {
+        err(format!("registry full (limit {limit} bytes)"))
+    }
+
     /// A request line with control characters (NUL, …) in its operands.
     pub fn control_characters(self) -> Reply {
         err("control characters are not allowed in a request")

@@ -62,7 +62,15 @@ pub struct Entry {
     pub(super) autostart: bool,
     /// counters of the current or last run
     pub(super) stats: Option<Arc<TunnelStats>>,
+    /// bytes the entry may still grow by (set by `Registry::update`)
+    pub(super) room: usize,
 }
+
+/// Fixed bytes counted per entry against the registry's byte cap (keys, struct, map node).
+pub const ENTRY_OVERHEAD: usize = 1024;
+
+/// Fixed bytes counted per property against the registry's byte cap (map node).
+pub const PROPERTY_OVERHEAD: usize = 64;
 
 impl Entry {
     pub(super) fn new(id: u64, nickname: &str, defaults: &Options) -> Self {
@@ -83,6 +91,7 @@ impl Entry {
             phase: Phase::Idle,
             autostart: false,
             stats: None,
+            room: 0,
         }
     }
 
@@ -101,9 +110,46 @@ impl Entry {
         self.phase.is_active()
     }
 
-    /// Whether the tunnel is RUNNING.
+    /// Whether the tunnel is RUNNING (and none of its accept loops has failed).
     pub fn is_running(&self) -> bool {
-        matches!(self.phase, Phase::Running(_))
+        matches!(self.phase, Phase::Running(_)) && !self.has_failed()
+    }
+
+    /// Whether an accept loop of the current run died: the tunnel takes no more
+    /// connections; `stop` cleans it up.
+    pub fn has_failed(&self) -> bool {
+        self.stats.as_ref().is_some_and(|s| s.has_failed())
+    }
+
+    /// Bytes this entry counts for against the registry's byte cap: its strings plus a
+    /// fixed overhead per entry (keys, struct, map node) and per property (map node).
+    pub fn footprint(&self) -> usize {
+        ENTRY_OVERHEAD
+            + self.nickname.len()
+            + self.inhost.len()
+            + self.outhost.len()
+            + self
+                .properties
+                .iter()
+                .map(|(k, v)| PROPERTY_OVERHEAD + k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    /// How many more bytes this entry may grow by before the registry's byte cap
+    /// (valid inside [`crate::registry::Registry::update`]).
+    pub fn room(&self) -> usize {
+        self.room
+    }
+
+    /// What setting `pairs` adds to [`Entry::footprint`] (shrinking counts as zero).
+    pub fn growth_by_options(&self, pairs: &[(String, String)]) -> usize {
+        pairs
+            .iter()
+            .map(|(k, v)| match self.properties.get(k) {
+                Some(old) => v.len().saturating_sub(old.len()),
+                None => PROPERTY_OVERHEAD + k.len() + v.len(),
+            })
+            .sum()
     }
 
     /// Counters of the current run, or of the last one once stopped (zero if never run).
@@ -154,7 +200,8 @@ impl Entry {
         let (starting, running, stopping) = match self.phase {
             Phase::Idle => (false, false, false),
             Phase::Starting => (true, false, false),
-            Phase::Running(_) => (false, true, false),
+            // a failed accept loop: not RUNNING, though `stop` is still needed
+            Phase::Running(_) => (false, !self.has_failed(), false),
             Phase::Stopping => (false, false, true),
         };
         TunnelStatus {
