@@ -269,9 +269,8 @@ impl Server {
         info!(%local_addr, backend = service.core().name(), dialect = ?service.config().dialect, "BOB control server running");
 
         let metrics_task = metrics.map(|(listener, addr)| {
-            info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
-            let registry = service.registry().clone();
-            let source: metrics::MetricsSource = Arc::new(move || registry.metrics());
+            info!(%addr, "serving Prometheus metrics on http://{addr}/metrics and the status page on http://{addr}/");
+            let source = metrics::registry_source(service.registry().clone());
             tokio::spawn(metrics::serve(listener, source, service.stopping().clone()))
         });
         if service.persists() {

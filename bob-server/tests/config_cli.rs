@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStderr, Command};
 
 mod support;
 
+use bob_testkit::{TestClient, scratch_dir};
 use support::{DEADLINE, free_port, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
@@ -60,14 +61,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A fresh private scratch directory.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bob-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
@@ -99,7 +92,7 @@ async fn defaults_are_printed_and_read_back() {
     assert!(table.get("router").is_none() && table.get("state-dir").is_none());
 
     // What --print-config prints is a configuration file giving the same result.
-    let dir = scratch("roundtrip");
+    let dir = scratch_dir("roundtrip");
     let out = run(bob().args([
         "--print-config",
         "--dialect",
@@ -138,7 +131,7 @@ async fn defaults_are_printed_and_read_back() {
 
 #[tokio::test]
 async fn flag_beats_environment_beats_file_beats_default() {
-    let dir = scratch("precedence");
+    let dir = scratch_dir("precedence");
     let file = write(
         &dir,
         "bob.toml",
@@ -215,7 +208,7 @@ state-dir = "state"
 
 #[tokio::test]
 async fn malformed_configuration_names_file_line_and_key() {
-    let dir = scratch("badconf");
+    let dir = scratch_dir("badconf");
     let cases = [
         (
             "syntax.toml",
@@ -284,7 +277,7 @@ async fn malformed_configuration_names_file_line_and_key() {
 
 #[tokio::test]
 async fn malformed_tunnels_file_stops_the_binary_naming_the_line() {
-    let dir = scratch("badtunnels");
+    let dir = scratch_dir("badtunnels");
     let file = write(
         &dir,
         "tunnels.toml",
@@ -367,28 +360,19 @@ async fn echo_server() -> u16 {
     port
 }
 
-async fn control(addr: &str) -> BufReader<TcpStream> {
-    let mut c = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
-    let mut greeting = [0u8; 16];
-    within("greeting", c.read_exact(&mut greeting))
-        .await
-        .unwrap();
-    c
+/// A control connection (the shared test client), greeting checked.
+async fn control(addr: &str) -> TestClient {
+    TestClient::connect(addr).await
 }
 
-async fn command(c: &mut BufReader<TcpStream>, line: &str) -> String {
-    c.get_mut()
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    within("reply", c.read_line(&mut reply)).await.unwrap();
-    reply
+/// One command; the reply line with its `\n`.
+async fn command(c: &mut TestClient, line: &str) -> String {
+    c.cmd(line).await
 }
 
 #[tokio::test]
 async fn tunnels_file_starts_tunnels_that_carry_data() {
-    let dir = scratch("boot");
+    let dir = scratch_dir("boot");
     let echo = echo_server().await;
     let inport = free_port();
     let file = write(
@@ -491,7 +475,7 @@ start = false
 
 #[tokio::test]
 async fn a_declared_tunnel_that_cannot_start_is_fatal() {
-    let dir = scratch("nostart");
+    let dir = scratch_dir("nostart");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let file = write(
@@ -590,7 +574,7 @@ async fn completions_and_man_pages_cover_every_flag() {
 }
 
 /// Polls `status NAME` until `want` is in the reply.
-async fn wait_status(c: &mut BufReader<TcpStream>, name: &str, want: &str) -> String {
+async fn wait_status(c: &mut TestClient, name: &str, want: &str) -> String {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let reply = command(c, &format!("status {name}")).await;
@@ -607,7 +591,7 @@ async fn wait_status(c: &mut BufReader<TcpStream>, name: &str, want: &str) -> St
 
 #[tokio::test]
 async fn tunnels_file_wins_over_the_restored_state() {
-    let dir = scratch("statewins");
+    let dir = scratch_dir("statewins");
     let state = dir.join("state");
     let state_arg = s(&state).to_owned();
 

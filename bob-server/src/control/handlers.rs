@@ -8,16 +8,16 @@
 //! (durably) before its reply is written.
 
 use bob_codec::command::{parse_option_pairs, parse_port};
-use bob_codec::types::{Host, Nickname, OptionKey, OptionValue};
+use bob_codec::types::{Host, Nickname, OptionKey, OptionValue, Port};
 use bob_codec::{Command, Dialect, Reply, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
 
 use super::{After, Connection, Frontend, lifecycle};
 use crate::backend::{CoreError, Target};
-use crate::config::{MAX_OPTIONS_PER_TUNNEL, parse_crypto_type, parse_sig_type};
+use crate::config::{parse_crypto_type, parse_sig_type};
 use crate::control::messages::Messages;
-use crate::registry::{Entry, Registry, RegistryError};
+use crate::registry::{Entry, Registry, RegistryError, Side};
 
 /// Handles one request line, appending the encoded reply to `out`.
 pub(crate) async fn handle(
@@ -90,7 +90,7 @@ pub(crate) async fn handle(
             let props = selected(conn).and_then(|n| {
                 registry
                     .read(n, |e| {
-                        e.properties
+                        e.properties()
                             .iter()
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect::<Vec<_>>()
@@ -108,7 +108,7 @@ pub(crate) async fn handle(
             Some(Ok(Some(dest))) => m.base64(dest),
         },
         Command::GetKeys => {
-            let keys = selected(conn).and_then(|n| registry.read(n, |e| e.keys.clone()).ok());
+            let keys = selected(conn).and_then(|n| registry.read(n, |e| e.keys().cloned()).ok());
             match keys.flatten() {
                 Some(keys) => m.base64(keys.to_base64()),
                 None => m.getkeys_no_keys(),
@@ -121,7 +121,7 @@ pub(crate) async fn handle(
         Command::Quiet(value) => {
             let quiet = value.is_some_and(|v| v.eq_ignore_ascii_case("true"));
             update(conn, registry, m, |e| {
-                e.quiet = quiet;
+                e.set_quiet(quiet);
                 m.quiet_set()
             })
         }
@@ -134,23 +134,19 @@ pub(crate) async fn handle(
                 }
                 Ok(pairs)
             });
-            let max_properties = registry.max_properties();
             let max_bytes = registry.max_bytes();
             update(conn, registry, m, |e| match checked {
                 Ok(Ok(pairs)) => {
-                    let added = pairs.iter().filter(|(k, _)| !e.properties.contains_key(k));
-                    // the one formula: defaults + nickname options + the user's
-                    if e.properties.len() + added.count() > max_properties {
-                        return m.too_many_options(MAX_OPTIONS_PER_TUNNEL);
-                    }
                     if e.growth_by_options(&pairs) > e.room() {
                         return m.registry_full(max_bytes);
                     }
                     let reply = m.options_set(&pairs);
-                    e.properties.extend(pairs);
-                    reply
+                    match e.set_options(pairs) {
+                        Ok(()) => reply,
+                        Err(too_many) => m.too_many_options(too_many.limit),
+                    }
                 }
-                Ok(Err(invalid)) => m.invalid_value(&invalid),
+                Ok(Err(invalid)) => m.bad_value(&invalid),
                 Err(err) => m.command_error(&err),
             })
         }
@@ -160,7 +156,7 @@ pub(crate) async fn handle(
                 match blob.as_deref().map(PrivateKeys::from_base64) {
                     Some(Ok(keys)) => {
                         let reply = m.base64(keys.destination().to_base64());
-                        e.keys = Some(keys);
+                        e.set_keys(keys);
                         reply
                     }
                     Some(Err(err)) => {
@@ -217,7 +213,7 @@ fn selected(conn: &Connection) -> Option<&str> {
 }
 
 fn dest_of(e: &Entry) -> Option<String> {
-    e.keys.as_ref().map(|k| k.destination().to_base64())
+    e.keys().map(|k| k.destination().to_base64())
 }
 
 /// Runs a setter on the selected, inactive entry.
@@ -247,7 +243,7 @@ fn set_nick(
         return m.no_nickname();
     };
     if let Err(invalid) = Nickname::new(name.as_str()) {
-        return m.invalid_value(&invalid);
+        return m.bad_value(&invalid);
     }
     match registry.create(&name) {
         Ok(()) => {
@@ -273,23 +269,22 @@ fn set_host(
     host: Option<String>,
     inbound: bool,
 ) -> Reply {
+    let side = if inbound {
+        Side::Inbound
+    } else {
+        Side::Outbound
+    };
     let max_bytes = registry.max_bytes();
-    update(conn, registry, m, |e| match host {
-        Some(host) => {
-            if let Err(invalid) = Host::new(host.as_str()) {
-                return m.invalid_value(&invalid);
-            }
-            let old = if inbound { &e.inhost } else { &e.outhost };
-            if host.len().saturating_sub(old.len()) > e.room() {
+    update(conn, registry, m, |e| match host.map(Host::new) {
+        Some(Ok(host)) => {
+            let grows = host.as_str().len().saturating_sub(e.host(side).len());
+            if grows > e.room() {
                 return m.registry_full(max_bytes);
             }
-            if inbound {
-                e.inhost = host;
-            } else {
-                e.outhost = host;
-            }
+            e.set_host(side, host);
             m.host_set(inbound)
         }
+        Some(Err(err)) => m.bad_value(&err),
         None => m.empty_host(inbound),
     })
 }
@@ -302,16 +297,20 @@ fn set_port(
     operand: Option<String>,
     inbound: bool,
 ) -> Reply {
+    let side = if inbound {
+        Side::Inbound
+    } else {
+        Side::Outbound
+    };
     let parsed = operand.as_deref().map(|p| parse_port(Some(p), dialect));
     update(conn, registry, m, |e| match parsed {
-        Some(Ok(port)) => {
-            if inbound {
-                e.inport = Some(port);
-            } else {
-                e.outport = Some(port);
+        Some(Ok(port)) => match Port::new(port) {
+            Ok(port) => {
+                e.set_port(side, port);
+                m.port_set(inbound)
             }
-            m.port_set(inbound)
-        }
+            Err(err) => m.bad_value(&err),
+        },
         // the stored port is kept (Java deleted it first)
         Some(Err(err)) => m.command_error(&err),
         None => m.empty_port(inbound),
@@ -356,7 +355,7 @@ async fn new_keys(
         Err(e) => return m.keygen_failed(&e.to_string()),
     };
     let dest = keys.destination().to_base64();
-    match registry.update(nickname, |e| e.keys = Some(keys)) {
+    match registry.update(nickname, |e| e.set_keys(keys)) {
         Ok(()) => m.base64(dest),
         Err(RegistryError::Active) => m.tunnel_active(),
         Err(_) => m.no_nickname(),

@@ -37,7 +37,7 @@ mod entry;
 
 pub use crate::tunnel::{ActiveTunnel, Launcher};
 use entry::Phase;
-pub use entry::{DEFAULT_HOST, ENTRY_OVERHEAD, Entry, PROPERTY_OVERHEAD};
+pub use entry::{DEFAULT_HOST, ENTRY_OVERHEAD, Entry, PROPERTY_OVERHEAD, Side, TooManyOptions};
 
 /// Why the registry refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
