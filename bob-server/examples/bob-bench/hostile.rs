@@ -111,11 +111,9 @@ async fn worst_case(binary: &PathBuf) -> Res<()> {
         let mut stream = hog.0.into_inner();
         let burst = b"showprops\nlist\n".repeat(1024);
         // write until the server stops taking commands (its replies are backed up)
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), stream.write_all(&burst)).await {
-                Ok(Ok(())) => {}
-                _ => break,
-            }
+        while let Ok(Ok(())) =
+            tokio::time::timeout(Duration::from_millis(200), stream.write_all(&burst)).await
+        {
         }
         hogs.push(stream);
     }
