@@ -109,6 +109,11 @@ struct Args {
     #[arg(long, value_name = "N", env = "BOB_MAX_TUNNELS")]
     max_tunnels: Option<NonZeroUsize>,
 
+    /// Most bytes all tunnels' names, hosts and options may take together (plus 1 KiB
+    /// per tunnel and 64 bytes per option) [default: 33554432]
+    #[arg(long, value_name = "BYTES", env = "BOB_MAX_REGISTRY_BYTES")]
+    max_registry_bytes: Option<NonZeroUsize>,
+
     /// hosts.txt (`name=base64dest` lines) for name lookups of the local backend
     #[arg(
         long,
@@ -195,6 +200,7 @@ impl Args {
             session_timeout: self.session_timeout,
             max_connections: self.max_connections,
             max_tunnels: self.max_tunnels,
+            max_registry_bytes: self.max_registry_bytes,
             lookup_timeout: self.lookup_timeout,
             first_line_timeout: self.first_line_timeout,
             connect_timeout: self.connect_timeout,
@@ -350,7 +356,7 @@ fn hint(e: &anyhow::Error) -> Option<String> {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let settings = args.effective()?;
+    let settings = args.effective()?.clamped();
     let tunnels_path = settings.tunnels.clone();
     let config = settings.clone().into_config()?;
     config.validate()?;
@@ -481,6 +487,7 @@ mod tests {
             d.listen.unwrap().to_string(),
             d.max_connections.unwrap().to_string(),
             d.max_tunnels.unwrap().to_string(),
+            d.max_registry_bytes.unwrap().to_string(),
             d.session_timeout.unwrap().to_string(),
             d.lookup_timeout.unwrap().to_string(),
             d.first_line_timeout.unwrap().to_string(),

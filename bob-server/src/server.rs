@@ -165,7 +165,8 @@ impl Server {
             Some(addr) => Some(bind_metrics(&config, addr)?),
             None => None,
         };
-        let registry = Registry::new(config.default_options.clone(), config.max_tunnels);
+        let registry = Registry::new(config.default_options.clone(), config.max_tunnels)
+            .with_max_bytes(config.max_registry_bytes);
         let (persister, restore) = match &config.state_dir {
             Some(dir) => {
                 let store = StateStore::open(dir)?;
@@ -346,7 +347,9 @@ async fn accept_loop(
     shutdown: &CancellationToken,
 ) {
     let max_connections = front.service.config().max_connections;
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let limit = Arc::new(Semaphore::new(
+        max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {

@@ -7,6 +7,7 @@ mod clients;
 mod control;
 mod control_burst;
 mod faults;
+mod harden;
 mod hostile;
 mod lifecycle;
 mod multi;

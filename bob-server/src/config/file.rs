@@ -88,6 +88,9 @@ pub struct Settings {
     /// tunnels in the registry
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tunnels: Option<NonZeroUsize>,
+    /// bytes all registry entries may count for together
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_registry_bytes: Option<NonZeroUsize>,
     /// seconds a `lookup` or `ping` may take
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lookup_timeout: Option<NonZeroU64>,
@@ -196,7 +199,24 @@ fn secs(s: Option<NonZeroU64>, fallback: Duration) -> Duration {
     s.map_or(fallback, |n| Duration::from_secs(n.get()))
 }
 
+/// Largest connection limit the runtime supports (tokio's semaphore permits, 2^61 - 1):
+/// larger `max-connections`/`max-tunnel-connections` values are clamped to it when the
+/// settings are turned into a [`Config`] (`--print-config` shows the clamp).
+pub const MAX_CONNECTION_LIMIT: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 impl Settings {
+    /// The settings with connection limits above [`MAX_CONNECTION_LIMIT`] lowered to it
+    /// (what the server will run with; `--print-config` shows it).
+    #[must_use]
+    pub fn clamped(mut self) -> Self {
+        let clamp = |n: Option<NonZeroUsize>| {
+            n.map(|n| n.min(NonZeroUsize::new(MAX_CONNECTION_LIMIT).unwrap_or(NonZeroUsize::MIN)))
+        };
+        self.max_connections = clamp(self.max_connections);
+        self.max_tunnel_connections = clamp(self.max_tunnel_connections);
+        self
+    }
+
     /// The built-in defaults, every field that has one set (the fourth layer).
     pub fn builtin() -> Self {
         let config = Config::default();
@@ -216,6 +236,7 @@ impl Settings {
             session_timeout: nz(sam.session_timeout),
             max_connections: NonZeroUsize::new(config.max_connections),
             max_tunnels: NonZeroUsize::new(config.max_tunnels),
+            max_registry_bytes: NonZeroUsize::new(config.max_registry_bytes),
             lookup_timeout: nz(config.lookup_timeout),
             first_line_timeout: nz(limits.first_line_timeout),
             connect_timeout: nz(limits.connect_timeout),
@@ -318,6 +339,7 @@ impl Settings {
             session_timeout: self.session_timeout.or(lower.session_timeout),
             max_connections: self.max_connections.or(lower.max_connections),
             max_tunnels: self.max_tunnels.or(lower.max_tunnels),
+            max_registry_bytes: self.max_registry_bytes.or(lower.max_registry_bytes),
             lookup_timeout: self.lookup_timeout.or(lower.lookup_timeout),
             first_line_timeout: self.first_line_timeout.or(lower.first_line_timeout),
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
@@ -375,20 +397,26 @@ impl Settings {
             newkeys_crypto: defaults.newkeys_crypto,
             max_connections: s
                 .max_connections
-                .map_or(defaults.max_connections, NonZeroUsize::get),
+                .map_or(defaults.max_connections, NonZeroUsize::get)
+                .min(MAX_CONNECTION_LIMIT),
             max_tunnels: s
                 .max_tunnels
                 .map_or(defaults.max_tunnels, NonZeroUsize::get),
+            max_registry_bytes: s
+                .max_registry_bytes
+                .map_or(defaults.max_registry_bytes, NonZeroUsize::get),
             default_options,
             tunnel_limits: TunnelLimits {
                 first_line_timeout: secs(s.first_line_timeout, limits.first_line_timeout),
                 connect_timeout: secs(s.connect_timeout, limits.connect_timeout),
                 max_connections: s
                     .max_tunnel_connections
-                    .map_or(limits.max_connections, NonZeroUsize::get),
+                    .map_or(limits.max_connections, NonZeroUsize::get)
+                    .min(MAX_CONNECTION_LIMIT),
                 ..limits
             },
             lookup_timeout: secs(s.lookup_timeout, defaults.lookup_timeout),
+            control_write_timeout: defaults.control_write_timeout,
             backend,
             state_dir: s.state_dir,
             metrics_listen: s.metrics,

@@ -24,7 +24,10 @@ pub(super) async fn start(conn: &Connection, front: &Frontend) -> Reply {
         Err(StartFailure::Refused(RegistryError::NoKeys)) => m.start_incomplete(Missing::Keys),
         Err(StartFailure::Refused(RegistryError::NoPort)) => m.start_incomplete(Missing::Port),
         Err(StartFailure::Refused(
-            RegistryError::Active | RegistryError::Inactive | RegistryError::Full(_),
+            RegistryError::Active
+            | RegistryError::Inactive
+            | RegistryError::Full(_)
+            | RegistryError::TooBig(_),
         )) => m.tunnel_active(),
         Err(StartFailure::Failed(reason)) => m.start_failed(&reason),
     }

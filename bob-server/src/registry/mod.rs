@@ -29,13 +29,15 @@ use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
 use crate::backend::{Options, Session};
+use crate::config::MAX_OPTIONS_PER_TUNNEL;
 use crate::storage::state::TunnelRecord;
 use crate::tunnel::{Endpoint, TunnelKind, TunnelSpec};
+use bob_codec::types::{Host, Nickname, OptionKey, OptionValue};
 mod entry;
 
 pub use crate::tunnel::{ActiveTunnel, Launcher};
 use entry::Phase;
-pub use entry::{DEFAULT_HOST, Entry, MAX_PROPERTIES, Side, TooManyOptions};
+pub use entry::{DEFAULT_HOST, ENTRY_OVERHEAD, Entry, PROPERTY_OVERHEAD, Side, TooManyOptions};
 
 /// Why the registry refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +60,9 @@ pub enum RegistryError {
     /// `setnick` of a new name while the registry holds its maximum of entries.
     #[error("too many tunnels (limit {0})")]
     Full(usize),
+    /// The change would take the registry over its byte cap.
+    #[error("registry full (limit {0} bytes)")]
+    TooBig(usize),
 }
 
 /// Proof that `begin_start` marked an entry STARTING; hand it back to `finish_start`.
@@ -90,7 +95,14 @@ struct State {
     next_id: u64,
     /// bumped by every change the state file reflects
     generation: u64,
+    /// sum of the entries' [`Entry::footprint`]s
+    bytes: usize,
 }
+
+/// Default cap on the bytes of all registry entries together (`--max-registry-bytes`):
+/// with the default 1024 tunnels this leaves each an average of 32 KiB of names, hosts
+/// and options, and keeps the whole registry (and any copy of it in replies) small.
+pub const DEFAULT_MAX_REGISTRY_BYTES: usize = 32 << 20;
 
 /// The registry as the state file stores it, at one generation.
 #[derive(Debug)]
@@ -129,6 +141,12 @@ pub enum RestoreError {
     /// More options than a tunnel may hold.
     #[error("too many options (limit {0})")]
     TooManyOptions(usize),
+    /// A nickname, host or option that breaks its type's rules (too long, whitespace…).
+    #[error("{0}")]
+    Invalid(#[from] bob_codec::types::ValueError),
+    /// The registry would go over its byte cap.
+    #[error("registry full (limit {0} bytes)")]
+    TooBig(usize),
 }
 
 /// Handle to the shared registry; cheap to clone.
@@ -139,6 +157,8 @@ pub struct Registry {
     defaults: Arc<Options>,
     /// most entries (bounded memory)
     max_entries: usize,
+    /// most bytes all entries may count for together ([`Entry::footprint`])
+    max_bytes: usize,
 }
 
 impl Registry {
@@ -149,7 +169,26 @@ impl Registry {
             inner: Arc::default(),
             defaults: Arc::new(defaults),
             max_entries,
+            max_bytes: DEFAULT_MAX_REGISTRY_BYTES,
         }
+    }
+
+    /// The same registry with a cap of `max_bytes` on the bytes of all entries together.
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The byte cap.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Most properties one entry may hold: the one formula
+    /// [`bob_codec::types::max_properties`] over this registry's defaults.
+    pub fn max_properties(&self) -> usize {
+        bob_codec::types::max_properties(self.defaults.len())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -176,8 +215,14 @@ impl Registry {
             None => {}
         }
         let id = state.next_id;
-        state.next_id += 1;
         let entry = Entry::new(id, nickname, &self.defaults);
+        let replaced = state.entries.get(nickname).map_or(0, Entry::footprint);
+        let bytes = state.bytes - replaced + entry.footprint();
+        if bytes > self.max_bytes {
+            return Err(RegistryError::TooBig(self.max_bytes));
+        }
+        state.next_id += 1;
+        state.bytes = bytes;
         state.entries.insert(nickname.to_owned(), entry);
         state.generation += 1;
         Ok(())
@@ -195,8 +240,17 @@ impl Registry {
             .map(PrivateKeys::from_base64)
             .transpose()
             .map_err(|e| RestoreError::Keys(e.to_string()))?;
-        if record.options.len() > MAX_PROPERTIES {
-            return Err(RestoreError::TooManyOptions(MAX_PROPERTIES));
+        if record.options.len() > self.max_properties() {
+            return Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL));
+        }
+        // the same caps as at the command
+        Nickname::new(record.nickname.as_str())?;
+        for host in [&record.inhost, &record.outhost] {
+            Host::new(host.as_str())?;
+        }
+        for (key, value) in &record.options {
+            OptionKey::new(key.as_str())?;
+            OptionValue::new(value.as_str())?;
         }
         let mut state = self.lock();
         if state.entries.contains_key(&record.nickname) {
@@ -218,6 +272,11 @@ impl Registry {
         // Remembered until the start succeeds or fails, so a save meanwhile keeps it.
         entry.autostart = record.running && entry.keys.is_some();
         let start = entry.autostart;
+        let bytes = state.bytes + entry.footprint();
+        if bytes > self.max_bytes {
+            return Err(RestoreError::TooBig(self.max_bytes));
+        }
+        state.bytes = bytes;
         state.entries.insert(record.nickname.clone(), entry);
         state.generation += 1;
         Ok(start)
@@ -286,7 +345,8 @@ impl Registry {
         nickname: &str,
         f: impl FnOnce(&mut Entry) -> R,
     ) -> Result<R, RegistryError> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let entry = state
             .entries
             .get_mut(nickname)
@@ -294,7 +354,11 @@ impl Registry {
         if entry.is_active() {
             return Err(RegistryError::Active);
         }
+        let before = entry.footprint();
+        entry.room = self.max_bytes.saturating_sub(state.bytes);
         let result = f(entry);
+        // Setters check `room` before growing an entry; this keeps the total exact.
+        state.bytes = state.bytes - before + entry.footprint();
         // Setters that refused change nothing, but telling them apart is not worth it:
         // an extra save of the same content is harmless.
         state.generation += 1;
@@ -311,7 +375,9 @@ impl Registry {
         if entry.is_active() {
             return Err(RegistryError::Active);
         }
-        state.entries.remove(nickname);
+        if let Some(entry) = state.entries.remove(nickname) {
+            state.bytes -= entry.footprint();
+        }
         state.generation += 1;
         Ok(())
     }

@@ -235,12 +235,12 @@ fn restore_round_trips_and_refuses_what_does_not_fit() {
     assert!(matches!(other.restore(&bad), Err(RestoreError::Keys(_))));
     let mut many = records[0].clone();
     many.nickname = "c".into();
-    many.options = (0..MAX_PROPERTIES + 10)
+    many.options = (0..MAX_OPTIONS_PER_TUNNEL + 10)
         .map(|i| (format!("k{i}"), "v".into()))
         .collect();
     assert_eq!(
         other.restore(&many),
-        Err(RestoreError::TooManyOptions(MAX_PROPERTIES))
+        Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL))
     );
     for n in ["d", "e"] {
         let mut rec = records[0].clone();
@@ -262,8 +262,8 @@ fn restore_round_trips_and_refuses_what_does_not_fit() {
 fn setters_check_the_one_option_limit_all_or_nothing() {
     let r = registry();
     r.create("o").unwrap();
-    // 1 default + 2 nickname options to begin with
-    let room = MAX_PROPERTIES - 3;
+    // 1 default + 2 nickname options to begin with; room for every user option
+    let room = MAX_OPTIONS_PER_TUNNEL;
     let fill: Vec<_> = (0..room)
         .map(|i| (format!("k{i}"), "v".to_owned()))
         .collect();
@@ -276,11 +276,11 @@ fn setters_check_the_one_option_limit_all_or_nothing() {
     assert_eq!(
         refused,
         Err(TooManyOptions {
-            limit: MAX_PROPERTIES
+            limit: MAX_OPTIONS_PER_TUNNEL
         })
     );
     let props = r.read("o", |e| e.properties().clone()).unwrap();
-    assert_eq!(props.len(), MAX_PROPERTIES);
+    assert_eq!(props.len(), MAX_OPTIONS_PER_TUNNEL + 3);
     assert_eq!(props["k0"], "v", "a refused batch changes nothing");
     // replacing a key the entry holds never counts
     let replace = vec![("k0".to_owned(), "w".to_owned())];

@@ -165,14 +165,18 @@ async fn read_first_line<R: AsyncRead + Unpin>(
     let raw_limit = max.saturating_add(2);
     let mut buf = BytesMut::with_capacity(raw_limit.min(4096) + 1);
     let mut scanned = 0;
+    let mut content = 0usize;
     loop {
         if let Some(at) = buf[scanned..].iter().position(|&b| b == b'\n') {
             let mut raw = buf.split_to(scanned + at + 1);
             raw.truncate(scanned + at);
             return finish_line(&raw, max).map(|line| Some((line, buf)));
         }
+        // Only `\r`s are dropped from the line, so once the other bytes alone exceed
+        // `max` the line is too long whatever follows: say so at once, not at the timeout.
+        content += buf[scanned..].iter().filter(|&&b| b != b'\r').count();
         scanned = buf.len();
-        if buf.len() > raw_limit {
+        if buf.len() > raw_limit || content > max {
             return Err(LineError::TooLong);
         }
         // Never read more than one byte past the limit: bounded memory, and the

@@ -95,13 +95,19 @@ impl TunnelKind {
         match self {
             Self::Stream => {
                 if let Some(listener) = listener {
-                    context
-                        .tracker
-                        .spawn(inbound::accept_loop(listener, context.clone()).in_current_span());
+                    super::spawn_watched(
+                        &context.tracker,
+                        &context.stats,
+                        "inbound",
+                        inbound::accept_loop(listener, context.clone()).in_current_span(),
+                    );
                 }
-                context
-                    .tracker
-                    .spawn(outbound::accept_loop(outbound, context.clone()).in_current_span());
+                super::spawn_watched(
+                    &context.tracker,
+                    &context.stats,
+                    "outbound",
+                    outbound::accept_loop(outbound, context.clone()).in_current_span(),
+                );
             }
         }
     }

@@ -247,7 +247,11 @@ async fn accept_loop<T, A, S>(
     A: Future<Output = Accepted<T>>,
     S: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
+    let permits = shared
+        .limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(permits));
     loop {
         let slot = tokio::select! {
             () = shared.cancel.cancelled() => break,
@@ -296,6 +300,8 @@ pub struct TunnelStats {
     bytes_in: Arc<AtomicU64>,
     /// bytes relayed from local applications into I2P streams
     bytes_out: Arc<AtomicU64>,
+    /// an accept loop of the tunnel ended by a panic: it takes no more connections
+    loop_failed: std::sync::atomic::AtomicBool,
 }
 
 /// A copy of [`TunnelStats`] at one moment.
@@ -335,6 +341,35 @@ impl TunnelStats {
     fn count_failure(&self) {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Whether an accept loop of the tunnel died (panicked): the tunnel takes no more
+    /// connections and is shown as not running.
+    pub fn has_failed(&self) -> bool {
+        self.loop_failed.load(Ordering::Relaxed)
+    }
+
+    fn mark_failed(&self) {
+        self.loop_failed.store(true, Ordering::Relaxed);
+        self.count_failure();
+    }
+}
+
+/// Runs an accept loop as a task of the tunnel and watches it: if it panics, the tunnel
+/// is marked failed (status, stats, log) instead of looking RUNNING with nobody accepting.
+fn spawn_watched<F>(tracker: &TaskTracker, stats: &Arc<TunnelStats>, what: &'static str, task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let handle = tracker.spawn(task);
+    let stats = Arc::clone(stats);
+    tracker.spawn(async move {
+        if let Err(e) = handle.await
+            && e.is_panic()
+        {
+            stats.mark_failed();
+            tracing::error!("{what} accept loop panicked; the tunnel is marked failed");
+        }
+    });
 }
 
 /// Keeps a connection counted as active while alive.
@@ -553,4 +588,31 @@ async fn bind(endpoint: &Endpoint) -> Result<TcpListener, StartError> {
         Some(e) => StartError::Bind(e.to_string()),
         None => StartError::UnknownHost(endpoint.host.clone()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_accept_loop_marks_the_tunnel_failed() {
+        let tracker = TaskTracker::new();
+        let stats = Arc::new(TunnelStats::default());
+        spawn_watched(&tracker, &stats, "inbound", async {});
+        tracker.close();
+        tracker.wait().await;
+        assert!(
+            !stats.has_failed(),
+            "a loop that ends normally is no failure"
+        );
+
+        let tracker = TaskTracker::new();
+        spawn_watched(&tracker, &stats, "inbound", async {
+            panic!("accept loop bug");
+        });
+        tracker.close();
+        tracker.wait().await;
+        assert!(stats.has_failed());
+        assert_eq!(stats.snapshot().failed, 1);
+    }
 }
