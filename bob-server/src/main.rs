@@ -131,9 +131,14 @@ struct Args {
     )]
     tunnel_options: Vec<(String, String)>,
 
-    /// Seconds the router may take to create a tunnel's session (SAM backend) [default: 90]
+    /// Seconds the backend may take to create a tunnel's session [default: 90]
     #[arg(long, value_name = "SECS", env = "BOB_SESSION_TIMEOUT")]
     session_timeout: Option<NonZeroU64>,
+
+    /// Seconds `start` waits for the tunnel's session before answering `OK tunnel
+    /// starting` anyway (the session keeps coming up; 0 answers at once) [default: 3]
+    #[arg(long, value_name = "SECS", env = "BOB_START_WAIT")]
+    start_wait: Option<u64>,
 
     /// Seconds a `lookup` or `ping` may take [default: 60]
     #[arg(long, value_name = "SECS", env = "BOB_LOOKUP_TIMEOUT")]
@@ -189,6 +194,7 @@ impl Args {
             hosts: self.hosts.clone(),
             newkeys_type: self.newkeys_type,
             session_timeout: self.session_timeout,
+            start_wait: self.start_wait,
             max_connections: self.max_connections,
             max_tunnels: self.max_tunnels,
             lookup_timeout: self.lookup_timeout,
@@ -228,11 +234,7 @@ fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> 
 
 /// How long a declared tunnel may take to start.
 fn boot_deadline(config: &Config) -> Duration {
-    let session = match &config.backend {
-        BackendConfig::Sam(sam) => sam.session_timeout,
-        BackendConfig::Local { .. } => config.tunnel_limits.session_timeout,
-    };
-    session + BOOT_MARGIN
+    config.tunnel_limits.session_timeout + BOOT_MARGIN
 }
 
 fn main() -> ExitCode {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::backend::Options;
 use crate::storage::state::TunnelRecord;
 use crate::tunnel::{ActiveTunnel, StatsSnapshot, TunnelKind, TunnelStats};
@@ -18,8 +20,8 @@ pub const DEFAULT_HOST: &str = "localhost";
 pub(super) enum Phase {
     /// not running; settings may change
     Idle,
-    /// `start` is bringing it up
-    Starting,
+    /// `start` is bringing it up; cancelling the token gives up (`stop`)
+    Starting(CancellationToken),
     /// up; the handle stops it
     Running(Box<dyn ActiveTunnel>),
     /// `stop` is tearing it down
@@ -62,6 +64,17 @@ pub struct Entry {
     pub(super) autostart: bool,
     /// counters of the current or last run
     pub(super) stats: Option<Arc<TunnelStats>>,
+    /// why the last start failed, and when (cleared by a successful start)
+    pub(super) last_error: Option<StartErrorRecord>,
+}
+
+/// A start that failed: the reason (the text after `starting tunnel: `) and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartErrorRecord {
+    /// the reason
+    pub reason: String,
+    /// when it failed
+    pub at: std::time::SystemTime,
 }
 
 impl Entry {
@@ -83,6 +96,7 @@ impl Entry {
             phase: Phase::Idle,
             autostart: false,
             stats: None,
+            last_error: None,
         }
     }
 
@@ -99,6 +113,11 @@ impl Entry {
     /// STARTING, RUNNING or STOPPING.
     pub fn is_active(&self) -> bool {
         self.phase.is_active()
+    }
+
+    /// Why the last start failed and when, unless a start succeeded since.
+    pub fn last_start_error(&self) -> Option<&StartErrorRecord> {
+        self.last_error.as_ref()
     }
 
     /// Whether the tunnel is RUNNING.
@@ -153,7 +172,7 @@ impl Entry {
     pub fn status(&self) -> TunnelStatus {
         let (starting, running, stopping) = match self.phase {
             Phase::Idle => (false, false, false),
-            Phase::Starting => (true, false, false),
+            Phase::Starting(_) => (true, false, false),
             Phase::Running(_) => (false, true, false),
             Phase::Stopping => (false, false, true),
         };
