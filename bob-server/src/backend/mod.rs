@@ -111,8 +111,8 @@ pub enum CoreError {
     /// The session has been closed.
     #[error("session closed")]
     Closed,
-    /// The backend cannot do this (e.g. `ping`).
-    #[error("not supported by the {0} backend")]
+    /// The backend cannot do this operation (named: `ping`).
+    #[error("{0} is not supported by this backend")]
     Unsupported(&'static str),
     /// An I/O error, with its text.
     #[error("{0}")]
@@ -155,7 +155,7 @@ pub trait Session: Send + Sync + fmt::Debug {
     /// [`CoreError::Unsupported`].
     fn ping(&self, target: Target) -> BoxFuture<'_, Result<Duration, CoreError>> {
         let _ = target;
-        Box::pin(async { Err(CoreError::Unsupported("this")) })
+        Box::pin(async { Err(CoreError::Unsupported("ping")) })
     }
 
     /// Ends the session: pending and later `accept`s fail with [`CoreError::Closed`],

@@ -33,7 +33,7 @@ fn escape_label(value: &str) -> String {
 /// Renders the Prometheus text format for `tunnels`.
 pub fn render(tunnels: &[TunnelMetrics]) -> String {
     type Getter = fn(&TunnelMetrics) -> u64;
-    let families: [(&str, &str, &str, Getter); 6] = [
+    let families: [(&str, &str, &str, Getter); 7] = [
         (
             "bob_tunnel_running",
             "gauge",
@@ -70,6 +70,12 @@ pub fn render(tunnels: &[TunnelMetrics]) -> String {
             "bytes from local applications into I2P streams",
             |t| t.bytes_out,
         ),
+        (
+            "bob_tunnel_last_start_failure_timestamp_seconds",
+            "gauge",
+            "when the last start failed (Unix time; 0 if none since the last success)",
+            |t| t.last_error.as_ref().map_or(0, |e| e.0),
+        ),
     ];
     let mut out = String::new();
     let _ = writeln!(out, "# HELP bob_tunnels number of tunnels in the registry");
@@ -104,6 +110,7 @@ pub(crate) mod tests {
                 failed: 2,
                 bytes_in: 10,
                 bytes_out: 20,
+                last_error: Some((1_765_000_000, "timed out".into())),
             },
             TunnelMetrics {
                 nickname: "we\"ird\\".into(),
@@ -123,6 +130,9 @@ pub(crate) mod tests {
         assert!(text.contains("bob_tunnel_bytes_in_total{tunnel=\"web\"} 10\n"));
         assert!(text.contains("bob_tunnel_bytes_out_total{tunnel=\"web\"} 20\n"));
         assert!(text.contains("bob_tunnel_running{tunnel=\"we\\\"ird\\\\\"} 0\n"));
-        assert_eq!(text.matches("# TYPE").count(), 7);
+        assert!(text.contains(
+            "bob_tunnel_last_start_failure_timestamp_seconds{tunnel=\"web\"} 1765000000\n"
+        ));
+        assert_eq!(text.matches("# TYPE").count(), 8);
     }
 }

@@ -145,6 +145,12 @@ impl Entry {
             failed: c.failed,
             bytes_in: c.bytes_in,
             bytes_out: c.bytes_out,
+            last_error: self.last_error.as_ref().map(|e| {
+                let at =
+                    e.at.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                (at, e.reason.clone())
+            }),
         }
     }
 
