@@ -558,7 +558,16 @@ async fn client_sequences_succeed_on_i2pd() {
         .collect();
     sam.connect_retry = Duration::from_secs(60);
     sam.reuse_grace = Duration::ZERO;
-    let server = bob_on(sam, ROUTER_LIMIT).await;
+    // as a deployment on i2pd would: Ed25519 keys from `newkeys` (--newkeys-type 7)
+    let mut config: Config = test_config(bob_codec::Dialect::Java);
+    config.tunnel_limits.connect_timeout = ROUTER_LIMIT;
+    config.newkeys_sig = keytools::SigType::Ed25519;
+    // --tunnel-option: over Java's defaults of every new tunnel, as into_config does
+    config.default_options = bob_server::backend::sam::merge_options(
+        &bob_server::config::java_default_options(),
+        sam.default_options.clone(),
+    );
+    let server = start_server_with(config, Arc::new(SamCore::new(sam))).await;
     let addr = server.addr;
     let limit = ROUTER_LIMIT + SEQUENCE_LIMIT;
     within_for(limit, "all sequences on i2pd", async {
