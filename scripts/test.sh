@@ -13,13 +13,14 @@ cd "$(dirname "$0")/.."
 CI=${CI:-false}
 
 # What the tests need from the system: i2pd (real-router tests), netcat (the nc-client
-# example) and Python 3 with `cryptography` (keytools' second implementation of
-# registration lines, offline blobs and b33). Installed with apt-get when missing and we run
-# as root.
+# example), Python 3 with `cryptography` (keytools' second implementation of registration
+# lines, offline blobs and b33) and chromium (the status page in a headless browser).
+# Installed with apt-get when missing and we run as root.
 MISSING=()
 command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
 command -v nc >/dev/null 2>&1 || MISSING+=(netcat-openbsd)
 python3 -c 'import cryptography' >/dev/null 2>&1 || MISSING+=(python3-cryptography)
+command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
 if [ "${#MISSING[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing ${MISSING[*]} (apt-get)"
@@ -32,6 +33,14 @@ if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
     echo "ERROR: python3 with the cryptography package is needed by keytools' CLI tests" \
         "(apt-get install python3-cryptography)" >&2
     exit 1
+fi
+# The browser test fails under CI=true without chromium and warns otherwise.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$CI" = true ]; then
+        echo "ERROR: CI=true and chromium is not installed (and could not be: need root + apt-get)" >&2
+        exit 1
+    fi
+    echo "!!!! chromium is not installed: the status page browser test will NOT run (install: apt-get install chromium) !!!!" >&2
 fi
 
 # shellcheck source=lib/ports.sh
@@ -71,3 +80,9 @@ cargo test --workspace --doc --locked
 # server (same build, debug profile).
 echo "== cargo run -p bob-server -- --version"
 cargo run --locked -q -p bob-server -- --version
+
+# The Debian package: build it (release binaries, cargo-deb installed when missing), install
+# it with dpkg, run the installed binaries through a BOB session, remove and purge it
+# (root; CI=true makes any failure, also a missing root, a failure).
+echo "== scripts/test-package.sh"
+scripts/test-package.sh

@@ -22,8 +22,9 @@ use bob_server::backend::local::LocalCore;
 use bob_server::backend::sam::SamCore;
 use bob_server::config::file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
 use bob_server::config::tunnels as tunnels_file;
+use bob_server::config::values::parse_listen_addr;
 use bob_server::config::{BackendConfig, Config};
-use bob_server::server::Server;
+use bob_server::server::{Server, ServerError};
 use bob_server::service::boot;
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, Parser, ValueEnum};
@@ -74,8 +75,9 @@ struct Args {
     #[arg(long)]
     print_config: bool,
 
-    /// Control address to listen on; non-loopback needs --allow-remote [default: 127.0.0.1:2827]
-    #[arg(long, value_name = "ADDR", env = "BOB_LISTEN")]
+    /// Control address to listen on: HOST:PORT or PORT (on 127.0.0.1); non-loopback needs
+    /// --allow-remote [default: 127.0.0.1:2827]
+    #[arg(long, value_name = "ADDR", env = "BOB_LISTEN", value_parser = parse_listen_addr)]
     listen: Option<SocketAddr>,
 
     /// Allow non-loopback --listen and --metrics addresses (BOB has no authentication)
@@ -116,7 +118,8 @@ struct Args {
     )]
     hosts: Option<PathBuf>,
 
-    /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`)
+    /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`;
+    /// also HOST:PORT or PORT)
     #[arg(long, value_name = "sam://HOST:PORT", env = "BOB_ROUTER", value_parser = parse_router)]
     router: Option<RouterUrl>,
 
@@ -163,8 +166,9 @@ struct Args {
     #[arg(long, value_name = "DIR", env = "BOB_STATE_DIR")]
     state_dir: Option<PathBuf>,
 
-    /// Serve Prometheus metrics on ADDR (`127.0.0.1:9100`; non-loopback needs --allow-remote)
-    #[arg(long = "metrics", value_name = "ADDR", env = "BOB_METRICS")]
+    /// Serve Prometheus metrics at http://ADDR/metrics and a status page at http://ADDR/
+    /// (HOST:PORT or PORT, e.g. `127.0.0.1:9100`; non-loopback needs --allow-remote)
+    #[arg(long = "metrics", value_name = "ADDR", env = "BOB_METRICS", value_parser = parse_listen_addr)]
     metrics: Option<SocketAddr>,
 
     /// Tunnels file: tunnels created (keys made if missing) and started at boot
@@ -241,13 +245,109 @@ fn main() -> ExitCode {
     if let Some(code) = cli_docs::handle_generate_args("bob-server", Args::command) {
         return code;
     }
-    let args = Args::parse();
+    let args = Args::try_parse().unwrap_or_else(|e| {
+        if let Some(message) = blame_variable(&e, std::env::args_os().skip(1)) {
+            eprintln!("bob-server: {message}");
+            std::process::exit(2);
+        }
+        e.exit()
+    });
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bob-server: {e:#}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("bob-server: hint: {hint}");
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// clap reports a bad value by the flag's name even when it came from the flag's
+/// environment variable (`BOB_MAX_TUNNELS=abc` → "invalid value 'abc' for
+/// '--max-tunnels <N>'"). When the flag is not on the command line, the message names
+/// the variable instead.
+fn blame_variable(
+    e: &clap::Error,
+    argv: impl Iterator<Item = std::ffi::OsString>,
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // "--max-tunnels <N>" -> "max-tunnels"
+    let long = shown
+        .strip_prefix("--")?
+        .split([' ', '='])
+        .next()?
+        .to_owned();
+    let argv: Vec<_> = argv.collect();
+    let on_command_line = argv.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
+    });
+    if on_command_line {
+        return None;
+    }
+    let cmd = Args::command();
+    let arg = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long.as_str()))?;
+    let var = arg.get_env()?.to_string_lossy().into_owned();
+    let value = std::env::var_os(&var)?;
+    // clap's own reason, the last part of its first line
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let reason = first.rsplit_once("': ").map_or("", |(_, r)| r);
+    let mut message = format!(
+        "invalid value {:?} in the environment variable {var} (the --{long} setting)",
+        value.to_string_lossy()
+    );
+    if !reason.is_empty() {
+        message.push_str(": ");
+        message.push_str(reason);
+    }
+    Some(message)
+}
+
+/// What the user can do about a fatal error, when there is something.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    use std::io::ErrorKind;
+    let server = e.chain().find_map(|c| c.downcast_ref::<ServerError>())?;
+    match server {
+        ServerError::Bind { addr, error } if error.kind() == ErrorKind::AddrInUse => {
+            let mut hint = format!(
+                "another program listens on {addr}; give bob-server another control address \
+                 with --listen (BOB_LISTEN, `listen` in the config file), e.g. --listen 127.0.0.1:{}",
+                addr.port().wrapping_add(1).max(1)
+            );
+            if addr.port() == bob_server::config::DEFAULT_PORT {
+                hint.push_str(
+                    ", or stop the other BOB server: i2pd's own BOB listens on 2827 when \
+                     enabled (`[bob] enabled = true` in i2pd.conf)",
+                );
+            }
+            Some(hint)
+        }
+        ServerError::Bind { addr, error } if error.kind() == ErrorKind::PermissionDenied => {
+            Some(format!(
+                "port {} needs privileges; use a port above 1023 with --listen",
+                addr.port()
+            ))
+        }
+        ServerError::MetricsBind { addr, error } if error.kind() == ErrorKind::AddrInUse => {
+            Some(format!(
+                "another program listens on {addr}; choose another metrics address with --metrics"
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -261,7 +361,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     if args.print_config {
-        print!("{}", settings.to_toml());
+        let absolute = settings
+            .with_absolute_paths()
+            .context("finding the current directory")?;
+        print!("{}", absolute.to_toml());
         return Ok(());
     }
     tracing_subscriber::fmt()
@@ -285,7 +388,13 @@ async fn serve(
     decls: Vec<tunnels_file::TunnelDecl>,
 ) -> anyhow::Result<()> {
     let core = make_core(&config.backend)?;
-    info!(backend = core.name(), backend_note!());
+    match &config.backend {
+        BackendConfig::Local { .. } => info!(backend = core.name(), backend_note!()),
+        BackendConfig::Sam(sam) => info!(
+            backend = core.name(),
+            "tunnels run on the I2P router at sam://{} (SAMv3)", sam.addr
+        ),
+    }
     let deadline = boot_deadline(&config);
     let mut server = Server::bind(config.clone(), core)
         .await

@@ -69,27 +69,34 @@ pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The control address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// the address asked for
         addr: SocketAddr,
-        /// what the OS said
-        source: io::Error,
+        /// what the OS said (shown in `Display`, so not a `source()`)
+        error: io::Error,
     },
-    /// Any other I/O failure of the listener.
+    /// Any other I/O failure of the listener (the error is shown in `Display`, so it is
+    /// not a `source()`: a cause chain must not print it twice).
     #[error("control listener: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// The state directory cannot be used (`--state-dir`).
     #[error(transparent)]
     State(#[from] StateError),
     /// The metrics address could not be bound (`--metrics`).
-    #[error("cannot listen for metrics on {addr}: {source}")]
+    #[error("cannot listen for metrics on {addr}: {error}")]
     MetricsBind {
         /// the address asked for
         addr: SocketAddr,
-        /// what the OS said
-        source: io::Error,
+        /// what the OS said (shown in `Display`, so not a `source()`)
+        error: io::Error,
     },
+}
+
+impl From<io::Error> for ServerError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// A bound, not yet running, BOB control server.
@@ -130,9 +137,9 @@ impl Server {
         config.validate()?;
         let listener = crate::tunnel::listen(config.listen)
             .await
-            .map_err(|source| ServerError::Bind {
+            .map_err(|error| ServerError::Bind {
                 addr: config.listen,
-                source,
+                error,
             })?;
         Self::from_listener(listener, config, core, launcher)
     }
@@ -268,9 +275,8 @@ impl Server {
         info!(%local_addr, backend = service.core().name(), dialect = ?service.config().dialect, "BOB control server running");
 
         let metrics_task = metrics.map(|(listener, addr)| {
-            info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
-            let registry = service.registry().clone();
-            let source: metrics::MetricsSource = Arc::new(move || registry.metrics());
+            info!(%addr, "serving Prometheus metrics on http://{addr}/metrics and the status page on http://{addr}/");
+            let source = metrics::registry_source(service.registry().clone());
             tokio::spawn(metrics::serve(listener, source, service.stopping().clone()))
         });
         if service.persists() {
@@ -327,7 +333,7 @@ fn bind_metrics(
     config.check_listen_addr(addr)?;
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|source| ServerError::MetricsBind { addr, source })?;
+        .map_err(|error| ServerError::MetricsBind { addr, error })?;
     let bound = listener.local_addr()?;
     config.check_listen_addr(bound)?;
     Ok((listener, bound))

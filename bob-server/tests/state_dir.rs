@@ -560,7 +560,9 @@ async fn metrics_flag_serves_prometheus_text_and_refuses_remote() {
     let mut c = server.connect().await;
     c.ok("setnick m").await;
     let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut text = String::new();
     within("scrape", s.read_to_string(&mut text)).await.unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");

@@ -2,7 +2,8 @@
 //!
 //! - [`within`], [`poll_until`]: every wait has a deadline ([`DEADLINE`]); nothing sleeps
 //!   to wait for start-up.
-//! - [`free_port`]: a loopback port that was free a moment ago.
+//! - [`free_port`]: a loopback port that was free a moment ago; [`scratch_dir`]: a fresh
+//!   directory.
 //! - [`pattern`], [`pattern_seeded`]: deterministic test bytes.
 //! - [`echo_app`], [`line_echo`]: applications behind tunnels.
 //! - [`TestClient`]: a BOB control connection for tests of servers, on
@@ -83,6 +84,18 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("local address")
         .port()
+}
+
+/// A fresh, empty scratch directory under the temp dir, named after `tag` and this
+/// process (removed and made again if it exists).
+///
+/// # Panics
+/// If it cannot be made.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bob-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
 }
 
 /// [`pattern_seeded`] with a fixed seed.

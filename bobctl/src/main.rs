@@ -16,7 +16,6 @@
 //! tunnel that already exists), 2 usage or local error (bad arguments, unreadable key
 //! file), 3 the server could not be reached or broke the protocol.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,10 +26,6 @@ use bob_codec::{Command, Reply, TunnelCounters, TunnelStatus};
 use clap::{Parser, Subcommand};
 use keytools::{Destination, PrivateKeys};
 use tokio::net::TcpStream;
-
-/// Largest key file bobctl reads (a key file is a few hundred bytes; an offline-signed
-/// one under 2 KiB).
-const MAX_KEY_FILE: u64 = 64 * 1024;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -206,30 +201,10 @@ fn endpoint(flag: &str, value: &str) -> Result<(Host, Port), Failure> {
     Ok((host, port))
 }
 
-/// Reads a key file (binary blob or a base64 line), bounded in size; FIFOs, devices and
-/// directories are refused instead of read.
-///
-/// Written here rather than taken from bob-server so that bobctl does not link the
-/// server; it moves to keytools with the key-file reader of bob-keygen.
+/// Reads a key file with keytools' reader (binary blob or a base64 line; bounded size,
+/// FIFOs and devices refused instead of read).
 fn read_key_file(path: &Path) -> Result<PrivateKeys, Failure> {
-    let bad = |why: String| Failure::Usage(format!("key file {}: {why}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(bad("not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|e| bad(e.to_string()))?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(bad(format!("larger than {MAX_KEY_FILE} bytes")));
-    }
-    if let Ok(text) = std::str::from_utf8(&bytes)
-        && let Ok(keys) = PrivateKeys::from_base64(text.trim())
-    {
-        return Ok(keys);
-    }
-    PrivateKeys::from_bytes(&bytes).map_err(|e| bad(format!("no valid keys: {e}")))
+    keytools::keyfile::read_key_file(path).map_err(|e| Failure::Usage(e.to_string()))
 }
 
 fn status_json(s: &TunnelStatus) -> serde_json::Value {

@@ -5,53 +5,20 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bob_server::backend::local::LocalCore;
-use bob_server::config::Config;
-use bob_server::server::Server;
 use keytools::{CryptoType, PrivateKeys, SigType};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
 use bob_testkit::{TestClient as Bob, free_port, within};
 
+mod common;
+
+use common::{TestServer, start_server};
+
 const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
-
-/// A bob-server in this process; cancelled on drop.
-struct TestServer {
-    addr: SocketAddr,
-    metrics: Option<SocketAddr>,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start_server(metrics: bool) -> TestServer {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: metrics.then(|| "127.0.0.1:0".parse().unwrap()),
-        ..Config::default()
-    };
-    let server = Server::bind(config, Arc::new(LocalCore::new()))
-        .await
-        .expect("server binds");
-    let shutdown = CancellationToken::new();
-    let out = TestServer {
-        addr: server.local_addr(),
-        metrics: server.metrics_addr(),
-        shutdown: shutdown.clone(),
-    };
-    tokio::spawn(server.run(shutdown));
-    out
-}
 
 /// Runs bobctl against `server` with `args`.
 async fn bobctl_at(server: &str, args: &[&str]) -> Output {
@@ -149,7 +116,7 @@ async fn list_create_variants_and_status() {
     // --keys: a binary key file and a base64 line
     let keys = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).unwrap();
     let bin = temp_path("keys.dat");
-    bob_server::storage::keyfile::write_key_file(&bin, &keys).unwrap();
+    keytools::keyfile::write_key_file(&bin, &keys).unwrap();
     let line = temp_path("keys.txt");
     std::fs::write(&line, format!("{}\n", keys.to_base64())).unwrap();
     let expected = keys.destination().to_base64();

@@ -1,57 +1,22 @@
 //! The worked examples in `scripts/examples/` that drive bobctl, run for real against a
 //! bob-server in this process; and bobctl's generated completions and man page.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 
-use bob_server::backend::local::LocalCore;
-use bob_server::config::Config;
-use bob_server::server::Server;
-use bob_testkit::{TestClient, echo_app, within};
+use bob_testkit::{TestClient, echo_app, scratch_dir, within};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::Command;
-use tokio_util::sync::CancellationToken;
+
+mod common;
+
+use common::start_server;
 
 const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
 
-struct TestServer {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start_server() -> TestServer {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    let server = Server::bind(config, Arc::new(LocalCore::new()))
-        .await
-        .expect("server binds");
-    let shutdown = CancellationToken::new();
-    let addr = server.local_addr();
-    tokio::spawn(server.run(shutdown.clone()));
-    TestServer { addr, shutdown }
-}
-
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A fresh private scratch directory.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bobctl-ex-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -83,11 +48,11 @@ impl Drop for TermOnDrop {
 
 #[tokio::test]
 async fn expose_web_server_example_end_to_end() {
-    let dir = scratch("expose");
+    let dir = scratch_dir("expose");
     let site = dir.join("site");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("hello.txt"), "hello over i2p\n").unwrap();
-    let server = start_server().await;
+    let server = start_server(false).await;
     let addr = server.addr.to_string();
 
     let mut script = Command::new("bash")
@@ -169,7 +134,7 @@ while True:
 
 #[tokio::test]
 async fn nc_client_example_talks_to_a_destination() {
-    let dir = scratch("nc");
+    let dir = scratch_dir("nc");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     // The real netcat when installed (scripts/test.sh installs it; CI must have it),
@@ -191,7 +156,7 @@ async fn nc_client_example_talks_to_a_destination() {
         }
     }
     let (echo, _) = echo_app(true).await;
-    let server = start_server().await;
+    let server = start_server(false).await;
     let addr = server.addr.to_string();
     let mut c = TestClient::connect(server.addr).await;
     let dest = c.quiet_server_tunnel("echo", echo.port()).await;
@@ -270,6 +235,33 @@ async fn completions_and_man_page_cover_every_flag() {
     for flag in &flags[..3] {
         assert!(man.contains(flag), "man: {flag}");
     }
+    // every page the man page refers to (`bobctl-list(1)`, …) is written beside it
+    let dir = scratch_dir("man");
+    let out = within(
+        "bobctl --generate-man-dir",
+        Command::new(BOBCTL)
+            .arg("--generate-man-dir")
+            .arg(&dir)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let main = std::fs::read_to_string(dir.join("bobctl.1"))
+        .unwrap()
+        .replace("\\-", "-");
+    let mut referred = 0;
+    for sub in [
+        "list", "status", "create", "start", "stop", "clear", "dest", "raw",
+    ] {
+        referred += usize::from(main.contains(&format!("bobctl-{sub}(1)")));
+        let page = dir.join(format!("bobctl-{sub}.1"));
+        assert!(page.is_file(), "{}", page.display());
+    }
+    assert_eq!(referred, 8, "{main}");
+    let create = std::fs::read_to_string(dir.join("bobctl-create.1")).unwrap();
+    assert!(create.replace("\\-", "-").contains("--replace"), "{create}");
+    let _ = std::fs::remove_dir_all(&dir);
     // the subcommand flags are in the completions
     let out = run(&["--generate-completions", "bash"]).await;
     let text = String::from_utf8(out.stdout).unwrap();
@@ -282,13 +274,13 @@ async fn completions_and_man_page_cover_every_flag() {
 /// touching that tunnel (issue 18: examples only ever remove what they created).
 #[tokio::test]
 async fn examples_leave_an_existing_tunnel_of_the_same_name_alone() {
-    let server = start_server().await;
+    let server = start_server(false).await;
     let addr = server.addr.to_string();
     let mut c = TestClient::connect(server.addr).await;
     let (echo, _) = echo_app(true).await;
     let dest = c.quiet_server_tunnel("mine", echo.port()).await;
     let keys = c.ok_text("getkeys").await;
-    let dir = scratch("existing");
+    let dir = scratch_dir("existing");
     for (script, arg) in [
         ("expose-web-server.sh", s(&dir).to_owned()),
         ("nc-client.sh", dest.clone()),

@@ -4,43 +4,17 @@
 
 use std::net::SocketAddr;
 use std::process::Output;
-use std::sync::Arc;
 
-use bob_server::backend::local::LocalCore;
-use bob_server::config::Config;
-use bob_server::server::Server;
 use bob_testkit::{TestClient, within};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+
+mod common;
+
+use common::start_server;
 
 const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
-
-struct TestServer {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start_server() -> TestServer {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    let server = Server::bind(config, Arc::new(LocalCore::new()))
-        .await
-        .expect("server binds");
-    let shutdown = CancellationToken::new();
-    let addr = server.local_addr();
-    tokio::spawn(server.run(shutdown.clone()));
-    TestServer { addr, shutdown }
-}
 
 async fn bobctl(addr: SocketAddr, args: &[&str]) -> Output {
     within(
@@ -92,7 +66,7 @@ async fn keys_of(c: &mut TestClient, name: &str) -> String {
 
 #[tokio::test]
 async fn names_and_lines_that_would_inject_commands_are_refused() {
-    let server = start_server().await;
+    let server = start_server(false).await;
     let mut c = TestClient::connect(server.addr).await;
     let keys = tunnel(&mut c, "victim").await;
 
@@ -136,7 +110,7 @@ async fn names_and_lines_that_would_inject_commands_are_refused() {
 
 #[tokio::test]
 async fn create_replaces_only_with_replace() {
-    let server = start_server().await;
+    let server = start_server(false).await;
     let mut c = TestClient::connect(server.addr).await;
     let keys = tunnel(&mut c, "victim").await;
     let err = exits(
@@ -162,7 +136,7 @@ async fn create_replaces_only_with_replace() {
 
 #[tokio::test]
 async fn a_failed_create_removes_what_it_made_and_only_that() {
-    let server = start_server().await;
+    let server = start_server(false).await;
     let mut c = TestClient::connect(server.addr).await;
     let keys = tunnel(&mut c, "other").await;
 
@@ -212,7 +186,7 @@ async fn a_failed_create_removes_what_it_made_and_only_that() {
 
 #[tokio::test]
 async fn create_argument_parsing() {
-    let server = start_server().await;
+    let server = start_server(false).await;
     let mut c = TestClient::connect(server.addr).await;
     // `--newkeys NAME`: NAME is the tunnel, not a key type
     exits(
@@ -315,4 +289,28 @@ async fn create_sends_one_line_per_step() {
     // a name the server does not know gets bobctl's message, not the server's
     let err = exits(addr, &["status", "web"], 1).await;
     assert_eq!(err.trim(), "bobctl: no tunnel named web");
+}
+
+#[tokio::test]
+async fn odd_key_files_are_refused_not_read() {
+    let server = start_server(false).await;
+    let dir = bob_testkit::scratch_dir("bobctl-keys");
+    let fifo = dir.join("keys.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    for path in [fifo.to_str().unwrap(), "/dev/zero", dir.to_str().unwrap()] {
+        let err = exits(
+            server.addr,
+            &["create", "k", "--keys", path, "--out", "127.0.0.1:9"],
+            2,
+        )
+        .await;
+        assert!(err.starts_with("bobctl: ") && err.contains(path), "{err}");
+    }
+    let mut c = TestClient::connect(server.addr).await;
+    assert!(c.list().await.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

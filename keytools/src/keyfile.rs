@@ -20,11 +20,12 @@
 //! killed process are removed by [`remove_stale_temp_files`]; [`check_key_dir`] and
 //! [`tighten_key_dir`] report and fix group/world access to a key directory.
 //!
-//! Mapping from `bob-server`'s former `keyfile` module: `read_key_file` → [`read_key_file`]
-//! (now bounded and FIFO-safe), `write_private_file` → [`write_private_file`] (same
-//! replace-the-target semantics, now symlink-safe with an unpredictable `O_EXCL` temp file),
-//! `write_key_file` → [`write_key_file`]; its error type is [`KeyFileError`], whose `Io` and
-//! `Invalid` variants keep their meaning.
+//! A superset of `bob-server`'s own key-file helpers (`storage::keyfile`), which can switch
+//! to this module name for name: `read_key_file` → [`read_key_file`] (now bounded and
+//! FIFO-safe), `write_private_file` → [`write_private_file`] (same replace-the-target
+//! semantics, now symlink-safe with an unpredictable `O_EXCL` temp file), `write_key_file` →
+//! [`write_key_file`]; its error type maps to [`KeyFileError`], whose `Io` and `Invalid`
+//! variants keep their meaning.
 
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata, OpenOptions};

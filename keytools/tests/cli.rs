@@ -729,6 +729,29 @@ fn outputs_never_follow_symlinks_and_odd_files_are_refused() {
     let o = run(&["info", &big]);
     assert!(stderr(&o).contains("larger than"), "{}", stderr(&o));
 
+    // temp files of a killed writer (our naming scheme, older than ten minutes) are removed
+    // before the next write; a fresh one and other files are left alone
+    let stale = dir.file(".k.dat.bobtmp-0123456789abcdef");
+    let fresh = dir.file(".k.dat.bobtmp-fedcba9876543210");
+    fs::write(&stale, b"old key").unwrap();
+    fs::write(&fresh, b"in progress").unwrap();
+    assert!(
+        Command::new("touch")
+            .args(["-d", "1 hour ago", &stale])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = run(&["generate", "--out", &dir.file("k2.dat")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("removed stale temporary key file"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!std::path::Path::new(&stale).exists());
+    assert!(std::path::Path::new(&fresh).exists());
+
     // a key written into a world-writable directory is written, with a warning
     let open = dir.0.join("open");
     fs::create_dir(&open).unwrap();

@@ -166,6 +166,25 @@ async fn within<T>(fut: impl Future<Output = T>) -> T {
     bob_testkit::within_for(LIMIT, "a fake-router test step", fut).await
 }
 
+/// Lets the spawned `accept` waiter park for sure: on this current-thread runtime the
+/// task runs, when this one yields, up to its first wait that is not ready, the wait for
+/// a stream or a link change. (After a sleep instead, the waiter could start only after
+/// the close or router drop that follows and fail on its "closed" or "router is down"
+/// path, so the tests passed even if parked waiters were never woken.)
+async fn park<T>(waiter: &tokio::task::JoinHandle<T>) {
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::CurrentThread
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiter.is_finished(),
+        "accept returned while the router was up"
+    );
+}
+
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + LIMIT;
     while !f() {
@@ -723,22 +742,7 @@ async fn accept_waiter_fails_on_close() {
     let session: Arc<dyn Session> = core.open_session(keys(), Vec::new()).await.unwrap();
     let s = Arc::clone(&session);
     let waiter = tokio::spawn(async move { s.accept().await });
-    // Park it for sure before the close: on this current-thread runtime the spawned task
-    // runs, when this one yields, up to its first wait that is not ready, the wait for a
-    // stream. (After a sleep the waiter could start only after the close and fail on the
-    // "closed" check at its top, so the test passed even if parked waiters were never
-    // woken by close.)
-    assert_eq!(
-        tokio::runtime::Handle::current().runtime_flavor(),
-        tokio::runtime::RuntimeFlavor::CurrentThread
-    );
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    assert!(
-        !waiter.is_finished(),
-        "accept returned while the router was up"
-    );
+    park(&waiter).await;
     session.close().await;
     let r = timeout(LIMIT, waiter).await.unwrap().unwrap();
     assert_eq!(r.unwrap_err(), CoreError::Closed);
@@ -905,22 +909,7 @@ async fn reconnects_after_the_router_drops_the_control_socket() {
     }
     let s = Arc::clone(&session);
     let waiter = tokio::spawn(async move { s.accept().await });
-    // Park it for sure before the router goes: on this current-thread runtime the
-    // spawned task runs, when this one yields, up to its first wait that is not ready:
-    // with the link up and every acceptor outstanding that is the wait for a stream or a
-    // link change. (A sleep instead let the waiter start only after the drop, on the
-    // "router is down" path, so the test passed even if parked waiters were never woken.)
-    assert_eq!(
-        tokio::runtime::Handle::current().runtime_flavor(),
-        tokio::runtime::RuntimeFlavor::CurrentThread
-    );
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    assert!(
-        !waiter.is_finished(),
-        "accept returned while the router was up"
-    );
+    park(&waiter).await;
 
     // the router goes away: control socket and pending accepts break
     flaky.drop_control.notify_one();

@@ -1,32 +1,9 @@
-//! The helpers of the tests moved here from bob-server's `tests/` (as `crate::support`):
-//! bob-server specific ones here, the rest from `bob-testkit`.
-#![allow(dead_code, unused_imports)]
+//! What the tests moved here from bob-server's `tests/` share beyond `bob-testkit`
+//! (used as `crate::support`): the bob-server specific helpers.
 
 use bob_server::tunnel::Endpoint;
+pub(crate) use bob_testkit::{DEADLINE, free_port, pattern, within};
 use keytools::{CryptoType, PrivateKeys, SigType};
-
-pub(crate) use bob_testkit::{DEADLINE, free_port, line_echo, pattern, within};
-
-/// A BOB control connection, past the greeting; `cmd` returns the reply line without
-/// its line end.
-pub(crate) struct Bob(pub(crate) bob_testkit::TestClient);
-
-impl Bob {
-    /// Connects and checks the Java greeting.
-    pub(crate) async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Self {
-        Self(bob_testkit::TestClient::connect(addr).await)
-    }
-
-    /// Sends one command line; the reply line without its line end.
-    pub(crate) async fn cmd(&mut self, line: &str) -> String {
-        self.0.line(line).await
-    }
-
-    /// [`Bob::cmd`] that must answer `OK`.
-    pub(crate) async fn ok(&mut self, line: &str) -> String {
-        self.0.ok(line).await
-    }
-}
 
 /// The application behind a server tunnel that is not quiet: reads the peer line (sent
 /// on the channel), then echoes every byte after it.

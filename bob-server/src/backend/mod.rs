@@ -111,12 +111,22 @@ pub enum CoreError {
     /// The session has been closed.
     #[error("session closed")]
     Closed,
-    /// The backend cannot do this operation (named: `ping`).
-    #[error("{0} is not supported by this backend")]
+    /// The backend cannot do this (e.g. `ping`); the backend's name, or `""` when the
+    /// caller does not know it (`not supported by this backend`).
+    #[error("{}", unsupported(.0))]
     Unsupported(&'static str),
     /// An I/O error, with its text.
     #[error("{0}")]
     Io(String),
+}
+
+/// The text of [`CoreError::Unsupported`].
+fn unsupported(backend: &str) -> String {
+    if backend.is_empty() {
+        "not supported by this backend".to_owned()
+    } else {
+        format!("not supported by the {backend} backend")
+    }
 }
 
 /// A streaming core: the I2P network as the server sees it.
@@ -152,10 +162,11 @@ pub trait Session: Send + Sync + fmt::Debug {
     fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>>;
 
     /// Round-trip time to `target` (i2pd `ping`); backends that cannot answer
-    /// [`CoreError::Unsupported`].
+    /// [`CoreError::Unsupported`] with their name (the default, which does not know the
+    /// backend's name, says `not supported by this backend`).
     fn ping(&self, target: Target) -> BoxFuture<'_, Result<Duration, CoreError>> {
         let _ = target;
-        Box::pin(async { Err(CoreError::Unsupported("ping")) })
+        Box::pin(async { Err(CoreError::Unsupported("")) })
     }
 
     /// Ends the session: pending and later `accept`s fail with [`CoreError::Closed`],
@@ -165,3 +176,20 @@ pub trait Session: Send + Sync + fmt::Debug {
 }
 
 pub mod local;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsupported_names_the_backend_or_none() {
+        assert_eq!(
+            CoreError::Unsupported("sam").to_string(),
+            "not supported by the sam backend"
+        );
+        assert_eq!(
+            CoreError::Unsupported("").to_string(),
+            "not supported by this backend"
+        );
+    }
+}

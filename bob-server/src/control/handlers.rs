@@ -8,15 +8,16 @@
 //! (durably) before its reply is written.
 
 use bob_codec::command::{parse_option_pairs, parse_port};
+use bob_codec::types::{Host, Port};
 use bob_codec::{Command, Dialect, Reply, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
 
 use super::{After, Connection, Frontend, lifecycle};
 use crate::backend::{CoreError, Target};
-use crate::config::{MAX_OPTIONS_PER_TUNNEL, parse_crypto_type, parse_sig_type};
+use crate::config::{parse_crypto_type, parse_sig_type};
 use crate::control::messages::Messages;
-use crate::registry::{Entry, Registry, RegistryError};
+use crate::registry::{Entry, Registry, RegistryError, Side};
 
 /// Handles one request line, appending the encoded reply to `out`.
 pub(crate) async fn handle(
@@ -94,7 +95,7 @@ pub(crate) async fn handle(
             let props = selected(conn).and_then(|n| {
                 registry
                     .read(n, |e| {
-                        e.properties
+                        e.properties()
                             .iter()
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect::<Vec<_>>()
@@ -112,7 +113,7 @@ pub(crate) async fn handle(
             Some(Ok(Some(dest))) => m.base64(dest),
         },
         Command::GetKeys => {
-            let keys = selected(conn).and_then(|n| registry.read(n, |e| e.keys.clone()).ok());
+            let keys = selected(conn).and_then(|n| registry.read(n, |e| e.keys().cloned()).ok());
             match keys.flatten() {
                 Some(keys) => m.base64(keys.to_base64()),
                 None => m.getkeys_no_keys(),
@@ -125,7 +126,7 @@ pub(crate) async fn handle(
         Command::Quiet(value) => {
             let quiet = value.is_some_and(|v| v.eq_ignore_ascii_case("true"));
             update(conn, registry, m, |e| {
-                e.quiet = quiet;
+                e.set_quiet(quiet);
                 m.quiet_set()
             })
         }
@@ -133,13 +134,11 @@ pub(crate) async fn handle(
             let parsed = parse_option_pairs(&operands, dialect);
             update(conn, registry, m, |e| match parsed {
                 Ok(pairs) => {
-                    let added = pairs.iter().filter(|(k, _)| !e.properties.contains_key(k));
-                    if e.properties.len() + added.count() > MAX_OPTIONS_PER_TUNNEL {
-                        return m.too_many_options(MAX_OPTIONS_PER_TUNNEL);
-                    }
                     let reply = m.options_set(&pairs);
-                    e.properties.extend(pairs);
-                    reply
+                    match e.set_options(pairs) {
+                        Ok(()) => reply,
+                        Err(too_many) => m.too_many_options(too_many.limit),
+                    }
                 }
                 Err(err) => m.command_error(&err),
             })
@@ -150,7 +149,7 @@ pub(crate) async fn handle(
                 match blob.as_deref().map(PrivateKeys::from_base64) {
                     Some(Ok(keys)) => {
                         let reply = m.base64(keys.destination().to_base64());
-                        e.keys = Some(keys);
+                        e.set_keys(keys);
                         reply
                     }
                     Some(Err(err)) => {
@@ -207,7 +206,7 @@ fn selected(conn: &Connection) -> Option<&str> {
 }
 
 fn dest_of(e: &Entry) -> Option<String> {
-    e.keys.as_ref().map(|k| k.destination().to_base64())
+    e.keys().map(|k| k.destination().to_base64())
 }
 
 /// Runs a setter on the selected, inactive entry.
@@ -259,15 +258,17 @@ fn set_host(
     host: Option<String>,
     inbound: bool,
 ) -> Reply {
-    update(conn, registry, m, |e| match host {
-        Some(host) => {
-            if inbound {
-                e.inhost = host;
-            } else {
-                e.outhost = host;
-            }
+    let side = if inbound {
+        Side::Inbound
+    } else {
+        Side::Outbound
+    };
+    update(conn, registry, m, |e| match host.map(Host::new) {
+        Some(Ok(host)) => {
+            e.set_host(side, host);
             m.host_set(inbound)
         }
+        Some(Err(err)) => m.bad_value(&err),
         None => m.empty_host(inbound),
     })
 }
@@ -280,16 +281,20 @@ fn set_port(
     operand: Option<String>,
     inbound: bool,
 ) -> Reply {
+    let side = if inbound {
+        Side::Inbound
+    } else {
+        Side::Outbound
+    };
     let parsed = operand.as_deref().map(|p| parse_port(Some(p), dialect));
     update(conn, registry, m, |e| match parsed {
-        Some(Ok(port)) => {
-            if inbound {
-                e.inport = Some(port);
-            } else {
-                e.outport = Some(port);
+        Some(Ok(port)) => match Port::new(port) {
+            Ok(port) => {
+                e.set_port(side, port);
+                m.port_set(inbound)
             }
-            m.port_set(inbound)
-        }
+            Err(err) => m.bad_value(&err),
+        },
         // the stored port is kept (Java deleted it first)
         Some(Err(err)) => m.command_error(&err),
         None => m.empty_port(inbound),
@@ -334,7 +339,7 @@ async fn new_keys(
         Err(e) => return m.keygen_failed(&e.to_string()),
     };
     let dest = keys.destination().to_base64();
-    match registry.update(nickname, |e| e.keys = Some(keys)) {
+    match registry.update(nickname, |e| e.set_keys(keys)) {
         Ok(()) => m.base64(dest),
         Err(RegistryError::Active) => m.tunnel_active(),
         Err(_) => m.no_nickname(),

@@ -29,14 +29,13 @@ use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
 use crate::backend::{Options, Session};
-use crate::config::MAX_OPTIONS_PER_TUNNEL;
 use crate::storage::state::TunnelRecord;
 use crate::tunnel::{Endpoint, TunnelKind, TunnelSpec};
 mod entry;
 
 pub use crate::tunnel::{ActiveTunnel, Launcher};
 use entry::Phase;
-pub use entry::{DEFAULT_HOST, Entry, StartErrorRecord};
+pub use entry::{DEFAULT_HOST, Entry, MAX_PROPERTIES, Side, StartErrorRecord, TooManyOptions};
 use tokio_util::sync::CancellationToken;
 
 /// Why the registry refused.
@@ -206,9 +205,8 @@ impl Registry {
             .map(PrivateKeys::from_base64)
             .transpose()
             .map_err(|e| RestoreError::Keys(e.to_string()))?;
-        let limit = MAX_OPTIONS_PER_TUNNEL + self.defaults.len() + 2;
-        if record.options.len() > limit {
-            return Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL));
+        if record.options.len() > MAX_PROPERTIES {
+            return Err(RestoreError::TooManyOptions(MAX_PROPERTIES));
         }
         let mut state = self.lock();
         if state.entries.contains_key(&record.nickname) {

@@ -18,16 +18,21 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bob_codec::types::{Host, Port};
 use keytools::PrivateKeys;
 
 use super::{Service, StartFailure};
+use crate::config::Config;
 use crate::config::tunnels::TunnelDecl;
-use crate::config::{Config, MAX_OPTIONS_PER_TUNNEL};
-use crate::registry::{Registry, RegistryError};
-use crate::storage::keyfile::{read_key_file, write_key_file};
+use crate::registry::{Registry, RegistryError, Side};
+use crate::tunnel::Endpoint;
+use keytools::keyfile::{read_key_file, write_key_file};
 
 /// How often [`start_declared`] looks at a tunnel another task is starting.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Pauses between the attempts to start a declared tunnel whose start fails.
+const START_BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
 
 /// A declared tunnel that could not be set up; `Display` is
 /// `FILE:LINE: tunnel "NAME": what is wrong`.
@@ -64,6 +69,7 @@ pub struct Prepared {
 /// Reads the key file, or creates it (mode 0600) with new keys when it does not exist.
 /// Returns the keys and whether they are new.
 fn load_or_create_keys(decl: &TunnelDecl, config: &Config) -> Result<(PrivateKeys, bool), String> {
+    warn_if_key_dir_is_shared(&decl.keys);
     match std::fs::symlink_metadata(&decl.keys) {
         Ok(_) => read_key_file(&decl.keys)
             .map(|k| (k, false))
@@ -83,6 +89,23 @@ fn load_or_create_keys(decl: &TunnelDecl, config: &Config) -> Result<(PrivateKey
             Ok((keys, true))
         }
         Err(e) => Err(format!("key file {}: {e}", decl.keys.display())),
+    }
+}
+
+/// Logs a warning when the directory of an existing key file lets others replace files
+/// in it (they could swap the tunnel's keys). Not changed: it may be shared on purpose.
+fn warn_if_key_dir_is_shared(key_file: &Path) {
+    let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return;
+    };
+    if let Ok(access) = keytools::keyfile::check_key_dir(dir)
+        && access.group_or_world_writable
+    {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format_args!("{:o}", access.mode),
+            "others can replace files in this key directory"
+        );
     }
 }
 
@@ -129,27 +152,35 @@ pub fn prepare(
             }
             other => fail(other.to_string()),
         })?;
-        let too_many = registry
+        let endpoint = |ep: &Endpoint| -> Result<(Host, Port), String> {
+            let host = Host::new(ep.host.clone()).map_err(|e| e.to_string())?;
+            let port = Port::new(ep.port).map_err(|e| e.to_string())?;
+            Ok((host, port))
+        };
+        let inbound = decl.inbound.as_ref().map(endpoint).transpose();
+        let outbound = decl.outbound.as_ref().map(endpoint).transpose();
+        let set = registry
             .update(&decl.name, |e| {
-                e.keys = Some(keys);
-                if let Some(ep) = &decl.inbound {
-                    e.inhost.clone_from(&ep.host);
-                    e.inport = Some(ep.port);
+                let (inbound, outbound) = (inbound?, outbound?);
+                e.set_keys(keys);
+                if let Some((host, port)) = inbound {
+                    e.set_host(Side::Inbound, host);
+                    e.set_port(Side::Inbound, port);
                 }
-                if let Some(ep) = &decl.outbound {
-                    e.outhost.clone_from(&ep.host);
-                    e.outport = Some(ep.port);
+                if let Some((host, port)) = outbound {
+                    e.set_host(Side::Outbound, host);
+                    e.set_port(Side::Outbound, port);
                 }
-                e.quiet = decl.quiet;
-                e.properties.extend(decl.options.iter().cloned());
-                e.properties.len() > MAX_OPTIONS_PER_TUNNEL
+                e.set_quiet(decl.quiet);
+                e.set_options(decl.options.iter().cloned())
+                    .map_err(|too_many| {
+                        format!("too many options (at most {} per tunnel)", too_many.limit)
+                    })
             })
             .map_err(|e| fail(e.to_string()))?;
-        if too_many {
+        if let Err(message) = set {
             let _ = registry.remove(&decl.name);
-            return Err(fail(format!(
-                "too many options (at most {MAX_OPTIONS_PER_TUNNEL} per tunnel)"
-            )));
+            return Err(fail(message));
         }
         out.push(Prepared {
             nickname: decl.name.clone(),
@@ -194,11 +225,14 @@ pub async fn start_declared(
 }
 
 /// Starts one tunnel; when the entry is busy (another task starting or stopping it),
-/// waits for that to end and tries again if the tunnel is not running then.
+/// waits for that to end and tries again if the tunnel is not running then. A start
+/// that fails is tried again after [`START_BACKOFF`] (1 s, then 2 s: a router that comes
+/// up just after bob-server gets a moment); then its reason is returned.
 async fn start_one(service: &Arc<Service>, nickname: &str) -> Result<(), String> {
     let registry = service.registry();
-    let mut last = String::new();
-    for _ in 0..3 {
+    let mut waits = START_BACKOFF.iter();
+    let mut busy_rounds = 0;
+    loop {
         match service.start_tunnel(nickname).await {
             Ok(()) => {
                 return if registry.status(nickname).is_some_and(|s| s.running) {
@@ -208,22 +242,36 @@ async fn start_one(service: &Arc<Service>, nickname: &str) -> Result<(), String>
                 };
             }
             Err(StartFailure::Refused(RegistryError::Active | RegistryError::Inactive)) => {
-                last = RegistryError::Active.to_string();
+                busy_rounds += 1;
+                if busy_rounds > 3 {
+                    return Err(RegistryError::Active.to_string());
+                }
+                // Busy: someone else is starting (or stopping) it; see how that ends.
+                loop {
+                    match registry.status(nickname) {
+                        Some(s) if s.running => return Ok(()),
+                        Some(s) if s.starting || s.stopping => tokio::time::sleep(POLL).await,
+                        Some(_) => break,
+                        None => return Err("the tunnel was removed while starting".to_owned()),
+                    }
+                }
             }
-            Err(StartFailure::Failed(reason)) => return Err(format!("starting tunnel: {reason}")),
+            Err(StartFailure::Failed(reason)) => {
+                let last = format!("starting tunnel: {reason}");
+                let Some(wait) = waits.next() else {
+                    return Err(last);
+                };
+                tracing::info!(
+                    nickname,
+                    reason = %last,
+                    "declared tunnel did not start; trying again in {}s",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(*wait).await;
+            }
             Err(e) => return Err(e.to_string()),
         }
-        // Busy: someone else is starting (or stopping) it; see how that ends.
-        loop {
-            match registry.status(nickname) {
-                Some(s) if s.running => return Ok(()),
-                Some(s) if s.starting || s.stopping => tokio::time::sleep(POLL).await,
-                Some(_) => break,
-                None => return Err("the tunnel was removed while starting".to_owned()),
-            }
-        }
     }
-    Err(last)
 }
 
 #[cfg(test)]
@@ -233,8 +281,8 @@ mod tests {
     use keytools::{CryptoType, SigType};
 
     use super::*;
-    use crate::storage::keyfile::write_private_file;
     use crate::tunnel::Endpoint;
+    use keytools::keyfile::write_private_file;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("bob-boot-{tag}-{}", std::process::id()));
@@ -280,7 +328,7 @@ mod tests {
         let status = registry.status("web").unwrap();
         assert!(status.keys && status.quiet && !status.running);
         assert_eq!(status.outport, Some(8080));
-        let props = registry.read("web", |e| e.properties.clone()).unwrap();
+        let props = registry.read("web", |e| e.properties().clone()).unwrap();
         assert_eq!(props.get("inbound.length").map(String::as_str), Some("1"));
         assert_eq!(props.get("outbound.length").map(String::as_str), Some("3"));
 

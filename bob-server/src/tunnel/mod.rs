@@ -183,7 +183,7 @@ pub enum StartError {
     #[error("unknown host {0}")]
     UnknownHost(String),
     /// The backend refused or failed to create the session.
-    #[error("{0}")]
+    #[error(transparent)]
     Core(#[from] CoreError),
     /// The session did not come up within the limit.
     #[error("timed out waiting for the session")]

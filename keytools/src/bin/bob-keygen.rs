@@ -383,6 +383,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Age after which a temporary key file of ours is abandoned.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 /// Most keys `vanity --count` looks for per pattern.
 const MAX_COUNT: u32 = 1_000_000;
 /// Most patterns one `vanity` run searches for.
@@ -650,6 +652,17 @@ fn write_private(path: &std::path::Path, data: &[u8], force: bool) -> anyhow::Re
     } else {
         WriteMode::CreateNew
     };
+    // temp files of a writer killed mid-write hold private keys: remove ours once they are
+    // clearly abandoned (no write takes ten minutes)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if let Ok(removed) = keyfile::remove_stale_temp_files(dir, STALE_TEMP_AGE) {
+        for r in removed {
+            eprintln!("removed stale temporary key file {}", r.display());
+        }
+    }
     match keyfile::write_private_file_with(path, data, mode) {
         Ok(()) => {}
         Err(KeyFileError::Exists { .. }) => bail!(
@@ -845,12 +858,20 @@ fn vanity_search(
         let secs = expected * f64::from(count) / rate;
         worst = worst.max(secs);
         let what = match p {
-            Pattern::Prefix(x) => format!(
-                "b32 prefix {:?}; expected tries 32^{} = {}",
-                x.as_str(),
-                x.as_str().len(),
-                human(expected).trim_end()
-            ),
+            Pattern::Prefix(x) => {
+                let n = x.as_str().len();
+                // 52 characters fix all 256 hash bits (the last one carries a single bit)
+                let power = if n == vanity::MAX_PREFIX_LEN {
+                    "2^256".to_owned()
+                } else {
+                    format!("32^{n}")
+                };
+                format!(
+                    "b32 prefix {:?}; expected tries {power} = {}",
+                    x.as_str(),
+                    human(expected).trim_end()
+                )
+            }
             Pattern::Regex(r) => format!(
                 "regex {:?}; expected tries {}",
                 r.as_str(),
