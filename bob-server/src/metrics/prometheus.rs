@@ -129,7 +129,10 @@ mod tests {
         assert!(text.contains("bob_tunnel_bytes_in_total{tunnel=\"web\"} 10\n"));
         assert!(text.contains("bob_tunnel_bytes_out_total{tunnel=\"web\"} 20\n"));
         assert!(text.contains("bob_tunnel_running{tunnel=\"we\\\"ird\\\\\"} 0\n"));
-        assert_eq!(text.matches("# TYPE").count(), 7);
+        assert!(text.contains(
+            "bob_tunnel_last_start_failure_timestamp_seconds{tunnel=\"web\"} 0\n"
+        ));
+        assert_eq!(text.matches("# TYPE").count(), 8);
         assert!(!text.contains("truncated"));
     }
 
@@ -148,7 +151,7 @@ mod tests {
         );
         let left: usize = note.split(' ').nth(7).unwrap().parse().unwrap();
         let kept = body.lines().filter(|l| !l.starts_with('#')).count() - 1; // bob_tunnels
-        assert_eq!(kept + left, 600);
+        assert_eq!(kept + left, 700);
     }
 
     /// The worst case the registry's caps allow: 1024 tunnels whose 255-byte nicknames
