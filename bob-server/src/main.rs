@@ -139,9 +139,14 @@ struct Args {
     )]
     tunnel_options: Vec<(String, String)>,
 
-    /// Seconds the router may take to create a tunnel's session (SAM backend) [default: 90]
+    /// Seconds the backend may take to create a tunnel's session [default: 90]
     #[arg(long, value_name = "SECS", env = "BOB_SESSION_TIMEOUT")]
     session_timeout: Option<NonZeroU64>,
+
+    /// Seconds `start` waits for the tunnel's session before answering `OK tunnel
+    /// starting` anyway (the session keeps coming up; 0 answers at once) [default: 3]
+    #[arg(long, value_name = "SECS", env = "BOB_START_WAIT")]
+    start_wait: Option<u64>,
 
     /// Seconds a `lookup` or `ping` may take [default: 60]
     #[arg(long, value_name = "SECS", env = "BOB_LOOKUP_TIMEOUT")]
@@ -198,6 +203,7 @@ impl Args {
             hosts: self.hosts.clone(),
             newkeys_type: self.newkeys_type,
             session_timeout: self.session_timeout,
+            start_wait: self.start_wait,
             max_connections: self.max_connections,
             max_tunnels: self.max_tunnels,
             max_registry_bytes: self.max_registry_bytes,
@@ -238,11 +244,7 @@ fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> 
 
 /// How long a declared tunnel may take to start.
 fn boot_deadline(config: &Config) -> Duration {
-    let session = match &config.backend {
-        BackendConfig::Sam(sam) => sam.session_timeout,
-        BackendConfig::Local { .. } => config.tunnel_limits.session_timeout,
-    };
-    session + BOOT_MARGIN
+    config.tunnel_limits.session_timeout + BOOT_MARGIN
 }
 
 fn main() -> ExitCode {
@@ -489,6 +491,7 @@ mod tests {
             d.max_tunnels.unwrap().to_string(),
             d.max_registry_bytes.unwrap().to_string(),
             d.session_timeout.unwrap().to_string(),
+            d.start_wait.unwrap().to_string(),
             d.lookup_timeout.unwrap().to_string(),
             d.first_line_timeout.unwrap().to_string(),
             d.connect_timeout.unwrap().to_string(),
@@ -514,6 +517,7 @@ mod tests {
             "hosts",
             "newkeys-type",
             "session-timeout",
+            "start-wait",
             "max-connections",
             "max-tunnels",
             "lookup-timeout",

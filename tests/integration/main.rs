@@ -15,6 +15,7 @@ mod relay_bounded;
 mod sam_bob_i2pd;
 mod sam_fake_router;
 mod sam_i2pd;
+mod sam_slow_start;
 mod shutdown;
 mod stats;
 mod support;

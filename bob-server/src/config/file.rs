@@ -19,7 +19,8 @@
 //! router = "sam://127.0.0.1:7656"  # SAMv3 backend; without it the in-process `local` core
 //! hosts = "hosts.txt"              # local core only: name=base64 lines for lookups
 //! newkeys-type = "DSA_SHA1"        # signature type of `newkeys` without an argument
-//! session-timeout = 90             # seconds the router may take to build a session (SAM)
+//! session-timeout = 90             # seconds the backend may take to build a tunnel's session
+//! start-wait = 3                   # seconds `start` waits for the session before answering
 //! max-connections = 64             # simultaneous control connections
 //! max-tunnels = 1024               # tunnels in the registry
 //! lookup-timeout = 60              # seconds for `lookup` and `ping`
@@ -79,9 +80,12 @@ pub struct Settings {
     /// signature type of `newkeys` without an argument
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newkeys_type: Option<SigTypeName>,
-    /// seconds the router may take to create a session (SAM backend)
+    /// seconds the backend may take to create a tunnel's session
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_timeout: Option<NonZeroU64>,
+    /// seconds `start` waits for the session before answering (0: answer at once)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_wait: Option<u64>,
     /// simultaneous control connections
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<NonZeroUsize>,
@@ -234,6 +238,7 @@ impl Settings {
             hosts: None,
             newkeys_type: Some(SigTypeName(config.newkeys_sig)),
             session_timeout: nz(sam.session_timeout),
+            start_wait: Some(config.start_wait.as_secs()),
             max_connections: NonZeroUsize::new(config.max_connections),
             max_tunnels: NonZeroUsize::new(config.max_tunnels),
             max_registry_bytes: NonZeroUsize::new(config.max_registry_bytes),
@@ -337,6 +342,7 @@ impl Settings {
             hosts: self.hosts.or(lower.hosts),
             newkeys_type: self.newkeys_type.or(lower.newkeys_type),
             session_timeout: self.session_timeout.or(lower.session_timeout),
+            start_wait: self.start_wait.or(lower.start_wait),
             max_connections: self.max_connections.or(lower.max_connections),
             max_tunnels: self.max_tunnels.or(lower.max_tunnels),
             max_registry_bytes: self.max_registry_bytes.or(lower.max_registry_bytes),
@@ -373,6 +379,9 @@ impl Settings {
         }
         let defaults = Config::default();
         let limits = TunnelLimits::default();
+        // One session timeout for every backend: the tunnel's bound on `open_session`
+        // and, for SAM, the bridge exchange's own bound.
+        let session_timeout = secs(s.session_timeout, limits.session_timeout);
         let tunnel_options: Vec<(String, String)> = s
             .tunnel_options
             .map(|o| o.0.into_iter().collect())
@@ -384,7 +393,7 @@ impl Settings {
             Some(router) => {
                 let mut sam = SamConfig::new(router.addr());
                 sam.default_options = tunnel_options;
-                sam.session_timeout = secs(s.session_timeout, sam.session_timeout);
+                sam.session_timeout = session_timeout;
                 BackendConfig::Sam(sam)
             }
             None => BackendConfig::Local { hosts: s.hosts },
@@ -413,8 +422,12 @@ impl Settings {
                     .max_tunnel_connections
                     .map_or(limits.max_connections, NonZeroUsize::get)
                     .min(MAX_CONNECTION_LIMIT),
+                session_timeout,
                 ..limits
             },
+            start_wait: s
+                .start_wait
+                .map_or(defaults.start_wait, Duration::from_secs),
             lookup_timeout: secs(s.lookup_timeout, defaults.lookup_timeout),
             control_write_timeout: defaults.control_write_timeout,
             backend,

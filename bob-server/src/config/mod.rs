@@ -39,6 +39,10 @@ pub const DEFAULT_CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a `lookup`/`ping` may take before the client gets an `ERROR`.
 pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long `start` waits for a tunnel's session before answering `OK tunnel starting`
+/// anyway (`--start-wait`; see docs/compatibility.md for why 3 s).
+pub const DEFAULT_START_WAIT: Duration = Duration::from_secs(3);
+
 /// Which streaming core the tunnels run on.
 ///
 /// `local` (the default) is an in-process network that reaches no I2P network;
@@ -89,6 +93,8 @@ pub struct Config {
     /// longest a control client may take to accept one reply (or one chunk of `list`)
     /// before its connection is closed and logged
     pub control_write_timeout: Duration,
+    /// how long `start` waits for the session before answering (`--start-wait`)
+    pub start_wait: Duration,
     /// the core the tunnels run on
     pub backend: BackendConfig,
     /// directory where the registry is saved on every change and restored from on start
@@ -113,6 +119,7 @@ impl Default for Config {
             tunnel_limits: TunnelLimits::default(),
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
             control_write_timeout: DEFAULT_CONTROL_WRITE_TIMEOUT,
+            start_wait: DEFAULT_START_WAIT,
             backend: BackendConfig::default(),
             state_dir: None,
             metrics_listen: None,

@@ -7,6 +7,7 @@ use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
 use bob_codec::types::{Host, Port};
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::Options;
 use crate::config::MAX_OPTIONS_PER_TUNNEL;
@@ -41,8 +42,8 @@ pub enum Side {
 pub(super) enum Phase {
     /// not running; settings may change
     Idle,
-    /// `start` is bringing it up
-    Starting,
+    /// `start` is bringing it up; cancelling the token gives up (`stop`)
+    Starting(CancellationToken),
     /// up; the handle stops it
     Running(Box<dyn ActiveTunnel>),
     /// `stop` is tearing it down
@@ -90,6 +91,17 @@ pub struct Entry {
     pub(super) room: usize,
     /// most properties: `bob_codec::types::max_properties` of the server's defaults
     pub(super) max_properties: usize,
+    /// why the last start failed, and when (cleared by a successful start)
+    pub(super) last_error: Option<StartErrorRecord>,
+}
+
+/// A start that failed: the reason (the text after `starting tunnel: `) and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartErrorRecord {
+    /// the reason
+    pub reason: String,
+    /// when it failed
+    pub at: std::time::SystemTime,
 }
 
 /// Fixed bytes counted per entry against the registry's byte cap (keys, struct, map node).
@@ -119,6 +131,7 @@ impl Entry {
             stats: None,
             room: 0,
             max_properties: bob_codec::types::max_properties(defaults.len()),
+            last_error: None,
         }
     }
 
@@ -223,6 +236,11 @@ impl Entry {
         self.phase.is_active()
     }
 
+    /// Why the last start failed and when, unless a start succeeded since.
+    pub fn last_start_error(&self) -> Option<&StartErrorRecord> {
+        self.last_error.as_ref()
+    }
+
     /// Whether the tunnel is RUNNING (and none of its accept loops has failed).
     pub fn is_running(&self) -> bool {
         matches!(self.phase, Phase::Running(_)) && !self.has_failed()
@@ -285,6 +303,12 @@ impl Entry {
             failed: c.failed,
             bytes_in: c.bytes_in,
             bytes_out: c.bytes_out,
+            last_error: self.last_error.as_ref().map(|e| {
+                let at =
+                    e.at.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                (at, e.reason.clone())
+            }),
         }
     }
 
@@ -312,7 +336,7 @@ impl Entry {
     pub fn status(&self) -> TunnelStatus {
         let (starting, running, stopping) = match self.phase {
             Phase::Idle => (false, false, false),
-            Phase::Starting => (true, false, false),
+            Phase::Starting(_) => (true, false, false),
             // a failed accept loop: not RUNNING, though `stop` is still needed
             Phase::Running(_) => (false, !self.has_failed(), false),
             Phase::Stopping => (false, false, true),

@@ -37,7 +37,10 @@ mod entry;
 
 pub use crate::tunnel::{ActiveTunnel, Launcher};
 use entry::Phase;
-pub use entry::{DEFAULT_HOST, ENTRY_OVERHEAD, Entry, PROPERTY_OVERHEAD, Side, TooManyOptions};
+pub use entry::{
+    DEFAULT_HOST, ENTRY_OVERHEAD, Entry, PROPERTY_OVERHEAD, Side, StartErrorRecord, TooManyOptions,
+};
+use tokio_util::sync::CancellationToken;
 
 /// Why the registry refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +81,15 @@ impl StartTicket {
     pub fn kind(&self) -> TunnelKind {
         self.kind
     }
+}
+
+/// What [`Registry::begin_stop`] left to do.
+#[derive(Debug)]
+pub enum StopWork {
+    /// Stop this tunnel, then hand the ticket to [`Registry::finish_stop`].
+    Running(Box<dyn ActiveTunnel>, StopTicket),
+    /// A start was cancelled; its task finishes the stop.
+    Starting,
 }
 
 /// Proof that `begin_stop` marked an entry STOPPING; hand it back to `finish_stop`.
@@ -414,7 +426,12 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::NotFound`], [`RegistryError::NoKeys`], [`RegistryError::NoPort`],
     /// [`RegistryError::Active`] (checked in this order, like Java).
-    pub fn begin_start(&self, nickname: &str) -> Result<(TunnelSpec, StartTicket), RegistryError> {
+    /// `cancel` is what `stop` cancels to give the start up.
+    pub fn begin_start(
+        &self,
+        nickname: &str,
+        cancel: CancellationToken,
+    ) -> Result<(TunnelSpec, StartTicket), RegistryError> {
         let mut state = self.lock();
         let entry = state
             .entries
@@ -445,7 +462,7 @@ impl Registry {
             }),
             quiet: entry.quiet,
         };
-        entry.phase = Phase::Starting;
+        entry.phase = Phase::Starting(cancel);
         Ok((
             spec,
             StartTicket {
@@ -456,33 +473,49 @@ impl Registry {
         ))
     }
 
-    /// `start`, second half: records the outcome (RUNNING, or back to inactive).
+    /// `start`, second half: records the outcome: RUNNING, or back to inactive with
+    /// the reason kept (`Err`).
     ///
-    /// Returns the tunnel back if its entry vanished meanwhile (cannot happen through
-    /// the commands, which refuse to touch a STARTING entry); the caller must stop it.
+    /// Returns the tunnel back if it must not run: the entry was stopped while
+    /// starting (it is STOPPING: the caller stops the tunnel, then calls
+    /// [`Registry::finish_cancelled_start`]) or vanished.
     pub fn finish_start(
         &self,
-        ticket: StartTicket,
-        outcome: Option<Box<dyn ActiveTunnel>>,
+        ticket: &StartTicket,
+        outcome: Result<Box<dyn ActiveTunnel>, String>,
     ) -> Option<Box<dyn ActiveTunnel>> {
         let mut state = self.lock();
         let changed = match state.entries.get_mut(&ticket.nickname) {
-            Some(entry) if entry.id == ticket.id && matches!(entry.phase, Phase::Starting) => {
+            Some(entry) if entry.id == ticket.id && matches!(entry.phase, Phase::Starting(_)) => {
                 let was = entry.autostart;
                 match outcome {
-                    Some(tunnel) => {
+                    Ok(tunnel) => {
                         entry.stats = tunnel.stats();
                         entry.phase = Phase::Running(tunnel);
                         entry.autostart = true;
+                        entry.last_error = None;
                     }
-                    None => {
+                    Err(reason) => {
                         entry.phase = Phase::Idle;
                         entry.autostart = false;
+                        entry.last_error = Some(StartErrorRecord {
+                            reason,
+                            at: std::time::SystemTime::now(),
+                        });
                     }
                 }
                 was != entry.autostart
             }
-            _ => return outcome,
+            Some(entry) if entry.id == ticket.id && matches!(entry.phase, Phase::Stopping) => {
+                return match outcome {
+                    Ok(tunnel) => Some(tunnel),
+                    Err(_) => {
+                        entry.phase = Phase::Idle;
+                        None
+                    }
+                };
+            }
+            _ => return outcome.ok(),
         };
         if changed {
             state.generation += 1;
@@ -490,46 +523,65 @@ impl Registry {
         None
     }
 
-    /// `start` given up because the server is shutting down: the entry is inactive
-    /// again but keeps its "was running" flag (it starts again after a restart).
-    pub fn abandon_start(&self, ticket: StartTicket) {
+    /// A start stopped while it ran has wound down (its tunnel, if it came up, is
+    /// stopped): the STOPPING entry is inactive again.
+    pub fn finish_cancelled_start(&self, ticket: &StartTicket) {
         let mut state = self.lock();
         if let Some(entry) = state.entries.get_mut(&ticket.nickname)
             && entry.id == ticket.id
-            && matches!(entry.phase, Phase::Starting)
+            && matches!(entry.phase, Phase::Stopping)
         {
             entry.phase = Phase::Idle;
         }
     }
 
-    /// `stop`, first half: marks a RUNNING entry STOPPING and hands out its tunnel.
+    /// `start` given up because the server is shutting down: the entry is inactive
+    /// again but keeps its "was running" flag (it starts again after a restart).
+    pub fn abandon_start(&self, ticket: &StartTicket) {
+        let mut state = self.lock();
+        if let Some(entry) = state.entries.get_mut(&ticket.nickname)
+            && entry.id == ticket.id
+            && matches!(entry.phase, Phase::Starting(_) | Phase::Stopping)
+        {
+            entry.phase = Phase::Idle;
+        }
+    }
+
+    /// `stop`, first half: marks a RUNNING or STARTING entry STOPPING. A running
+    /// tunnel is handed out to be stopped; a pending start is cancelled and its task
+    /// brings the entry to inactive when it has wound down.
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`], [`RegistryError::Inactive`] unless RUNNING.
-    pub fn begin_stop(
-        &self,
-        nickname: &str,
-    ) -> Result<(Box<dyn ActiveTunnel>, StopTicket), RegistryError> {
+    /// [`RegistryError::NotFound`], [`RegistryError::Inactive`] unless RUNNING or
+    /// STARTING.
+    pub fn begin_stop(&self, nickname: &str) -> Result<StopWork, RegistryError> {
         let mut state = self.lock();
         let entry = state
             .entries
             .get_mut(nickname)
             .ok_or(RegistryError::NotFound)?;
-        if !matches!(entry.phase, Phase::Running(_)) {
+        if !matches!(entry.phase, Phase::Running(_) | Phase::Starting(_)) {
             return Err(RegistryError::Inactive);
         }
-        let Phase::Running(tunnel) = std::mem::replace(&mut entry.phase, Phase::Stopping) else {
-            unreachable!("checked above under the same lock")
+        let work = match std::mem::replace(&mut entry.phase, Phase::Stopping) {
+            Phase::Running(tunnel) => StopWork::Running(
+                tunnel,
+                StopTicket {
+                    nickname: entry.nickname.clone(),
+                    id: entry.id,
+                },
+            ),
+            Phase::Starting(cancel) => {
+                cancel.cancel();
+                StopWork::Starting
+            }
+            Phase::Idle | Phase::Stopping => unreachable!("checked above under the same lock"),
         };
         let changed = std::mem::replace(&mut entry.autostart, false);
-        let ticket = StopTicket {
-            nickname: entry.nickname.clone(),
-            id: entry.id,
-        };
         if changed {
             state.generation += 1;
         }
-        Ok((tunnel, ticket))
+        Ok(work)
     }
 
     /// `stop`, second half: the tunnel is down; the entry is inactive again.

@@ -111,8 +111,21 @@ async fn set_up(mut socket: TcpStream, shared: &TunnelContext) -> Option<(TcpStr
             return None;
         }
     };
-    let connect = shared.session.connect(target);
-    let mut stream = match tokio::time::timeout(limits.connect_timeout, connect).await {
+    // One deadline for both: waiting for a STARTING tunnel's session, then connecting.
+    let deadline = tokio::time::Instant::now() + limits.connect_timeout;
+    let session = match tokio::time::timeout_at(deadline, shared.session.ready()).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(reason)) => {
+            reject(socket, shared, &reason).await;
+            return None;
+        }
+        Err(_) => {
+            reject(socket, shared, "timed out waiting for the tunnel to start").await;
+            return None;
+        }
+    };
+    let connect = session.connect(target);
+    let mut stream = match tokio::time::timeout_at(deadline, connect).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(CoreError::NotFound)) => {
             let reason = format!("Can't find destination: {line}");
