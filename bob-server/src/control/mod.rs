@@ -13,8 +13,7 @@ use std::sync::Arc;
 use bob_codec::GREETING;
 use bob_codec::line::LineCodec;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -62,11 +61,14 @@ pub(crate) enum After {
     Zap,
 }
 
-/// Serves one control connection until the client leaves or the server stops.
-pub(crate) async fn serve(socket: TcpStream, front: &Frontend) {
+/// Serves one control connection (TCP or the Unix control socket) until the client
+/// leaves or the server stops.
+pub(crate) async fn serve<S>(socket: S, front: &Frontend)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let stop = front.service.stopping();
-    let _ = socket.set_nodelay(true);
-    let (read, mut write) = socket.into_split();
+    let (read, mut write) = tokio::io::split(socket);
     if write.write_all(GREETING).await.is_err() {
         return;
     }
