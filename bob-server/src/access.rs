@@ -111,10 +111,12 @@ pub fn tcp_peer_uid(peer: SocketAddr, server: SocketAddr) -> io::Result<Option<u
             "socket owners are known on Linux only",
         ));
     }
+    // `/proc/self/net/…` is `/proc/net/…` (the symlink points there), and it stays
+    // readable under systemd's `ProcSubset=pid`, which hides `/proc/net`.
     let table = if peer.is_ipv4() {
-        "/proc/net/tcp"
+        "/proc/self/net/tcp"
     } else {
-        "/proc/net/tcp6"
+        "/proc/self/net/tcp6"
     };
     let file = std::fs::File::open(table)?;
     find_owner(io::BufReader::new(file), peer, server)
@@ -150,13 +152,21 @@ struct Row {
 }
 
 /// `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...`;
-/// `None` for the header and anything else that is not a row.
+/// `None` for the header, anything else that is not a row, and the kernel's ownerless
+/// mini-sockets (TIME_WAIT, NEW_SYN_RECV), which it lists with uid 0: a closed
+/// connection must never pass for root's.
 fn parse_row(line: &str) -> Option<Row> {
+    const TIME_WAIT: &str = "06";
+    const NEW_SYN_RECV: &str = "0C";
     let mut fields = line.split_whitespace();
     let _slot = fields.next()?;
     let local = parse_addr(fields.next()?)?;
     let remote = parse_addr(fields.next()?)?;
-    let uid = fields.nth(4)?.parse().ok()?;
+    let state = fields.next()?;
+    if state == TIME_WAIT || state == NEW_SYN_RECV {
+        return None;
+    }
+    let uid = fields.nth(3)?.parse().ok()?;
     Some(Row { local, remote, uid })
 }
 
@@ -317,6 +327,7 @@ mod tests {
    0: 0100007F:0B0B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0
    1: 0100007F:9C40 0100007F:0B0B 01 00000000:00000000 00:00000000 00000000 65534        0 1002 1 0000000000000000 20 4 30 10 -1
    2: 0100007F:0B0B 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 1003 1 0000000000000000 20 4 30 10 -1
+   3: 0100007F:9C43 0100007F:0B0B 06 00000000:00000000 03:00000FF7 00000000     0        0 0 3 0000000044076b07
 ";
 
     /// `::1` port 2827 and `::1` port 40001 (uid 1000), and a v4-mapped 127.0.0.1 peer.
@@ -342,6 +353,8 @@ mod tests {
         assert_eq!(owner(TCP, "127.0.0.1:2827", "127.0.0.1:40000"), Some(0));
         assert_eq!(owner(TCP, "127.0.0.1:40001", "127.0.0.1:2827"), None);
         assert_eq!(owner(TCP, "127.0.0.2:40000", "127.0.0.1:2827"), None);
+        // a TIME_WAIT row has no owner (the kernel prints uid 0): not root's
+        assert_eq!(owner(TCP, "127.0.0.1:40003", "127.0.0.1:2827"), None);
     }
 
     #[cfg(target_endian = "little")]

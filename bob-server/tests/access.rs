@@ -160,7 +160,10 @@ async fn allow_root_refuses_nobody_and_serves_root() {
     assert!(line.contains("uid=65534"), "{line}");
     // root: an unmodified client gets the greeting and is served
     let mut c = TestClient::connect(&addr).await;
-    assert_eq!(c.line("getnick nope").await, "ERROR no nickname has been set");
+    assert_eq!(
+        c.line("getnick nope").await,
+        "ERROR no nickname has been set"
+    );
     drop(c);
     stop(child).await;
 }
@@ -275,7 +278,10 @@ async fn bad_users_and_socket_paths_stop_the_start() {
     std::fs::write(&file, "keep me").unwrap();
     let (ok, err) = run_to_exit(&["--control-socket", file.to_str().unwrap()]).await;
     assert!(!ok);
-    assert!(err.contains("is not a socket; refusing to replace it"), "{err}");
+    assert!(
+        err.contains("is not a socket; refusing to replace it"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing left");
     let missing = dir.join("no/such/dir/control.sock");
