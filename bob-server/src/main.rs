@@ -179,6 +179,17 @@ struct Args {
     /// Tunnels file: tunnels created (keys made if missing) and started at boot
     #[arg(long, value_name = "FILE", env = "BOB_TUNNELS")]
     tunnels: Option<PathBuf>,
+
+    /// Only this user (name or UID) may use the control port; others get `ERROR access
+    /// denied` before the greeting (repeatable; BOB_ALLOW_USERS takes several separated by
+    /// spaces or commas; Linux) [default: every user]
+    #[arg(long = "allow-user", value_name = "USER|UID", env = "BOB_ALLOW_USERS")]
+    allow_users: Vec<String>,
+
+    /// Also serve the control protocol on this Unix socket (created mode 0600, removed at
+    /// exit; --allow-user checks its clients by their socket credentials)
+    #[arg(long, value_name = "PATH", env = "BOB_CONTROL_SOCKET")]
+    control_socket: Option<PathBuf>,
 }
 
 fn parse_sig_arg(s: &str) -> Result<SigTypeName, String> {
@@ -214,6 +225,10 @@ impl Args {
             state_dir: self.state_dir.clone(),
             metrics: self.metrics,
             tunnels: self.tunnels.clone(),
+            allow_users: (!self.allow_users.is_empty()).then(|| {
+                bob_server::access::split_users(self.allow_users.iter().map(String::as_str))
+            }),
+            control_socket: self.control_socket.clone(),
             tunnel_options: (!self.tunnel_options.is_empty())
                 .then(|| TunnelOptions(self.tunnel_options.iter().cloned().collect())),
         }
@@ -418,6 +433,9 @@ async fn serve(
     if let Some(metrics) = server.metrics_addr() {
         eprintln!("bob-server metrics on http://{metrics}/metrics");
     }
+    if let Some(path) = server.control_socket_path() {
+        eprintln!("bob-server control socket at {}", path.display());
+    }
     eprintln!("bob-server listening on {addr}");
 
     let shutdown = CancellationToken::new();
@@ -528,6 +546,8 @@ mod tests {
             "metrics",
             "tunnels",
             "tunnel-option",
+            "allow-users",
+            "control-socket",
         ];
         for key in text
             .lines()
@@ -536,16 +556,16 @@ mod tests {
             assert!(all_keys.contains(&key), "{key} is listed here");
         }
         for key in all_keys {
+            // the repeatable flags are singular, their variables plural
+            let (flag, var) = match key {
+                "tunnel-option" => (key, "BOB_TUNNEL_OPTIONS".to_owned()),
+                "allow-users" => ("allow-user", "BOB_ALLOW_USERS".to_owned()),
+                _ => (key, format!("BOB_{}", key.replace('-', "_").to_uppercase())),
+            };
             let arg = cmd
                 .get_arguments()
-                .find(|a| a.get_long() == Some(key))
-                .unwrap_or_else(|| panic!("--{key}"));
-            let var = format!("BOB_{}", key.replace('-', "_").to_uppercase());
-            let var = if key == "tunnel-option" {
-                "BOB_TUNNEL_OPTIONS".to_owned()
-            } else {
-                var
-            };
+                .find(|a| a.get_long() == Some(flag))
+                .unwrap_or_else(|| panic!("--{flag}"));
             assert_eq!(
                 arg.get_env().and_then(|e| e.to_str()),
                 Some(var.as_str()),

@@ -30,6 +30,8 @@
 //! state-dir = "/var/lib/bob-server" # save and restore the registry here
 //! metrics = "127.0.0.1:9100"       # Prometheus endpoint
 //! tunnels = "tunnels.toml"         # declarative tunnels started at boot
+//! allow-users = ["alice", "1001"]  # only these users may use the control port (Linux)
+//! control-socket = "/run/bob-server/control.sock" # also listen here (Unix socket, 0600)
 //!
 //! [tunnel-options]                 # default options of every tunnel
 //! "inbound.length" = "2"
@@ -47,6 +49,7 @@ use bob_codec::Dialect;
 use serde::{Deserialize, Serialize};
 
 use super::hints::{self, KeyShape};
+use crate::access::{self, AccessError};
 use crate::backend::sam::{SamConfig, merge_options};
 use crate::config::{BackendConfig, Config, java_default_options};
 use crate::tunnel::TunnelLimits;
@@ -120,6 +123,12 @@ pub struct Settings {
     /// declarative tunnels file started at boot
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnels: Option<PathBuf>,
+    /// users (names or UIDs) that may use the control port; unset or empty: everyone
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_users: Option<Vec<String>>,
+    /// a second control listener on this Unix socket path (mode 0600)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<PathBuf>,
     /// default options of every tunnel (a table, so it is written last)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel_options: Option<TunnelOptions>,
@@ -150,6 +159,9 @@ pub enum ConfigFileError {
     /// Two settings that cannot go together.
     #[error("invalid configuration: {0}")]
     Conflict(String),
+    /// An `allow-users` entry that cannot be resolved, or a setting this platform lacks.
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// The 1-based line of byte `offset` in `text` (for `FILE:LINE` error messages).
@@ -197,6 +209,16 @@ const SHAPES: &[KeyShape] = &[
     ("state-dir", "a path in quotes", "\"/var/lib/bob-server\""),
     ("metrics", "an address in quotes", "\"127.0.0.1:9100\""),
     ("tunnels", "a path in quotes", "\"tunnels.toml\""),
+    (
+        "allow-users",
+        "a list of user names or UIDs",
+        "[\"alice\", \"1001\"]",
+    ),
+    (
+        "control-socket",
+        "a path in quotes",
+        "\"/run/bob-server/control.sock\"",
+    ),
 ];
 
 fn secs(s: Option<NonZeroU64>, fallback: Duration) -> Duration {
@@ -249,6 +271,8 @@ impl Settings {
             state_dir: None,
             metrics: None,
             tunnels: None,
+            allow_users: None,
+            control_socket: None,
             tunnel_options: Some(TunnelOptions::default()),
         }
     }
@@ -286,6 +310,7 @@ impl Settings {
             &mut settings.hosts,
             &mut settings.state_dir,
             &mut settings.tunnels,
+            &mut settings.control_socket,
         ]
         .into_iter()
         .flatten()
@@ -314,9 +339,14 @@ impl Settings {
     /// # Errors
     /// When the current directory cannot be found.
     pub fn with_absolute_paths(mut self) -> std::io::Result<Self> {
-        for p in [&mut self.hosts, &mut self.state_dir, &mut self.tunnels]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.hosts,
+            &mut self.state_dir,
+            &mut self.tunnels,
+            &mut self.control_socket,
+        ]
+        .into_iter()
+        .flatten()
         {
             *p = std::path::absolute(&*p)?;
         }
@@ -353,6 +383,8 @@ impl Settings {
             state_dir: self.state_dir.or(lower.state_dir),
             metrics: self.metrics.or(lower.metrics),
             tunnels: self.tunnels.or(lower.tunnels),
+            allow_users: self.allow_users.or(lower.allow_users),
+            control_socket: self.control_socket.or(lower.control_socket),
             tunnel_options,
         }
     }
@@ -376,6 +408,13 @@ impl Settings {
             return Err(ConfigFileError::Conflict(
                 "`hosts` is for the local backend and cannot be combined with `router`".into(),
             ));
+        }
+        // names become UIDs once, here: an unknown user stops the start
+        let allow_users = access::resolve_users(&access::split_users(
+            s.allow_users.iter().flatten().map(String::as_str),
+        ))?;
+        if cfg!(not(unix)) && s.control_socket.is_some() {
+            return Err(AccessError::Unsupported("--control-socket").into());
         }
         let defaults = Config::default();
         let limits = TunnelLimits::default();
@@ -433,6 +472,8 @@ impl Settings {
             backend,
             state_dir: s.state_dir,
             metrics_listen: s.metrics,
+            allow_users,
+            control_socket: s.control_socket,
         })
     }
 }
@@ -459,6 +500,8 @@ max-tunnel-connections = 13
 state-dir = "state"
 metrics = "127.0.0.1:9100"
 tunnels = "/etc/bob/tunnels.toml"
+allow-users = ["root", "4242"]
+control-socket = "run/control.sock"
 
 [tunnel-options]
 "inbound.length" = "1"
@@ -475,7 +518,16 @@ tunnels = "/etc/bob/tunnels.toml"
         assert_eq!(s.state_dir, Some(PathBuf::from("/etc/bob/state")));
         assert_eq!(s.tunnels, Some(PathBuf::from("/etc/bob/tunnels.toml")));
         assert_eq!(s.hosts, None);
+        assert_eq!(
+            s.control_socket,
+            Some(PathBuf::from("/etc/bob/run/control.sock"))
+        );
         let c = s.into_config().unwrap();
+        assert_eq!(c.allow_users, [0, 4242]);
+        assert_eq!(
+            c.control_socket,
+            Some(PathBuf::from("/etc/bob/run/control.sock"))
+        );
         assert_eq!(c.listen, "127.0.0.1:3000".parse().unwrap());
         assert!(c.allow_remote);
         assert_eq!(c.dialect, Dialect::I2pd);
@@ -535,6 +587,21 @@ tunnels = "/etc/bob/tunnels.toml"
         assert_eq!(built.backend, def.backend);
         assert_eq!(built.state_dir, None);
         assert_eq!(built.metrics_listen, None);
+        assert_eq!(built.allow_users, def.allow_users);
+        assert_eq!(built.control_socket, None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unknown_allowed_user_is_an_error() {
+        let e = parse("allow-users = [\"no-such-user-bob\"]\n")
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "allow-user \"no-such-user-bob\": no such user"
+        );
     }
 
     #[test]

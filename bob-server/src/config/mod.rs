@@ -102,6 +102,11 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// address of the Prometheus text endpoint (`--metrics`); `None` serves none
     pub metrics_listen: Option<SocketAddr>,
+    /// UIDs that may use the control port (`--allow-user`, resolved at start-up); empty
+    /// lets every local user in, as every BOB server does
+    pub allow_users: Vec<u32>,
+    /// a second control listener on a Unix socket, mode 0600 (`--control-socket`)
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -123,6 +128,8 @@ impl Default for Config {
             backend: BackendConfig::default(),
             state_dir: None,
             metrics_listen: None,
+            allow_users: Vec::new(),
+            control_socket: None,
         }
     }
 }

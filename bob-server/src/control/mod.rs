@@ -14,9 +14,7 @@ use bob_codec::GREETING;
 use bob_codec::line::LineCodec;
 use futures::StreamExt;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -71,15 +69,15 @@ pub(crate) enum After {
 const LIST_CHUNK: usize = 16 * 1024;
 
 /// Where a reply goes: the socket, shutdown, and how long the client may take.
-struct Sink<'a> {
-    write: OwnedWriteHalf,
+struct Sink<'a, W> {
+    write: W,
     stop: &'a CancellationToken,
     timeout: Duration,
 }
 
 /// Writes `bytes`, racing shutdown and the write timeout
 /// ([`crate::config::Config::control_write_timeout`]). `false`: close the connection.
-async fn send(sink: &mut Sink<'_>, bytes: &[u8]) -> bool {
+async fn send<W: AsyncWrite + Unpin>(sink: &mut Sink<'_, W>, bytes: &[u8]) -> bool {
     let limit = sink.timeout;
     let written = tokio::select! {
         biased;
@@ -103,7 +101,11 @@ async fn send(sink: &mut Sink<'_>, bytes: &[u8]) -> bool {
 }
 
 /// Streams the `list` block in [`LIST_CHUNK`]s.
-async fn send_list(sink: &mut Sink<'_>, front: &Frontend, out: &mut Vec<u8>) -> bool {
+async fn send_list<W: AsyncWrite + Unpin>(
+    sink: &mut Sink<'_, W>,
+    front: &Frontend,
+    out: &mut Vec<u8>,
+) -> bool {
     let m = front.messages;
     out.clear();
     for status in front.service.registry().list() {
@@ -121,11 +123,14 @@ async fn send_list(sink: &mut Sink<'_>, front: &Frontend, out: &mut Vec<u8>) -> 
     sent
 }
 
-/// Serves one control connection until the client leaves or the server stops.
-pub(crate) async fn serve(socket: TcpStream, front: &Frontend) {
+/// Serves one control connection (TCP or the Unix control socket) until the client
+/// leaves or the server stops.
+pub(crate) async fn serve<S>(socket: S, front: &Frontend)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let stop = front.service.stopping();
-    let _ = socket.set_nodelay(true);
-    let (read, write) = socket.into_split();
+    let (read, write) = tokio::io::split(socket);
     let mut sink = Sink {
         write,
         stop,
