@@ -538,6 +538,7 @@ mod tests {
             "start-wait",
             "max-connections",
             "max-tunnels",
+            "max-registry-bytes",
             "lookup-timeout",
             "first-line-timeout",
             "connect-timeout",
