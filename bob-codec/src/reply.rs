@@ -364,6 +364,10 @@ pub struct TunnelCounters {
     pub bytes_in: u64,
     /// bytes from local applications into I2P streams
     pub bytes_out: u64,
+    /// the last failed start, unless one succeeded since: when (seconds since the Unix
+    /// epoch) and why (`last_error_at=SECS last_error=REASON…`, the reason running to
+    /// the end of the line)
+    pub last_error: Option<(u64, String)>,
 }
 
 impl TunnelCounters {
@@ -404,7 +408,12 @@ impl std::fmt::Display for TunnelCounters {
             self.failed,
             self.bytes_in,
             self.bytes_out,
-        )
+        )?;
+        if let Some((at, reason)) = &self.last_error {
+            let reason: String = one_line(reason).map(char::from).collect();
+            write!(f, " last_error_at={at} last_error={reason}")?;
+        }
+        Ok(())
     }
 }
 
@@ -419,8 +428,23 @@ impl std::str::FromStr for TunnelCounters {
             .ok_or_else(|| bad(format!("expected {} at: {}", Self::TAG, quote(s))))?;
         let mut nickname = None;
         let mut running = None;
-        let mut numbers: [Option<u64>; 5] = [None; 5];
-        const NUMBERS: [&str; 5] = ["accepted", "active", "failed", "bytes_in", "bytes_out"];
+        let mut numbers: [Option<u64>; 6] = [None; 6];
+        const NUMBERS: [&str; 6] = [
+            "accepted",
+            "active",
+            "failed",
+            "bytes_in",
+            "bytes_out",
+            "last_error_at",
+        ];
+        // `last_error=` takes the rest of the line (the reason has spaces)
+        let (rest, last_error) = match rest.find(" last_error=") {
+            Some(at) => (
+                &rest[..at],
+                Some(rest[at + " last_error=".len()..].to_owned()),
+            ),
+            None => (rest, None),
+        };
         for token in rest.split(' ').filter(|t| !t.is_empty()) {
             let (key, value) = token
                 .split_once('=')
@@ -471,6 +495,11 @@ impl std::str::FromStr for TunnelCounters {
             failed: number(2)?,
             bytes_in: number(3)?,
             bytes_out: number(4)?,
+            last_error: match (numbers[5], last_error) {
+                (Some(at), Some(reason)) => Some((at, reason)),
+                (None, None) => None,
+                _ => return Err(bad("last_error_at and last_error go together".into())),
+            },
         })
     }
 }

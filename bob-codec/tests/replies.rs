@@ -500,7 +500,19 @@ fn tunnel_counters_round_trip_and_reject_malformed_text() {
         failed: 2,
         bytes_in: 10,
         bytes_out: u64::MAX,
+        last_error: None,
     };
+    let failed = TunnelCounters {
+        running: false,
+        last_error: Some((1_765_000_000, "router error: I2P_ERROR: no tunnels".into())),
+        ..c.clone()
+    };
+    let text = failed.to_string();
+    assert!(
+        text.ends_with(" last_error_at=1765000000 last_error=router error: I2P_ERROR: no tunnels"),
+        "{text}"
+    );
+    assert_eq!(text.parse::<TunnelCounters>(), Ok(failed));
     let line = format!(
         "OK STATS nickname=web running=true accepted=3 active=1 failed=2 bytes_in=10 bytes_out={}\n",
         u64::MAX

@@ -4,6 +4,8 @@
 //! Folders follow the data flow, from the control port to the network:
 //! - [`server`] — the control listener, per-connection tasks, shutdown (`zap`, signals),
 //!   the state-dir restore and the metrics endpoint's start.
+//! - [`access`] — who may use the control port (`--allow-user`) and the Unix control
+//!   socket (`--control-socket`).
 //! - [`control`] — one control connection: framing, command handlers, `start`/`stop`;
 //!   [`control::messages`] holds every reply string, per dialect.
 //! - [`service`] — what runs tunnels for the control connections, the state-dir restore
@@ -35,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod backend;
 pub mod config;
 pub mod control;

@@ -109,6 +109,11 @@ struct Args {
     #[arg(long, value_name = "N", env = "BOB_MAX_TUNNELS")]
     max_tunnels: Option<NonZeroUsize>,
 
+    /// Most bytes all tunnels' names, hosts and options may take together (plus 1 KiB
+    /// per tunnel and 64 bytes per option) [default: 33554432]
+    #[arg(long, value_name = "BYTES", env = "BOB_MAX_REGISTRY_BYTES")]
+    max_registry_bytes: Option<NonZeroUsize>,
+
     /// hosts.txt (`name=base64dest` lines) for name lookups of the local backend
     #[arg(
         long,
@@ -134,9 +139,14 @@ struct Args {
     )]
     tunnel_options: Vec<(String, String)>,
 
-    /// Seconds the router may take to create a tunnel's session (SAM backend) [default: 90]
+    /// Seconds the backend may take to create a tunnel's session [default: 90]
     #[arg(long, value_name = "SECS", env = "BOB_SESSION_TIMEOUT")]
     session_timeout: Option<NonZeroU64>,
+
+    /// Seconds `start` waits for the tunnel's session before answering `OK tunnel
+    /// starting` anyway (the session keeps coming up; 0 answers at once) [default: 3]
+    #[arg(long, value_name = "SECS", env = "BOB_START_WAIT")]
+    start_wait: Option<u64>,
 
     /// Seconds a `lookup` or `ping` may take [default: 60]
     #[arg(long, value_name = "SECS", env = "BOB_LOOKUP_TIMEOUT")]
@@ -169,6 +179,17 @@ struct Args {
     /// Tunnels file: tunnels created (keys made if missing) and started at boot
     #[arg(long, value_name = "FILE", env = "BOB_TUNNELS")]
     tunnels: Option<PathBuf>,
+
+    /// Only this user (name or UID) may use the control port; others get `ERROR access
+    /// denied` before the greeting (repeatable; BOB_ALLOW_USERS takes several separated by
+    /// spaces or commas; Linux) [default: every user]
+    #[arg(long = "allow-user", value_name = "USER|UID", env = "BOB_ALLOW_USERS")]
+    allow_users: Vec<String>,
+
+    /// Also serve the control protocol on this Unix socket (created mode 0600, removed at
+    /// exit; --allow-user checks its clients by their socket credentials)
+    #[arg(long, value_name = "PATH", env = "BOB_CONTROL_SOCKET")]
+    control_socket: Option<PathBuf>,
 }
 
 fn parse_sig_arg(s: &str) -> Result<SigTypeName, String> {
@@ -193,8 +214,10 @@ impl Args {
             hosts: self.hosts.clone(),
             newkeys_type: self.newkeys_type,
             session_timeout: self.session_timeout,
+            start_wait: self.start_wait,
             max_connections: self.max_connections,
             max_tunnels: self.max_tunnels,
+            max_registry_bytes: self.max_registry_bytes,
             lookup_timeout: self.lookup_timeout,
             first_line_timeout: self.first_line_timeout,
             connect_timeout: self.connect_timeout,
@@ -202,6 +225,10 @@ impl Args {
             state_dir: self.state_dir.clone(),
             metrics: self.metrics,
             tunnels: self.tunnels.clone(),
+            allow_users: (!self.allow_users.is_empty()).then(|| {
+                bob_server::access::split_users(self.allow_users.iter().map(String::as_str))
+            }),
+            control_socket: self.control_socket.clone(),
             tunnel_options: (!self.tunnel_options.is_empty())
                 .then(|| TunnelOptions(self.tunnel_options.iter().cloned().collect())),
         }
@@ -232,11 +259,7 @@ fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> 
 
 /// How long a declared tunnel may take to start.
 fn boot_deadline(config: &Config) -> Duration {
-    let session = match &config.backend {
-        BackendConfig::Sam(sam) => sam.session_timeout,
-        BackendConfig::Local { .. } => config.tunnel_limits.session_timeout,
-    };
-    session + BOOT_MARGIN
+    config.tunnel_limits.session_timeout + BOOT_MARGIN
 }
 
 fn main() -> ExitCode {
@@ -350,7 +373,7 @@ fn hint(e: &anyhow::Error) -> Option<String> {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let settings = args.effective()?;
+    let settings = args.effective()?.clamped();
     let tunnels_path = settings.tunnels.clone();
     let config = settings.clone().into_config()?;
     config.validate()?;
@@ -409,6 +432,9 @@ async fn serve(
     // Fixed lines on stderr, whatever RUST_LOG says, so scripts can find the ports.
     if let Some(metrics) = server.metrics_addr() {
         eprintln!("bob-server metrics on http://{metrics}/metrics");
+    }
+    if let Some(path) = server.control_socket_path() {
+        eprintln!("bob-server control socket at {}", path.display());
     }
     eprintln!("bob-server listening on {addr}");
 
@@ -481,7 +507,9 @@ mod tests {
             d.listen.unwrap().to_string(),
             d.max_connections.unwrap().to_string(),
             d.max_tunnels.unwrap().to_string(),
+            d.max_registry_bytes.unwrap().to_string(),
             d.session_timeout.unwrap().to_string(),
+            d.start_wait.unwrap().to_string(),
             d.lookup_timeout.unwrap().to_string(),
             d.first_line_timeout.unwrap().to_string(),
             d.connect_timeout.unwrap().to_string(),
@@ -507,6 +535,7 @@ mod tests {
             "hosts",
             "newkeys-type",
             "session-timeout",
+            "start-wait",
             "max-connections",
             "max-tunnels",
             "lookup-timeout",
@@ -517,6 +546,8 @@ mod tests {
             "metrics",
             "tunnels",
             "tunnel-option",
+            "allow-users",
+            "control-socket",
         ];
         for key in text
             .lines()
@@ -525,16 +556,16 @@ mod tests {
             assert!(all_keys.contains(&key), "{key} is listed here");
         }
         for key in all_keys {
+            // the repeatable flags are singular, their variables plural
+            let (flag, var) = match key {
+                "tunnel-option" => (key, "BOB_TUNNEL_OPTIONS".to_owned()),
+                "allow-users" => ("allow-user", "BOB_ALLOW_USERS".to_owned()),
+                _ => (key, format!("BOB_{}", key.replace('-', "_").to_uppercase())),
+            };
             let arg = cmd
                 .get_arguments()
-                .find(|a| a.get_long() == Some(key))
-                .unwrap_or_else(|| panic!("--{key}"));
-            let var = format!("BOB_{}", key.replace('-', "_").to_uppercase());
-            let var = if key == "tunnel-option" {
-                "BOB_TUNNEL_OPTIONS".to_owned()
-            } else {
-                var
-            };
+                .find(|a| a.get_long() == Some(flag))
+                .unwrap_or_else(|| panic!("--{flag}"));
             assert_eq!(
                 arg.get_env().and_then(|e| e.to_str()),
                 Some(var.as_str()),

@@ -30,10 +30,17 @@
 //! could be read. From then on every change is saved before its reply is sent (see
 //! [`crate::service::persist::Persister`]). Stopping the server does not mark tunnels stopped.
 //!
+//! # Who may connect (`Config::allow_users`, `Config::control_socket`)
+//! With an allow list every control connection's user is looked up before the greeting
+//! (see [`crate::access`]); others get `ERROR access denied` and are closed. The Unix
+//! control socket is made by [`Server::from_listener`] (mode 0600), served next to the
+//! TCP port and removed when the server stops accepting.
+//!
 //! # Metrics (`Config::metrics_listen`)
 //! The Prometheus endpoint is bound next to the control port (same loopback rule) and
 //! served by [`Server::run`] until shutdown.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::access::{self, SocketError};
 use crate::backend::StreamingCore;
 use crate::config::tunnels::TunnelDecl;
 use crate::config::{Config, ConfigError};
@@ -91,6 +99,9 @@ pub enum ServerError {
         /// what the OS said (shown in `Display`, so not a `source()`)
         error: io::Error,
     },
+    /// The Unix control socket could not be made (`--control-socket`).
+    #[error(transparent)]
+    ControlSocket(#[from] SocketError),
 }
 
 impl From<io::Error> for ServerError {
@@ -107,6 +118,8 @@ pub struct Server {
     service: Arc<Service>,
     restore: RestoreReport,
     metrics: Option<(std::net::TcpListener, SocketAddr)>,
+    #[cfg(unix)]
+    control_socket: Option<access::ControlSocket>,
 }
 
 impl Server {
@@ -165,7 +178,13 @@ impl Server {
             Some(addr) => Some(bind_metrics(&config, addr)?),
             None => None,
         };
-        let registry = Registry::new(config.default_options.clone(), config.max_tunnels);
+        #[cfg(unix)]
+        let control_socket = match &config.control_socket {
+            Some(path) => Some(access::ControlSocket::bind(path)?),
+            None => None,
+        };
+        let registry = Registry::new(config.default_options.clone(), config.max_tunnels)
+            .with_max_bytes(config.max_registry_bytes);
         let (persister, restore) = match &config.state_dir {
             Some(dir) => {
                 let store = StateStore::open(dir)?;
@@ -184,7 +203,20 @@ impl Server {
             service: Arc::new(Service::new(config, core, registry, launcher, persister)),
             restore,
             metrics,
+            #[cfg(unix)]
+            control_socket,
         })
+    }
+
+    /// The Unix control socket's path, if `Config::control_socket` is set.
+    pub fn control_socket_path(&self) -> Option<&std::path::Path> {
+        #[cfg(unix)]
+        return self
+            .control_socket
+            .as_ref()
+            .map(access::ControlSocket::path);
+        #[cfg(not(unix))]
+        None
     }
 
     /// What was restored from the state directory (empty without one).
@@ -254,7 +286,16 @@ impl Server {
             service,
             restore,
             metrics,
+            #[cfg(unix)]
+            control_socket,
         } = self;
+        #[cfg(unix)]
+        let unix = control_socket
+            .as_ref()
+            .map(access::ControlSocket::tokio_listener)
+            .transpose()?;
+        #[cfg(not(unix))]
+        let unix: Option<Never> = None;
         let metrics = match metrics {
             Some((std_listener, addr)) => Some((TcpListener::from_std(std_listener)?, addr)),
             None => None,
@@ -284,8 +325,11 @@ impl Server {
         }
 
         let connections = TaskTracker::new();
-        accept_loop(&listener, &front, &connections, &shutdown).await;
+        accept_loop(&listener, unix.as_ref(), &front, &connections, &shutdown).await;
         drop(listener);
+        drop(unix);
+        #[cfg(unix)]
+        drop(control_socket);
         connections.close();
 
         if front.zap.is_cancelled() && !shutdown.is_cancelled() {
@@ -339,23 +383,57 @@ fn bind_metrics(
     Ok((listener, bound))
 }
 
+/// The Unix listener type (none off Unix).
+#[cfg(unix)]
+type UnixListener = tokio::net::UnixListener;
+#[cfg(not(unix))]
+type UnixListener = Never;
+
+/// Stands in for the Unix listener and stream where there are none.
+#[cfg(not(unix))]
+#[derive(Debug)]
+enum Never {}
+
+/// One accepted control connection.
+enum Incoming {
+    Tcp(TcpStream, SocketAddr),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+/// The next connection of the Unix control socket; never resolves without one.
+async fn accept_unix(unix: Option<&UnixListener>) -> io::Result<Incoming> {
+    match unix {
+        #[cfg(unix)]
+        Some(l) => l.accept().await.map(|(s, _)| Incoming::Unix(s)),
+        #[cfg(not(unix))]
+        Some(never) => match *never {},
+        None => std::future::pending().await,
+    }
+}
+
 async fn accept_loop(
     listener: &TcpListener,
+    unix: Option<&UnixListener>,
     front: &Arc<Frontend>,
     connections: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
     let max_connections = front.service.config().max_connections;
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let limit = Arc::new(Semaphore::new(
+        max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    let allow: Arc<[u32]> = front.service.config().allow_users.clone().into();
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
             () = front.zap.cancelled() => return,
-            r = listener.accept() => r,
+            r = listener.accept() => r.map(|(s, peer)| Incoming::Tcp(s, peer)),
+            r = accept_unix(unix) => r,
         };
-        let (socket, peer) = match accepted {
+        let incoming = match accepted {
             Ok(x) => {
                 backoff = Duration::from_millis(10);
                 x
@@ -370,17 +448,35 @@ async fn accept_loop(
                 continue;
             }
         };
+        let peer = match &incoming {
+            Incoming::Tcp(_, peer) => peer.to_string(),
+            #[cfg(unix)]
+            Incoming::Unix(_) => "unix".to_owned(),
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             warn!(%peer, limit = max_connections, "too many control connections; refusing");
-            connections.spawn(refuse(socket, front.messages));
+            let reply = Cow::Owned(front.messages.too_many_connections().encode());
+            connections.spawn(refuse(incoming, reply));
             continue;
         };
         let front = front.clone();
+        let allow = allow.clone();
         let span = info_span!("bob", %peer);
         connections.spawn(
             async move {
+                let Some(incoming) = admit(incoming, &allow).await else {
+                    drop(permit);
+                    return;
+                };
                 debug!("control connection opened");
-                control::serve(socket, &front).await;
+                match incoming {
+                    Incoming::Tcp(socket, _) => {
+                        let _ = socket.set_nodelay(true);
+                        control::serve(socket, &front).await;
+                    }
+                    #[cfg(unix)]
+                    Incoming::Unix(socket) => control::serve(socket, &front).await,
+                }
                 debug!("control connection closed");
                 drop(permit);
             }
@@ -389,9 +485,74 @@ async fn accept_loop(
     }
 }
 
-async fn refuse(mut socket: TcpStream, messages: Messages) {
-    let _ = socket
-        .write_all(&messages.too_many_connections().encode())
-        .await;
-    let _ = socket.shutdown().await;
+/// Lets the connection through when its user is allowed (always without an allow
+/// list); otherwise answers `ERROR access denied`, closes it and logs why.
+async fn admit(incoming: Incoming, allow: &[u32]) -> Option<Incoming> {
+    if allow.is_empty() {
+        return Some(incoming);
+    }
+    let owner: Result<u32, String> = match &incoming {
+        Incoming::Tcp(socket, peer) => tcp_owner(socket, *peer).await,
+        #[cfg(unix)]
+        Incoming::Unix(socket) => socket
+            .peer_cred()
+            .map(|c| c.uid())
+            .map_err(|e| format!("no peer credentials: {e}")),
+    };
+    match owner {
+        Ok(uid) if access::allowed(allow, uid) => {
+            debug!(uid, "control connection allowed");
+            Some(incoming)
+        }
+        Ok(uid) => {
+            warn!(
+                uid,
+                "control connection refused: user not allowed (--allow-user)"
+            );
+            refuse(incoming, Cow::Borrowed(access::ACCESS_DENIED)).await;
+            None
+        }
+        Err(why) => {
+            warn!(reason = %why, "control connection refused: its user is unknown (--allow-user)");
+            refuse(incoming, Cow::Borrowed(access::ACCESS_DENIED)).await;
+            None
+        }
+    }
+}
+
+/// The UID owning the client end of a TCP control connection.
+async fn tcp_owner(socket: &TcpStream, peer: SocketAddr) -> Result<u32, String> {
+    if !peer.ip().is_loopback() && !is_mapped_loopback(peer) {
+        return Err("not a loopback peer".into());
+    }
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    match tokio::task::spawn_blocking(move || access::tcp_peer_uid(peer, local)).await {
+        Ok(Ok(Some(uid))) => Ok(uid),
+        Ok(Ok(None)) => Err("no socket table entry (the client may be gone)".into()),
+        Ok(Err(e)) => Err(format!("cannot read the socket table: {e}")),
+        Err(e) => Err(format!("socket table lookup failed: {e}")),
+    }
+}
+
+/// `::ffff:127.x.y.z`: an IPv4 loopback client of a dual-stack listener.
+fn is_mapped_loopback(peer: SocketAddr) -> bool {
+    match peer {
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        SocketAddr::V4(_) => false,
+    }
+}
+
+/// Writes `reply` and closes the connection.
+async fn refuse(incoming: Incoming, reply: Cow<'static, [u8]>) {
+    match incoming {
+        Incoming::Tcp(mut socket, _) => {
+            let _ = socket.write_all(&reply).await;
+            let _ = socket.shutdown().await;
+        }
+        #[cfg(unix)]
+        Incoming::Unix(mut socket) => {
+            let _ = socket.write_all(&reply).await;
+            let _ = socket.shutdown().await;
+        }
+    }
 }

@@ -853,3 +853,54 @@ async fn addresses_take_host_names_and_bare_ports_everywhere() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn limits_beyond_the_runtime_are_clamped_and_work() {
+    let huge = [
+        "--max-connections",
+        "2305843009213693952",
+        "--max-tunnel-connections",
+        "18446744073709551615",
+    ];
+    // tokio's semaphore holds at most 2^61 - 1 permits
+    let table = print_config(bob().args(huge)).await;
+    assert_eq!(
+        table["max-connections"].as_integer(),
+        Some(2_305_843_009_213_693_951)
+    );
+    assert_eq!(
+        table["max-tunnel-connections"].as_integer(),
+        Some(2_305_843_009_213_693_951)
+    );
+
+    // the server runs with them: control connections are served and a tunnel's accept
+    // loop takes connections (it used to panic while `status` said RUNNING)
+    let (mut child, addr, _, _err) = spawn_until(bob().args(huge), "bob-server listening on").await;
+    let mut c = control(&addr).await;
+    let inport = free_port();
+    assert!(command(&mut c, "setnick t").await.starts_with("OK"));
+    assert!(command(&mut c, "newkeys").await.starts_with("OK"));
+    assert!(
+        command(&mut c, &format!("inport {inport}"))
+            .await
+            .starts_with("OK")
+    );
+    assert!(command(&mut c, "start").await.starts_with("OK"));
+    within("RUNNING", async {
+        while !command(&mut c, "status t").await.contains("RUNNING: true") {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let mut app = TcpStream::connect(("127.0.0.1", inport)).await.unwrap();
+    app.write_all(b"not-a-destination\n").await.unwrap();
+    let mut reply = String::new();
+    within(
+        "tunnel reply",
+        BufReader::new(&mut app).read_line(&mut reply),
+    )
+    .await
+    .unwrap();
+    assert!(reply.starts_with("ERROR "), "{reply:?}");
+    let _ = child.kill().await;
+}

@@ -673,3 +673,53 @@ async fn metrics_flag_serves_prometheus_text_and_refuses_remote() {
         "{help}"
     );
 }
+
+#[tokio::test]
+async fn state_entries_over_the_caps_are_dropped_and_reported() {
+    let dir = temp_dir("caps");
+    let record = |nickname: String, inhost: String, options: Vec<(String, String)>| TunnelRecord {
+        nickname,
+        keys: None,
+        inhost,
+        inport: None,
+        outhost: "localhost".into(),
+        outport: None,
+        quiet: false,
+        options,
+        running: false,
+    };
+    let records = vec![
+        record("ok".into(), "localhost".into(), vec![]),
+        record("n".repeat(256), "localhost".into(), vec![]),
+        record("longhost".into(), "h".repeat(256), vec![]),
+        record(
+            "longvalue".into(),
+            "localhost".into(),
+            vec![("k".into(), "v".repeat(4097))],
+        ),
+        record(String::new(), "localhost".into(), vec![]),
+    ];
+    StateStore::open(&dir).unwrap().save(1, &records).unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        state_dir: Some(dir.clone()),
+        ..Config::default()
+    };
+    let server = Server::bind(config, Arc::new(LocalCore::new()))
+        .await
+        .unwrap();
+    let report = server.restore_report();
+    assert_eq!(report.restored, ["ok"]);
+    let problems = report.problems.join("\n");
+    for expected in [
+        "nickname is longer than 255 bytes",
+        "host is longer than 255 bytes",
+        "option value is longer than 4096 bytes",
+        "nickname is empty",
+    ] {
+        assert!(problems.contains(expected), "{expected}: {problems}");
+    }
+    assert!(report.kept_aside.is_some());
+    assert_eq!(server.registry().list().len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -145,13 +145,14 @@ async fn registry_and_options_are_bounded() {
     c.expect("show", &format!("OK {}", "NICKNAME: b STARTING: false RUNNING: false STOPPING: false KEYS: false QUIET: false INPORT: not_set INHOST: localhost OUTPORT: not_set OUTHOST: localhost")).await;
     c.expect("setnick a", "OK Nickname set to a").await;
 
-    // 6 properties to begin with; room for 250 more
+    // 6 properties to begin with (4 defaults, 2 nicknames); room for the 256 user
+    // options the limit names
     let mut batch = String::new();
-    for i in 0..250 {
+    for i in 0..256 {
         batch.push_str(&format!("option k{i}=v\n"));
     }
     c.send_raw(batch.as_bytes()).await;
-    for i in 0..250 {
+    for i in 0..256 {
         assert_eq!(c.read_line().await, format!("OK k{i} set to v\n"));
     }
     c.expect("option one=more", "ERROR too many options (limit 256)")

@@ -13,7 +13,7 @@ use bob_integration_tests::{
     test_config, within,
 };
 use bob_server::registry::{ActiveTunnel, Launcher};
-use bob_server::tunnel::{RunningTunnel, TunnelStats};
+use bob_server::tunnel::{RunningTunnel, TunnelKind, TunnelStats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -25,10 +25,11 @@ type StatsMap = Arc<Mutex<HashMap<String, Arc<TunnelStats>>>>;
 fn recording_launcher() -> (Launcher, StatsMap) {
     let stats: StatsMap = Arc::default();
     let map = stats.clone();
-    let launcher: Launcher = Arc::new(move |core, spec, limits| {
+    let launcher: Launcher = Arc::new(move |core, spec, limits, control| {
         let map = map.clone();
         Box::pin(async move {
-            let tunnel = RunningTunnel::start(core, spec, limits).await?;
+            let tunnel =
+                RunningTunnel::start_with(TunnelKind::Stream, core, spec, limits, control).await?;
             map.lock()
                 .unwrap()
                 .insert(tunnel.nickname().to_owned(), tunnel.stats().clone());

@@ -46,11 +46,17 @@ fn gated_launcher() -> (Launcher, Gates) {
     };
     let (start, stop) = (gates.start.clone(), gates.stop.clone());
     let real = bob_server::tunnel_launcher();
-    let launcher: Launcher = Arc::new(move |core, spec, limits| {
+    let launcher: Launcher = Arc::new(move |core, spec, limits, control| {
         let (start, stop, real) = (start.clone(), stop.clone(), real.clone());
         Box::pin(async move {
-            start.acquire().await.expect("gate open").forget();
-            let inner = real(core, spec, limits).await?;
+            // a cancelled start gives up at the gate, as the real launcher does
+            tokio::select! {
+                permit = start.acquire() => permit.expect("gate open").forget(),
+                () = control.cancelled().cancelled() => {
+                    return Err(bob_server::tunnel::StartError::Stopped);
+                }
+            }
+            let inner = real(core, spec, limits, control).await?;
             Ok(Box::new(GatedTunnel {
                 inner,
                 stop_gate: stop,
@@ -98,7 +104,6 @@ async fn flags_follow_the_lifecycle() {
     }
     b.expect("setnick life", "ERROR tunnel is active").await;
     b.expect("getnick life", "OK Nickname set to life").await;
-    b.expect("stop", "ERROR tunnel is inactive").await;
     gates.start.add_permits(1);
     assert_eq!(a.read_line().await, "OK tunnel starting\n");
     b.wait_status("life", "STARTING: false RUNNING: true STOPPING: false")
@@ -173,9 +178,9 @@ async fn start_hands_the_settings_to_the_backend() {
     let seen: Arc<Mutex<Vec<TunnelSpec>>> = Arc::default();
     let record = seen.clone();
     let real = bob_server::tunnel_launcher();
-    let launcher: Launcher = Arc::new(move |core, spec, limits| {
+    let launcher: Launcher = Arc::new(move |core, spec, limits, control| {
         record.lock().expect("lock").push(spec.clone());
-        real(core, spec, limits)
+        real(core, spec, limits, control)
     });
     let server =
         start_server_with_launcher(test_config(Dialect::Java), local_core(), launcher).await;
@@ -239,5 +244,40 @@ async fn same_keys_twice_fail_to_start() {
         .await;
     c.wait_status("two", "STARTING: false RUNNING: false STOPPING: false")
         .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stop_cancels_a_start_and_clear_follows() {
+    let (server, gates) = gated_server().await;
+    let mut a = server.client().await;
+    prepared(&mut a, "cancel").await;
+    a.send_raw(b"start\n").await;
+    let mut b = server.client().await;
+    b.expect("getnick cancel", "OK Nickname set to cancel")
+        .await;
+    b.wait_status("cancel", "STARTING: true").await;
+    b.expect("stop", "OK tunnel stopping").await;
+    // the start's own reply is not held past the cancellation
+    let reply = within("start's reply", a.read_line()).await;
+    assert!(
+        reply == "OK tunnel starting\n"
+            || reply.starts_with("ERROR starting tunnel: tunnel stopped"),
+        "{reply:?}"
+    );
+    b.expect("stop", "ERROR tunnel is inactive").await;
+    // Java's delete loop: clear, retried while the tunnel is still active
+    within("clear after stop", async {
+        loop {
+            let reply = b.line("clear").await;
+            if reply == "OK cleared" {
+                break;
+            }
+            assert_eq!(reply, "ERROR tunnel is active");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    drop(gates);
     server.stop().await;
 }

@@ -3,18 +3,21 @@
 //!
 //! ```text
 //! cargo run --release -p bob-server --example bob-bench -- [--server PATH] [BENCH...]
-//! BENCH = throughput | setup | scale | control | soak | router | all (default: all but soak, router)
+//! BENCH = throughput | setup | scale | control | soak | router | hostile | all
+//!         (default: all but soak, router, hostile)
 //! ```
 //! Every benchmark prints a table and one `JSON {...}` line. All traffic stays on
 //! loopback; every loop is bounded in count and time. The server is started as a child
 //! process (`--server`, default: the `bob-server` binary next to this example) so that
 //! its memory can be read from `/proc`.
 //!
-//! One file per benchmark: `throughput`, `setup`, `scale`, `control`, `soak`, `router`;
+//! One file per benchmark: `throughput`, `setup`, `scale`, `control`, `soak`, `router`,
+//! `hostile`;
 //! `common` holds the server process, the BOB client and the sinks.
 
 mod common;
 mod control;
+mod hostile;
 mod router;
 mod scale;
 mod setup;
@@ -25,6 +28,7 @@ use std::path::PathBuf;
 
 use crate::common::*;
 use crate::control::*;
+use crate::hostile::*;
 use crate::router::*;
 use crate::scale::*;
 use crate::setup::*;
@@ -92,6 +96,7 @@ async fn main() -> std::process::ExitCode {
             "scale" => bench_scale(&binary, scale_conns).await,
             "control" => bench_control(&binary).await,
             "router" => bench_router(&binary).await,
+            "hostile" => bench_hostile(&binary).await,
             other => Err(format!("unknown benchmark {other:?}").into()),
         };
         if let Err(e) = result {

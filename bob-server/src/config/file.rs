@@ -19,7 +19,8 @@
 //! router = "sam://127.0.0.1:7656"  # SAMv3 backend; without it the in-process `local` core
 //! hosts = "hosts.txt"              # local core only: name=base64 lines for lookups
 //! newkeys-type = "DSA_SHA1"        # signature type of `newkeys` without an argument
-//! session-timeout = 90             # seconds the router may take to build a session (SAM)
+//! session-timeout = 90             # seconds the backend may take to build a tunnel's session
+//! start-wait = 3                   # seconds `start` waits for the session before answering
 //! max-connections = 64             # simultaneous control connections
 //! max-tunnels = 1024               # tunnels in the registry
 //! lookup-timeout = 60              # seconds for `lookup` and `ping`
@@ -29,6 +30,8 @@
 //! state-dir = "/var/lib/bob-server" # save and restore the registry here
 //! metrics = "127.0.0.1:9100"       # Prometheus endpoint
 //! tunnels = "tunnels.toml"         # declarative tunnels started at boot
+//! allow-users = ["alice", "1001"]  # only these users may use the control port (Linux)
+//! control-socket = "/run/bob-server/control.sock" # also listen here (Unix socket, 0600)
 //!
 //! [tunnel-options]                 # default options of every tunnel
 //! "inbound.length" = "2"
@@ -46,6 +49,7 @@ use bob_codec::Dialect;
 use serde::{Deserialize, Serialize};
 
 use super::hints::{self, KeyShape};
+use crate::access::{self, AccessError};
 use crate::backend::sam::{SamConfig, merge_options};
 use crate::config::{BackendConfig, Config, java_default_options};
 use crate::tunnel::TunnelLimits;
@@ -79,15 +83,21 @@ pub struct Settings {
     /// signature type of `newkeys` without an argument
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newkeys_type: Option<SigTypeName>,
-    /// seconds the router may take to create a session (SAM backend)
+    /// seconds the backend may take to create a tunnel's session
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_timeout: Option<NonZeroU64>,
+    /// seconds `start` waits for the session before answering (0: answer at once)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_wait: Option<u64>,
     /// simultaneous control connections
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<NonZeroUsize>,
     /// tunnels in the registry
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tunnels: Option<NonZeroUsize>,
+    /// bytes all registry entries may count for together
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_registry_bytes: Option<NonZeroUsize>,
     /// seconds a `lookup` or `ping` may take
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lookup_timeout: Option<NonZeroU64>,
@@ -113,6 +123,12 @@ pub struct Settings {
     /// declarative tunnels file started at boot
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnels: Option<PathBuf>,
+    /// users (names or UIDs) that may use the control port; unset or empty: everyone
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_users: Option<Vec<String>>,
+    /// a second control listener on this Unix socket path (mode 0600)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<PathBuf>,
     /// default options of every tunnel (a table, so it is written last)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel_options: Option<TunnelOptions>,
@@ -143,6 +159,9 @@ pub enum ConfigFileError {
     /// Two settings that cannot go together.
     #[error("invalid configuration: {0}")]
     Conflict(String),
+    /// An `allow-users` entry that cannot be resolved, or a setting this platform lacks.
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// The 1-based line of byte `offset` in `text` (for `FILE:LINE` error messages).
@@ -190,13 +209,40 @@ const SHAPES: &[KeyShape] = &[
     ("state-dir", "a path in quotes", "\"/var/lib/bob-server\""),
     ("metrics", "an address in quotes", "\"127.0.0.1:9100\""),
     ("tunnels", "a path in quotes", "\"tunnels.toml\""),
+    (
+        "allow-users",
+        "a list of user names or UIDs",
+        "[\"alice\", \"1001\"]",
+    ),
+    (
+        "control-socket",
+        "a path in quotes",
+        "\"/run/bob-server/control.sock\"",
+    ),
 ];
 
 fn secs(s: Option<NonZeroU64>, fallback: Duration) -> Duration {
     s.map_or(fallback, |n| Duration::from_secs(n.get()))
 }
 
+/// Largest connection limit the runtime supports (tokio's semaphore permits, 2^61 - 1):
+/// larger `max-connections`/`max-tunnel-connections` values are clamped to it when the
+/// settings are turned into a [`Config`] (`--print-config` shows the clamp).
+pub const MAX_CONNECTION_LIMIT: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 impl Settings {
+    /// The settings with connection limits above [`MAX_CONNECTION_LIMIT`] lowered to it
+    /// (what the server will run with; `--print-config` shows it).
+    #[must_use]
+    pub fn clamped(mut self) -> Self {
+        let clamp = |n: Option<NonZeroUsize>| {
+            n.map(|n| n.min(NonZeroUsize::new(MAX_CONNECTION_LIMIT).unwrap_or(NonZeroUsize::MIN)))
+        };
+        self.max_connections = clamp(self.max_connections);
+        self.max_tunnel_connections = clamp(self.max_tunnel_connections);
+        self
+    }
+
     /// The built-in defaults, every field that has one set (the fourth layer).
     pub fn builtin() -> Self {
         let config = Config::default();
@@ -214,8 +260,10 @@ impl Settings {
             hosts: None,
             newkeys_type: Some(SigTypeName(config.newkeys_sig)),
             session_timeout: nz(sam.session_timeout),
+            start_wait: Some(config.start_wait.as_secs()),
             max_connections: NonZeroUsize::new(config.max_connections),
             max_tunnels: NonZeroUsize::new(config.max_tunnels),
+            max_registry_bytes: NonZeroUsize::new(config.max_registry_bytes),
             lookup_timeout: nz(config.lookup_timeout),
             first_line_timeout: nz(limits.first_line_timeout),
             connect_timeout: nz(limits.connect_timeout),
@@ -223,6 +271,8 @@ impl Settings {
             state_dir: None,
             metrics: None,
             tunnels: None,
+            allow_users: None,
+            control_socket: None,
             tunnel_options: Some(TunnelOptions::default()),
         }
     }
@@ -260,6 +310,7 @@ impl Settings {
             &mut settings.hosts,
             &mut settings.state_dir,
             &mut settings.tunnels,
+            &mut settings.control_socket,
         ]
         .into_iter()
         .flatten()
@@ -288,9 +339,14 @@ impl Settings {
     /// # Errors
     /// When the current directory cannot be found.
     pub fn with_absolute_paths(mut self) -> std::io::Result<Self> {
-        for p in [&mut self.hosts, &mut self.state_dir, &mut self.tunnels]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.hosts,
+            &mut self.state_dir,
+            &mut self.tunnels,
+            &mut self.control_socket,
+        ]
+        .into_iter()
+        .flatten()
         {
             *p = std::path::absolute(&*p)?;
         }
@@ -316,8 +372,10 @@ impl Settings {
             hosts: self.hosts.or(lower.hosts),
             newkeys_type: self.newkeys_type.or(lower.newkeys_type),
             session_timeout: self.session_timeout.or(lower.session_timeout),
+            start_wait: self.start_wait.or(lower.start_wait),
             max_connections: self.max_connections.or(lower.max_connections),
             max_tunnels: self.max_tunnels.or(lower.max_tunnels),
+            max_registry_bytes: self.max_registry_bytes.or(lower.max_registry_bytes),
             lookup_timeout: self.lookup_timeout.or(lower.lookup_timeout),
             first_line_timeout: self.first_line_timeout.or(lower.first_line_timeout),
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
@@ -325,6 +383,8 @@ impl Settings {
             state_dir: self.state_dir.or(lower.state_dir),
             metrics: self.metrics.or(lower.metrics),
             tunnels: self.tunnels.or(lower.tunnels),
+            allow_users: self.allow_users.or(lower.allow_users),
+            control_socket: self.control_socket.or(lower.control_socket),
             tunnel_options,
         }
     }
@@ -349,8 +409,18 @@ impl Settings {
                 "`hosts` is for the local backend and cannot be combined with `router`".into(),
             ));
         }
+        // names become UIDs once, here: an unknown user stops the start
+        let allow_users = access::resolve_users(&access::split_users(
+            s.allow_users.iter().flatten().map(String::as_str),
+        ))?;
+        if cfg!(not(unix)) && s.control_socket.is_some() {
+            return Err(AccessError::Unsupported("--control-socket").into());
+        }
         let defaults = Config::default();
         let limits = TunnelLimits::default();
+        // One session timeout for every backend: the tunnel's bound on `open_session`
+        // and, for SAM, the bridge exchange's own bound.
+        let session_timeout = secs(s.session_timeout, limits.session_timeout);
         let tunnel_options: Vec<(String, String)> = s
             .tunnel_options
             .map(|o| o.0.into_iter().collect())
@@ -362,7 +432,7 @@ impl Settings {
             Some(router) => {
                 let mut sam = SamConfig::new(router.addr());
                 sam.default_options = tunnel_options;
-                sam.session_timeout = secs(s.session_timeout, sam.session_timeout);
+                sam.session_timeout = session_timeout;
                 BackendConfig::Sam(sam)
             }
             None => BackendConfig::Local { hosts: s.hosts },
@@ -375,23 +445,35 @@ impl Settings {
             newkeys_crypto: defaults.newkeys_crypto,
             max_connections: s
                 .max_connections
-                .map_or(defaults.max_connections, NonZeroUsize::get),
+                .map_or(defaults.max_connections, NonZeroUsize::get)
+                .min(MAX_CONNECTION_LIMIT),
             max_tunnels: s
                 .max_tunnels
                 .map_or(defaults.max_tunnels, NonZeroUsize::get),
+            max_registry_bytes: s
+                .max_registry_bytes
+                .map_or(defaults.max_registry_bytes, NonZeroUsize::get),
             default_options,
             tunnel_limits: TunnelLimits {
                 first_line_timeout: secs(s.first_line_timeout, limits.first_line_timeout),
                 connect_timeout: secs(s.connect_timeout, limits.connect_timeout),
                 max_connections: s
                     .max_tunnel_connections
-                    .map_or(limits.max_connections, NonZeroUsize::get),
+                    .map_or(limits.max_connections, NonZeroUsize::get)
+                    .min(MAX_CONNECTION_LIMIT),
+                session_timeout,
                 ..limits
             },
+            start_wait: s
+                .start_wait
+                .map_or(defaults.start_wait, Duration::from_secs),
             lookup_timeout: secs(s.lookup_timeout, defaults.lookup_timeout),
+            control_write_timeout: defaults.control_write_timeout,
             backend,
             state_dir: s.state_dir,
             metrics_listen: s.metrics,
+            allow_users,
+            control_socket: s.control_socket,
         })
     }
 }
@@ -418,6 +500,8 @@ max-tunnel-connections = 13
 state-dir = "state"
 metrics = "127.0.0.1:9100"
 tunnels = "/etc/bob/tunnels.toml"
+allow-users = ["root", "4242"]
+control-socket = "run/control.sock"
 
 [tunnel-options]
 "inbound.length" = "1"
@@ -434,7 +518,16 @@ tunnels = "/etc/bob/tunnels.toml"
         assert_eq!(s.state_dir, Some(PathBuf::from("/etc/bob/state")));
         assert_eq!(s.tunnels, Some(PathBuf::from("/etc/bob/tunnels.toml")));
         assert_eq!(s.hosts, None);
+        assert_eq!(
+            s.control_socket,
+            Some(PathBuf::from("/etc/bob/run/control.sock"))
+        );
         let c = s.into_config().unwrap();
+        assert_eq!(c.allow_users, [0, 4242]);
+        assert_eq!(
+            c.control_socket,
+            Some(PathBuf::from("/etc/bob/run/control.sock"))
+        );
         assert_eq!(c.listen, "127.0.0.1:3000".parse().unwrap());
         assert!(c.allow_remote);
         assert_eq!(c.dialect, Dialect::I2pd);
@@ -494,6 +587,21 @@ tunnels = "/etc/bob/tunnels.toml"
         assert_eq!(built.backend, def.backend);
         assert_eq!(built.state_dir, None);
         assert_eq!(built.metrics_listen, None);
+        assert_eq!(built.allow_users, def.allow_users);
+        assert_eq!(built.control_socket, None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unknown_allowed_user_is_an_error() {
+        let e = parse("allow-users = [\"no-such-user-bob\"]\n")
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "allow-user \"no-such-user-bob\": no such user"
+        );
     }
 
     #[test]

@@ -28,11 +28,20 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// Default cap on registry entries (`setnick` of a new name beyond it is refused).
 pub const DEFAULT_MAX_TUNNELS: usize = 1024;
 
-/// Most options one tunnel may hold (`option` beyond it is refused).
-pub const MAX_OPTIONS_PER_TUNNEL: usize = 256;
+/// Most options a client may add to one tunnel (`option` beyond it is refused), besides
+/// the server's default options and the two nickname options (see
+/// [`bob_codec::types::max_properties`]).
+pub const MAX_OPTIONS_PER_TUNNEL: usize = bob_codec::types::MAX_OPTIONS_PER_TUNNEL;
+
+/// Default of [`Config::control_write_timeout`].
+pub const DEFAULT_CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a `lookup`/`ping` may take before the client gets an `ERROR`.
 pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long `start` waits for a tunnel's session before answering `OK tunnel starting`
+/// anyway (`--start-wait`; see docs/compatibility.md for why 3 s).
+pub const DEFAULT_START_WAIT: Duration = Duration::from_secs(3);
 
 /// Which streaming core the tunnels run on.
 ///
@@ -72,12 +81,20 @@ pub struct Config {
     pub max_connections: usize,
     /// most tunnels in the registry; `setnick` of a new name beyond it is refused
     pub max_tunnels: usize,
+    /// most bytes all registry entries may count for together (names, hosts, options
+    /// plus a fixed overhead per entry and per option); a change beyond it is refused
+    pub max_registry_bytes: usize,
     /// options every new tunnel starts with (Java's bob.config tunnel defaults)
     pub default_options: Options,
     /// data-path limits handed to every tunnel
     pub tunnel_limits: TunnelLimits,
     /// bound on `lookup` and `ping`
     pub lookup_timeout: Duration,
+    /// longest a control client may take to accept one reply (or one chunk of `list`)
+    /// before its connection is closed and logged
+    pub control_write_timeout: Duration,
+    /// how long `start` waits for the session before answering (`--start-wait`)
+    pub start_wait: Duration,
     /// the core the tunnels run on
     pub backend: BackendConfig,
     /// directory where the registry is saved on every change and restored from on start
@@ -85,6 +102,11 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// address of the Prometheus text endpoint (`--metrics`); `None` serves none
     pub metrics_listen: Option<SocketAddr>,
+    /// UIDs that may use the control port (`--allow-user`, resolved at start-up); empty
+    /// lets every local user in, as every BOB server does
+    pub allow_users: Vec<u32>,
+    /// a second control listener on a Unix socket, mode 0600 (`--control-socket`)
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -97,12 +119,17 @@ impl Default for Config {
             newkeys_crypto: CryptoType::ElGamal,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_tunnels: DEFAULT_MAX_TUNNELS,
+            max_registry_bytes: crate::registry::DEFAULT_MAX_REGISTRY_BYTES,
             default_options: java_default_options(),
             tunnel_limits: TunnelLimits::default(),
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
+            control_write_timeout: DEFAULT_CONTROL_WRITE_TIMEOUT,
+            start_wait: DEFAULT_START_WAIT,
             backend: BackendConfig::default(),
             state_dir: None,
             metrics_listen: None,
+            allow_users: Vec::new(),
+            control_socket: None,
         }
     }
 }

@@ -110,8 +110,8 @@ pub fn parse_endpoint(value: &str) -> Result<Endpoint, String> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    if host.is_empty() || host.chars().any(char::is_whitespace) {
-        return Err(format!("{value:?}: bad host"));
+    if let Err(e) = bob_codec::types::Host::new(host) {
+        return Err(format!("bad host: {e}"));
     }
     match port.parse::<u16>() {
         Ok(port) if port > 0 => Ok(Endpoint {
@@ -156,8 +156,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
         let line = line_of(text, spanned.span().start);
         let t = spanned.into_inner();
         let bad = |what: String| err(line, format!("tunnel {:?}: {what}", t.name));
-        if t.name.is_empty() || t.name.chars().any(char::is_whitespace) {
-            return Err(bad("name must be non-empty and without spaces".into()));
+        if let Err(e) = bob_codec::types::Nickname::new(t.name.as_str()) {
+            // the same caps as `setnick`; the name is not quoted (it may be huge)
+            return Err(err(line, format!("tunnel name: {e}")));
         }
         if let Some(first) = seen.insert(t.name.clone(), line) {
             return Err(bad(format!("duplicate name (first at line {first})")));
@@ -177,15 +178,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
         if inbound.is_none() && outbound.is_none() {
             return Err(bad("needs inbound, outbound or both".into()));
         }
+        if t.options.len() > crate::config::MAX_OPTIONS_PER_TUNNEL {
+            return Err(bad(format!(
+                "too many options (limit {})",
+                crate::config::MAX_OPTIONS_PER_TUNNEL
+            )));
+        }
         for (k, v) in &t.options {
-            if k.is_empty()
-                || v.is_empty()
-                || k.contains('=')
-                || format!("{k}{v}").chars().any(char::is_whitespace)
-            {
-                return Err(bad(format!(
-                    "option {k:?} = {v:?}: keys and values must be non-empty, without spaces or '=' in the key"
-                )));
+            // the same caps as `option`
+            let checked = bob_codec::types::OptionKey::new(k.as_str())
+                .and_then(|_| bob_codec::types::OptionValue::new(v.as_str()));
+            if let Err(e) = checked {
+                return Err(bad(format!("option: {e}")));
             }
         }
         if let Some(kt) = &t.key_type {
@@ -309,7 +313,7 @@ start = false
             (
                 "[[tunnel]]\nname = \"a b\"\nkeys = \"k\"\noutbound = \"h:1\"\n",
                 1,
-                "without spaces",
+                "tunnel name: nickname contains whitespace",
             ),
             (
                 "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\n[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:2\"\n",

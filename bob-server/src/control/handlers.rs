@@ -8,7 +8,7 @@
 //! (durably) before its reply is written.
 
 use bob_codec::command::{parse_option_pairs, parse_port};
-use bob_codec::types::{Host, Port};
+use bob_codec::types::{Host, Nickname, OptionKey, OptionValue, Port};
 use bob_codec::{Command, Dialect, Reply, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
@@ -55,13 +55,8 @@ pub(crate) async fn handle(
             m.bye().encode_into(out);
             return After::Zap;
         }
-        Command::List => {
-            for status in registry.list() {
-                m.list_line(&status).encode_into(out);
-            }
-            m.list_done().encode_into(out);
-            return After::Continue;
-        }
+        // streamed by the connection driver, under back-pressure
+        Command::List => return After::List,
         Command::Help(None) => m.help(help::commands(dialect)),
         Command::Help(Some(word)) => match help::text(dialect, &word) {
             Some(text) => m.help(text),
@@ -132,14 +127,26 @@ pub(crate) async fn handle(
         }
         Command::Option(operands) => {
             let parsed = parse_option_pairs(&operands, dialect);
-            update(conn, registry, m, |e| match parsed {
-                Ok(pairs) => {
+            let checked = parsed.map(|pairs| {
+                for (key, value) in &pairs {
+                    OptionKey::new(key.as_str())?;
+                    OptionValue::new(value.as_str())?;
+                }
+                Ok(pairs)
+            });
+            let max_bytes = registry.max_bytes();
+            update(conn, registry, m, |e| match checked {
+                Ok(Ok(pairs)) => {
+                    if e.growth_by_options(&pairs) > e.room() {
+                        return m.registry_full(max_bytes);
+                    }
                     let reply = m.options_set(&pairs);
                     match e.set_options(pairs) {
                         Ok(()) => reply,
                         Err(too_many) => m.too_many_options(too_many.limit),
                     }
                 }
+                Ok(Err(invalid)) => m.bad_value(&invalid),
                 Err(err) => m.command_error(&err),
             })
         }
@@ -235,6 +242,9 @@ fn set_nick(
     let Some(name) = name else {
         return m.no_nickname();
     };
+    if let Err(invalid) = Nickname::new(name.as_str()) {
+        return m.bad_value(&invalid);
+    }
     match registry.create(&name) {
         Ok(()) => {
             let reply = m.nickname_set(&name);
@@ -242,6 +252,7 @@ fn set_nick(
             reply
         }
         Err(RegistryError::Full(limit)) => m.too_many_tunnels(limit),
+        Err(RegistryError::TooBig(limit)) => m.registry_full(limit),
         Err(_) => {
             // Java leaves the connection with no selection, so that later setters cannot
             // silently hit the previously selected tunnel.
@@ -263,8 +274,13 @@ fn set_host(
     } else {
         Side::Outbound
     };
+    let max_bytes = registry.max_bytes();
     update(conn, registry, m, |e| match host.map(Host::new) {
         Some(Ok(host)) => {
+            let grows = host.as_str().len().saturating_sub(e.host(side).len());
+            if grows > e.room() {
+                return m.registry_full(max_bytes);
+            }
             e.set_host(side, host);
             m.host_set(inbound)
         }

@@ -44,6 +44,11 @@ impl Messages {
         err(e.to_string())
     }
 
+    /// A change that would take the registry over its byte cap.
+    pub fn registry_full(self, limit: usize) -> Reply {
+        err(format!("registry full (limit {limit} bytes)"))
+    }
+
     /// A request line with control characters (NUL, …) in its operands.
     pub fn control_characters(self) -> Reply {
         err("control characters are not allowed in a request")

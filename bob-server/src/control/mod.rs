@@ -13,11 +13,11 @@ use std::sync::Arc;
 use bob_codec::GREETING;
 use bob_codec::line::LineCodec;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use self::messages::Messages;
 use crate::service::Service;
@@ -56,18 +56,87 @@ pub(crate) struct Connection {
 pub(crate) enum After {
     /// read the next line
     Continue,
+    /// stream the `list` block (under back-pressure), then read the next line
+    List,
     /// close this connection (`quit`)
     Close,
     /// close this connection and shut the server down (`zap`)
     Zap,
 }
 
-/// Serves one control connection until the client leaves or the server stops.
-pub(crate) async fn serve(socket: TcpStream, front: &Frontend) {
+/// `list` is written in chunks of about this size, so a connection never holds more than
+/// one chunk of encoded lines however large the registry is.
+const LIST_CHUNK: usize = 16 * 1024;
+
+/// Where a reply goes: the socket, shutdown, and how long the client may take.
+struct Sink<'a, W> {
+    write: W,
+    stop: &'a CancellationToken,
+    timeout: Duration,
+}
+
+/// Writes `bytes`, racing shutdown and the write timeout
+/// ([`crate::config::Config::control_write_timeout`]). `false`: close the connection.
+async fn send<W: AsyncWrite + Unpin>(sink: &mut Sink<'_, W>, bytes: &[u8]) -> bool {
+    let limit = sink.timeout;
+    let written = tokio::select! {
+        biased;
+        () = sink.stop.cancelled() => return false,
+        r = tokio::time::timeout(limit, sink.write.write_all(bytes)) => r,
+    };
+    match written {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            debug!(error = %e, "control connection write failed");
+            false
+        }
+        Err(_) => {
+            warn!(
+                timeout = ?limit,
+                "control client did not read its reply in time; closing the connection"
+            );
+            false
+        }
+    }
+}
+
+/// Streams the `list` block in [`LIST_CHUNK`]s.
+async fn send_list<W: AsyncWrite + Unpin>(
+    sink: &mut Sink<'_, W>,
+    front: &Frontend,
+    out: &mut Vec<u8>,
+) -> bool {
+    let m = front.messages;
+    out.clear();
+    for status in front.service.registry().list() {
+        m.list_line(&status).encode_into(out);
+        if out.len() >= LIST_CHUNK {
+            if !send(sink, out).await {
+                return false;
+            }
+            out.clear();
+        }
+    }
+    m.list_done().encode_into(out);
+    let sent = send(sink, out).await;
+    out.clear();
+    sent
+}
+
+/// Serves one control connection (TCP or the Unix control socket) until the client
+/// leaves or the server stops.
+pub(crate) async fn serve<S>(socket: S, front: &Frontend)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let stop = front.service.stopping();
-    let _ = socket.set_nodelay(true);
-    let (read, mut write) = socket.into_split();
-    if write.write_all(GREETING).await.is_err() {
+    let (read, write) = tokio::io::split(socket);
+    let mut sink = Sink {
+        write,
+        stop,
+        timeout: front.service.config().control_write_timeout,
+    };
+    if !send(&mut sink, GREETING).await {
         return;
     }
     let mut lines = FramedRead::new(read, LineCodec::new());
@@ -104,20 +173,19 @@ pub(crate) async fn serve(socket: TcpStream, front: &Frontend) {
                 }
             }
         };
-        // Every reply (the whole `list` included) goes out in one write.
-        // A client that stops reading must not hold up shutdown, so the write races `stop`.
-        if !out.is_empty() {
-            let written = tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                r = write.write_all(&out) => r,
-            };
-            if written.is_err() {
-                break;
-            }
+        // No line is read while a reply is being written, so a client that does not read
+        // its replies stalls only itself: the pipelined lines wait in its socket buffers,
+        // and this connection holds at most one reply (or one `list` chunk).
+        if !out.is_empty() && !send(&mut sink, &out).await {
+            break;
         }
         match after {
             After::Continue => {}
+            After::List => {
+                if !send_list(&mut sink, front, &mut out).await {
+                    break;
+                }
+            }
             After::Close => break,
             After::Zap => {
                 front.zap.cancel();
@@ -125,5 +193,5 @@ pub(crate) async fn serve(socket: TcpStream, front: &Frontend) {
             }
         }
     }
-    let _ = write.shutdown().await;
+    let _ = sink.write.shutdown().await;
 }

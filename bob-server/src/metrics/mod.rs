@@ -70,8 +70,7 @@ impl TunnelView {
             counters: entry.tunnel_counters(),
             status: entry.status(),
             destination: entry.keys().map(|k| k.destination().b32()),
-            // The registry keeps no failure record yet; the page's column is ready for it.
-            last_error: None,
+            last_error: entry.last_start_error().map(|e| e.reason.clone()),
         }
     }
 

@@ -23,7 +23,7 @@ fn escape_label(value: &str) -> String {
 type Getter = fn(&TunnelMetrics) -> u64;
 
 /// Name, type, help and value of every per-tunnel family.
-const FAMILIES: [(&str, &str, &str, Getter); 6] = [
+const FAMILIES: [(&str, &str, &str, Getter); 7] = [
     (
         "bob_tunnel_running",
         "gauge",
@@ -59,6 +59,12 @@ const FAMILIES: [(&str, &str, &str, Getter); 6] = [
         "counter",
         "bytes from local applications into I2P streams",
         |t| t.bytes_out,
+    ),
+    (
+        "bob_tunnel_last_start_failure_timestamp_seconds",
+        "gauge",
+        "when the last start failed (Unix time; 0 if none since the last success)",
+        |t| t.last_error.as_ref().map_or(0, |e| e.0),
     ),
 ];
 
@@ -123,7 +129,10 @@ mod tests {
         assert!(text.contains("bob_tunnel_bytes_in_total{tunnel=\"web\"} 10\n"));
         assert!(text.contains("bob_tunnel_bytes_out_total{tunnel=\"web\"} 20\n"));
         assert!(text.contains("bob_tunnel_running{tunnel=\"we\\\"ird\\\\\"} 0\n"));
-        assert_eq!(text.matches("# TYPE").count(), 7);
+        assert!(
+            text.contains("bob_tunnel_last_start_failure_timestamp_seconds{tunnel=\"web\"} 0\n")
+        );
+        assert_eq!(text.matches("# TYPE").count(), 8);
         assert!(!text.contains("truncated"));
     }
 
@@ -142,7 +151,7 @@ mod tests {
         );
         let left: usize = note.split(' ').nth(7).unwrap().parse().unwrap();
         let kept = body.lines().filter(|l| !l.starts_with('#')).count() - 1; // bob_tunnels
-        assert_eq!(kept + left, 600);
+        assert_eq!(kept + left, 700);
     }
 
     /// The worst case the registry's caps allow: 1024 tunnels whose 255-byte nicknames

@@ -7,6 +7,7 @@ use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
 use bob_codec::types::{Host, Port};
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::Options;
 use crate::config::MAX_OPTIONS_PER_TUNNEL;
@@ -16,16 +17,14 @@ use crate::tunnel::{ActiveTunnel, StatsSnapshot, TunnelKind, TunnelStats};
 /// Host used for `inhost`/`outhost` until set (Java's default).
 pub const DEFAULT_HOST: &str = "localhost";
 
-/// The most properties one entry holds: the server's default options, the two nickname
-/// options and the client's `option`s together. The one limit of every way options get
-/// into an entry (`option`, the tunnels file, the state file).
-pub const MAX_PROPERTIES: usize = MAX_OPTIONS_PER_TUNNEL;
-
-/// Options refused because the entry would hold more than [`MAX_PROPERTIES`].
+/// Options refused because the entry would hold more than its most properties: the
+/// server's default options, the two nickname options and [`MAX_OPTIONS_PER_TUNNEL`]
+/// user options (the one formula, [`bob_codec::types::max_properties`], of every way
+/// options get into an entry: `option`, the tunnels file, the state file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many options (limit {limit})")]
 pub struct TooManyOptions {
-    /// the limit ([`MAX_PROPERTIES`])
+    /// the limit on user options ([`MAX_OPTIONS_PER_TUNNEL`])
     pub limit: usize,
 }
 
@@ -43,8 +42,8 @@ pub enum Side {
 pub(super) enum Phase {
     /// not running; settings may change
     Idle,
-    /// `start` is bringing it up
-    Starting,
+    /// `start` is bringing it up; cancelling the token gives up (`stop`)
+    Starting(CancellationToken),
     /// up; the handle stops it
     Running(Box<dyn ActiveTunnel>),
     /// `stop` is tearing it down
@@ -79,7 +78,7 @@ pub struct Entry {
     /// do not send the peer destination line to the outbound application
     pub(super) quiet: bool,
     /// server defaults, the two nickname options, then `option`s (sorted by key); never
-    /// more than [`MAX_PROPERTIES`]
+    /// more than `max_properties`
     pub(super) properties: BTreeMap<String, String>,
     /// lifecycle
     pub(super) phase: Phase,
@@ -88,7 +87,28 @@ pub struct Entry {
     pub(super) autostart: bool,
     /// counters of the current or last run
     pub(super) stats: Option<Arc<TunnelStats>>,
+    /// bytes the entry may still grow by (set by `Registry::update`)
+    pub(super) room: usize,
+    /// most properties: `bob_codec::types::max_properties` of the server's defaults
+    pub(super) max_properties: usize,
+    /// why the last start failed, and when (cleared by a successful start)
+    pub(super) last_error: Option<StartErrorRecord>,
 }
+
+/// A start that failed: the reason (the text after `starting tunnel: `) and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartErrorRecord {
+    /// the reason
+    pub reason: String,
+    /// when it failed
+    pub at: std::time::SystemTime,
+}
+
+/// Fixed bytes counted per entry against the registry's byte cap (keys, struct, map node).
+pub const ENTRY_OVERHEAD: usize = 1024;
+
+/// Fixed bytes counted per property against the registry's byte cap (map node).
+pub const PROPERTY_OVERHEAD: usize = 64;
 
 impl Entry {
     pub(super) fn new(id: u64, nickname: &str, defaults: &Options) -> Self {
@@ -109,6 +129,9 @@ impl Entry {
             phase: Phase::Idle,
             autostart: false,
             stats: None,
+            room: 0,
+            max_properties: bob_codec::types::max_properties(defaults.len()),
+            last_error: None,
         }
     }
 
@@ -182,7 +205,8 @@ impl Entry {
     }
 
     /// Adds or replaces `pairs`, all or nothing: refused, changing nothing, when the
-    /// entry would then hold more than [`MAX_PROPERTIES`] (replacing a key it holds
+    /// entry would then hold more than its defaults, nickname options and
+    /// [`MAX_OPTIONS_PER_TUNNEL`] user options (replacing a key it holds
     /// never counts against the limit).
     ///
     /// # Errors
@@ -198,9 +222,9 @@ impl Entry {
             .clone()
             .filter(|(k, _)| !self.properties.contains_key(k))
             .count();
-        if self.properties.len() + new_keys > MAX_PROPERTIES {
+        if self.properties.len() + new_keys > self.max_properties {
             return Err(TooManyOptions {
-                limit: MAX_PROPERTIES,
+                limit: MAX_OPTIONS_PER_TUNNEL,
             });
         }
         self.properties.extend(pairs);
@@ -212,9 +236,51 @@ impl Entry {
         self.phase.is_active()
     }
 
-    /// Whether the tunnel is RUNNING.
+    /// Why the last start failed and when, unless a start succeeded since.
+    pub fn last_start_error(&self) -> Option<&StartErrorRecord> {
+        self.last_error.as_ref()
+    }
+
+    /// Whether the tunnel is RUNNING (and none of its accept loops has failed).
     pub fn is_running(&self) -> bool {
-        matches!(self.phase, Phase::Running(_))
+        matches!(self.phase, Phase::Running(_)) && !self.has_failed()
+    }
+
+    /// Whether an accept loop of the current run died: the tunnel takes no more
+    /// connections; `stop` cleans it up.
+    pub fn has_failed(&self) -> bool {
+        self.stats.as_ref().is_some_and(|s| s.has_failed())
+    }
+
+    /// Bytes this entry counts for against the registry's byte cap: its strings plus a
+    /// fixed overhead per entry (keys, struct, map node) and per property (map node).
+    pub fn footprint(&self) -> usize {
+        ENTRY_OVERHEAD
+            + self.nickname.len()
+            + self.inhost.len()
+            + self.outhost.len()
+            + self
+                .properties
+                .iter()
+                .map(|(k, v)| PROPERTY_OVERHEAD + k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    /// How many more bytes this entry may grow by before the registry's byte cap
+    /// (valid inside [`crate::registry::Registry::update`]).
+    pub fn room(&self) -> usize {
+        self.room
+    }
+
+    /// What setting `pairs` adds to [`Entry::footprint`] (shrinking counts as zero).
+    pub fn growth_by_options(&self, pairs: &[(String, String)]) -> usize {
+        pairs
+            .iter()
+            .map(|(k, v)| match self.properties.get(k) {
+                Some(old) => v.len().saturating_sub(old.len()),
+                None => PROPERTY_OVERHEAD + k.len() + v.len(),
+            })
+            .sum()
     }
 
     /// Counters of the current run, or of the last one once stopped (zero if never run).
@@ -237,6 +303,12 @@ impl Entry {
             failed: c.failed,
             bytes_in: c.bytes_in,
             bytes_out: c.bytes_out,
+            last_error: self.last_error.as_ref().map(|e| {
+                let at =
+                    e.at.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                (at, e.reason.clone())
+            }),
         }
     }
 
@@ -264,8 +336,9 @@ impl Entry {
     pub fn status(&self) -> TunnelStatus {
         let (starting, running, stopping) = match self.phase {
             Phase::Idle => (false, false, false),
-            Phase::Starting => (true, false, false),
-            Phase::Running(_) => (false, true, false),
+            Phase::Starting(_) => (true, false, false),
+            // a failed accept loop: not RUNNING, though `stop` is still needed
+            Phase::Running(_) => (false, !self.has_failed(), false),
             Phase::Stopping => (false, false, true),
         };
         TunnelStatus {

@@ -29,13 +29,18 @@ use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
 use crate::backend::{Options, Session};
+use crate::config::MAX_OPTIONS_PER_TUNNEL;
 use crate::storage::state::TunnelRecord;
 use crate::tunnel::{Endpoint, TunnelKind, TunnelSpec};
+use bob_codec::types::{Host, Nickname, OptionKey, OptionValue};
 mod entry;
 
 pub use crate::tunnel::{ActiveTunnel, Launcher};
 use entry::Phase;
-pub use entry::{DEFAULT_HOST, Entry, MAX_PROPERTIES, Side, TooManyOptions};
+pub use entry::{
+    DEFAULT_HOST, ENTRY_OVERHEAD, Entry, PROPERTY_OVERHEAD, Side, StartErrorRecord, TooManyOptions,
+};
+use tokio_util::sync::CancellationToken;
 
 /// Why the registry refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +63,9 @@ pub enum RegistryError {
     /// `setnick` of a new name while the registry holds its maximum of entries.
     #[error("too many tunnels (limit {0})")]
     Full(usize),
+    /// The change would take the registry over its byte cap.
+    #[error("registry full (limit {0} bytes)")]
+    TooBig(usize),
 }
 
 /// Proof that `begin_start` marked an entry STARTING; hand it back to `finish_start`.
@@ -75,6 +83,15 @@ impl StartTicket {
     }
 }
 
+/// What [`Registry::begin_stop`] left to do.
+#[derive(Debug)]
+pub enum StopWork {
+    /// Stop this tunnel, then hand the ticket to [`Registry::finish_stop`].
+    Running(Box<dyn ActiveTunnel>, StopTicket),
+    /// A start was cancelled; its task finishes the stop.
+    Starting,
+}
+
 /// Proof that `begin_stop` marked an entry STOPPING; hand it back to `finish_stop`.
 #[derive(Debug)]
 pub struct StopTicket {
@@ -90,7 +107,14 @@ struct State {
     next_id: u64,
     /// bumped by every change the state file reflects
     generation: u64,
+    /// sum of the entries' [`Entry::footprint`]s
+    bytes: usize,
 }
+
+/// Default cap on the bytes of all registry entries together (`--max-registry-bytes`):
+/// with the default 1024 tunnels this leaves each an average of 32 KiB of names, hosts
+/// and options, and keeps the whole registry (and any copy of it in replies) small.
+pub const DEFAULT_MAX_REGISTRY_BYTES: usize = 32 << 20;
 
 /// The registry as the state file stores it, at one generation.
 #[derive(Debug)]
@@ -129,6 +153,12 @@ pub enum RestoreError {
     /// More options than a tunnel may hold.
     #[error("too many options (limit {0})")]
     TooManyOptions(usize),
+    /// A nickname, host or option that breaks its type's rules (too long, whitespace…).
+    #[error("{0}")]
+    Invalid(#[from] bob_codec::types::ValueError),
+    /// The registry would go over its byte cap.
+    #[error("registry full (limit {0} bytes)")]
+    TooBig(usize),
 }
 
 /// Handle to the shared registry; cheap to clone.
@@ -139,6 +169,8 @@ pub struct Registry {
     defaults: Arc<Options>,
     /// most entries (bounded memory)
     max_entries: usize,
+    /// most bytes all entries may count for together ([`Entry::footprint`])
+    max_bytes: usize,
 }
 
 impl Registry {
@@ -149,7 +181,26 @@ impl Registry {
             inner: Arc::default(),
             defaults: Arc::new(defaults),
             max_entries,
+            max_bytes: DEFAULT_MAX_REGISTRY_BYTES,
         }
+    }
+
+    /// The same registry with a cap of `max_bytes` on the bytes of all entries together.
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The byte cap.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Most properties one entry may hold: the one formula
+    /// [`bob_codec::types::max_properties`] over this registry's defaults.
+    pub fn max_properties(&self) -> usize {
+        bob_codec::types::max_properties(self.defaults.len())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -176,8 +227,14 @@ impl Registry {
             None => {}
         }
         let id = state.next_id;
-        state.next_id += 1;
         let entry = Entry::new(id, nickname, &self.defaults);
+        let replaced = state.entries.get(nickname).map_or(0, Entry::footprint);
+        let bytes = state.bytes - replaced + entry.footprint();
+        if bytes > self.max_bytes {
+            return Err(RegistryError::TooBig(self.max_bytes));
+        }
+        state.next_id += 1;
+        state.bytes = bytes;
         state.entries.insert(nickname.to_owned(), entry);
         state.generation += 1;
         Ok(())
@@ -195,8 +252,17 @@ impl Registry {
             .map(PrivateKeys::from_base64)
             .transpose()
             .map_err(|e| RestoreError::Keys(e.to_string()))?;
-        if record.options.len() > MAX_PROPERTIES {
-            return Err(RestoreError::TooManyOptions(MAX_PROPERTIES));
+        if record.options.len() > self.max_properties() {
+            return Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL));
+        }
+        // the same caps as at the command
+        Nickname::new(record.nickname.as_str())?;
+        for host in [&record.inhost, &record.outhost] {
+            Host::new(host.as_str())?;
+        }
+        for (key, value) in &record.options {
+            OptionKey::new(key.as_str())?;
+            OptionValue::new(value.as_str())?;
         }
         let mut state = self.lock();
         if state.entries.contains_key(&record.nickname) {
@@ -218,6 +284,11 @@ impl Registry {
         // Remembered until the start succeeds or fails, so a save meanwhile keeps it.
         entry.autostart = record.running && entry.keys.is_some();
         let start = entry.autostart;
+        let bytes = state.bytes + entry.footprint();
+        if bytes > self.max_bytes {
+            return Err(RestoreError::TooBig(self.max_bytes));
+        }
+        state.bytes = bytes;
         state.entries.insert(record.nickname.clone(), entry);
         state.generation += 1;
         Ok(start)
@@ -286,7 +357,8 @@ impl Registry {
         nickname: &str,
         f: impl FnOnce(&mut Entry) -> R,
     ) -> Result<R, RegistryError> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let entry = state
             .entries
             .get_mut(nickname)
@@ -294,7 +366,11 @@ impl Registry {
         if entry.is_active() {
             return Err(RegistryError::Active);
         }
+        let before = entry.footprint();
+        entry.room = self.max_bytes.saturating_sub(state.bytes);
         let result = f(entry);
+        // Setters check `room` before growing an entry; this keeps the total exact.
+        state.bytes = state.bytes - before + entry.footprint();
         // Setters that refused change nothing, but telling them apart is not worth it:
         // an extra save of the same content is harmless.
         state.generation += 1;
@@ -311,7 +387,9 @@ impl Registry {
         if entry.is_active() {
             return Err(RegistryError::Active);
         }
-        state.entries.remove(nickname);
+        if let Some(entry) = state.entries.remove(nickname) {
+            state.bytes -= entry.footprint();
+        }
         state.generation += 1;
         Ok(())
     }
@@ -348,7 +426,12 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::NotFound`], [`RegistryError::NoKeys`], [`RegistryError::NoPort`],
     /// [`RegistryError::Active`] (checked in this order, like Java).
-    pub fn begin_start(&self, nickname: &str) -> Result<(TunnelSpec, StartTicket), RegistryError> {
+    /// `cancel` is what `stop` cancels to give the start up.
+    pub fn begin_start(
+        &self,
+        nickname: &str,
+        cancel: CancellationToken,
+    ) -> Result<(TunnelSpec, StartTicket), RegistryError> {
         let mut state = self.lock();
         let entry = state
             .entries
@@ -379,7 +462,7 @@ impl Registry {
             }),
             quiet: entry.quiet,
         };
-        entry.phase = Phase::Starting;
+        entry.phase = Phase::Starting(cancel);
         Ok((
             spec,
             StartTicket {
@@ -390,33 +473,49 @@ impl Registry {
         ))
     }
 
-    /// `start`, second half: records the outcome (RUNNING, or back to inactive).
+    /// `start`, second half: records the outcome: RUNNING, or back to inactive with
+    /// the reason kept (`Err`).
     ///
-    /// Returns the tunnel back if its entry vanished meanwhile (cannot happen through
-    /// the commands, which refuse to touch a STARTING entry); the caller must stop it.
+    /// Returns the tunnel back if it must not run: the entry was stopped while
+    /// starting (it is STOPPING: the caller stops the tunnel, then calls
+    /// [`Registry::finish_cancelled_start`]) or vanished.
     pub fn finish_start(
         &self,
-        ticket: StartTicket,
-        outcome: Option<Box<dyn ActiveTunnel>>,
+        ticket: &StartTicket,
+        outcome: Result<Box<dyn ActiveTunnel>, String>,
     ) -> Option<Box<dyn ActiveTunnel>> {
         let mut state = self.lock();
         let changed = match state.entries.get_mut(&ticket.nickname) {
-            Some(entry) if entry.id == ticket.id && matches!(entry.phase, Phase::Starting) => {
+            Some(entry) if entry.id == ticket.id && matches!(entry.phase, Phase::Starting(_)) => {
                 let was = entry.autostart;
                 match outcome {
-                    Some(tunnel) => {
+                    Ok(tunnel) => {
                         entry.stats = tunnel.stats();
                         entry.phase = Phase::Running(tunnel);
                         entry.autostart = true;
+                        entry.last_error = None;
                     }
-                    None => {
+                    Err(reason) => {
                         entry.phase = Phase::Idle;
                         entry.autostart = false;
+                        entry.last_error = Some(StartErrorRecord {
+                            reason,
+                            at: std::time::SystemTime::now(),
+                        });
                     }
                 }
                 was != entry.autostart
             }
-            _ => return outcome,
+            Some(entry) if entry.id == ticket.id && matches!(entry.phase, Phase::Stopping) => {
+                return match outcome {
+                    Ok(tunnel) => Some(tunnel),
+                    Err(_) => {
+                        entry.phase = Phase::Idle;
+                        None
+                    }
+                };
+            }
+            _ => return outcome.ok(),
         };
         if changed {
             state.generation += 1;
@@ -424,46 +523,65 @@ impl Registry {
         None
     }
 
-    /// `start` given up because the server is shutting down: the entry is inactive
-    /// again but keeps its "was running" flag (it starts again after a restart).
-    pub fn abandon_start(&self, ticket: StartTicket) {
+    /// A start stopped while it ran has wound down (its tunnel, if it came up, is
+    /// stopped): the STOPPING entry is inactive again.
+    pub fn finish_cancelled_start(&self, ticket: &StartTicket) {
         let mut state = self.lock();
         if let Some(entry) = state.entries.get_mut(&ticket.nickname)
             && entry.id == ticket.id
-            && matches!(entry.phase, Phase::Starting)
+            && matches!(entry.phase, Phase::Stopping)
         {
             entry.phase = Phase::Idle;
         }
     }
 
-    /// `stop`, first half: marks a RUNNING entry STOPPING and hands out its tunnel.
+    /// `start` given up because the server is shutting down: the entry is inactive
+    /// again but keeps its "was running" flag (it starts again after a restart).
+    pub fn abandon_start(&self, ticket: &StartTicket) {
+        let mut state = self.lock();
+        if let Some(entry) = state.entries.get_mut(&ticket.nickname)
+            && entry.id == ticket.id
+            && matches!(entry.phase, Phase::Starting(_) | Phase::Stopping)
+        {
+            entry.phase = Phase::Idle;
+        }
+    }
+
+    /// `stop`, first half: marks a RUNNING or STARTING entry STOPPING. A running
+    /// tunnel is handed out to be stopped; a pending start is cancelled and its task
+    /// brings the entry to inactive when it has wound down.
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`], [`RegistryError::Inactive`] unless RUNNING.
-    pub fn begin_stop(
-        &self,
-        nickname: &str,
-    ) -> Result<(Box<dyn ActiveTunnel>, StopTicket), RegistryError> {
+    /// [`RegistryError::NotFound`], [`RegistryError::Inactive`] unless RUNNING or
+    /// STARTING.
+    pub fn begin_stop(&self, nickname: &str) -> Result<StopWork, RegistryError> {
         let mut state = self.lock();
         let entry = state
             .entries
             .get_mut(nickname)
             .ok_or(RegistryError::NotFound)?;
-        if !matches!(entry.phase, Phase::Running(_)) {
+        if !matches!(entry.phase, Phase::Running(_) | Phase::Starting(_)) {
             return Err(RegistryError::Inactive);
         }
-        let Phase::Running(tunnel) = std::mem::replace(&mut entry.phase, Phase::Stopping) else {
-            unreachable!("checked above under the same lock")
+        let work = match std::mem::replace(&mut entry.phase, Phase::Stopping) {
+            Phase::Running(tunnel) => StopWork::Running(
+                tunnel,
+                StopTicket {
+                    nickname: entry.nickname.clone(),
+                    id: entry.id,
+                },
+            ),
+            Phase::Starting(cancel) => {
+                cancel.cancel();
+                StopWork::Starting
+            }
+            Phase::Idle | Phase::Stopping => unreachable!("checked above under the same lock"),
         };
         let changed = std::mem::replace(&mut entry.autostart, false);
-        let ticket = StopTicket {
-            nickname: entry.nickname.clone(),
-            id: entry.id,
-        };
         if changed {
             state.generation += 1;
         }
-        Ok((tunnel, ticket))
+        Ok(work)
     }
 
     /// `stop`, second half: the tunnel is down; the entry is inactive again.

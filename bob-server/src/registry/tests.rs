@@ -43,13 +43,22 @@ fn create_replace_and_properties() {
 #[test]
 fn start_preconditions_in_java_order() {
     let r = registry();
-    assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NotFound);
+    assert_eq!(
+        r.begin_start("x", CancellationToken::new()).unwrap_err(),
+        RegistryError::NotFound
+    );
     r.create("x").unwrap();
-    assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NoKeys);
+    assert_eq!(
+        r.begin_start("x", CancellationToken::new()).unwrap_err(),
+        RegistryError::NoKeys
+    );
     r.update("x", |e| e.keys = Some(keys())).unwrap();
-    assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NoPort);
+    assert_eq!(
+        r.begin_start("x", CancellationToken::new()).unwrap_err(),
+        RegistryError::NoPort
+    );
     r.update("x", |e| e.outport = Some(80)).unwrap();
-    let (spec, ticket) = r.begin_start("x").unwrap();
+    let (spec, ticket) = r.begin_start("x", CancellationToken::new()).unwrap();
     assert!(spec.inbound.is_none());
     assert_eq!(
         spec.outbound.as_ref().map(|o| (o.host.as_str(), o.port)),
@@ -57,16 +66,50 @@ fn start_preconditions_in_java_order() {
     );
     // STARTING: everything refuses
     assert!(r.status("x").unwrap().starting);
-    assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::Active);
+    assert_eq!(
+        r.begin_start("x", CancellationToken::new()).unwrap_err(),
+        RegistryError::Active
+    );
     assert_eq!(r.update("x", |_| ()), Err(RegistryError::Active));
     assert_eq!(r.remove("x"), Err(RegistryError::Active));
     assert_eq!(r.create("x"), Err(RegistryError::Active));
-    assert_eq!(r.begin_stop("x").unwrap_err(), RegistryError::Inactive);
-    // a failed start puts it back
-    assert!(r.finish_start(ticket, None).is_none());
+    // a failed start puts it back, and the reason is kept
+    assert!(r.finish_start(&ticket, Err("failed".into())).is_none());
     let s = r.status("x").unwrap();
     assert!(!s.starting && !s.running && !s.stopping);
+    let reason = r.read("x", |e| e.last_start_error().map(|l| l.reason.clone()));
+    assert_eq!(reason, Ok(Some("failed".to_owned())));
     r.update("x", |e| e.quiet = true).unwrap();
+    assert_eq!(r.begin_stop("x").unwrap_err(), RegistryError::Inactive);
+}
+
+#[test]
+fn stop_cancels_a_pending_start() {
+    let r = registry();
+    r.create("x").unwrap();
+    r.update("x", |e| {
+        e.keys = Some(keys());
+        e.outport = Some(80);
+    })
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let (_, ticket) = r.begin_start("x", cancel.clone()).unwrap();
+    assert!(matches!(r.begin_stop("x"), Ok(StopWork::Starting)));
+    assert!(cancel.is_cancelled());
+    assert!(r.status("x").unwrap().stopping);
+    assert_eq!(r.remove("x"), Err(RegistryError::Active));
+    assert_eq!(r.begin_stop("x").unwrap_err(), RegistryError::Inactive);
+    // the start came up anyway: the tunnel is handed back to be stopped
+    assert!(
+        r.finish_start(&ticket, Ok(Box::new(Dummy::default())))
+            .is_some()
+    );
+    assert!(r.status("x").unwrap().stopping);
+    r.finish_cancelled_start(&ticket);
+    let s = r.status("x").unwrap();
+    assert!(!s.starting && !s.running && !s.stopping);
+    assert_eq!(r.read("x", |e| e.last_start_error().is_none()), Ok(true));
+    r.remove("x").unwrap();
 }
 
 #[test]
@@ -78,7 +121,7 @@ fn stale_ticket_does_not_touch_a_new_entry() {
         e.inport = Some(1);
     })
     .unwrap();
-    let (_, ticket) = r.begin_start("y").unwrap();
+    let (_, ticket) = r.begin_start("y", CancellationToken::new()).unwrap();
     // (cannot happen through commands) the entry is replaced meanwhile
     r.inner.lock().unwrap().entries.get_mut("y").unwrap().phase = Phase::Idle;
     r.create("y").unwrap();
@@ -87,8 +130,8 @@ fn stale_ticket_does_not_touch_a_new_entry() {
         e.outport = Some(2);
     })
     .unwrap();
-    let (_, _new_ticket) = r.begin_start("y").unwrap();
-    assert!(r.finish_start(ticket, None).is_none());
+    let (_, _new_ticket) = r.begin_start("y", CancellationToken::new()).unwrap();
+    assert!(r.finish_start(&ticket, Err("failed".into())).is_none());
     assert!(
         r.status("y").unwrap().starting,
         "the new entry's start is not disturbed"
@@ -144,15 +187,15 @@ fn generations_and_the_remembered_running_flag() {
     assert!(g2 > g1);
 
     // a failed start changes nothing that is saved
-    let (_, ticket) = r.begin_start("t").unwrap();
-    r.finish_start(ticket, None);
+    let (_, ticket) = r.begin_start("t", CancellationToken::new()).unwrap();
+    r.finish_start(&ticket, Err("failed".into()));
     assert_eq!(r.generation(), g2);
     assert!(!running_flag(&r, "t"));
 
     // a successful start is saved as running, and keeps its counters readable
-    let (_, ticket) = r.begin_start("t").unwrap();
+    let (_, ticket) = r.begin_start("t", CancellationToken::new()).unwrap();
     assert!(
-        r.finish_start(ticket, Some(Box::new(Dummy::default())))
+        r.finish_start(&ticket, Ok(Box::new(Dummy::default())))
             .is_none()
     );
     let g3 = r.generation();
@@ -175,10 +218,12 @@ fn generations_and_the_remembered_running_flag() {
     assert!(!r.status("t").unwrap().running);
 
     // `stop` by a client is saved as stopped
-    let (_, ticket) = r.begin_start("t").unwrap();
-    r.finish_start(ticket, Some(Box::new(Dummy::default())));
+    let (_, ticket) = r.begin_start("t", CancellationToken::new()).unwrap();
+    r.finish_start(&ticket, Ok(Box::new(Dummy::default())));
     let g4 = r.generation();
-    let (_, ticket) = r.begin_stop("t").unwrap();
+    let Ok(StopWork::Running(_, ticket)) = r.begin_stop("t") else {
+        panic!("running")
+    };
     assert!(r.generation() > g4);
     assert!(!running_flag(&r, "t"));
     r.finish_stop(ticket);
@@ -191,13 +236,13 @@ fn generations_and_the_remembered_running_flag() {
         ..r.snapshot().into_records().remove(0)
     };
     assert_eq!(r.restore(&restored), Ok(true));
-    let (_, ticket) = r.begin_start("back").unwrap();
-    r.abandon_start(ticket);
+    let (_, ticket) = r.begin_start("back", CancellationToken::new()).unwrap();
+    r.abandon_start(&ticket);
     assert!(running_flag(&r, "back"));
     // … a failed one clears it
     let g5 = r.generation();
-    let (_, ticket) = r.begin_start("back").unwrap();
-    r.finish_start(ticket, None);
+    let (_, ticket) = r.begin_start("back", CancellationToken::new()).unwrap();
+    r.finish_start(&ticket, Err("failed".into()));
     assert!(r.generation() > g5);
     assert!(!running_flag(&r, "back"));
 
@@ -235,12 +280,12 @@ fn restore_round_trips_and_refuses_what_does_not_fit() {
     assert!(matches!(other.restore(&bad), Err(RestoreError::Keys(_))));
     let mut many = records[0].clone();
     many.nickname = "c".into();
-    many.options = (0..MAX_PROPERTIES + 10)
+    many.options = (0..MAX_OPTIONS_PER_TUNNEL + 10)
         .map(|i| (format!("k{i}"), "v".into()))
         .collect();
     assert_eq!(
         other.restore(&many),
-        Err(RestoreError::TooManyOptions(MAX_PROPERTIES))
+        Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL))
     );
     for n in ["d", "e"] {
         let mut rec = records[0].clone();
@@ -262,8 +307,8 @@ fn restore_round_trips_and_refuses_what_does_not_fit() {
 fn setters_check_the_one_option_limit_all_or_nothing() {
     let r = registry();
     r.create("o").unwrap();
-    // 1 default + 2 nickname options to begin with
-    let room = MAX_PROPERTIES - 3;
+    // 1 default + 2 nickname options to begin with; room for every user option
+    let room = MAX_OPTIONS_PER_TUNNEL;
     let fill: Vec<_> = (0..room)
         .map(|i| (format!("k{i}"), "v".to_owned()))
         .collect();
@@ -276,11 +321,11 @@ fn setters_check_the_one_option_limit_all_or_nothing() {
     assert_eq!(
         refused,
         Err(TooManyOptions {
-            limit: MAX_PROPERTIES
+            limit: MAX_OPTIONS_PER_TUNNEL
         })
     );
     let props = r.read("o", |e| e.properties().clone()).unwrap();
-    assert_eq!(props.len(), MAX_PROPERTIES);
+    assert_eq!(props.len(), MAX_OPTIONS_PER_TUNNEL + 3);
     assert_eq!(props["k0"], "v", "a refused batch changes nothing");
     // replacing a key the entry holds never counts
     let replace = vec![("k0".to_owned(), "w".to_owned())];

@@ -22,6 +22,7 @@ pub mod persist;
 pub mod restore;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,9 +31,9 @@ use tracing::{error, info, warn};
 use self::persist::Persister;
 use crate::backend::{CoreError, StreamingCore};
 use crate::config::Config;
-use crate::registry::{Launcher, Registry, RegistryError, StartTicket};
-use crate::tunnel::StartError;
+use crate::registry::{Launcher, Registry, RegistryError, StartTicket, StopWork};
 pub use crate::tunnel::tunnel_launcher;
+use crate::tunnel::{STOP_GRACE, StartControl, StartError};
 
 /// Registry, backend, persistence and tunnel tasks: what every control connection, the
 /// restore and the boot share.
@@ -57,6 +58,15 @@ impl std::fmt::Debug for Service {
             .field("persister", &self.persister)
             .finish_non_exhaustive()
     }
+}
+
+/// How far a bounded start got ([`Service::start_tunnel_within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// The tunnel is usable.
+    Running,
+    /// The wait ended first: the tunnel is STARTING and keeps coming up.
+    Pending,
 }
 
 /// Why [`Service::start_tunnel`] did not leave the tunnel running.
@@ -151,81 +161,141 @@ impl Service {
     /// active, full), [`StartFailure::Failed`] with the reason when the tunnel did not
     /// come up.
     pub async fn start_tunnel(self: &Arc<Self>, nickname: &str) -> Result<(), StartFailure> {
+        match self.start_tunnel_within(nickname, None).await? {
+            Started::Running => Ok(()),
+            Started::Pending => unreachable!("waited without a bound"),
+        }
+    }
+
+    /// Starts the named tunnel (`start`): does the synchronous part (resolving
+    /// `inhost`, binding the inport) at once, then waits for the backend's session at
+    /// most `wait` (`None`: until it is up or failed). A session not up by then keeps
+    /// coming up in a service task ([`Started::Pending`]); its failure is recorded
+    /// in the registry (reason and time) and logged.
+    ///
+    /// # Errors
+    /// As [`Service::start_tunnel`], for failures within the wait.
+    pub async fn start_tunnel_within(
+        self: &Arc<Self>,
+        nickname: &str,
+        wait: Option<Duration>,
+    ) -> Result<Started, StartFailure> {
+        let cancel = self.stop.child_token();
         let (spec, ticket) = self
             .registry
-            .begin_start(nickname)
+            .begin_start(nickname, cancel.clone())
             .map_err(StartFailure::Refused)?;
         info!(nickname, inbound = ?spec.inbound, outbound = ?spec.outbound, "starting tunnel");
-        let launch = (self.launcher)(self.core.clone(), spec, self.config.tunnel_limits.clone());
+        let (control, bound) = StartControl::new(cancel.clone());
+        let launch = ticket.kind().launch(
+            &self.launcher,
+            self.core.clone(),
+            spec,
+            self.config.tunnel_limits.clone(),
+            control,
+        );
         let guard = StartGuard {
             registry: self.registry.clone(),
             ticket: Some(ticket),
         };
         let service = self.clone();
-        let task = self.tunnel_tasks.spawn(async move {
+        let name = nickname.to_owned();
+        let mut task = self.tunnel_tasks.spawn(async move {
             let mut guard = guard;
+            let mut launch = launch;
+            // A launcher that does not watch `cancel` itself gets a grace period, then
+            // is dropped.
             let result = tokio::select! {
-                biased;
-                () = service.stop.cancelled() => None,
-                r = launch => Some(r),
+                r = &mut launch => r,
+                () = async {
+                    cancel.cancelled().await;
+                    tokio::time::sleep(STOP_GRACE + Duration::from_secs(1)).await;
+                } => Err(StartError::Stopped),
             };
+            drop(launch);
             let ticket = guard.ticket.take().expect("ticket is taken only here");
-            let outcome = match result {
-                None => {
-                    // Shutting down: not a failure of the tunnel, so it keeps its place
-                    // among the tunnels started again after a restart.
-                    guard.registry.abandon_start(ticket);
-                    return Err(StartError::Core(CoreError::Closed).to_string());
+            let outcome = if service.stop.is_cancelled() {
+                // Shutting down: not a failure of the tunnel, so it keeps its place
+                // among the tunnels started again after a restart.
+                if let Ok(tunnel) = result {
+                    tunnel.stop().await;
                 }
-                Some(Ok(tunnel)) => match guard.registry.finish_start(ticket, Some(tunnel)) {
-                    None => Ok(()),
+                guard.registry.abandon_start(&ticket);
+                Err(StartError::Core(CoreError::Closed).to_string())
+            } else {
+                let result = result.map_err(|e| e.to_string());
+                let failure = result.as_ref().err().cloned();
+                match guard.registry.finish_start(&ticket, result) {
+                    None => failure.map_or(Ok(()), Err),
                     Some(orphan) => {
+                        // stopped while starting (or the entry vanished)
                         orphan.stop().await;
-                        Err("the tunnel entry vanished while starting".to_owned())
+                        guard.registry.finish_cancelled_start(&ticket);
+                        Err(StartError::Stopped.to_string())
                     }
-                },
-                Some(Err(e)) => {
-                    guard.registry.finish_start(ticket, None);
-                    Err(e.to_string())
                 }
             };
+            match &outcome {
+                Ok(()) => info!(nickname = %name, "tunnel running"),
+                Err(reason) => warn!(nickname = %name, %reason, "tunnel did not start"),
+            }
             service.persist().await;
             outcome
         });
-        match task.await {
-            Ok(Ok(())) => {
-                info!(nickname, "tunnel running");
-                Ok(())
-            }
-            Ok(Err(reason)) => {
-                warn!(nickname, %reason, "tunnel did not start");
-                Err(StartFailure::Failed(reason))
-            }
+        let finished = |joined: Result<Result<(), String>, tokio::task::JoinError>| match joined {
+            Ok(Ok(())) => Ok(Started::Running),
+            Ok(Err(reason)) => Err(StartFailure::Failed(reason)),
             Err(e) => {
                 warn!(nickname, error = %e, "tunnel start task failed");
                 Err(StartFailure::Failed("internal error".to_owned()))
             }
+        };
+        let Some(wait) = wait else {
+            return finished(task.await);
+        };
+        // The synchronous part: its failures answer the start. A launcher that ends
+        // or never reports drops the sender; then the wait below bounds everything.
+        tokio::select! {
+            biased;
+            joined = &mut task => return finished(joined),
+            _ = bound => {}
+        }
+        match tokio::time::timeout(wait, &mut task).await {
+            Ok(joined) => finished(joined),
+            Err(_) => {
+                info!(
+                    nickname,
+                    wait_secs = wait.as_secs_f64(),
+                    "session not up yet: start goes on in the background"
+                );
+                Ok(Started::Pending)
+            }
         }
     }
 
-    /// Marks the named tunnel STOPPING and returns at once (Java replies before the
-    /// tunnel is down); a service task tears it down and the entry is inactive again
-    /// when that is done. The registry now remembers the tunnel as stopped: the caller
-    /// saves it ([`Service::persist`]).
+    /// Stops the named tunnel (`stop`) and returns at once (Java replies before the
+    /// tunnel is down): a RUNNING tunnel is marked STOPPING and a service task tears it
+    /// down; a STARTING one is cancelled (its session creation aborted) and its start
+    /// task ends it. The entry is inactive again when that is done. The registry now
+    /// remembers the tunnel as stopped: the caller saves it ([`Service::persist`]).
     ///
     /// # Errors
     /// [`RegistryError::NotFound`] without such an entry, another [`RegistryError`]
-    /// when it is not running.
+    /// when it is neither running nor starting.
     pub fn stop_tunnel(&self, nickname: &str) -> Result<(), RegistryError> {
-        let (tunnel, ticket) = self.registry.begin_stop(nickname)?;
-        info!(nickname, "stopping tunnel");
-        let registry = self.registry.clone();
-        let nickname = nickname.to_owned();
-        self.tunnel_tasks.spawn(async move {
-            tunnel.stop().await;
-            registry.finish_stop(ticket);
-            info!(nickname, "tunnel stopped");
-        });
+        match self.registry.begin_stop(nickname)? {
+            StopWork::Running(tunnel, ticket) => {
+                info!(nickname, "stopping tunnel");
+                let registry = self.registry.clone();
+                let nickname = nickname.to_owned();
+                self.tunnel_tasks.spawn(async move {
+                    tunnel.stop().await;
+                    registry.finish_stop(ticket);
+                    info!(nickname, "tunnel stopped");
+                });
+            }
+            StopWork::Starting => info!(nickname, "stopping tunnel while it starts"),
+        }
         Ok(())
     }
 
@@ -278,7 +348,8 @@ struct StartGuard {
 impl Drop for StartGuard {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.registry.finish_start(ticket, None);
+            self.registry
+                .finish_start(&ticket, Err("internal error".to_owned()));
         }
     }
 }

@@ -111,8 +111,21 @@ async fn set_up(mut socket: TcpStream, shared: &TunnelContext) -> Option<(TcpStr
             return None;
         }
     };
-    let connect = shared.session.connect(target);
-    let mut stream = match tokio::time::timeout(limits.connect_timeout, connect).await {
+    // One deadline for both: waiting for a STARTING tunnel's session, then connecting.
+    let deadline = tokio::time::Instant::now() + limits.connect_timeout;
+    let session = match tokio::time::timeout_at(deadline, shared.session.ready()).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(reason)) => {
+            reject(socket, shared, &reason).await;
+            return None;
+        }
+        Err(_) => {
+            reject(socket, shared, "timed out waiting for the tunnel to start").await;
+            return None;
+        }
+    };
+    let connect = session.connect(target);
+    let mut stream = match tokio::time::timeout_at(deadline, connect).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(CoreError::NotFound)) => {
             let reason = format!("Can't find destination: {line}");
@@ -165,14 +178,18 @@ async fn read_first_line<R: AsyncRead + Unpin>(
     let raw_limit = max.saturating_add(2);
     let mut buf = BytesMut::with_capacity(raw_limit.min(4096) + 1);
     let mut scanned = 0;
+    let mut content = 0usize;
     loop {
         if let Some(at) = buf[scanned..].iter().position(|&b| b == b'\n') {
             let mut raw = buf.split_to(scanned + at + 1);
             raw.truncate(scanned + at);
             return finish_line(&raw, max).map(|line| Some((line, buf)));
         }
+        // Only `\r`s are dropped from the line, so once the other bytes alone exceed
+        // `max` the line is too long whatever follows: say so at once, not at the timeout.
+        content += buf[scanned..].iter().filter(|&&b| b != b'\r').count();
         scanned = buf.len();
-        if buf.len() > raw_limit {
+        if buf.len() > raw_limit || content > max {
             return Err(LineError::TooLong);
         }
         // Never read more than one byte past the limit: bounded memory, and the

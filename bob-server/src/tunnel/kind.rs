@@ -8,8 +8,8 @@
 //! - [`TunnelKind::launch`]: how [`crate::service::Service::start_tunnel`] starts a
 //!   tunnel of the kind (for [`TunnelKind::Stream`], through the service's
 //!   [`Launcher`], which tests may replace);
-//! - [`TunnelKind::run`]: the tasks a started tunnel runs on its listener and session
-//!   ([`super::RunningTunnel::start_kind`] calls it);
+//! - `run_inbound` / `run_outbound`: the tasks a tunnel runs on its listener (from
+//!   the moment it is bound) and on its session (once it is up);
 //! - [`TunnelKind::name`] / [`str::parse`]: the kind's name (for the state file, the
 //!   tunnels file and i2pd's `settunneltype` once there is a second kind).
 //!
@@ -33,10 +33,10 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use super::{
-    ActiveTunnel, Endpoint, Launcher, StartError, TunnelContext, TunnelLimits, TunnelSpec, inbound,
-    outbound,
+    ActiveTunnel, Endpoint, Launcher, StartControl, StartError, TunnelContext, TunnelLimits,
+    TunnelSpec, inbound, outbound,
 };
-use crate::backend::{BoxFuture, StreamingCore};
+use crate::backend::{BoxFuture, Session, StreamingCore};
 
 /// What a tunnel does with its connections (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -68,40 +68,55 @@ impl TunnelKind {
         }
     }
 
-    /// Starts a tunnel of this kind from `spec` on `core`; returns once it is usable
-    /// or failed. A stream tunnel is started by `launcher` (the data path's
-    /// [`crate::service::tunnel_launcher`] unless a test supplies its own).
+    /// Starts a tunnel of this kind from `spec` on `core`; returns once it is usable,
+    /// failed or was cancelled through `control`. A stream tunnel is started by
+    /// `launcher` (the data path's [`crate::service::tunnel_launcher`] unless a test
+    /// supplies its own).
     pub fn launch(
         self,
         launcher: &Launcher,
         core: Arc<dyn StreamingCore>,
         spec: TunnelSpec,
         limits: TunnelLimits,
+        control: StartControl,
     ) -> BoxFuture<'static, Result<Box<dyn ActiveTunnel>, StartError>> {
         match self {
-            Self::Stream => launcher(core, spec, limits),
+            Self::Stream => launcher(core, spec, limits, control),
         }
     }
 
-    /// Starts the kind's tasks for a tunnel whose session is up: the inbound side on
-    /// `listener` (if the tunnel has one) and the outbound side on the session's
-    /// incoming streams, handed to `outbound` (with the quiet flag) when set.
-    pub(super) fn run(
+    /// Starts the kind's tasks on the inbound `listener` as soon as it is bound, while
+    /// the session may still be coming up: connections made meanwhile wait for it
+    /// ([`super::SessionSlot::ready`]).
+    pub(super) fn run_inbound(self, context: &TunnelContext, listener: TcpListener) {
+        match self {
+            Self::Stream => {
+                super::spawn_watched(
+                    &context.tracker,
+                    &context.stats,
+                    "inbound",
+                    inbound::accept_loop(listener, context.clone()).in_current_span(),
+                );
+            }
+        }
+    }
+
+    /// Starts the kind's tasks on a session that is up: the outbound side on the
+    /// session's incoming streams, handed to `outbound` (with the quiet flag) when set.
+    pub(super) fn run_outbound(
         self,
         context: &TunnelContext,
-        listener: Option<TcpListener>,
+        session: Arc<dyn Session>,
         outbound: Option<(Endpoint, bool)>,
     ) {
         match self {
             Self::Stream => {
-                if let Some(listener) = listener {
-                    context
-                        .tracker
-                        .spawn(inbound::accept_loop(listener, context.clone()).in_current_span());
-                }
-                context
-                    .tracker
-                    .spawn(outbound::accept_loop(outbound, context.clone()).in_current_span());
+                super::spawn_watched(
+                    &context.tracker,
+                    &context.stats,
+                    "outbound",
+                    outbound::accept_loop(session, outbound, context.clone()).in_current_span(),
+                );
             }
         }
     }

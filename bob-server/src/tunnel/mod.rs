@@ -72,13 +72,15 @@ pub trait ActiveTunnel: Send + Sync + fmt::Debug {
     }
 }
 
-/// Starts a stream tunnel: returns once it is usable or failed ([`tunnel_launcher`],
-/// unless a test supplies its own; see [`TunnelKind::launch`]).
+/// Starts a stream tunnel: returns once it is usable, failed, or was cancelled through
+/// its [`StartControl`] ([`tunnel_launcher`], unless a test supplies its own; see
+/// [`TunnelKind::launch`]).
 pub type Launcher = Arc<
     dyn Fn(
             Arc<dyn StreamingCore>,
             TunnelSpec,
             TunnelLimits,
+            StartControl,
         ) -> BoxFuture<'static, Result<Box<dyn ActiveTunnel>, StartError>>
         + Send
         + Sync,
@@ -87,9 +89,10 @@ pub type Launcher = Arc<
 /// The data path's [`RunningTunnel`] as a [`Launcher`]: what a server uses unless a
 /// test supplies its own.
 pub fn tunnel_launcher() -> Launcher {
-    Arc::new(|core, spec, limits| {
+    Arc::new(|core, spec, limits, control| {
         Box::pin(async move {
-            let tunnel = RunningTunnel::start(core, spec, limits).await?;
+            let tunnel =
+                RunningTunnel::start_with(TunnelKind::Stream, core, spec, limits, control).await?;
             Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
         })
     })
@@ -146,7 +149,8 @@ pub struct TunnelLimits {
     pub first_line_timeout: Duration,
     /// longest destination line accepted (bytes, without terminator)
     pub max_first_line: usize,
-    /// how long `start` may wait for the backend session
+    /// how long the backend may take to create the session (`--session-timeout`; the
+    /// SAM backend gets the same value)
     pub session_timeout: Duration,
     /// how long an inbound connect to a destination may take
     pub connect_timeout: Duration,
@@ -162,7 +166,7 @@ impl Default for TunnelLimits {
         Self {
             first_line_timeout: Duration::from_secs(60),
             max_first_line: 4096,
-            session_timeout: Duration::from_secs(120),
+            session_timeout: Duration::from_secs(90),
             connect_timeout: Duration::from_secs(60),
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
@@ -184,6 +188,86 @@ pub enum StartError {
     /// The session did not come up within the limit.
     #[error("timed out waiting for the session")]
     Timeout,
+    /// The start was cancelled (`stop`, `zap`, shutdown) before the session was up.
+    #[error("tunnel stopped")]
+    Stopped,
+}
+
+/// How the service follows and steers one start ([`Launcher`]): the launcher reports
+/// when the synchronous part (resolving `inhost`, binding the inport) is done, and gives
+/// up, releasing the port, when the start is cancelled.
+#[derive(Debug)]
+pub struct StartControl {
+    bound: Option<tokio::sync::oneshot::Sender<()>>,
+    cancel: CancellationToken,
+}
+
+impl StartControl {
+    /// A control cancelled by `cancel`, and the receiver that learns when the
+    /// synchronous part is done (it sees the sender dropped if the launcher ends or
+    /// never reports).
+    pub fn new(cancel: CancellationToken) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (
+            Self {
+                bound: Some(tx),
+                cancel,
+            },
+            rx,
+        )
+    }
+
+    /// A control nobody watches or cancels.
+    pub fn detached() -> Self {
+        Self {
+            bound: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Reports that the synchronous part succeeded: from now on the start waits only
+    /// for the backend.
+    pub fn bound(&mut self) {
+        if let Some(tx) = self.bound.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Cancelled when the start must give up.
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.cancel
+    }
+}
+
+/// What a tunnel's connections know of its session: still coming up, up, or failed
+/// (with the reason an application waiting for it is told).
+#[derive(Debug, Clone)]
+enum SlotState {
+    Pending,
+    Ready(Arc<dyn Session>),
+    Failed(String),
+}
+
+/// The session of a tunnel as its connection tasks see it: connections accepted while
+/// the tunnel is STARTING wait here for it.
+#[derive(Debug, Clone)]
+struct SessionSlot(tokio::sync::watch::Receiver<SlotState>);
+
+impl SessionSlot {
+    /// Waits until the session is up; the reason when the start failed.
+    async fn ready(&self) -> Result<Arc<dyn Session>, String> {
+        let mut rx = self.0.clone();
+        loop {
+            match &*rx.borrow_and_update() {
+                SlotState::Pending => {}
+                SlotState::Ready(session) => return Ok(session.clone()),
+                SlotState::Failed(reason) => return Err(reason.clone()),
+            }
+            if rx.changed().await.is_err() {
+                return Err(StartError::Stopped.to_string());
+            }
+        }
+    }
 }
 
 /// How long `stop` waits for the tunnel's tasks to end after cancelling them.
@@ -247,15 +331,19 @@ async fn accept_loop<T, A, S>(
     A: Future<Output = Accepted<T>>,
     S: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
+    let permits = shared
+        .limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(permits));
     loop {
         let slot = tokio::select! {
-            () = shared.cancel.cancelled() => break,
+            () = shared.accepting.cancelled() => break,
             slot = Arc::clone(&slots).acquire_owned() => slot,
         };
         let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
-            () = shared.cancel.cancelled() => break,
+            () = shared.accepting.cancelled() => break,
             accepted = accept() => accepted,
         };
         match accepted {
@@ -271,7 +359,7 @@ async fn accept_loop<T, A, S>(
             Accepted::Failed(error) => {
                 tracing::warn!(%error, "accepting {what} failed");
                 tokio::select! {
-                    () = shared.cancel.cancelled() => break,
+                    () = shared.accepting.cancelled() => break,
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                 }
             }
@@ -296,6 +384,8 @@ pub struct TunnelStats {
     bytes_in: Arc<AtomicU64>,
     /// bytes relayed from local applications into I2P streams
     bytes_out: Arc<AtomicU64>,
+    /// an accept loop of the tunnel ended by a panic: it takes no more connections
+    loop_failed: std::sync::atomic::AtomicBool,
 }
 
 /// A copy of [`TunnelStats`] at one moment.
@@ -335,6 +425,35 @@ impl TunnelStats {
     fn count_failure(&self) {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Whether an accept loop of the tunnel died (panicked): the tunnel takes no more
+    /// connections and is shown as not running.
+    pub fn has_failed(&self) -> bool {
+        self.loop_failed.load(Ordering::Relaxed)
+    }
+
+    fn mark_failed(&self) {
+        self.loop_failed.store(true, Ordering::Relaxed);
+        self.count_failure();
+    }
+}
+
+/// Runs an accept loop as a task of the tunnel and watches it: if it panics, the tunnel
+/// is marked failed (status, stats, log) instead of looking RUNNING with nobody accepting.
+fn spawn_watched<F>(tracker: &TaskTracker, stats: &Arc<TunnelStats>, what: &'static str, task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let handle = tracker.spawn(task);
+    let stats = Arc::clone(stats);
+    tracker.spawn(async move {
+        if let Err(e) = handle.await
+            && e.is_panic()
+        {
+            stats.mark_failed();
+            tracing::error!("{what} accept loop panicked; the tunnel is marked failed");
+        }
+    });
 }
 
 /// Keeps a connection counted as active while alive.
@@ -349,10 +468,13 @@ impl Drop for ActiveGuard {
 /// What every connection task of one tunnel shares.
 #[derive(Debug, Clone)]
 struct TunnelContext {
-    session: Arc<dyn Session>,
+    session: SessionSlot,
     limits: TunnelLimits,
     stats: Arc<TunnelStats>,
+    /// ends the tunnel's connections (and, through its child `accepting`, the accepts)
     cancel: CancellationToken,
+    /// ends the accept loops only (a failed start lets held connections hear why)
+    accepting: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -384,6 +506,7 @@ impl TunnelContext {
 pub struct RunningTunnel {
     nickname: String,
     destination: Destination,
+    session: Arc<dyn Session>,
     inbound_addr: Option<SocketAddr>,
     shared: TunnelContext,
 }
@@ -391,11 +514,12 @@ pub struct RunningTunnel {
 impl RunningTunnel {
     /// Starts a tunnel: binds the inbound listener (if `spec.inbound` is set), opens the
     /// backend session, then starts accepting on both sides. Returns only once the
-    /// listener is bound and the session is up, so a connection made right after this
-    /// returns is served.
+    /// listener is bound and the session is up.
     ///
     /// The listener is bound first so that a busy port fails fast, before a possibly
-    /// slow session is built.
+    /// slow session is built; it accepts at once, and connections made while the
+    /// session comes up are held (their destination line read) until it is up, bounded
+    /// by `limits.connect_timeout`.
     ///
     /// # Errors
     /// - [`StartError::UnknownHost`]: `inhost` does not resolve;
@@ -407,19 +531,30 @@ impl RunningTunnel {
         spec: TunnelSpec,
         limits: TunnelLimits,
     ) -> Result<Self, StartError> {
-        Self::start_kind(TunnelKind::Stream, core, spec, limits).await
+        Self::start_with(
+            TunnelKind::Stream,
+            core,
+            spec,
+            limits,
+            StartControl::detached(),
+        )
+        .await
     }
 
-    /// [`RunningTunnel::start`] for a tunnel of `kind`: the kind decides which tasks
-    /// run on the listener and the session ([`TunnelKind`]).
+    /// [`RunningTunnel::start`] for a tunnel of `kind` (the kind decides which tasks
+    /// run on the listener and the session, [`TunnelKind`]), reporting the end of the
+    /// synchronous part through `control` and giving up when it is cancelled.
     ///
     /// # Errors
-    /// As [`RunningTunnel::start`].
-    pub async fn start_kind(
+    /// As [`RunningTunnel::start`], and [`StartError::Stopped`] when cancelled. Held
+    /// connections are told the reason (`ERROR <reason>`) and the port is released
+    /// (bounded by [`STOP_GRACE`]) before this returns an error.
+    pub async fn start_with(
         kind: TunnelKind,
         core: Arc<dyn StreamingCore>,
         spec: TunnelSpec,
         limits: TunnelLimits,
+        mut control: StartControl,
     ) -> Result<Self, StartError> {
         let span = tracing::info_span!("tunnel", nick = %spec.nickname);
         async move {
@@ -434,23 +569,42 @@ impl RunningTunnel {
                 ),
                 None => None,
             };
-            let session = tokio::time::timeout(
-                limits.session_timeout,
-                core.open_session(spec.keys.clone(), spec.options.clone()),
-            )
-            .await
-            .map_err(|_| StartError::Timeout)??;
-            let destination = session.destination().clone();
-
+            let (slot_tx, slot_rx) = tokio::sync::watch::channel(SlotState::Pending);
+            let cancel = CancellationToken::new();
             let shared = TunnelContext {
-                session,
+                session: SessionSlot(slot_rx),
                 limits,
                 stats: Arc::default(),
-                cancel: CancellationToken::new(),
+                accepting: cancel.child_token(),
+                cancel,
                 tracker: TaskTracker::new(),
             };
+            if let Some(listener) = listener {
+                kind.run_inbound(&shared, listener);
+            }
+            control.bound();
+            let open = tokio::time::timeout(
+                shared.limits.session_timeout,
+                core.open_session(spec.keys.clone(), spec.options.clone()),
+            );
+            // Dropping `open` on cancel closes the backend's half-built session (for
+            // SAM: its control socket, which makes the router abandon it).
+            let opened = tokio::select! {
+                biased;
+                () = control.cancelled().cancelled() => Err(StartError::Stopped),
+                r = open => r.map_err(|_| StartError::Timeout).and_then(|r| r.map_err(StartError::from)),
+            };
+            let session = match opened {
+                Ok(session) => session,
+                Err(e) => {
+                    abandon(&shared, slot_tx, &e).await;
+                    return Err(e);
+                }
+            };
+            let destination = session.destination().clone();
+            let _ = slot_tx.send(SlotState::Ready(session.clone()));
             let outbound = spec.outbound.clone().map(|target| (target, spec.quiet));
-            kind.run(&shared, listener, outbound);
+            kind.run_outbound(&shared, session.clone(), outbound);
             tracing::info!(
                 %kind,
                 b32 = %destination.b32(),
@@ -462,6 +616,7 @@ impl RunningTunnel {
             Ok(Self {
                 nickname: spec.nickname,
                 destination,
+                session,
                 inbound_addr,
                 shared,
             })
@@ -479,7 +634,7 @@ impl RunningTunnel {
         async {
             self.shared.cancel.cancel();
             self.shared.tracker.close();
-            self.shared.session.close().await;
+            self.session.close().await;
             if tokio::time::timeout(STOP_GRACE, self.shared.tracker.wait())
                 .await
                 .is_err()
@@ -502,7 +657,7 @@ impl RunningTunnel {
 
     /// The backend session (for `lookup`/`ping` through this tunnel).
     pub fn session(&self) -> &Arc<dyn Session> {
-        &self.shared.session
+        &self.session
     }
 
     /// The address the inbound listener is bound to, if the tunnel has an inbound side.
@@ -526,6 +681,27 @@ impl Drop for RunningTunnel {
         self.shared.cancel.cancel();
         self.shared.tracker.close();
     }
+}
+
+/// A start that did not come up: held connections are told `error` (they write
+/// `ERROR <error>` and close), the listener closes, and the tasks get [`STOP_GRACE`]
+/// to end before they are cancelled, so the port is free when this returns.
+async fn abandon(
+    shared: &TunnelContext,
+    slot: tokio::sync::watch::Sender<SlotState>,
+    error: &StartError,
+) {
+    let _ = slot.send(SlotState::Failed(error.to_string()));
+    shared.accepting.cancel();
+    shared.tracker.close();
+    if tokio::time::timeout(STOP_GRACE, shared.tracker.wait())
+        .await
+        .is_err()
+    {
+        shared.cancel.cancel();
+        shared.tracker.wait().await;
+    }
+    shared.cancel.cancel();
 }
 
 /// Binds the inbound listener: the first address of `endpoint.host` that binds,
@@ -553,4 +729,31 @@ async fn bind(endpoint: &Endpoint) -> Result<TcpListener, StartError> {
         Some(e) => StartError::Bind(e.to_string()),
         None => StartError::UnknownHost(endpoint.host.clone()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_accept_loop_marks_the_tunnel_failed() {
+        let tracker = TaskTracker::new();
+        let stats = Arc::new(TunnelStats::default());
+        spawn_watched(&tracker, &stats, "inbound", async {});
+        tracker.close();
+        tracker.wait().await;
+        assert!(
+            !stats.has_failed(),
+            "a loop that ends normally is no failure"
+        );
+
+        let tracker = TaskTracker::new();
+        spawn_watched(&tracker, &stats, "inbound", async {
+            panic!("accept loop bug");
+        });
+        tracker.close();
+        tracker.wait().await;
+        assert!(stats.has_failed());
+        assert_eq!(stats.snapshot().failed, 1);
+    }
 }

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::{Accepted, Endpoint, TunnelContext};
-use crate::backend::{BoxStream, CoreError, Incoming};
+use crate::backend::{BoxStream, CoreError, Incoming, Session};
 
 /// Serial numbers for outbound connections, for log spans.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -82,9 +82,13 @@ impl OutboundTarget {
 
 /// Accepts streams until the session closes or the tunnel stops. `target` is the
 /// `outhost:outport` endpoint and the `quiet` flag, or `None` to refuse streams.
-pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: TunnelContext) {
+pub(super) async fn accept_loop(
+    session: Arc<dyn Session>,
+    target: Option<(Endpoint, bool)>,
+    shared: TunnelContext,
+) {
     let target = target.map(|(endpoint, quiet)| (Arc::new(OutboundTarget::new(endpoint)), quiet));
-    let session = &shared.session;
+    let session = &session;
     let accept = || async move {
         match session.accept().await {
             Ok(incoming) => Accepted::Conn(incoming),

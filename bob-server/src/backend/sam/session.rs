@@ -409,12 +409,6 @@ impl Session for SamSession {
         &self.link.destination
     }
 
-    /// SAMv3 has no ping: the router answers no round-trip question for a session.
-    fn ping(&self, target: Target) -> BoxFuture<'_, Result<Duration, CoreError>> {
-        let _ = target;
-        Box::pin(async { Err(CoreError::Unsupported("sam")) })
-    }
-
     fn connect(&self, target: Target) -> BoxFuture<'_, Result<BoxStream, CoreError>> {
         Box::pin(self.do_connect(target))
     }
@@ -430,6 +424,33 @@ impl Session for SamSession {
                 return Err(CoreError::Closed);
             }
             resolve_until(&self.core.cfg, &name, None).await
+        })
+    }
+
+    /// SAM has no ping (SAM 3.3's `PING` is a keep-alive of the bridge connection, not
+    /// a round trip to a destination): this times one `STREAM CONNECT` to `target`,
+    /// from the command to the router's `RESULT=OK` (the streaming handshake with the
+    /// peer), and closes the stream at once. No retries: an unreachable peer is an error.
+    fn ping(&self, target: Target) -> BoxFuture<'_, Result<Duration, CoreError>> {
+        Box::pin(async move {
+            let id = self.current_id()?;
+            let cfg = &self.core.cfg;
+            let dest = match target {
+                Target::Destination(d) => d,
+                Target::Name(name) => resolve_until(cfg, &name, None).await?,
+            };
+            let started = tokio::time::Instant::now();
+            match stream_connect(cfg, &id, &dest.to_base64()).await {
+                Ok(stream) => {
+                    let rtt = started.elapsed();
+                    drop(stream);
+                    Ok(rtt)
+                }
+                Err(e) if e.code() == Some(&ResultCode::Timeout) => {
+                    Err(CoreError::Unreachable(e.to_string()))
+                }
+                Err(e) => Err(e.into()),
+            }
         })
     }
 
