@@ -719,7 +719,7 @@ async fn state_entries_over_the_caps_are_dropped_and_reported() {
     ] {
         assert!(problems.contains(expected), "{expected}: {problems}");
     }
-    assert!(report.kept_aside.is_some());
+    assert_eq!(report.kept_aside.len(), 4, "{:?}", report.kept_aside);
     assert_eq!(server.registry().list().len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
