@@ -155,7 +155,7 @@ rc=0
 wait "$SERVER_PID" || rc=$?
 SERVER_PID=
 [ "$rc" = 0 ] || { cat "$WORK/server.log" >&2; fail "bob-server exited $rc on SIGTERM"; }
-[ -s /var/lib/bob-server/registry.toml ] || fail "no state saved in /var/lib/bob-server"
+ls /var/lib/bob-server/tunnels/*.toml >/dev/null 2>&1 || fail "no state saved in /var/lib/bob-server/tunnels"
 T2=$(date +%s)
 
 echo "== package: dpkg -r, then dpkg --purge"

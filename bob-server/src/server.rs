@@ -22,12 +22,12 @@
 //!   working; once they have all ended, stop every tunnel and return (Java semantics).
 //!
 //! # State directory (`Config::state_dir`)
-//! [`Server::from_listener`] (and so [`Server::bind`]) loads `DIR/registry.toml` and puts
-//! its entries back, inactive; [`Server::run`] starts again those that were running
-//! (in the background: the control port serves meanwhile; a tunnel that does not start
-//! is logged and stays in the registry, stopped). A damaged file is logged with the path
-//! where it was kept aside and the server starts with what could be read (often
-//! nothing). From then on every change is saved before its reply is sent (see
+//! [`Server::from_listener`] (and so [`Server::bind`]) loads the tunnel files of `DIR`
+//! and puts their entries back, inactive; [`Server::run`] starts again those that were
+//! running (in the background: the control port serves meanwhile; a tunnel that does not
+//! start is logged and stays in the registry, stopped). A damaged tunnel file is logged
+//! with the path where it was kept aside and the server starts with the tunnels that
+//! could be read. From then on every change is saved before its reply is sent (see
 //! [`crate::service::persist::Persister`]). Stopping the server does not mark tunnels stopped.
 //!
 //! # Who may connect (`Config::allow_users`, `Config::control_socket`)

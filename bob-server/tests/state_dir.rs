@@ -11,7 +11,7 @@ use std::time::Duration;
 use bob_server::backend::local::LocalCore;
 use bob_server::config::Config;
 use bob_server::server::Server;
-use bob_server::storage::state::{StateStore, TunnelRecord};
+use bob_server::storage::state::{StateStore, TunnelRecord, tunnel_file_name, write_legacy_file};
 use keytools::{CryptoType, PrivateKeys, SigType};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -242,11 +242,12 @@ async fn restart_after_kill_restores_tunnels_keys_and_data_path() {
         .collect();
     assert_eq!(keys.len(), 3, "three tunnels have keys: {described:?}");
 
-    let file = dir.join("registry.toml");
+    let file = dir.join("tunnels").join(tunnel_file_name("srv"));
     #[cfg(unix)]
     {
-        assert_eq!(mode(&file), 0o600, "the state file holds private keys");
+        assert_eq!(mode(&file), 0o600, "the tunnel file holds private keys");
         assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("tunnels")), 0o700);
     }
     drop(c);
     server.kill9().await;
@@ -337,6 +338,84 @@ async fn damaged_state_file_is_reported_kept_aside_and_replaced() {
     assert_eq!(loaded.tunnels[0].nickname, "fresh");
     drop(c);
     server.kill9().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One damaged tunnel file is reported and kept aside (0600); the other tunnels are
+/// restored and the server saves changes again.
+#[tokio::test]
+async fn a_damaged_tunnel_file_loses_only_that_tunnel() {
+    let dir = temp_dir("onebad");
+    let store = StateStore::open(&dir).unwrap();
+    let record = |name: &str| TunnelRecord {
+        nickname: name.into(),
+        keys: None,
+        inhost: "localhost".into(),
+        inport: None,
+        outhost: "localhost".into(),
+        outport: Some(80),
+        quiet: false,
+        options: vec![],
+        running: false,
+    };
+    store.save(1, &[record("good"), record("bad")]).unwrap();
+    let garbage = b"version = 2\n[tunnel]\nnickname = \"half";
+    std::fs::write(store.tunnel_path("bad"), garbage).unwrap();
+
+    let server = Proc::spawn(&dir).await;
+    let log = server.log();
+    let name = format!("{}.corrupt-", tunnel_file_name("bad"));
+    let aside = log
+        .split_whitespace()
+        .find(|w| w.contains(&name))
+        .unwrap_or_else(|| panic!("log names the kept-aside file: {log}"))
+        .trim_end_matches(';')
+        .to_owned();
+    let aside = aside.strip_prefix("kept_aside=").unwrap_or(&aside);
+    assert_eq!(std::fs::read(aside).unwrap(), garbage);
+    #[cfg(unix)]
+    assert_eq!(mode(Path::new(aside)), 0o600);
+    let mut c = server.connect().await;
+    let list = c.list().await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list[0].starts_with("DATA NICKNAME: good "), "{list:?}");
+    c.ok("setnick fresh").await;
+    let names: Vec<_> = on_disk(&dir).into_iter().map(|r| r.nickname).collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"fresh".to_owned()) && names.contains(&"good".to_owned()));
+    drop(c);
+    server.kill9().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The previous version's `registry.toml` is converted to tunnel files at start-up and
+/// renamed aside; the next start reads the tunnel files.
+#[tokio::test]
+async fn a_legacy_state_file_is_migrated() {
+    let dir = temp_dir("legacy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal)
+        .unwrap()
+        .to_base64();
+    let old = TunnelRecord {
+        nickname: "old".into(),
+        keys: Some(keys.clone()),
+        inhost: "localhost".into(),
+        inport: None,
+        outhost: "localhost".into(),
+        outport: Some(8080),
+        quiet: true,
+        options: vec![("inbound.length".into(), "1".into())],
+        running: false,
+    };
+    write_legacy_file(&dir.join("registry.toml"), std::slice::from_ref(&old)).unwrap();
+    let (server, _shutdown) = in_process(&dir).await;
+    assert_eq!(server.restore_report().restored, ["old"]);
+    assert!(server.restore_report().problems.is_empty());
+    assert!(!dir.join("registry.toml").exists());
+    assert!(dir.join("registry.toml.migrated").is_file());
+    drop(server);
+    assert_eq!(on_disk(&dir), [old]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -455,7 +534,7 @@ async fn restored_tunnel_that_cannot_start_is_kept_stopped() {
     let report = server.restore_report().clone();
     assert_eq!(report.restored, ["blocked", "fine"]);
     assert_eq!(report.to_start, ["blocked", "fine"]);
-    assert!(report.problems.is_empty() && report.kept_aside.is_none());
+    assert!(report.problems.is_empty() && report.kept_aside.is_empty());
     let addr = server.local_addr().to_string();
     let run = tokio::spawn(server.run(shutdown.clone()));
     let mut c = Bob::connect(&addr).await;
@@ -536,13 +615,17 @@ async fn unusable_state_dir_and_dropped_entries_are_reported() {
         "{:?}",
         report.problems
     );
-    let aside = report.kept_aside.clone().expect("kept aside");
+    assert_eq!(report.kept_aside.len(), 1, "{:?}", report.kept_aside);
+    let aside = report.kept_aside[0].clone();
     assert!(
         std::fs::read_to_string(&aside)
             .unwrap()
             .contains("nickname = \"c\"")
     );
     assert_eq!(server.registry().list().len(), 2);
+    // its file is gone (kept aside), so it is not reported again
+    assert!(!dir.join("tunnels").join(tunnel_file_name("c")).exists());
+    assert_eq!(on_disk(&dir).len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -636,7 +719,7 @@ async fn state_entries_over_the_caps_are_dropped_and_reported() {
     ] {
         assert!(problems.contains(expected), "{expected}: {problems}");
     }
-    assert!(report.kept_aside.is_some());
+    assert_eq!(report.kept_aside.len(), 4, "{:?}", report.kept_aside);
     assert_eq!(server.registry().list().len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

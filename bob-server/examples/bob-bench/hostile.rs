@@ -181,7 +181,7 @@ async fn worst_case(binary: &PathBuf) -> Res<()> {
 }
 
 /// Median time of one `option` change (saved before its reply) with `n` tunnels.
-async fn save_cost(binary: &PathBuf) -> Res<()> {
+pub(crate) async fn save_cost(binary: &PathBuf) -> Res<()> {
     println!("## hostile: per-command cost with --state-dir (median of 50 `option` changes)");
     println!("tunnels  no state-dir  state-dir  ratio");
     let mut fields = Vec::new();

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p bob-server --example bob-bench -- [--server PATH] [BENCH...]
-//! BENCH = throughput | setup | scale | control | soak | router | hostile | all
-//!         (default: all but soak, router, hostile)
+//! BENCH = throughput | setup | scale | control | soak | router | hostile | hostile-save | all
+//!         (default: all but soak, router, hostile; hostile-save: only hostile's save cost)
 //! ```
 //! Every benchmark prints a table and one `JSON {...}` line. All traffic stays on
 //! loopback; every loop is bounded in count and time. The server is started as a child
@@ -97,6 +97,7 @@ async fn main() -> std::process::ExitCode {
             "control" => bench_control(&binary).await,
             "router" => bench_router(&binary).await,
             "hostile" => bench_hostile(&binary).await,
+            "hostile-save" => save_cost(&binary).await,
             other => Err(format!("unknown benchmark {other:?}").into()),
         };
         if let Err(e) = result {

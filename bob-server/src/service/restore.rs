@@ -18,7 +18,7 @@ const RESTORE_PARALLEL_STARTS: usize = 16;
 /// What the server found in its state directory at start-up.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreReport {
-    /// the state file read
+    /// the directory of the tunnel files read
     pub path: Option<PathBuf>,
     /// nicknames put back into the registry
     pub restored: Vec<String>,
@@ -27,16 +27,18 @@ pub struct RestoreReport {
     pub to_start: Vec<String>,
     /// problems found (each was logged); entries they concern were dropped
     pub problems: Vec<String>,
-    /// where the original state file was kept when there were problems
-    pub kept_aside: Option<PathBuf>,
+    /// where damaged files (or copies of dropped entries) were kept
+    pub kept_aside: Vec<PathBuf>,
 }
 
-/// Loads the state file into `registry`: entries come back inactive; the report names
-/// those to start again. Problems are logged (never key material) and the original
-/// file is kept aside before anything of it is dropped.
+/// Loads the tunnel files into `registry`: entries come back inactive; the report
+/// names those to start again. Problems are logged (never key material) and every
+/// damaged file or dropped entry is kept aside before it is removed. Then the store is
+/// brought in line with the registry: entries read through a symlink or from a legacy
+/// file are written as tunnel files, dropped ones removed (nothing else is written).
 ///
 /// # Errors
-/// [`StateError`] when the state file cannot be read, kept aside or rewritten.
+/// [`StateError`] when the state cannot be read, kept aside or written.
 pub fn load(store: &StateStore, registry: &Registry) -> Result<RestoreReport, StateError> {
     let path = store.path();
     let loaded = store.load()?;
@@ -46,7 +48,6 @@ pub fn load(store: &StateStore, registry: &Registry) -> Result<RestoreReport, St
         kept_aside: loaded.kept_aside,
         ..RestoreReport::default()
     };
-    let mut dropped = Vec::new();
     for record in &loaded.tunnels {
         match registry.restore(record) {
             Ok(start) => {
@@ -55,32 +56,38 @@ pub fn load(store: &StateStore, registry: &Registry) -> Result<RestoreReport, St
                     report.to_start.push(record.nickname.clone());
                 }
             }
-            Err(e) => dropped.push(format!("tunnel {:?}: {e}; entry dropped", record.nickname)),
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("tunnel {:?}: {e}; entry dropped", record.nickname));
+                report.kept_aside.push(store.keep_aside(record)?);
+            }
         }
     }
-    if !dropped.is_empty() && report.kept_aside.is_none() {
-        report.kept_aside = store.keep_aside()?;
-    }
-    report.problems.extend(dropped);
     for problem in &report.problems {
         // parser messages span lines; keep each problem on one log line
         let problem = problem.split_whitespace().collect::<Vec<_>>().join(" ");
-        error!(file = %path.display(), "state file: {problem}");
+        error!(dir = %path.display(), "state: {problem}");
     }
-    if let Some(aside) = &report.kept_aside {
+    for aside in &report.kept_aside {
         error!(
-            file = %path.display(),
+            dir = %path.display(),
             kept_aside = %aside.display(),
-            "state file is damaged: the original is kept aside at {}; starting with the {} tunnel(s) that could be read",
+            "damaged or dropped state kept aside at {}",
             aside.display(),
+        );
+    }
+    if !report.kept_aside.is_empty() {
+        error!(
+            dir = %path.display(),
+            "state is damaged: starting with the {} tunnel(s) that could be read",
             report.restored.len()
         );
-        // Rewrite the file from what was read, so the damage is not found again.
-        let snapshot = registry.snapshot();
-        store.save(snapshot.generation, &snapshot.into_records())?;
     }
+    let snapshot = registry.snapshot();
+    store.save(snapshot.generation, &snapshot.into_records())?;
     info!(
-        file = %path.display(),
+        dir = %path.display(),
         tunnels = report.restored.len(),
         running = report.to_start.len(),
         "registry restored from the state directory"
