@@ -64,6 +64,11 @@ impl Default for BackendConfig {
     }
 }
 
+/// Default cap on the bytes of all registry entries together (`--max-registry-bytes`):
+/// with the default 1024 tunnels this leaves each an average of 32 KiB of names, hosts
+/// and options, and keeps the whole registry (and any copy of it in replies) small.
+pub const DEFAULT_MAX_REGISTRY_BYTES: usize = 32 << 20;
+
 /// Everything the server needs besides its core.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,7 +124,7 @@ impl Default for Config {
             newkeys_crypto: CryptoType::ElGamal,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_tunnels: DEFAULT_MAX_TUNNELS,
-            max_registry_bytes: crate::registry::DEFAULT_MAX_REGISTRY_BYTES,
+            max_registry_bytes: DEFAULT_MAX_REGISTRY_BYTES,
             default_options: java_default_options(),
             tunnel_limits: TunnelLimits::default(),
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,

@@ -111,10 +111,7 @@ struct State {
     bytes: usize,
 }
 
-/// Default cap on the bytes of all registry entries together (`--max-registry-bytes`):
-/// with the default 1024 tunnels this leaves each an average of 32 KiB of names, hosts
-/// and options, and keeps the whole registry (and any copy of it in replies) small.
-pub const DEFAULT_MAX_REGISTRY_BYTES: usize = 32 << 20;
+pub use crate::config::DEFAULT_MAX_REGISTRY_BYTES;
 
 /// The registry as the state file stores it, at one generation.
 #[derive(Debug)]
