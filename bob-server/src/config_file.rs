@@ -32,6 +32,9 @@
 //!
 //! [tunnel-options]                 # default options of every tunnel
 //! "inbound.length" = "2"
+//!
+//! [embedded-router]                 # router = "embedded" / "devnet[=N]" (flags --router-KEY)
+//! ntcp2-port = 0                    # see backend::embedded::settings for every key
 //! ```
 //! Relative paths are taken relative to the directory of the file. Unknown keys are
 //! errors (a typo must not silently leave a default in place); every error names the
@@ -49,6 +52,8 @@ use bob_codec::Dialect;
 use keytools::SigType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::backend::embedded::RouterKind;
+use crate::backend::embedded::settings::RouterSettings;
 use crate::backend::sam::{SamConfig, merge_options};
 use crate::config::{BackendConfig, Config, java_default_options, parse_sig_type};
 use crate::tunnel::TunnelLimits;
@@ -86,29 +91,46 @@ impl FromStr for DialectName {
     }
 }
 
-/// A SAM router address, checked; written `sam://HOST:PORT`.
+/// The router of `--router`, checked: a SAM bridge written `sam://HOST:PORT`, or
+/// `embedded` / `devnet[=N]` (the in-process emissary routers).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouterUrl(String);
+pub enum RouterUrl {
+    /// a SAMv3 bridge's `HOST:PORT`
+    Sam(String),
+    /// an in-process router (feature `embedded-router`)
+    Embedded(RouterKind),
+}
 
 impl RouterUrl {
-    /// The bridge's `HOST:PORT`.
-    pub fn addr(&self) -> &str {
-        &self.0
+    /// The bridge's `HOST:PORT`; `None` for the in-process routers.
+    pub fn addr(&self) -> Option<&str> {
+        match self {
+            Self::Sam(addr) => Some(addr),
+            Self::Embedded(_) => None,
+        }
     }
 }
 
 impl FromStr for RouterUrl {
     type Err = String;
 
-    /// Accepts `sam://HOST:PORT` or `HOST:PORT`.
+    /// Accepts `sam://HOST:PORT`, `HOST:PORT`, `embedded`, `devnet` or `devnet=N`.
     fn from_str(s: &str) -> Result<Self, String> {
-        SamConfig::from_url(s).map(|sam| Self(sam.addr))
+        if let Some(kind) = RouterKind::parse(s) {
+            return kind.map(Self::Embedded);
+        }
+        SamConfig::from_url(s)
+            .map(|sam| Self::Sam(sam.addr))
+            .map_err(|e| format!("{e}, `embedded` or `devnet[=N]`"))
     }
 }
 
 impl fmt::Display for RouterUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sam://{}", self.0)
+        match self {
+            Self::Sam(addr) => write!(f, "sam://{addr}"),
+            Self::Embedded(kind) => write!(f, "{kind}"),
+        }
     }
 }
 
@@ -270,6 +292,9 @@ pub struct Settings {
     /// default options of every tunnel (a table, so it is written last)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel_options: Option<TunnelOptions>,
+    /// the embedded router's settings (`[embedded-router]`; flags `--router-*`)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded_router: Option<RouterSettings>,
 }
 
 /// A configuration file that cannot be used, or settings that contradict each other.
@@ -350,7 +375,19 @@ impl Settings {
             metrics: None,
             tunnels: None,
             tunnel_options: Some(TunnelOptions::default()),
+            embedded_router: None,
         }
+    }
+
+    /// The built-in defaults under this layer: [`Settings::builtin`], except that with
+    /// `router = "embedded"`/`"devnet"` an unset `newkeys-type` is Ed25519, the only
+    /// type emissary can run.
+    pub fn builtin_for(&self) -> Self {
+        let mut builtin = Self::builtin();
+        if matches!(self.router, Some(RouterUrl::Embedded(_))) {
+            builtin.newkeys_type = Some(SigTypeName(SigType::Ed25519));
+        }
+        builtin
     }
 
     /// Parses a configuration file's text; `path` names it in errors and anchors its
@@ -383,6 +420,9 @@ impl Settings {
         {
             *p = base.join(&*p);
         }
+        if let Some(router) = &mut settings.embedded_router {
+            router.rebase(base);
+        }
         Ok(settings)
     }
 
@@ -409,6 +449,10 @@ impl Settings {
             }
             (upper, lower) => upper.or(lower),
         };
+        let embedded_router = match (self.embedded_router, lower.embedded_router) {
+            (Some(upper), Some(lower)) => Some(upper.over(lower)),
+            (upper, lower) => upper.or(lower),
+        };
         Self {
             listen: self.listen.or(lower.listen),
             allow_remote: self.allow_remote.or(lower.allow_remote),
@@ -427,6 +471,7 @@ impl Settings {
             metrics: self.metrics.or(lower.metrics),
             tunnels: self.tunnels.or(lower.tunnels),
             tunnel_options,
+            embedded_router,
         }
     }
 
@@ -444,7 +489,8 @@ impl Settings {
     /// [`ConfigFileError::Conflict`] when `hosts` (local core) and `router` (SAM) are
     /// both set.
     pub fn into_config(self) -> Result<Config, ConfigFileError> {
-        let s = self.over(Self::builtin());
+        let builtin = self.builtin_for();
+        let s = self.over(builtin);
         if s.hosts.is_some() && s.router.is_some() {
             return Err(ConfigFileError::Conflict(
                 "`hosts` is for the local backend and cannot be combined with `router`".into(),
@@ -460,11 +506,17 @@ impl Settings {
         // each tunnel's own `option`s).
         let default_options = merge_options(&java_default_options(), tunnel_options.clone());
         let backend = match s.router {
-            Some(router) => {
-                let mut sam = SamConfig::new(router.addr());
+            Some(RouterUrl::Sam(addr)) => {
+                let mut sam = SamConfig::new(addr);
                 sam.default_options = tunnel_options;
                 sam.session_timeout = secs(s.session_timeout, sam.session_timeout);
                 BackendConfig::Sam(sam)
+            }
+            Some(RouterUrl::Embedded(kind)) => {
+                let mut e = s.embedded_router.unwrap_or_default().into_config(kind);
+                e.sam.default_options = tunnel_options;
+                e.sam.session_timeout = secs(s.session_timeout, e.sam.session_timeout);
+                BackendConfig::Embedded(e)
             }
             None => BackendConfig::Local { hosts: s.hosts },
         };

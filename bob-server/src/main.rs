@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bob_server::backend::StreamingCore;
+use bob_server::backend::embedded::settings::RouterSettings;
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::sam::SamCore;
 use bob_server::config::{BackendConfig, Config};
@@ -35,7 +36,10 @@ macro_rules! backend_note {
     () => {
         "Without --router the backend is `local`: an in-process network that reaches NO I2P \
 network; tunnels of this server can only reach each other. With --router \
-sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3."
+sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3; with \
+--router embedded on an emissary router in this process (the real network), with --router \
+devnet on a private network of emissary routers in this process that reaches NO real I2P \
+network (both need the `embedded-router` build feature)."
     };
 }
 
@@ -115,9 +119,14 @@ struct Args {
     )]
     hosts: Option<PathBuf>,
 
-    /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`)
-    #[arg(long, value_name = "sam://HOST:PORT", env = "BOB_ROUTER", value_parser = parse_router)]
+    /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`),
+    /// on an emissary router in this process (`embedded`), or on a private in-process
+    /// network of N emissary routers (`devnet`, `devnet=N`; reaches no real network)
+    #[arg(long, value_name = "sam://HOST:PORT|embedded|devnet[=N]", env = "BOB_ROUTER", value_parser = parse_router)]
     router: Option<RouterUrl>,
+
+    #[command(flatten)]
+    router_settings: RouterSettings,
 
     /// Default option for every tunnel, under each tunnel's own `option`s (repeatable;
     /// BOB_TUNNEL_OPTIONS takes several separated by spaces)
@@ -199,6 +208,8 @@ impl Args {
             tunnels: self.tunnels.clone(),
             tunnel_options: (!self.tunnel_options.is_empty())
                 .then(|| TunnelOptions(self.tunnel_options.iter().cloned().collect())),
+            embedded_router: (!self.router_settings.is_empty())
+                .then(|| self.router_settings.clone()),
         }
     }
 
@@ -208,7 +219,9 @@ impl Args {
             Some(path) => Settings::load(path)?,
             None => Settings::default(),
         };
-        Ok(self.settings().over(file).over(Settings::builtin()))
+        let set = self.settings().over(file);
+        let builtin = set.builtin_for();
+        Ok(set.over(builtin))
     }
 }
 
@@ -222,6 +235,7 @@ fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> 
             Ok(Arc::new(core))
         }
         BackendConfig::Sam(sam) => Ok(Arc::new(SamCore::new(sam.clone()))),
+        BackendConfig::Embedded(_) => anyhow::bail!("the embedded router is started by serve()"),
     }
 }
 
@@ -229,6 +243,7 @@ fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> 
 fn boot_deadline(config: &Config) -> Duration {
     let session = match &config.backend {
         BackendConfig::Sam(sam) => sam.session_timeout,
+        BackendConfig::Embedded(e) => e.sam.session_timeout,
         BackendConfig::Local { .. } => config.tunnel_limits.session_timeout,
     };
     session + BOOT_MARGIN
@@ -281,8 +296,33 @@ async fn serve(
     tunnels_path: Option<&Path>,
     decls: Vec<tunnels_file::TunnelDecl>,
 ) -> anyhow::Result<()> {
-    let core = make_core(&config.backend)?;
+    let embedded = match &config.backend {
+        BackendConfig::Embedded(e) => Some(
+            bob_server::backend::embedded::start(e, config.state_dir.as_deref())
+                .await
+                .context("starting the embedded router")?,
+        ),
+        _ => None,
+    };
+    let core = match &embedded {
+        Some(started) => Arc::clone(&started.core),
+        None => make_core(&config.backend)?,
+    };
     info!(backend = core.name(), backend_note!());
+    let result = serve_on(config, core, tunnels_path, decls).await;
+    if let Some(started) = embedded {
+        // after the BOB listeners: gracefully within the grace, then at once
+        started.shutdown().await;
+    }
+    result
+}
+
+async fn serve_on(
+    config: Config,
+    core: Arc<dyn StreamingCore>,
+    tunnels_path: Option<&Path>,
+    decls: Vec<tunnels_file::TunnelDecl>,
+) -> anyhow::Result<()> {
     let deadline = boot_deadline(&config);
     let mut server = Server::bind(config.clone(), core)
         .await

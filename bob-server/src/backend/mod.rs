@@ -5,6 +5,7 @@
 //! a session connects to destinations, accepts incoming streams with the peer's
 //! destination, and resolves names.
 
+pub mod embedded;
 pub mod sam;
 
 use std::any::Any;
