@@ -7,6 +7,9 @@
 //!   [`TunnelCounters`] of the `stats` extension.
 //! - [`help`]: the help texts of both dialects, as data.
 //! - [`error`]: parse errors; their `Display` is the text sent after `ERROR `.
+//! - [`types`]: validated values ([`Nickname`], [`Host`], [`Port`], [`OptionKey`],
+//!   [`OptionValue`], [`TunnelOption`]) with their size caps and the options-per-tunnel
+//!   limit formula ([`types::max_properties`]).
 //!
 //! This crate does no I/O of its own and has no tokio in its core.
 //!
@@ -63,11 +66,13 @@ pub mod fuzzing;
 pub mod help;
 pub mod line;
 pub mod reply;
+pub mod types;
 
 pub use command::Command;
 pub use error::{CommandError, LineError, ReplyError};
 pub use line::{LineCodec, LineItem, MAX_LINE_LEN};
 pub use reply::{GREETING, Reply, TunnelCounters, TunnelStatus};
+pub use types::{Host, Nickname, OptionKey, OptionValue, Port, TunnelOption, ValueError};
 
 /// Which server's reply strings to speak. Semantics never change with the dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::backend::sam::proto::{self, Reply, SamError};
+use crate::backend::sam::proto::{self, SamError, SamReply};
 use crate::backend::{CoreError, Target};
 
 /// Small limit, so that the fuzzer reaches the over-long-line paths quickly.
@@ -133,7 +133,7 @@ impl AsyncRead for Chunked<'_> {
     }
 }
 
-/// Target `sam_reply`: bytes a SAM bridge sends → lines → [`Reply::parse`] → the
+/// Target `sam_reply`: bytes a SAM bridge sends → lines → [`SamReply::parse`] → the
 /// accessors → re-encode with [`proto::command`] → parse again; plus the peer line
 /// of accepted streams.
 ///
@@ -146,7 +146,7 @@ pub fn sam_reply(data: &[u8]) {
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         check_peer_line(line);
-        let reply = match Reply::parse(line) {
+        let reply = match SamReply::parse(line) {
             Ok(reply) => reply,
             Err(e) => {
                 check_error(&e);
@@ -176,7 +176,11 @@ pub fn sam_reply(data: &[u8]) {
         match proto::command(&words, pairs) {
             Ok(encoded) => {
                 assert!(!encoded.contains(['\n', '\r']));
-                assert_eq!(Reply::parse(&encoded).as_ref(), Ok(&reply), "{encoded:?}");
+                assert_eq!(
+                    SamReply::parse(&encoded).as_ref(),
+                    Ok(&reply),
+                    "{encoded:?}"
+                );
             }
             Err(e) => {
                 // the encoder is stricter than the parser only about keys holding a

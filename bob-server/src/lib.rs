@@ -1,19 +1,26 @@
 //! The BOB server: control protocol, tunnel registry, tunnels, and streaming backends.
 //!
 //! # Layout
-//! - [`server`] — the control listener, per-connection tasks, shutdown (`zap`, signals).
-//! - [`control`] — one control connection: framing, command handlers, `start`/`stop`.
-//! - [`registry`] — the global nickname → tunnel table (Java BOB's database).
-//! - [`messages`] — every reply string, per dialect.
-//! - [`config`] — [`config::Config`] and its defaults; [`config_file`] — the TOML file
-//!   and the flag > environment > file > default layering.
-//! - [`cli_docs`] — shell completions and man pages from the clap definitions.
-//! - [`boot`] — tunnels declared in a tunnels file, created and started at boot.
-//! - [`backend`] — the object-safe [`backend::StreamingCore`] seam and its backends
-//!   (`local`: in-process network; `sam`: SAMv3 to a real router).
+//! Folders follow the data flow, from the control port to the network:
+//! - [`server`] — the control listener, per-connection tasks, shutdown (`zap`, signals),
+//!   the state-dir restore and the metrics endpoint's start.
+//! - [`control`] — one control connection: framing, command handlers, `start`/`stop`;
+//!   [`control::messages`] holds every reply string, per dialect.
+//! - [`service`] — what runs tunnels for the control connections, the state-dir restore
+//!   and [`service::boot`] (tunnels declared in a tunnels file, started at boot).
+//! - [`registry`] — the global nickname → tunnel table (Java BOB's database);
+//!   [`registry::Entry`] is one named tunnel.
 //! - [`tunnel`] — a running tunnel's inbound listener and outbound acceptor, and the pipe.
-//! - [`state`], [`tunnels_file`], [`keyfile`] — on-disk state, tunnel definitions, key files.
+//! - [`backend`] — the object-safe [`backend::StreamingCore`] seam and its backends
+//!   ([`backend::local`]: in-process network; [`backend::sam`]: SAMv3 to a real router).
+//! - [`config`] — [`config::Config`] and its defaults; [`config::file`] — the TOML file
+//!   and the flag > environment > file > default layering; [`config::tunnels`] — the
+//!   tunnels file.
+//! - [`storage`] — on disk: [`storage::state`] (the registry across restarts) and
+//!   [`storage::keyfile`] (key files).
 //! - [`metrics`] — Prometheus text rendering and its HTTP endpoint.
+//! - `cli_docs` (feature `cli`) — shell completions and man pages from the clap
+//!   definitions; the binaries (`main.rs`, `bin/bobctl.rs`) hold the rest of the CLI.
 //!
 //! Data flow:
 //! ```text
@@ -24,21 +31,18 @@
 //! Start a server in-process with [`server::Server::bind`] and [`server::Server::run`].
 
 pub mod backend;
-pub mod boot;
+#[cfg(feature = "cli")]
 pub mod cli_docs;
 pub mod config;
-pub mod config_file;
 pub mod control;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod keyfile;
-pub mod messages;
 pub mod metrics;
 pub mod registry;
 pub mod server;
-pub mod state;
+pub mod service;
+pub mod storage;
 pub mod tunnel;
-pub mod tunnels_file;
 
 pub use control::tunnel_launcher;

@@ -5,7 +5,7 @@
 //! `local` core (reaches no I2P network) or on a real router through SAMv3.
 //!
 //! Settings come from flags, `BOB_*` environment variables, a TOML file (`--config`)
-//! and built-in defaults, in that order of precedence (see `bob_server::config_file`).
+//! and built-in defaults, in that order of precedence (see `bob_server::config::file`).
 //! `--tunnels FILE` declares tunnels that are created and started at boot.
 
 use std::io::IsTerminal as _;
@@ -21,10 +21,12 @@ use bob_server::backend::StreamingCore;
 use bob_server::backend::embedded::settings::RouterSettings;
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::sam::SamCore;
+use bob_server::cli_docs;
+use bob_server::config::file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
+use bob_server::config::tunnels as tunnels_file;
 use bob_server::config::{BackendConfig, Config};
-use bob_server::config_file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
 use bob_server::server::Server;
-use bob_server::{boot, cli_docs, tunnels_file};
+use bob_server::service::boot;
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;

@@ -28,7 +28,7 @@
 //! is logged and stays in the registry, stopped). A damaged file is logged with the path
 //! where it was kept aside and the server starts with what could be read (often
 //! nothing). From then on every change is saved before its reply is sent (see
-//! [`crate::state::Persister`]). Stopping the server does not mark tunnels stopped.
+//! [`crate::storage::state::Persister`]). Stopping the server does not mark tunnels stopped.
 //!
 //! # Metrics (`Config::metrics_listen`)
 //! The Prometheus endpoint is bound next to the control port (same loopback rule) and
@@ -49,10 +49,10 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::backend::StreamingCore;
 use crate::config::{Config, ConfigError};
 use crate::control;
-use crate::messages::Messages;
+use crate::control::messages::Messages;
 use crate::metrics;
 use crate::registry::{Launcher, Registry};
-use crate::state::{Persister, StateError, StateStore};
+use crate::storage::state::{Persister, StateError, StateStore};
 
 /// Restored tunnels started at once after a restart (a router is not flooded with
 /// hundreds of session requests).
@@ -93,7 +93,7 @@ pub enum ServerError {
 
 /// State shared by the accept loop, every connection and every tunnel task.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct Service {
     /// the configuration
     pub(crate) config: Config,
     /// reply strings of the configured dialect
@@ -114,7 +114,7 @@ pub(crate) struct Shared {
     pub(crate) persister: Option<Persister>,
 }
 
-impl Shared {
+impl Service {
     /// Saves the registry if it changed since the last save, and waits until the file is
     /// durable. A failure is logged: the change stays live but would not survive a
     /// restart.
@@ -253,7 +253,7 @@ impl Server {
     }
 
     /// Keeps [`Server::run`] from starting `nickname` again as a restored tunnel: the
-    /// caller (boot from a tunnels file, [`crate::boot`]) has replaced that entry and
+    /// caller (boot from a tunnels file, [`crate::service::boot`]) has replaced that entry and
     /// decides itself whether it runs.
     pub fn skip_restart(&mut self, nickname: &str) {
         self.restore.to_start.retain(|n| n != nickname);
@@ -300,7 +300,7 @@ impl Server {
             Some((std_listener, addr)) => Some((TcpListener::from_std(std_listener)?, addr)),
             None => None,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Service {
             messages: Messages::new(config.dialect),
             config,
             core,
@@ -448,7 +448,7 @@ fn restore_registry(store: &StateStore, registry: &Registry) -> Result<RestoreRe
 
 /// Starts the restored tunnels that were running, then saves the registry once (a
 /// tunnel that did not start is saved as stopped).
-async fn restart_restored(shared: Arc<Shared>, names: Vec<String>) {
+async fn restart_restored(shared: Arc<Service>, names: Vec<String>) {
     use futures::StreamExt;
     let starts = names.into_iter().map(|name| {
         let shared = shared.clone();
@@ -475,7 +475,7 @@ async fn restart_restored(shared: Arc<Shared>, names: Vec<String>) {
 
 async fn accept_loop(
     listener: &TcpListener,
-    shared: &Arc<Shared>,
+    shared: &Arc<Service>,
     connections: &TaskTracker,
     shutdown: &CancellationToken,
 ) {

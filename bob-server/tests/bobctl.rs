@@ -143,7 +143,7 @@ async fn list_create_variants_and_status() {
     // --keys: a binary key file and a base64 line
     let keys = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).unwrap();
     let bin = temp_path("keys.dat");
-    bob_server::keyfile::write_key_file(&bin, &keys).unwrap();
+    bob_server::storage::keyfile::write_key_file(&bin, &keys).unwrap();
     let line = temp_path("keys.txt");
     std::fs::write(&line, format!("{}\n", keys.to_base64())).unwrap();
     let expected = keys.destination().to_base64();

@@ -438,9 +438,12 @@ start = false
             let mode = std::fs::metadata(&path).expect(keys).permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{keys}");
         }
-        assert!(bob_server::keyfile::read_key_file(&path).is_ok(), "{keys}");
+        assert!(
+            bob_server::storage::keyfile::read_key_file(&path).is_ok(),
+            "{keys}"
+        );
     }
-    let srv = bob_server::keyfile::read_key_file(&dir.join("srv.keys")).unwrap();
+    let srv = bob_server::storage::keyfile::read_key_file(&dir.join("srv.keys")).unwrap();
     assert_eq!(srv.destination().sig_type(), keytools::SigType::Ed25519);
 
     // Data end to end: app -> cli inbound -> local core -> srv -> echo server.
@@ -517,7 +520,7 @@ async fn example_configuration_and_tunnels_file_parse() {
     let table = print_config(bob().args(["--config", s(&config)])).await;
     assert_eq!(table["router"].as_str(), Some("sam://127.0.0.1:7656"));
     assert!(table["tunnels"].as_str().unwrap().ends_with("tunnels.toml"));
-    let decls = bob_server::tunnels_file::load(&examples().join("tunnels.toml"))
+    let decls = bob_server::config::tunnels::load(&examples().join("tunnels.toml"))
         .expect("example tunnels file");
     let names: Vec<_> = decls.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["web", "irc-client", "ssh"]);
@@ -818,7 +821,7 @@ async fn nc_client_example_talks_to_a_destination() {
         "bob-server tunnels ready",
     )
     .await;
-    let b32 = bob_server::keyfile::read_key_file(&dir.join("echo.keys"))
+    let b32 = bob_server::storage::keyfile::read_key_file(&dir.join("echo.keys"))
         .unwrap()
         .destination()
         .b32();

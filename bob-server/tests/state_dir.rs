@@ -11,7 +11,7 @@ use std::time::Duration;
 use bob_server::backend::local::LocalCore;
 use bob_server::config::Config;
 use bob_server::server::Server;
-use bob_server::state::{StateStore, TunnelRecord};
+use bob_server::storage::state::{StateStore, TunnelRecord};
 use keytools::{CryptoType, PrivateKeys, SigType};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

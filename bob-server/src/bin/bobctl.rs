@@ -484,7 +484,7 @@ fn create(c: &mut Client, args: &CreateArgs, json: bool) -> Result<(), Failure> 
     let keys = args
         .keys
         .as_deref()
-        .map(bob_server::keyfile::read_key_file)
+        .map(bob_server::storage::keyfile::read_key_file)
         .transpose()
         .map_err(|e| Failure::Usage(e.to_string()))?;
 

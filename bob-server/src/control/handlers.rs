@@ -17,14 +17,14 @@ use tracing::{debug, info};
 use super::{After, Connection, lifecycle};
 use crate::backend::{CoreError, Target};
 use crate::config::{MAX_OPTIONS_PER_TUNNEL, parse_crypto_type, parse_sig_type};
-use crate::messages::Messages;
+use crate::control::messages::Messages;
 use crate::registry::{Entry, Registry, RegistryError};
-use crate::server::Shared;
+use crate::server::Service;
 
 /// Handles one request line, appending the encoded reply to `out`.
 pub(crate) async fn handle(
     conn: &mut Connection,
-    shared: &Arc<Shared>,
+    shared: &Arc<Service>,
     line: &str,
     out: &mut Vec<u8>,
 ) -> After {
@@ -304,7 +304,7 @@ fn set_port(
 
 async fn new_keys(
     conn: &Connection,
-    shared: &Shared,
+    shared: &Service,
     sig: Option<&str>,
     crypto: Option<&str>,
 ) -> Reply {
@@ -347,7 +347,7 @@ async fn new_keys(
 }
 
 /// `lookup`/`lookuplocal`: `.i2p` names only (Java), resolved by the core.
-async fn lookup(shared: &Shared, name: Option<&str>, what: &'static str) -> Reply {
+async fn lookup(shared: &Service, name: Option<&str>, what: &'static str) -> Reply {
     let m = shared.messages;
     let Some(name) = name else {
         return m.empty_address(what);
@@ -364,7 +364,7 @@ async fn lookup(shared: &Shared, name: Option<&str>, what: &'static str) -> Repl
 }
 
 /// `ping` (i2pd): through the selected tunnel's running session.
-async fn ping(conn: &Connection, shared: &Shared, name: Option<&str>) -> Reply {
+async fn ping(conn: &Connection, shared: &Service, name: Option<&str>) -> Reply {
     let m = shared.messages;
     let Some(name) = name else {
         return m.empty_address("ping");

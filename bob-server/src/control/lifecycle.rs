@@ -10,14 +10,14 @@ use tracing::{info, warn};
 
 use super::Connection;
 use crate::backend::{BoxFuture, CoreError, Session};
-use crate::messages::Missing;
+use crate::control::messages::Missing;
 use crate::registry::{ActiveTunnel, Launcher, Registry, RegistryError, StartTicket};
-use crate::server::Shared;
+use crate::server::Service;
 use crate::tunnel::{RunningTunnel, StartError, TunnelStats};
 
 /// `start`: replies once the tunnel is usable (`OK tunnel starting`) or has failed
 /// (`ERROR starting tunnel: <reason>`).
-pub(super) async fn start(conn: &Connection, shared: &Arc<Shared>) -> Reply {
+pub(super) async fn start(conn: &Connection, shared: &Arc<Service>) -> Reply {
     let m = shared.messages;
     let Some(nickname) = conn.nickname.as_deref() else {
         return m.start_incomplete(Missing::Nickname);
@@ -50,7 +50,10 @@ pub(crate) enum StartFailure {
 /// Starts the named tunnel and waits until it is usable or has failed. The slow part
 /// runs in a server task, so it finishes (and the outcome is recorded and saved) even
 /// if the caller goes away.
-pub(crate) async fn start_tunnel(shared: &Arc<Shared>, nickname: &str) -> Result<(), StartFailure> {
+pub(crate) async fn start_tunnel(
+    shared: &Arc<Service>,
+    nickname: &str,
+) -> Result<(), StartFailure> {
     let (spec, ticket) = shared
         .registry
         .begin_start(nickname)
@@ -131,7 +134,7 @@ impl Drop for StartGuard {
 /// `stop`: marks the tunnel STOPPING, replies at once (Java), tears it down in the
 /// background; the entry is inactive again when that is done. (The caller saves the
 /// registry, now remembering the tunnel as stopped, before the reply goes out.)
-pub(super) fn stop(conn: &Connection, shared: &Arc<Shared>) -> Reply {
+pub(super) fn stop(conn: &Connection, shared: &Arc<Service>) -> Reply {
     let m = shared.messages;
     let Some(nickname) = conn.nickname.as_deref() else {
         return m.no_nickname();

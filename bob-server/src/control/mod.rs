@@ -6,6 +6,7 @@
 
 mod handlers;
 mod lifecycle;
+pub mod messages;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 use tracing::debug;
 
-use crate::server::Shared;
+use crate::server::Service;
 
 pub(crate) use lifecycle::start_tunnel;
 pub use lifecycle::tunnel_launcher;
@@ -41,7 +42,7 @@ pub(crate) enum After {
 }
 
 /// Serves one control connection until the client leaves or the server stops.
-pub(crate) async fn serve(socket: TcpStream, shared: &Arc<Shared>) {
+pub(crate) async fn serve(socket: TcpStream, shared: &Arc<Service>) {
     let _ = socket.set_nodelay(true);
     let (read, mut write) = socket.into_split();
     if write.write_all(GREETING).await.is_err() {

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
-use super::{Accepted, Shared};
+use super::{Accepted, TunnelContext};
 use crate::backend::{BoxStream, CoreError, Target};
 
 /// Serial numbers for inbound connections, for log spans.
@@ -43,7 +43,7 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 
 /// Accepts TCP connections until the tunnel stops, each served by its own task.
-pub(super) async fn accept_loop(listener: TcpListener, shared: Shared) {
+pub(super) async fn accept_loop(listener: TcpListener, shared: TunnelContext) {
     let listener = &listener;
     let accept = || async move {
         match listener.accept().await {
@@ -60,7 +60,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Shared) {
 }
 
 /// One application connection, from the first line to the end of the relay.
-async fn serve(socket: TcpStream, shared: Shared) {
+async fn serve(socket: TcpStream, shared: TunnelContext) {
     let _active = shared.stats.open_connection();
     tokio::select! {
         () = shared.cancel.cancelled() => tracing::debug!("connection ended by stop"),
@@ -68,7 +68,7 @@ async fn serve(socket: TcpStream, shared: Shared) {
     }
 }
 
-async fn relay(socket: TcpStream, shared: &Shared) {
+async fn relay(socket: TcpStream, shared: &TunnelContext) {
     // Everything of the set-up (line, target, early bytes) is freed before relaying:
     // a long-lived connection holds only its sockets, stream and relay state.
     let Some((socket, stream)) = set_up(socket, shared).await else {
@@ -79,7 +79,7 @@ async fn relay(socket: TcpStream, shared: &Shared) {
 
 /// Reads the destination line, connects, forwards the early bytes. `None` when the
 /// connection has been dealt with (rejected or failed).
-async fn set_up(mut socket: TcpStream, shared: &Shared) -> Option<(TcpStream, BoxStream)> {
+async fn set_up(mut socket: TcpStream, shared: &TunnelContext) -> Option<(TcpStream, BoxStream)> {
     let _ = socket.set_nodelay(true);
     let limits = &shared.limits;
     let read = read_first_line(&mut socket, limits.max_first_line);
@@ -246,7 +246,7 @@ pub(crate) async fn first_line_for_fuzzing<R: AsyncRead + Unpin>(
 }
 
 /// Sends `ERROR <reason>\n`, then closes without provoking a reset (see [`LINGER_TIME`]).
-async fn reject(mut socket: TcpStream, shared: &Shared, reason: &str) {
+async fn reject(mut socket: TcpStream, shared: &TunnelContext, reason: &str) {
     shared.stats.count_failure();
     tracing::debug!(reason, "rejecting connection");
     let linger = async {

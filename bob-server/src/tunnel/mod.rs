@@ -174,7 +174,7 @@ enum Accepted<T> {
 /// at the limit new connections wait in the source's backlog. `what` names the source
 /// in the log.
 async fn accept_loop<T, A, S>(
-    shared: &Shared,
+    shared: &TunnelContext,
     what: &str,
     mut accept: impl FnMut() -> A,
     mut serve: impl FnMut(T) -> Option<S>,
@@ -283,7 +283,7 @@ impl Drop for ActiveGuard {
 
 /// What every connection task of one tunnel shares.
 #[derive(Debug, Clone)]
-struct Shared {
+struct TunnelContext {
     session: Arc<dyn Session>,
     limits: TunnelLimits,
     stats: Arc<TunnelStats>,
@@ -291,7 +291,7 @@ struct Shared {
     tracker: TaskTracker,
 }
 
-impl Shared {
+impl TunnelContext {
     /// Relays a connection that is set up (both sides count its bytes the same way:
     /// out of the socket is `bytes_out`), then logs how it ended and counts a failure.
     async fn relay(&self, socket: TcpStream, stream: BoxStream) {
@@ -324,7 +324,7 @@ pub struct RunningTunnel {
     nickname: String,
     destination: Destination,
     inbound_addr: Option<SocketAddr>,
-    shared: Shared,
+    shared: TunnelContext,
 }
 
 impl RunningTunnel {
@@ -367,7 +367,7 @@ impl RunningTunnel {
             .map_err(|_| StartError::Timeout)??;
             let destination = session.destination().clone();
 
-            let shared = Shared {
+            let shared = TunnelContext {
                 session,
                 limits,
                 stats: Arc::default(),

@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use super::{Accepted, Endpoint, Shared};
+use super::{Accepted, Endpoint, TunnelContext};
 use crate::backend::{BoxStream, CoreError, Incoming};
 
 /// Serial numbers for outbound connections, for log spans.
@@ -30,14 +30,14 @@ const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
 /// `outhost:outport` with its resolved addresses, shared by the tunnel's connections.
 #[derive(Debug)]
-struct Target {
+struct OutboundTarget {
     endpoint: Endpoint,
     /// the addresses of a host name and when they were looked up (IP literals are
     /// never looked up)
     cache: Mutex<Option<(Instant, Arc<[SocketAddr]>)>>,
 }
 
-impl Target {
+impl OutboundTarget {
     fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
@@ -82,8 +82,8 @@ impl Target {
 
 /// Accepts streams until the session closes or the tunnel stops. `target` is the
 /// `outhost:outport` endpoint and the `quiet` flag, or `None` to refuse streams.
-pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared) {
-    let target = target.map(|(endpoint, quiet)| (Arc::new(Target::new(endpoint)), quiet));
+pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: TunnelContext) {
+    let target = target.map(|(endpoint, quiet)| (Arc::new(OutboundTarget::new(endpoint)), quiet));
     let session = &shared.session;
     let accept = || async move {
         match session.accept().await {
@@ -106,7 +106,7 @@ pub(super) async fn accept_loop(target: Option<(Endpoint, bool)>, shared: Shared
 }
 
 /// One incoming stream: connect, write the peer line unless quiet, relay.
-async fn serve(incoming: Incoming, out: Arc<Target>, quiet: bool, shared: Shared) {
+async fn serve(incoming: Incoming, out: Arc<OutboundTarget>, quiet: bool, shared: TunnelContext) {
     let _active = shared.stats.open_connection();
     // The set-up's state (peer, endpoint, line) is freed before relaying.
     let Some((socket, stream)) = set_up(incoming, &out, quiet, &shared).await else {
@@ -119,9 +119,9 @@ async fn serve(incoming: Incoming, out: Arc<Target>, quiet: bool, shared: Shared
 /// the stream has been dealt with (closed after a failure, or the tunnel stopped).
 async fn set_up(
     incoming: Incoming,
-    out: &Target,
+    out: &OutboundTarget,
     quiet: bool,
-    shared: &Shared,
+    shared: &TunnelContext,
 ) -> Option<(TcpStream, BoxStream)> {
     let endpoint = &out.endpoint;
     let Incoming { mut stream, peer } = incoming;

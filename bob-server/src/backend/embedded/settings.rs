@@ -1,75 +1,95 @@
 //! The embedded router's settings as one layer: `--router-KEY` flags, `BOB_ROUTER_KEY`
 //! variables and the `[embedded-router]` table of the config file (`KEY = …`).
 //!
-//! The struct is both the clap argument group (flattened into `bob-server`'s flags) and
-//! the serde table, so the three spellings cannot drift apart.
+//! The struct is both the clap argument group (flattened into `bob-server`'s flags; with
+//! the `cli` feature) and the serde table, so the three spellings cannot drift apart.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(feature = "cli")]
 use clap::builder::BoolishValueParser;
 use serde::{Deserialize, Serialize};
 
 use super::{EmbeddedConfig, RouterKind, defaults};
 
 /// One layer of the embedded router's settings; `None` is "not set here".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RouterSettings {
     /// Embedded router: its directory (keys, netDb); default STATE_DIR/router, else
     /// $XDG_DATA_HOME/bob-server/router
-    #[arg(long = "router-dir", value_name = "DIR", env = "BOB_ROUTER_DIR")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "router-dir", value_name = "DIR", env = "BOB_ROUTER_DIR")
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
 
     /// Embedded router: NTCP2 port (0 = pick one on first start and keep it) [default: 0]
-    #[arg(
-        long = "router-ntcp2-port",
-        value_name = "PORT",
-        env = "BOB_ROUTER_NTCP2_PORT"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "router-ntcp2-port",
+            value_name = "PORT",
+            env = "BOB_ROUTER_NTCP2_PORT"
+        )
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ntcp2_port: Option<u16>,
 
     /// Embedded router: IPv4 address to publish (none: a hidden, outbound-only router)
-    #[arg(long = "router-host", value_name = "IPV4", env = "BOB_ROUTER_HOST")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "router-host", value_name = "IPV4", env = "BOB_ROUTER_HOST")
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<Ipv4Addr>,
 
     /// Embedded router: also run SSU2 (UDP) on PORT (0 = pick one) [default: off]
-    #[arg(
-        long = "router-ssu2-port",
-        value_name = "PORT",
-        env = "BOB_ROUTER_SSU2_PORT"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "router-ssu2-port",
+            value_name = "PORT",
+            env = "BOB_ROUTER_SSU2_PORT"
+        )
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssu2_port: Option<u16>,
 
     /// Embedded router: reseed from a .su3 bundle, a routerInfo file, or a directory of
     /// them (repeatable; BOB_ROUTER_RESEED_FILE takes several separated by ':')
-    #[arg(
-        long = "router-reseed-file",
-        value_name = "PATH",
-        env = "BOB_ROUTER_RESEED_FILE",
-        value_delimiter = ':'
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "router-reseed-file",
+            value_name = "PATH",
+            env = "BOB_ROUTER_RESEED_FILE",
+            value_delimiter = ':'
+        )
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reseed_file: Option<Vec<PathBuf>>,
 
     /// Embedded router: HTTPS reseed hosts (repeatable; variable: separated by spaces)
     /// [default: emissary's list]
-    #[arg(
-        long = "router-reseed-host",
-        value_name = "URL",
-        env = "BOB_ROUTER_RESEED_HOST",
-        value_delimiter = ' '
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "router-reseed-host",
+            value_name = "URL",
+            env = "BOB_ROUTER_RESEED_HOST",
+            value_delimiter = ' '
+        )
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reseed_host: Option<Vec<String>>,
 
     /// Embedded router: reseed over HTTPS when the netDb is small [default: true]
-    #[arg(
+    #[cfg_attr(feature = "cli", arg(
         long = "router-net-reseed",
         env = "BOB_ROUTER_NET_RESEED",
         value_name = "BOOL",
@@ -77,27 +97,33 @@ pub struct RouterSettings {
         require_equals = true,
         default_missing_value = "true",
         value_parser = BoolishValueParser::new(),
-    )]
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_reseed: Option<bool>,
 
     /// Embedded router: "small" for the HTTPS reseed, in known routers [default: 25]
-    #[arg(
-        long = "router-reseed-threshold",
-        value_name = "N",
-        env = "BOB_ROUTER_RESEED_THRESHOLD"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "router-reseed-threshold",
+            value_name = "N",
+            env = "BOB_ROUTER_RESEED_THRESHOLD"
+        )
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reseed_threshold: Option<usize>,
 
     /// Embedded router / devnet: I2P network id (2 = the real network; other ids are
     /// private and allow loopback addresses) [default: 2; devnet: random]
-    #[arg(long = "router-net-id", value_name = "ID", env = "BOB_ROUTER_NET_ID")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "router-net-id", value_name = "ID", env = "BOB_ROUTER_NET_ID")
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_id: Option<u8>,
 
     /// Embedded router: act as a floodfill [default: false]
-    #[arg(
+    #[cfg_attr(feature = "cli", arg(
         long = "router-floodfill",
         env = "BOB_ROUTER_FLOODFILL",
         value_name = "BOOL",
@@ -105,24 +131,30 @@ pub struct RouterSettings {
         require_equals = true,
         default_missing_value = "true",
         value_parser = BoolishValueParser::new(),
-    )]
+    ))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floodfill: Option<bool>,
 
     /// Embedded router: most transit tunnels carried for others [default: 1000]
-    #[arg(
-        long = "router-transit-tunnels",
-        value_name = "N",
-        env = "BOB_ROUTER_TRANSIT_TUNNELS"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "router-transit-tunnels",
+            value_name = "N",
+            env = "BOB_ROUTER_TRANSIT_TUNNELS"
+        )
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transit_tunnels: Option<usize>,
 
     /// Embedded router / devnet: seconds a graceful router shutdown may take [default: 30]
-    #[arg(
-        long = "router-shutdown-grace",
-        value_name = "SECS",
-        env = "BOB_ROUTER_SHUTDOWN_GRACE"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "router-shutdown-grace",
+            value_name = "SECS",
+            env = "BOB_ROUTER_SHUTDOWN_GRACE"
+        )
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<u64>,
@@ -184,7 +216,7 @@ impl RouterSettings {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};

@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::proto::{MAX_LINE, Reply, SamError, command, shorten};
+use super::proto::{MAX_LINE, SamError, SamReply, command, shorten};
 
 /// Lowest and highest SAM version we speak (3.1: signature types; 3.3: all we use).
 const HELLO: &str = "HELLO VERSION MIN=3.1 MAX=3.3";
@@ -37,7 +37,7 @@ impl SamConn {
     /// # Errors
     /// [`SamError::Unavailable`] when the router cannot be reached or closes,
     /// [`SamError::Timeout`] after `limit`, [`SamError::Refused`] on `NOVERSION`, and
-    /// the parse errors of [`Reply::parse`].
+    /// the parse errors of [`SamReply::parse`].
     pub(crate) async fn open(addr: &str, limit: Duration) -> Result<Self, SamError> {
         with_timeout(limit, async {
             let stream = TcpStream::connect(addr).await.map_err(|e| {
@@ -126,24 +126,24 @@ impl SamConn {
     /// Sends `line` and parses the next reply line.
     ///
     /// # Errors
-    /// As [`Self::send`], [`Self::read_line`] and [`Reply::parse`].
-    pub(crate) async fn request(&mut self, line: &str) -> Result<Reply, SamError> {
+    /// As [`Self::send`], [`Self::read_line`] and [`SamReply::parse`].
+    pub(crate) async fn request(&mut self, line: &str) -> Result<SamReply, SamError> {
         self.send(line).await?;
         let reply = self.read_line().await?;
-        Reply::parse(&reply)
+        SamReply::parse(&reply)
     }
 
     /// Sends a command built from `words` and `pairs`, reads a reply of kind `expected`
     /// and checks its `RESULT=`.
     ///
     /// # Errors
-    /// As [`Self::request`], [`Reply::expect`] and [`Reply::result`].
+    /// As [`Self::request`], [`SamReply::expect`] and [`SamReply::result`].
     pub(crate) async fn call<'a>(
         &mut self,
         words: &str,
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
         expected: &'static str,
-    ) -> Result<Reply, SamError> {
+    ) -> Result<SamReply, SamError> {
         let line = command(words, pairs)?;
         let reply = self.request(&line).await?;
         reply.expect(expected)?;

@@ -114,11 +114,11 @@ impl SamConfig {
 
 /// The SAM streaming core. Cheap to share behind an `Arc<dyn StreamingCore>`.
 pub struct SamCore {
-    shared: Arc<Shared>,
+    shared: Arc<SamState>,
 }
 
 /// State shared by the core and its sessions.
-pub(crate) struct Shared {
+pub(crate) struct SamState {
     cfg: Arc<SamConfig>,
     /// closed sessions within their grace period, by destination bytes
     parked: std::sync::Mutex<HashMap<Vec<u8>, Parked>>,
@@ -150,7 +150,7 @@ impl SamCore {
     /// A core talking to the bridge in `config.addr`. Does no I/O; see [`Self::probe`].
     pub fn new(config: SamConfig) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(SamState {
                 cfg: Arc::new(config),
                 parked: std::sync::Mutex::new(HashMap::new()),
                 active: std::sync::Mutex::new(HashSet::new()),
@@ -247,12 +247,12 @@ impl SamCore {
 
 /// Marks a destination as in use by an open session; released on drop.
 pub(crate) struct Claim {
-    shared: Arc<Shared>,
+    shared: Arc<SamState>,
     key: Vec<u8>,
 }
 
 impl Claim {
-    fn new(shared: &Arc<Shared>, key: Vec<u8>) -> Result<Self, CoreError> {
+    fn new(shared: &Arc<SamState>, key: Vec<u8>) -> Result<Self, CoreError> {
         let mut active = shared
             .active
             .lock()
@@ -332,7 +332,7 @@ pub fn merge_options(defaults: &Options, tunnel: Options) -> Options {
 /// Keeps `link` open for the grace period so that the same tunnel can restart fast;
 /// afterwards its control socket is closed.
 pub(crate) async fn park(
-    shared: &Arc<Shared>,
+    shared: &Arc<SamState>,
     keys: &PrivateKeys,
     options: Options,
     link: Arc<Link>,

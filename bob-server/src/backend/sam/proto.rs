@@ -3,7 +3,7 @@
 //! A SAM message is one line: two upper-case words (`SESSION STATUS`) followed by
 //! `KEY=VALUE` pairs separated by single spaces. Values may be double-quoted when they
 //! contain spaces; SAM 3.2 adds backslash escapes inside quotes (`\"`, `\\`). Nothing
-//! here does I/O; [`super::conn`] reads the lines and hands them to [`Reply::parse`].
+//! here does I/O; `conn` reads the lines and hands them to [`SamReply::parse`].
 
 use std::fmt;
 use std::time::Duration;
@@ -163,7 +163,7 @@ impl From<SamError> for CoreError {
 
 /// One parsed reply line: `TOPIC KIND KEY=VALUE ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub struct SamReply {
     /// first word, e.g. `SESSION`
     pub topic: String,
     /// second word, e.g. `STATUS`
@@ -172,7 +172,7 @@ pub struct Reply {
     pub pairs: Vec<(String, String)>,
 }
 
-impl Reply {
+impl SamReply {
     /// Parses one reply line (without its line terminator).
     ///
     /// # Errors
@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn parses_plain_reply() {
-        let r = Reply::parse("HELLO REPLY RESULT=OK VERSION=3.1").unwrap();
+        let r = SamReply::parse("HELLO REPLY RESULT=OK VERSION=3.1").unwrap();
         assert_eq!(r.topic, "HELLO");
         assert_eq!(r.kind, "REPLY");
         assert_eq!(r.get("VERSION"), Some("3.1"));
@@ -446,7 +446,7 @@ mod tests {
 
     #[test]
     fn parses_quoted_message_with_escapes() {
-        let r = Reply::parse(
+        let r = SamReply::parse(
             r#"SESSION STATUS RESULT=I2P_ERROR MESSAGE="bad \"thing\" here \\ ok" X=1"#,
         )
         .unwrap();
@@ -459,26 +459,26 @@ mod tests {
 
     #[test]
     fn base64_values_keep_their_equals_signs() {
-        let r = Reply::parse("NAMING REPLY RESULT=OK NAME=ME VALUE=abc~-==").unwrap();
+        let r = SamReply::parse("NAMING REPLY RESULT=OK NAME=ME VALUE=abc~-==").unwrap();
         assert_eq!(r.get("VALUE"), Some("abc~-=="));
     }
 
     #[test]
     fn bare_words_and_extra_spaces() {
-        let r = Reply::parse("STREAM STATUS  RESULT=OK  FLAG").unwrap();
+        let r = SamReply::parse("STREAM STATUS  RESULT=OK  FLAG").unwrap();
         assert_eq!(r.get("FLAG"), Some(""));
         r.result().unwrap();
     }
 
     #[test]
     fn unknown_and_missing_results() {
-        let e = Reply::parse("STREAM STATUS RESULT=WHATEVER")
+        let e = SamReply::parse("STREAM STATUS RESULT=WHATEVER")
             .unwrap()
             .result()
             .unwrap_err();
         assert_eq!(e.code(), Some(&ResultCode::Other("WHATEVER".into())));
         assert!(matches!(CoreError::from(e), CoreError::Router(m) if m.contains("WHATEVER")));
-        let e = Reply::parse("STREAM STATUS MESSAGE=x")
+        let e = SamReply::parse("STREAM STATUS MESSAGE=x")
             .unwrap()
             .result()
             .unwrap_err();
@@ -500,12 +500,12 @@ mod tests {
             "\u{0}\u{0}garbage",
         ] {
             assert!(
-                matches!(Reply::parse(bad), Err(SamError::Malformed(_))),
+                matches!(SamReply::parse(bad), Err(SamError::Malformed(_))),
                 "{bad:?}"
             );
         }
         assert_eq!(
-            Reply::parse(&"A".repeat(MAX_LINE + 1)),
+            SamReply::parse(&"A".repeat(MAX_LINE + 1)),
             Err(SamError::LineTooLong)
         );
     }
@@ -575,6 +575,9 @@ mod tests {
         assert!(command("X Y", [("a b", "a")]).is_err());
         // what we send, we parse back
         let line = command("A B", [("k", "x \"y\" \\z")]).unwrap();
-        assert_eq!(Reply::parse(&line).unwrap().get("k"), Some("x \"y\" \\z"));
+        assert_eq!(
+            SamReply::parse(&line).unwrap().get("k"),
+            Some("x \"y\" \\z")
+        );
     }
 }

@@ -234,7 +234,7 @@ async fn watch_control(conn: &mut SamConn) -> String {
 /// A tunnel's handle on a [`Link`]: what [`super::SamCore::open_session`] returns.
 pub(crate) struct SamSession {
     link: Arc<Link>,
-    core: Arc<super::Shared>,
+    core: Arc<super::SamState>,
     /// the options the link was created with (after merging defaults), for reuse
     options: Options,
     keys: PrivateKeys,
@@ -264,7 +264,7 @@ impl Drop for SamSession {
 impl SamSession {
     /// Wraps `link` and starts `core.cfg.acceptors` background acceptors.
     pub(crate) fn start(
-        core: Arc<super::Shared>,
+        core: Arc<super::SamState>,
         link: Arc<Link>,
         keys: PrivateKeys,
         options: Options,

@@ -36,8 +36,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::keyfile::{KeyFileError, write_private_file};
 use crate::registry::Registry;
+use crate::storage::keyfile::{KeyFileError, write_private_file};
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "registry.toml";

@@ -1,4 +1,4 @@
-//! Tunnels declared in a tunnels file (`--tunnels FILE`, see [`crate::tunnels_file`]),
+//! Tunnels declared in a tunnels file (`--tunnels FILE`, see [`crate::config::tunnels`]),
 //! put into the registry and started when the server boots.
 //!
 //! Boot runs in two steps around [`Server::run`](crate::server::Server::run):
@@ -23,11 +23,11 @@ use keytools::PrivateKeys;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::config::tunnels::TunnelDecl;
 use crate::config::{Config, MAX_OPTIONS_PER_TUNNEL};
-use crate::keyfile::{read_key_file, write_key_file};
 use crate::registry::{Registry, RegistryError};
 use crate::server::Server;
-use crate::tunnels_file::TunnelDecl;
+use crate::storage::keyfile::{read_key_file, write_key_file};
 
 /// Longest reply line read from the control port during boot.
 const MAX_REPLY: u64 = 64 * 1024;
@@ -312,7 +312,7 @@ mod tests {
     use keytools::{CryptoType, SigType};
 
     use super::*;
-    use crate::keyfile::write_private_file;
+    use crate::storage::keyfile::write_private_file;
     use crate::tunnel::Endpoint;
 
     fn temp_dir(tag: &str) -> PathBuf {

@@ -4,6 +4,10 @@
 //! The binary fills a [`Config`] from its command line; tests build one with
 //! [`Config::default`] and change the fields they need.
 
+pub mod file;
+pub mod tunnels;
+pub mod values;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config_file::line_of;
+use crate::config::file::line_of;
 use crate::tunnel::Endpoint;
 
 /// One declared tunnel, validated.

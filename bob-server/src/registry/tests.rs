@@ -1,0 +1,259 @@
+//! Unit tests of the registry.
+
+use keytools::{CryptoType, SigType};
+
+use super::*;
+use crate::backend::BoxFuture;
+use crate::tunnel::TunnelStats;
+
+fn registry() -> Registry {
+    Registry::new(vec![("inbound.length".to_owned(), "3".to_owned())], 3)
+}
+
+fn keys() -> PrivateKeys {
+    PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).expect("keygen")
+}
+
+#[test]
+fn create_replace_and_properties() {
+    let r = registry();
+    r.create("a").unwrap();
+    r.update("a", |e| e.inport = Some(5)).unwrap();
+    let props = r.read("a", |e| e.properties.clone()).unwrap();
+    assert_eq!(props.get("inbound.nickname").map(String::as_str), Some("a"));
+    assert_eq!(
+        props.get("outbound.nickname").map(String::as_str),
+        Some("a")
+    );
+    assert_eq!(props.get("inbound.length").map(String::as_str), Some("3"));
+    // setnick of an inactive entry replaces it
+    r.create("a").unwrap();
+    assert_eq!(r.status("a").unwrap().inport, None);
+    assert_eq!(r.update("nope", |_| ()), Err(RegistryError::NotFound));
+    assert_eq!(r.remove("nope"), Err(RegistryError::NotFound));
+    r.remove("a").unwrap();
+    assert!(r.list().is_empty());
+    for n in ["1", "2", "3"] {
+        r.create(n).unwrap();
+    }
+    assert_eq!(r.create("4"), Err(RegistryError::Full(3)));
+    r.create("3").unwrap();
+}
+
+#[test]
+fn start_preconditions_in_java_order() {
+    let r = registry();
+    assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NotFound);
+    r.create("x").unwrap();
+    assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NoKeys);
+    r.update("x", |e| e.keys = Some(keys())).unwrap();
+    assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::NoPort);
+    r.update("x", |e| e.outport = Some(80)).unwrap();
+    let (spec, ticket) = r.begin_start("x").unwrap();
+    assert!(spec.inbound.is_none());
+    assert_eq!(
+        spec.outbound.as_ref().map(|o| (o.host.as_str(), o.port)),
+        Some(("localhost", 80))
+    );
+    // STARTING: everything refuses
+    assert!(r.status("x").unwrap().starting);
+    assert_eq!(r.begin_start("x").unwrap_err(), RegistryError::Active);
+    assert_eq!(r.update("x", |_| ()), Err(RegistryError::Active));
+    assert_eq!(r.remove("x"), Err(RegistryError::Active));
+    assert_eq!(r.create("x"), Err(RegistryError::Active));
+    assert_eq!(r.begin_stop("x").unwrap_err(), RegistryError::Inactive);
+    // a failed start puts it back
+    assert!(r.finish_start(ticket, None).is_none());
+    let s = r.status("x").unwrap();
+    assert!(!s.starting && !s.running && !s.stopping);
+    r.update("x", |e| e.quiet = true).unwrap();
+}
+
+#[test]
+fn stale_ticket_does_not_touch_a_new_entry() {
+    let r = registry();
+    r.create("y").unwrap();
+    r.update("y", |e| {
+        e.keys = Some(keys());
+        e.inport = Some(1);
+    })
+    .unwrap();
+    let (_, ticket) = r.begin_start("y").unwrap();
+    // (cannot happen through commands) the entry is replaced meanwhile
+    r.inner.lock().unwrap().entries.get_mut("y").unwrap().phase = Phase::Idle;
+    r.create("y").unwrap();
+    r.update("y", |e| {
+        e.keys = Some(keys());
+        e.outport = Some(2);
+    })
+    .unwrap();
+    let (_, _new_ticket) = r.begin_start("y").unwrap();
+    assert!(r.finish_start(ticket, None).is_none());
+    assert!(
+        r.status("y").unwrap().starting,
+        "the new entry's start is not disturbed"
+    );
+}
+
+/// A tunnel that does nothing, with counters.
+#[derive(Debug, Default)]
+struct Dummy(Arc<TunnelStats>);
+
+impl ActiveTunnel for Dummy {
+    fn session(&self) -> Arc<dyn Session> {
+        unreachable!("not used")
+    }
+    fn inbound_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+    fn stats(&self) -> Option<Arc<TunnelStats>> {
+        Some(self.0.clone())
+    }
+}
+
+fn running_flag(r: &Registry, name: &str) -> bool {
+    r.snapshot()
+        .entries
+        .iter()
+        .find(|(rec, _)| rec.nickname == name)
+        .map(|(rec, _)| rec.running)
+        .unwrap()
+}
+
+#[test]
+fn generations_and_the_remembered_running_flag() {
+    let r = registry();
+    let g0 = r.generation();
+    r.create("t").unwrap();
+    let g1 = r.generation();
+    assert!(g1 > g0);
+    // reads change nothing
+    let _ = r.list();
+    let _ = r.status("t");
+    let _ = r.counters("t");
+    assert_eq!(r.generation(), g1);
+    r.update("t", |e| {
+        e.keys = Some(keys());
+        e.outport = Some(1);
+    })
+    .unwrap();
+    let g2 = r.generation();
+    assert!(g2 > g1);
+
+    // a failed start changes nothing that is saved
+    let (_, ticket) = r.begin_start("t").unwrap();
+    r.finish_start(ticket, None);
+    assert_eq!(r.generation(), g2);
+    assert!(!running_flag(&r, "t"));
+
+    // a successful start is saved as running, and keeps its counters readable
+    let (_, ticket) = r.begin_start("t").unwrap();
+    assert!(
+        r.finish_start(ticket, Some(Box::new(Dummy::default())))
+            .is_none()
+    );
+    let g3 = r.generation();
+    assert!(g3 > g2);
+    assert!(running_flag(&r, "t"));
+    assert_eq!(
+        r.counters("t").map(|c| (c.running, c.accepted, c.bytes_in)),
+        Some((true, 0, 0))
+    );
+    assert!(r.metrics()[0].running);
+
+    // shutdown stops it but it stays marked running (it comes back after a restart)
+    let all = r.begin_stop_all();
+    assert_eq!(all.len(), 1);
+    for (_, ticket) in all {
+        r.finish_stop(ticket);
+    }
+    assert_eq!(r.generation(), g3);
+    assert!(running_flag(&r, "t"));
+    assert!(!r.status("t").unwrap().running);
+
+    // `stop` by a client is saved as stopped
+    let (_, ticket) = r.begin_start("t").unwrap();
+    r.finish_start(ticket, Some(Box::new(Dummy::default())));
+    let g4 = r.generation();
+    let (_, ticket) = r.begin_stop("t").unwrap();
+    assert!(r.generation() > g4);
+    assert!(!running_flag(&r, "t"));
+    r.finish_stop(ticket);
+    assert_eq!(r.counters("t").map(|c| c.running), Some(false));
+
+    // a start abandoned at shutdown keeps the flag of a restored entry
+    let restored = TunnelRecord {
+        running: true,
+        nickname: "back".into(),
+        ..r.snapshot().into_records().remove(0)
+    };
+    assert_eq!(r.restore(&restored), Ok(true));
+    let (_, ticket) = r.begin_start("back").unwrap();
+    r.abandon_start(ticket);
+    assert!(running_flag(&r, "back"));
+    // … a failed one clears it
+    let g5 = r.generation();
+    let (_, ticket) = r.begin_start("back").unwrap();
+    r.finish_start(ticket, None);
+    assert!(r.generation() > g5);
+    assert!(!running_flag(&r, "back"));
+
+    assert!(r.generation() > g3);
+    r.remove("t").unwrap();
+    assert!(
+        r.snapshot()
+            .entries
+            .iter()
+            .all(|(rec, _)| rec.nickname != "t")
+    );
+}
+
+#[test]
+fn restore_round_trips_and_refuses_what_does_not_fit() {
+    let r = registry();
+    r.create("a").unwrap();
+    r.update("a", |e| {
+        e.keys = Some(keys());
+        e.inhost = "127.0.0.1".into();
+        e.inport = Some(7);
+        e.quiet = true;
+        e.properties.insert("x".into(), "y".into());
+    })
+    .unwrap();
+    let records = r.snapshot().into_records();
+    let other = registry();
+    assert_eq!(other.restore(&records[0]), Ok(false));
+    assert_eq!(other.snapshot().into_records(), records);
+    assert_eq!(other.list(), r.list());
+    assert_eq!(other.restore(&records[0]), Err(RestoreError::Duplicate));
+    let mut bad = records[0].clone();
+    bad.nickname = "b".into();
+    bad.keys = Some("nonsense".into());
+    assert!(matches!(other.restore(&bad), Err(RestoreError::Keys(_))));
+    let mut many = records[0].clone();
+    many.nickname = "c".into();
+    many.options = (0..MAX_OPTIONS_PER_TUNNEL + 10)
+        .map(|i| (format!("k{i}"), "v".into()))
+        .collect();
+    assert_eq!(
+        other.restore(&many),
+        Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL))
+    );
+    for n in ["d", "e"] {
+        let mut rec = records[0].clone();
+        rec.nickname = n.into();
+        other.restore(&rec).unwrap();
+    }
+    let mut full = records[0].clone();
+    full.nickname = "f".into();
+    assert_eq!(other.restore(&full), Err(RestoreError::Full(3)));
+    // a record claiming to run without keys is not started
+    let empty = registry();
+    let mut nokeys = records[0].clone();
+    nokeys.keys = None;
+    nokeys.running = true;
+    assert_eq!(empty.restore(&nokeys), Ok(false));
+}
