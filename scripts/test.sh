@@ -17,6 +17,9 @@ CI=${CI:-false}
 MISSING=()
 command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
 command -v nc >/dev/null 2>&1 || MISSING+=(netcat-openbsd)
+# the embedded router's build (feature embedded-router) links OpenSSL through native-tls
+command -v pkg-config >/dev/null 2>&1 || MISSING+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || MISSING+=(libssl-dev)
 if [ "${#MISSING[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing ${MISSING[*]} (apt-get)"
@@ -62,3 +65,18 @@ cargo test --workspace --doc --locked
 # binaries, so check that `cargo run` picks the server (same build, debug profile).
 echo "== cargo run -p bob-server -- --version"
 cargo run --locked -q -p bob-server -- --version
+
+# The embedded emissary router (feature embedded-router, ~266 more crates): built and
+# tested in its own target dir so that the default build above stays lean. Its tests run
+# a private devnet of emissary routers on loopback (paused time in-process, plus the
+# binary in real time); no network access.
+echo "== embedded router: cargo test -p bob-server --features embedded-router (target/embedded)"
+if pkg-config --exists openssl 2>/dev/null; then
+    CARGO_TARGET_DIR=target/embedded cargo test -p bob-server --features embedded-router \
+        --locked --lib --test 'embedded_*'
+elif [ "$CI" = true ]; then
+    echo "ERROR: CI=true and OpenSSL headers (libssl-dev, pkg-config) are missing" >&2
+    exit 1
+else
+    echo "!!!! libssl-dev/pkg-config missing: the embedded router tests will NOT run !!!!" >&2
+fi

@@ -311,10 +311,17 @@ async fn serve(
         None => make_core(&config.backend)?,
     };
     info!(backend = core.name(), backend_note!());
-    let result = serve_on(config, core, tunnels_path, decls).await;
+    let failed = embedded
+        .as_ref()
+        .map(|e| e.failed.clone())
+        .unwrap_or_default();
+    let result = serve_on(config, core, tunnels_path, decls, failed.clone()).await;
     if let Some(started) = embedded {
         // after the BOB listeners: gracefully within the grace, then at once
         started.shutdown().await;
+    }
+    if failed.is_cancelled() {
+        anyhow::bail!("the embedded router's SAM server stopped answering; tunnels were down");
     }
     result
 }
@@ -324,6 +331,7 @@ async fn serve_on(
     core: Arc<dyn StreamingCore>,
     tunnels_path: Option<&Path>,
     decls: Vec<tunnels_file::TunnelDecl>,
+    failed: CancellationToken,
 ) -> anyhow::Result<()> {
     let deadline = boot_deadline(&config);
     let mut server = Server::bind(config.clone(), core)
@@ -346,6 +354,11 @@ async fn serve_on(
 
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        failed.cancelled().await;
+        stop.cancel();
+    });
     let mut running = tokio::spawn(server.run(shutdown.clone()));
     if let Some(path) = tunnels_path {
         let started = tokio::select! {

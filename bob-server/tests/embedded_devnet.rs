@@ -162,6 +162,9 @@ async fn echo_through(inport: u16, target: &str, len: usize) {
     .expect("echo through the devnet");
 }
 
+// Known flake: under heavy machine load (load average ~10 on 2 cores) the 1 MiB
+// transfer stalled in 3 of 9 runs (the virtual clock jumps while loopback I/O is
+// pending); a real-time variant was slower and failed too. Idle: no failure seen.
 #[tokio::test(start_paused = true)]
 async fn bob_tunnels_over_a_devnet() {
     log();

@@ -15,7 +15,7 @@ use emissary_core::{Config, Ntcp2Config, SamConfig, TransitConfig};
 use emissary_util::runtime::tokio::Runtime;
 use tracing::info;
 
-use super::router::{Factory, RouterHandle, RouterStatus, Runner};
+use super::router::{RouterHandle, RouterStatus, Runner};
 use super::{EmbeddedConfig, EmbeddedError, MAINNET_ID};
 
 /// Floodfills among the devnet's routers.
@@ -39,7 +39,7 @@ fn random_net_id() -> u8 {
     n
 }
 
-/// Keys of one devnet router, kept for its restarts.
+/// Keys of one devnet router.
 #[derive(Clone)]
 struct Keys {
     static_key: [u8; 32],
@@ -65,7 +65,6 @@ async fn build(
     floodfill: bool,
     routers: Vec<Vec<u8>>,
     sam_port: Option<u16>,
-    ntcp2_port: u16,
     transit: usize,
 ) -> Result<(Router<Runtime>, EventSubscriber, Vec<u8>), EmbeddedError> {
     let config = Config {
@@ -76,7 +75,7 @@ async fn build(
         insecure_tunnels: true,
         allow_local: true,
         ntcp2: Some(Ntcp2Config {
-            port: ntcp2_port,
+            port: 0,
             iv: keys.ntcp2_iv,
             key: keys.ntcp2_key,
             ipv4: true,
@@ -120,13 +119,12 @@ pub async fn start(config: &EmbeddedConfig, routers: usize) -> Result<RouterHand
     for i in 0..routers {
         let keys = Keys::new()?;
         let (router, events, info) =
-            build(&keys, net_id, i < FLOODFILLS, infos.clone(), None, 0, 5000).await?;
+            build(&keys, net_id, i < FLOODFILLS, infos.clone(), None, 5000).await?;
         infos.push(info);
         runners.push(Runner::spawn(
             format!("devnet-{i}"),
             router,
             events,
-            None,
             None,
             grace,
         ));
@@ -139,7 +137,6 @@ pub async fn start(config: &EmbeddedConfig, routers: usize) -> Result<RouterHand
         false,
         infos.clone(),
         Some(0),
-        0,
         config.transit_tunnels,
     )
     .await?;
@@ -147,28 +144,6 @@ pub async fn start(config: &EmbeddedConfig, routers: usize) -> Result<RouterHand
     let sam_tcp = addrs
         .sam_tcp
         .ok_or_else(|| EmbeddedError::Router("emissary opened no SAM port".into()))?;
-    let ntcp2_port = addrs.ntcp2_port.unwrap_or(0);
-    let factory: Factory = {
-        let infos = infos.clone();
-        let transit = config.transit_tunnels;
-        Arc::new(move |sam_port| {
-            let keys = keys.clone();
-            let infos = infos.clone();
-            Box::pin(async move {
-                let (r, e, _) = build(
-                    &keys,
-                    net_id,
-                    false,
-                    infos,
-                    Some(sam_port),
-                    ntcp2_port,
-                    transit,
-                )
-                .await?;
-                Ok((r, e))
-            })
-        })
-    };
     let router_id = router.router_id().to_string();
     status
         .known_routers
@@ -185,7 +160,6 @@ pub async fn start(config: &EmbeddedConfig, routers: usize) -> Result<RouterHand
         format!("devnet tunnel router {router_id}"),
         router,
         events,
-        Some((factory, sam_tcp.port())),
         Some(Arc::clone(&status)),
         grace,
     );

@@ -14,7 +14,7 @@
 //! - [`quirks`]: hop-count clamps, signature types, datagram limits (always compiled).
 //! - with the cargo feature `embedded-router`: `router` (one emissary router: storage,
 //!   keys, config), `devnet` (the private network), `reseed` (`.su3`/routerInfo files and
-//!   HTTPS), `health` (the SAM port watchdog that restarts the router), `core` (the
+//!   HTTPS), `health` (the SAM port watchdog that fails loudly), `core` (the
 //!   [`StreamingCore`](super::StreamingCore) over the SAM backend) and [`start`].
 //!
 //! Without the feature, [`start`] fails with [`EmbeddedError::NotBuilt`], naming the
@@ -230,6 +230,9 @@ pub enum EmbeddedError {
 /// A started embedded backend: the core the server uses, and the routers to stop after
 /// the server.
 pub struct Started {
+    /// cancelled when the router's SAM server stopped answering for good: the server
+    /// must stop (with an error) since no tunnel can work any more
+    pub failed: tokio_util::sync::CancellationToken,
     /// the streaming core to hand to [`Server::bind`](crate::server::Server::bind)
     pub core: Arc<dyn StreamingCore>,
     /// stops the router(s); call after the server has stopped its listeners
@@ -279,15 +282,15 @@ pub async fn start(
         routers.shutdown().await;
         return Err(e);
     }
-    if let Some(restart) = routers.restart_sender() {
-        routers.health = Some(health::spawn(
-            core.sam_config().clone(),
-            &quirks::EMISSARY,
-            Arc::clone(core.status()),
-            restart,
-        ));
-    }
+    let failed = tokio_util::sync::CancellationToken::new();
+    routers.health = Some(health::spawn(
+        core.sam_config().clone(),
+        &quirks::EMISSARY,
+        Arc::clone(core.status()),
+        failed.clone(),
+    ));
     Ok(Started {
+        failed,
         core: Arc::new(core),
         routers,
     })

@@ -71,9 +71,9 @@ pub struct Quirks {
     /// LeaseSet later than i2pd does.
     pub connect_retry: Duration,
     /// How often the router's SAM port is checked (an inbound Datagram2 kills emissary's
-    /// SAM listener while the router keeps running).
+    /// SAM listener while the router keeps running; the server then stops loudly).
     pub health_interval: Duration,
-    /// Failed checks in a row before the router is restarted.
+    /// Failed checks in a row before the server gives up (stops with an error).
     pub health_failures: u32,
     /// Keep a stopped tunnel's session open for a fast restart (the SAM backend's
     /// `reuse_grace`). emissary keeps a `STREAM ACCEPT` whose socket we closed

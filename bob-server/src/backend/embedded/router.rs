@@ -13,9 +13,9 @@ use emissary_core::router::Router;
 use emissary_core::{Config, Ntcp2Config, SamConfig, Ssu2Config, TransitConfig};
 use emissary_util::runtime::tokio::Runtime;
 use emissary_util::storage::Storage;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::{EmbeddedConfig, EmbeddedError, MAINNET_ID, reseed};
 use crate::backend::BoxFuture;
@@ -34,8 +34,6 @@ pub struct RouterStatus {
     pub tunnel_build_failures: AtomicU64,
     /// transit tunnels carried now
     pub transit_tunnels: AtomicU64,
-    /// times the router was restarted because its SAM server stopped answering
-    pub restarts: AtomicU64,
     /// whether the last SAM health check succeeded
     pub sam_healthy: AtomicBool,
 }
@@ -90,12 +88,6 @@ impl RouterStatus {
             &mut out,
         );
         g(
-            "restarts",
-            "restarts after the SAM server died",
-            self.restarts.load(Ordering::Relaxed),
-            &mut out,
-        );
-        g(
             "sam_healthy",
             "1 if the SAM port answered the last check",
             u64::from(self.sam_healthy.load(Ordering::Relaxed)),
@@ -125,32 +117,33 @@ impl RouterStatus {
     }
 }
 
-/// Builds the router again with the same keys and ports (start and restart).
+/// Builds the router from its directory (keys, netDb) with a given SAM port.
 pub(crate) type Factory = Arc<
     dyn Fn(u16) -> BoxFuture<'static, Result<(Router<Runtime>, EventSubscriber), EmbeddedError>>
         + Send
         + Sync,
 >;
 
-/// One running router task: stop it (graceful, then immediate) or restart it.
+/// One running router task: stop it (graceful, then immediate).
+///
+/// There is no in-process restart: emissary 0.4.0's SAM server and subsystems are tasks
+/// of their own that outlive a dropped `Router` (its ports stay bound, and a second
+/// router on them fails and panics a tunnel pool), so a dead SAM server ends the server.
 pub(crate) struct Runner {
     stop: Option<oneshot::Sender<()>>,
-    restart: mpsc::Sender<()>,
     join: JoinHandle<()>,
 }
 
 impl Runner {
-    /// Spawns `router`; `factory` rebuilds it (same SAM port) when a restart is asked for.
+    /// Spawns `router`, copying its status events into `status`.
     pub(crate) fn spawn(
         name: String,
         router: Router<Runtime>,
         events: EventSubscriber,
-        factory: Option<(Factory, u16)>,
         status: Option<Arc<RouterStatus>>,
         grace: Duration,
     ) -> Self {
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let (restart_tx, mut restart_rx) = mpsc::channel::<()>(1);
         let join = tokio::spawn(async move {
             let mut router = router;
             let mut events = events;
@@ -162,28 +155,6 @@ impl Runner {
                         return;
                     }
                     _ = &mut stop_rx => break,
-                    Some(()) = restart_rx.recv() => {
-                        let Some((factory, sam_port)) = &factory else { continue };
-                        warn!(router = %name, "restarting the emissary router (its SAM server stopped answering)");
-                        router.shutdown();
-                        router.shutdown();
-                        let _ = tokio::time::timeout(grace, &mut router).await;
-                        drop(router);
-                        match factory(*sam_port).await {
-                            Ok((r, e)) => {
-                                router = r;
-                                events = e;
-                                if let Some(s) = &status {
-                                    s.restarts.fetch_add(1, Ordering::Relaxed);
-                                }
-                                info!(router = %name, "emissary router restarted");
-                            }
-                            Err(e) => {
-                                error!(router = %name, "the emissary router could not be restarted: {e}; its tunnels are down");
-                                return;
-                            }
-                        }
-                    }
                     _ = tick.tick() => {
                         if let Some(s) = &status {
                             while let Some(ev) = events.router_status() {
@@ -203,14 +174,8 @@ impl Runner {
         });
         Self {
             stop: Some(stop_tx),
-            restart: restart_tx,
             join,
         }
-    }
-
-    /// Asks for a restart (ignored while one is under way).
-    pub(crate) fn restart(&self) {
-        let _ = self.restart.try_send(());
     }
 
     /// Stops the router: graceful within the grace, then immediate; waits for it.
@@ -395,7 +360,6 @@ impl RouterHandle {
             format!("embedded {router_id}"),
             router,
             events,
-            Some((Arc::clone(&factory), sam_tcp.port())),
             Some(Arc::clone(&status)),
             config.shutdown_grace,
         );
@@ -410,18 +374,6 @@ impl RouterHandle {
             runners: vec![runner],
             health: None,
         })
-    }
-
-    /// A sender that asks the tunnel router to restart (for the health check).
-    pub(crate) fn restart_sender(&self) -> Option<mpsc::Sender<()>> {
-        self.runners.first().map(|r| r.restart.clone())
-    }
-
-    /// Asks the tunnel router to restart (what the SAM health check does).
-    pub fn restart(&self) {
-        if let Some(r) = self.runners.first() {
-            r.restart();
-        }
     }
 
     /// Stops every router: gracefully within its grace, then at once (all at the same
