@@ -12,11 +12,16 @@ cd "$(dirname "$0")/.."
 
 CI=${CI:-false}
 
-# What the tests need from the system: i2pd (real-router tests) and netcat (the nc-client
-# example). Installed with apt-get when missing and we run as root.
+# What the tests need from the system: i2pd (real-router tests), netcat (the nc-client
+# example), Python 3 with `cryptography` (keytools' second implementation of registration
+# lines, offline blobs and b33), chromium (the status page in a headless browser) and
+# pkg-config with libssl-dev (the embedded router's build).
+# Installed with apt-get when missing and we run as root.
 MISSING=()
 command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
 command -v nc >/dev/null 2>&1 || MISSING+=(netcat-openbsd)
+python3 -c 'import cryptography' >/dev/null 2>&1 || MISSING+=(python3-cryptography)
+command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
 # the embedded router's build (feature embedded-router) links OpenSSL through native-tls
 command -v pkg-config >/dev/null 2>&1 || MISSING+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || MISSING+=(libssl-dev)
@@ -26,6 +31,20 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}"
     fi
+fi
+
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+    echo "ERROR: python3 with the cryptography package is needed by keytools' CLI tests" \
+        "(apt-get install python3-cryptography)" >&2
+    exit 1
+fi
+# The browser test fails under CI=true without chromium and warns otherwise.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$CI" = true ]; then
+        echo "ERROR: CI=true and chromium is not installed (and could not be: need root + apt-get)" >&2
+        exit 1
+    fi
+    echo "!!!! chromium is not installed: the status page browser test will NOT run (install: apt-get install chromium) !!!!" >&2
 fi
 
 # shellcheck source=lib/ports.sh
@@ -61,8 +80,8 @@ echo "== cargo test --workspace"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
-# The README's first command is `cargo run --release -p bob-server`: the package has two
-# binaries, so check that `cargo run` picks the server (same build, debug profile).
+# The README's first command is `cargo run --release -p bob-server`: check that it runs the
+# server (same build, debug profile).
 echo "== cargo run -p bob-server -- --version"
 cargo run --locked -q -p bob-server -- --version
 
@@ -80,3 +99,9 @@ elif [ "$CI" = true ]; then
 else
     echo "!!!! libssl-dev/pkg-config missing: the embedded router tests will NOT run !!!!" >&2
 fi
+
+# The Debian package: build it (release binaries, cargo-deb installed when missing), install
+# it with dpkg, run the installed binaries through a BOB session, remove and purge it
+# (root; CI=true makes any failure, also a missing root, a failure).
+echo "== scripts/test-package.sh"
+scripts/test-package.sh

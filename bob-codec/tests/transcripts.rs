@@ -190,3 +190,32 @@ fn byte_streams_frame_back_into_the_same_lines() {
         }
     }
 }
+
+/// Every fixture cites the section of `docs/bob-protocol.md` it was built from; the file
+/// is in the repository and has those sections.
+#[test]
+fn fixtures_cite_sections_that_exist() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bob-protocol.md");
+    let doc = std::fs::read_to_string(&doc).expect("docs/bob-protocol.md is in the repository");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut cited = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let marker = "docs/bob-protocol.md (repository root) section ";
+        let at = text
+            .find(marker)
+            .unwrap_or_else(|| panic!("{}: no citation", path.display()));
+        let section: String = text[at + marker.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert!(
+            doc.contains(&format!("\n## {section}. ")),
+            "{}: section {section} is not in docs/bob-protocol.md",
+            path.display()
+        );
+        cited += 1;
+    }
+    assert!(cited >= 4);
+}

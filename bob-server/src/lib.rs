@@ -10,17 +10,20 @@
 //!   and [`service::boot`] (tunnels declared in a tunnels file, started at boot).
 //! - [`registry`] — the global nickname → tunnel table (Java BOB's database);
 //!   [`registry::Entry`] is one named tunnel.
-//! - [`tunnel`] — a running tunnel's inbound listener and outbound acceptor, and the pipe.
+//! - [`tunnel`] — a running tunnel's inbound listener and outbound acceptor; each
+//!   connection's bytes are moved by the stream's own [`backend::ByteStream::relay`].
 //! - [`backend`] — the object-safe [`backend::StreamingCore`] seam and its backends
-//!   ([`backend::local`]: in-process network; [`backend::sam`]: SAMv3 to a real router).
+//!   ([`backend::local`]: in-process network; [`backend::sam`]: SAMv3 to a real router);
+//!   [`backend::relay`] is the default socket ↔ stream copy, which `local` overrides
+//!   with its zero-copy relay.
 //! - [`config`] — [`config::Config`] and its defaults; [`config::file`] — the TOML file
 //!   and the flag > environment > file > default layering; [`config::tunnels`] — the
 //!   tunnels file.
 //! - [`storage`] — on disk: [`storage::state`] (the registry across restarts) and
 //!   [`storage::keyfile`] (key files).
 //! - [`metrics`] — Prometheus text rendering and its HTTP endpoint.
-//! - `cli_docs` (feature `cli`) — shell completions and man pages from the clap
-//!   definitions; the binaries (`main.rs`, `bin/bobctl.rs`) hold the rest of the CLI.
+//! - The binary (`main.rs`, feature `cli`) holds the command line; its completions and
+//!   man page come from the `cli-docs` crate. `bobctl` is its own crate, on `bob-client`.
 //!
 //! Data flow:
 //! ```text
@@ -30,9 +33,9 @@
 //!
 //! Start a server in-process with [`server::Server::bind`] and [`server::Server::run`].
 
+#![warn(missing_docs)]
+
 pub mod backend;
-#[cfg(feature = "cli")]
-pub mod cli_docs;
 pub mod config;
 pub mod control;
 #[cfg(feature = "fuzzing")]
@@ -45,4 +48,4 @@ pub mod service;
 pub mod storage;
 pub mod tunnel;
 
-pub use control::tunnel_launcher;
+pub use service::tunnel_launcher;

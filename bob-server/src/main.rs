@@ -21,11 +21,11 @@ use bob_server::backend::StreamingCore;
 use bob_server::backend::embedded::settings::RouterSettings;
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::sam::SamCore;
-use bob_server::cli_docs;
 use bob_server::config::file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
 use bob_server::config::tunnels as tunnels_file;
+use bob_server::config::values::parse_listen_addr;
 use bob_server::config::{BackendConfig, Config};
-use bob_server::server::Server;
+use bob_server::server::{Server, ServerError};
 use bob_server::service::boot;
 use clap::builder::BoolishValueParser;
 use clap::{CommandFactory, Parser, ValueEnum};
@@ -79,8 +79,9 @@ struct Args {
     #[arg(long)]
     print_config: bool,
 
-    /// Control address to listen on; non-loopback needs --allow-remote [default: 127.0.0.1:2827]
-    #[arg(long, value_name = "ADDR", env = "BOB_LISTEN")]
+    /// Control address to listen on: HOST:PORT or PORT (on 127.0.0.1); non-loopback needs
+    /// --allow-remote [default: 127.0.0.1:2827]
+    #[arg(long, value_name = "ADDR", env = "BOB_LISTEN", value_parser = parse_listen_addr)]
     listen: Option<SocketAddr>,
 
     /// Allow non-loopback --listen and --metrics addresses (BOB has no authentication)
@@ -121,9 +122,10 @@ struct Args {
     )]
     hosts: Option<PathBuf>,
 
-    /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`),
-    /// on an emissary router in this process (`embedded`), or on a private in-process
-    /// network of N emissary routers (`devnet`, `devnet=N`; reaches no real network)
+    /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`;
+    /// also HOST:PORT or PORT), on an emissary router in this process (`embedded`), or on
+    /// a private in-process network of N emissary routers (`devnet`, `devnet=N`; reaches
+    /// no real network)
     #[arg(long, value_name = "sam://HOST:PORT|embedded|devnet[=N]", env = "BOB_ROUTER", value_parser = parse_router)]
     router: Option<RouterUrl>,
 
@@ -168,8 +170,9 @@ struct Args {
     #[arg(long, value_name = "DIR", env = "BOB_STATE_DIR")]
     state_dir: Option<PathBuf>,
 
-    /// Serve Prometheus metrics on ADDR (`127.0.0.1:9100`; non-loopback needs --allow-remote)
-    #[arg(long = "metrics", value_name = "ADDR", env = "BOB_METRICS")]
+    /// Serve Prometheus metrics at http://ADDR/metrics and a status page at http://ADDR/
+    /// (HOST:PORT or PORT, e.g. `127.0.0.1:9100`; non-loopback needs --allow-remote)
+    #[arg(long = "metrics", value_name = "ADDR", env = "BOB_METRICS", value_parser = parse_listen_addr)]
     metrics: Option<SocketAddr>,
 
     /// Tunnels file: tunnels created (keys made if missing) and started at boot
@@ -255,13 +258,109 @@ fn main() -> ExitCode {
     if let Some(code) = cli_docs::handle_generate_args("bob-server", Args::command) {
         return code;
     }
-    let args = Args::parse();
+    let args = Args::try_parse().unwrap_or_else(|e| {
+        if let Some(message) = blame_variable(&e, std::env::args_os().skip(1)) {
+            eprintln!("bob-server: {message}");
+            std::process::exit(2);
+        }
+        e.exit()
+    });
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bob-server: {e:#}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("bob-server: hint: {hint}");
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// clap reports a bad value by the flag's name even when it came from the flag's
+/// environment variable (`BOB_MAX_TUNNELS=abc` → "invalid value 'abc' for
+/// '--max-tunnels <N>'"). When the flag is not on the command line, the message names
+/// the variable instead.
+fn blame_variable(
+    e: &clap::Error,
+    argv: impl Iterator<Item = std::ffi::OsString>,
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // "--max-tunnels <N>" -> "max-tunnels"
+    let long = shown
+        .strip_prefix("--")?
+        .split([' ', '='])
+        .next()?
+        .to_owned();
+    let argv: Vec<_> = argv.collect();
+    let on_command_line = argv.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
+    });
+    if on_command_line {
+        return None;
+    }
+    let cmd = Args::command();
+    let arg = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long.as_str()))?;
+    let var = arg.get_env()?.to_string_lossy().into_owned();
+    let value = std::env::var_os(&var)?;
+    // clap's own reason, the last part of its first line
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let reason = first.rsplit_once("': ").map_or("", |(_, r)| r);
+    let mut message = format!(
+        "invalid value {:?} in the environment variable {var} (the --{long} setting)",
+        value.to_string_lossy()
+    );
+    if !reason.is_empty() {
+        message.push_str(": ");
+        message.push_str(reason);
+    }
+    Some(message)
+}
+
+/// What the user can do about a fatal error, when there is something.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    use std::io::ErrorKind;
+    let server = e.chain().find_map(|c| c.downcast_ref::<ServerError>())?;
+    match server {
+        ServerError::Bind { addr, error } if error.kind() == ErrorKind::AddrInUse => {
+            let mut hint = format!(
+                "another program listens on {addr}; give bob-server another control address \
+                 with --listen (BOB_LISTEN, `listen` in the config file), e.g. --listen 127.0.0.1:{}",
+                addr.port().wrapping_add(1).max(1)
+            );
+            if addr.port() == bob_server::config::DEFAULT_PORT {
+                hint.push_str(
+                    ", or stop the other BOB server: i2pd's own BOB listens on 2827 when \
+                     enabled (`[bob] enabled = true` in i2pd.conf)",
+                );
+            }
+            Some(hint)
+        }
+        ServerError::Bind { addr, error } if error.kind() == ErrorKind::PermissionDenied => {
+            Some(format!(
+                "port {} needs privileges; use a port above 1023 with --listen",
+                addr.port()
+            ))
+        }
+        ServerError::MetricsBind { addr, error } if error.kind() == ErrorKind::AddrInUse => {
+            Some(format!(
+                "another program listens on {addr}; choose another metrics address with --metrics"
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -275,7 +374,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     if args.print_config {
-        print!("{}", settings.to_toml());
+        let absolute = settings
+            .with_absolute_paths()
+            .context("finding the current directory")?;
+        print!("{}", absolute.to_toml());
         return Ok(());
     }
     tracing_subscriber::fmt()
@@ -310,7 +412,15 @@ async fn serve(
         Some(started) => Arc::clone(&started.core),
         None => make_core(&config.backend)?,
     };
-    info!(backend = core.name(), backend_note!());
+    match &config.backend {
+        BackendConfig::Sam(sam) => info!(
+            backend = core.name(),
+            "tunnels run on the I2P router at sam://{} (SAMv3)", sam.addr
+        ),
+        BackendConfig::Local { .. } | BackendConfig::Embedded(_) => {
+            info!(backend = core.name(), backend_note!());
+        }
+    }
     let failed = embedded
         .as_ref()
         .map(|e| e.failed.clone())
@@ -338,14 +448,14 @@ async fn serve_on(
         .await
         .context("starting bob-server")?;
     let prepared = match tunnels_path {
-        Some(path) => boot::prepare_server(&mut server, &config, path, &decls)?,
+        Some(path) => server.prepare_tunnels(path, &decls)?,
         None => Vec::new(),
     };
     for t in &prepared {
         info!(nickname = %t.nickname, b32 = %t.b32, created_keys = t.created_keys, replaced = t.replaced, "tunnel declared");
     }
     let addr = server.local_addr();
-    let registry = server.registry().clone();
+    let service = server.service().clone();
     // Fixed lines on stderr, whatever RUST_LOG says, so scripts can find the ports.
     if let Some(metrics) = server.metrics_addr() {
         eprintln!("bob-server metrics on http://{metrics}/metrics");
@@ -362,7 +472,7 @@ async fn serve_on(
     let mut running = tokio::spawn(server.run(shutdown.clone()));
     if let Some(path) = tunnels_path {
         let started = tokio::select! {
-            r = boot::start_declared(boot::control_addr(addr), &registry, path, &prepared, deadline) => r,
+            r = boot::start_declared(&service, path, &prepared, deadline) => r,
             r = &mut running => {
                 r.context("server task")??;
                 return Ok(());

@@ -28,7 +28,7 @@
 //! is logged and stays in the registry, stopped). A damaged file is logged with the path
 //! where it was kept aside and the server starts with what could be read (often
 //! nothing). From then on every change is saved before its reply is sent (see
-//! [`crate::storage::state::Persister`]). Stopping the server does not mark tunnels stopped.
+//! [`crate::service::persist::Persister`]). Stopping the server does not mark tunnels stopped.
 //!
 //! # Metrics (`Config::metrics_listen`)
 //! The Prometheus endpoint is bound next to the control port (same loopback rule) and
@@ -44,19 +44,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::backend::StreamingCore;
+use crate::config::tunnels::TunnelDecl;
 use crate::config::{Config, ConfigError};
-use crate::control;
 use crate::control::messages::Messages;
+use crate::control::{self, Frontend};
 use crate::metrics;
 use crate::registry::{Launcher, Registry};
-use crate::storage::state::{Persister, StateError, StateStore};
-
-/// Restored tunnels started at once after a restart (a router is not flooded with
-/// hundreds of session requests).
-const RESTORE_PARALLEL_STARTS: usize = 16;
+use crate::service::Service;
+use crate::service::boot::{self, BootError, Prepared};
+use crate::service::persist::Persister;
+use crate::service::restore::{self, RestoreReport};
+use crate::storage::state::{StateError, StateStore};
 
 /// Longest pause after a failed `accept` (e.g. out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -68,86 +69,33 @@ pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The control address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// the address asked for
         addr: SocketAddr,
-        /// what the OS said
-        source: io::Error,
+        /// what the OS said (shown in `Display`, so not a `source()`)
+        error: io::Error,
     },
-    /// Any other I/O failure of the listener.
+    /// Any other I/O failure of the listener (the error is shown in `Display`, so it is
+    /// not a `source()`: a cause chain must not print it twice).
     #[error("control listener: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// The state directory cannot be used (`--state-dir`).
     #[error(transparent)]
     State(#[from] StateError),
     /// The metrics address could not be bound (`--metrics`).
-    #[error("cannot listen for metrics on {addr}: {source}")]
+    #[error("cannot listen for metrics on {addr}: {error}")]
     MetricsBind {
         /// the address asked for
         addr: SocketAddr,
-        /// what the OS said
-        source: io::Error,
+        /// what the OS said (shown in `Display`, so not a `source()`)
+        error: io::Error,
     },
 }
 
-/// State shared by the accept loop, every connection and every tunnel task.
-#[derive(Debug)]
-pub(crate) struct Service {
-    /// the configuration
-    pub(crate) config: Config,
-    /// reply strings of the configured dialect
-    pub(crate) messages: Messages,
-    /// the core every tunnel runs on
-    pub(crate) core: Arc<dyn StreamingCore>,
-    /// all tunnels
-    pub(crate) registry: Registry,
-    /// how tunnels are started
-    pub(crate) launcher: LauncherHolder,
-    /// cancelled when connections and pending starts must end (shutdown, or zap drained)
-    pub(crate) stop: CancellationToken,
-    /// cancelled by `zap`: stop accepting
-    pub(crate) zap: CancellationToken,
-    /// tunnel start/stop tasks (they outlive the connection that asked for them)
-    pub(crate) tunnel_tasks: TaskTracker,
-    /// saves the registry on every change (`--state-dir`)
-    pub(crate) persister: Option<Persister>,
-}
-
-impl Service {
-    /// Saves the registry if it changed since the last save, and waits until the file is
-    /// durable. A failure is logged: the change stays live but would not survive a
-    /// restart.
-    pub(crate) async fn persist(&self) {
-        if let Some(persister) = &self.persister
-            && let Err(e) = persister.persist().await
-        {
-            error!(error = %e, "registry change NOT saved: it is live but will be lost on restart");
-        }
-    }
-}
-
-/// What the server found in its state directory at start-up.
-#[derive(Debug, Clone, Default)]
-pub struct RestoreReport {
-    /// the state file read
-    pub path: Option<std::path::PathBuf>,
-    /// nicknames put back into the registry
-    pub restored: Vec<String>,
-    /// those of them that were running and are started again by [`Server::run`]
-    pub to_start: Vec<String>,
-    /// problems found (each was logged); entries they concern were dropped
-    pub problems: Vec<String>,
-    /// where the original state file was kept when there were problems
-    pub kept_aside: Option<std::path::PathBuf>,
-}
-
-/// [`Launcher`] with a `Debug` impl.
-pub(crate) struct LauncherHolder(pub(crate) Launcher);
-
-impl std::fmt::Debug for LauncherHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Launcher")
+impl From<io::Error> for ServerError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
     }
 }
 
@@ -156,11 +104,7 @@ impl std::fmt::Debug for LauncherHolder {
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
-    config: Config,
-    core: Arc<dyn StreamingCore>,
-    launcher: LauncherHolder,
-    registry: Registry,
-    persister: Option<Persister>,
+    service: Arc<Service>,
     restore: RestoreReport,
     metrics: Option<(std::net::TcpListener, SocketAddr)>,
 }
@@ -178,7 +122,7 @@ impl Server {
     /// if the state directory cannot be created, read or written (a damaged state
     /// *file* is not an error: it is kept aside and reported).
     pub async fn bind(config: Config, core: Arc<dyn StreamingCore>) -> Result<Self, ServerError> {
-        Self::bind_with_launcher(config, core, crate::tunnel_launcher()).await
+        Self::bind_with_launcher(config, core, crate::service::tunnel_launcher()).await
     }
 
     /// Like [`Server::bind`] with a custom way of starting tunnels (tests).
@@ -193,9 +137,9 @@ impl Server {
         config.validate()?;
         let listener = crate::tunnel::listen(config.listen)
             .await
-            .map_err(|source| ServerError::Bind {
+            .map_err(|error| ServerError::Bind {
                 addr: config.listen,
-                source,
+                error,
             })?;
         Self::from_listener(listener, config, core, launcher)
     }
@@ -225,7 +169,7 @@ impl Server {
         let (persister, restore) = match &config.state_dir {
             Some(dir) => {
                 let store = StateStore::open(dir)?;
-                let restore = restore_registry(&store, &registry)?;
+                let restore = restore::load(&store, &registry)?;
                 // The file now matches the registry (it was just read, or rewritten
                 // after damage), so nothing needs saving until the next change.
                 let saved = registry.generation();
@@ -237,11 +181,7 @@ impl Server {
         Ok(Self {
             listener,
             local_addr,
-            config,
-            core,
-            launcher: LauncherHolder(launcher),
-            registry,
-            persister,
+            service: Arc::new(Service::new(config, core, registry, launcher, persister)),
             restore,
             metrics,
         })
@@ -259,6 +199,23 @@ impl Server {
         self.restore.to_start.retain(|n| n != nickname);
     }
 
+    /// Boot step 1 ([`boot::prepare`]) for this server: writes the tunnels declared in
+    /// `file` into the registry and keeps [`Server::run`] from restarting, as a restored
+    /// tunnel, any entry the file declares (the file's `start` decides).
+    ///
+    /// # Errors
+    /// As [`boot::prepare`].
+    pub fn prepare_tunnels(
+        &mut self,
+        file: &std::path::Path,
+        decls: &[TunnelDecl],
+    ) -> Result<Vec<Prepared>, BootError> {
+        for decl in decls {
+            self.skip_restart(&decl.name);
+        }
+        boot::prepare(self.service.registry(), self.service.config(), file, decls)
+    }
+
     /// The bound metrics address, if `Config::metrics_listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|(_, addr)| *addr)
@@ -272,7 +229,13 @@ impl Server {
     /// The tunnel registry (for embedding and tests). Changes made through it directly
     /// are saved to the state directory with the next change made by a command.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.service.registry()
+    }
+
+    /// The service that runs the tunnels: start and stop them in-process (boot from a
+    /// tunnels file uses it once the server runs).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
     }
 
     /// Serves until `shutdown` is cancelled or a client sends `zap`, then closes all
@@ -288,11 +251,7 @@ impl Server {
         let Self {
             listener,
             local_addr,
-            config,
-            core,
-            launcher,
-            registry,
-            persister,
+            service,
             restore,
             metrics,
         } = self;
@@ -300,37 +259,36 @@ impl Server {
             Some((std_listener, addr)) => Some((TcpListener::from_std(std_listener)?, addr)),
             None => None,
         };
-        let shared = Arc::new(Service {
-            messages: Messages::new(config.dialect),
-            config,
-            core,
-            registry,
-            launcher,
-            stop: shutdown.child_token(),
-            zap: CancellationToken::new(),
-            tunnel_tasks: TaskTracker::new(),
-            persister,
+        let front = Arc::new(Frontend::new(
+            service.clone(),
+            Messages::new(service.config().dialect),
+        ));
+        // The caller's shutdown stops the service; its token also ends the connections.
+        let stop = service.stopping().clone();
+        let caller = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = caller.cancelled() => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
         });
-        info!(%local_addr, backend = shared.core.name(), dialect = ?shared.config.dialect, "BOB control server running");
+        info!(%local_addr, backend = service.core().name(), dialect = ?service.config().dialect, "BOB control server running");
 
         let metrics_task = metrics.map(|(listener, addr)| {
-            info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
-            let registry = shared.registry.clone();
-            let source: metrics::MetricsSource = Arc::new(move || registry.metrics());
-            tokio::spawn(metrics::serve(listener, source, shared.stop.clone()))
+            info!(%addr, "serving Prometheus metrics on http://{addr}/metrics and the status page on http://{addr}/");
+            let source = metrics::registry_source(service.registry().clone());
+            tokio::spawn(metrics::serve(listener, source, service.stopping().clone()))
         });
-        if shared.persister.is_some() {
-            shared
-                .tunnel_tasks
-                .spawn(restart_restored(shared.clone(), restore.to_start));
+        if service.persists() {
+            service.spawn(restore::restart(service.clone(), restore.to_start));
         }
 
         let connections = TaskTracker::new();
-        accept_loop(&listener, &shared, &connections, &shutdown).await;
+        accept_loop(&listener, &front, &connections, &shutdown).await;
         drop(listener);
         connections.close();
 
-        if shared.zap.is_cancelled() && !shutdown.is_cancelled() {
+        if front.zap.is_cancelled() && !shutdown.is_cancelled() {
             info!("zap: no longer accepting; waiting for the other control connections to end");
             tokio::select! {
                 () = connections.wait() => {}
@@ -338,23 +296,12 @@ impl Server {
             }
         }
         info!("shutting down: closing control connections and stopping tunnels");
-        shared.stop.cancel();
+        service.stopping().cancel();
         connections.wait().await;
 
         // No connection is left, so no new tunnel task can appear; pending starts see
-        // `stop` and give up, pending stops finish.
-        shared.tunnel_tasks.close();
-        shared.tunnel_tasks.wait().await;
-        let running = shared.registry.begin_stop_all();
-        let count = running.len();
-        futures::future::join_all(running.into_iter().map(|(tunnel, ticket)| {
-            let registry = shared.registry.clone();
-            async move {
-                tunnel.stop().await;
-                registry.finish_stop(ticket);
-            }
-        }))
-        .await;
+        // `stop` and give up, pending stops finish, then every tunnel stops.
+        let count = service.shutdown().await;
         if let Some(task) = metrics_task {
             let _ = task.await;
         }
@@ -373,7 +320,7 @@ pub async fn run(
     core: Arc<dyn StreamingCore>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    Server::from_listener(listener, config, core, crate::tunnel_launcher())?
+    Server::from_listener(listener, config, core, crate::service::tunnel_launcher())?
         .run(shutdown)
         .await
 }
@@ -386,106 +333,26 @@ fn bind_metrics(
     config.check_listen_addr(addr)?;
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|source| ServerError::MetricsBind { addr, source })?;
+        .map_err(|error| ServerError::MetricsBind { addr, error })?;
     let bound = listener.local_addr()?;
     config.check_listen_addr(bound)?;
     Ok((listener, bound))
 }
 
-/// Loads the state file into `registry`: entries come back inactive; the report names
-/// those to start again. Problems are logged (never key material) and the original
-/// file is kept aside before anything of it is dropped.
-fn restore_registry(store: &StateStore, registry: &Registry) -> Result<RestoreReport, StateError> {
-    let path = store.path();
-    let loaded = store.load()?;
-    let mut report = RestoreReport {
-        path: Some(path.clone()),
-        problems: loaded.problems,
-        kept_aside: loaded.kept_aside,
-        ..RestoreReport::default()
-    };
-    let mut dropped = Vec::new();
-    for record in &loaded.tunnels {
-        match registry.restore(record) {
-            Ok(start) => {
-                report.restored.push(record.nickname.clone());
-                if start {
-                    report.to_start.push(record.nickname.clone());
-                }
-            }
-            Err(e) => dropped.push(format!("tunnel {:?}: {e}; entry dropped", record.nickname)),
-        }
-    }
-    if !dropped.is_empty() && report.kept_aside.is_none() {
-        report.kept_aside = store.keep_aside()?;
-    }
-    report.problems.extend(dropped);
-    for problem in &report.problems {
-        // parser messages span lines; keep each problem on one log line
-        let problem = problem.split_whitespace().collect::<Vec<_>>().join(" ");
-        error!(file = %path.display(), "state file: {problem}");
-    }
-    if let Some(aside) = &report.kept_aside {
-        error!(
-            file = %path.display(),
-            kept_aside = %aside.display(),
-            "state file is damaged: the original is kept aside at {}; starting with the {} tunnel(s) that could be read",
-            aside.display(),
-            report.restored.len()
-        );
-        // Rewrite the file from what was read, so the damage is not found again.
-        let snapshot = registry.snapshot();
-        store.save(snapshot.generation, &snapshot.into_records())?;
-    }
-    info!(
-        file = %path.display(),
-        tunnels = report.restored.len(),
-        running = report.to_start.len(),
-        "registry restored from the state directory"
-    );
-    Ok(report)
-}
-
-/// Starts the restored tunnels that were running, then saves the registry once (a
-/// tunnel that did not start is saved as stopped).
-async fn restart_restored(shared: Arc<Service>, names: Vec<String>) {
-    use futures::StreamExt;
-    let starts = names.into_iter().map(|name| {
-        let shared = shared.clone();
-        async move {
-            let result = control::start_tunnel(&shared, &name).await;
-            (name, result)
-        }
-    });
-    let mut done = futures::stream::iter(starts).buffer_unordered(RESTORE_PARALLEL_STARTS);
-    while let Some((name, result)) = done.next().await {
-        match result {
-            Ok(()) => info!(nickname = %name, "restored tunnel running again"),
-            Err(e) => error!(
-                nickname = %name,
-                reason = %e,
-                "restored tunnel did not start; it stays in the registry, stopped"
-            ),
-        }
-    }
-    if !shared.stop.is_cancelled() {
-        shared.persist().await;
-    }
-}
-
 async fn accept_loop(
     listener: &TcpListener,
-    shared: &Arc<Service>,
+    front: &Arc<Frontend>,
     connections: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let max_connections = front.service.config().max_connections;
+    let limit = Arc::new(Semaphore::new(max_connections));
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            () = shared.zap.cancelled() => return,
+            () = front.zap.cancelled() => return,
             r = listener.accept() => r,
         };
         let (socket, peer) = match accepted {
@@ -504,16 +371,16 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            warn!(%peer, limit = shared.config.max_connections, "too many control connections; refusing");
-            connections.spawn(refuse(socket, shared.messages));
+            warn!(%peer, limit = max_connections, "too many control connections; refusing");
+            connections.spawn(refuse(socket, front.messages));
             continue;
         };
-        let shared = shared.clone();
+        let front = front.clone();
         let span = info_span!("bob", %peer);
         connections.spawn(
             async move {
                 debug!("control connection opened");
-                control::serve(socket, &shared).await;
+                control::serve(socket, &front).await;
                 debug!("control connection closed");
                 drop(permit);
             }

@@ -3,12 +3,13 @@
 
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStderr, Command};
 
 mod support;
 
+use bob_testkit::TestClient;
 use support::within;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
@@ -46,34 +47,23 @@ async fn spawn_server_with(extra: &[&str]) -> (Child, String, Vec<String>, BufRe
     (child, addr, seen, stderr)
 }
 
-async fn command(stream: &mut BufReader<TcpStream>, line: &str) -> String {
-    stream
-        .get_mut()
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .expect("send");
-    let mut reply = String::new();
-    within("reply", stream.read_line(&mut reply))
-        .await
-        .expect("reply");
-    reply
+/// One command; the reply line with its `\n`.
+async fn command(c: &mut TestClient, line: &str) -> String {
+    c.cmd(line).await
 }
 
-async fn connect(addr: &str) -> BufReader<TcpStream> {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let mut stream = BufReader::new(stream);
-    let mut greeting = [0u8; 16];
-    within("greeting", stream.read_exact(&mut greeting))
-        .await
-        .expect("greeting");
-    assert_eq!(&greeting, b"BOB 00.00.10\nOK\n");
-    stream
+/// A control connection (the shared test client), exact greeting checked.
+async fn connect(addr: &str) -> TestClient {
+    TestClient::connect(addr).await
 }
 
-async fn expect_eof(stream: &mut BufReader<TcpStream>) {
-    let mut rest = Vec::new();
-    let _ = within("EOF", stream.read_to_end(&mut rest)).await;
-    assert!(rest.is_empty(), "unexpected bytes {rest:?}");
+/// Nothing more arrives before the connection ends (a reset counts as the end).
+async fn expect_eof(c: &mut TestClient) {
+    match c.client().read_to_end().await {
+        Ok(rest) => assert!(rest.is_empty(), "unexpected bytes {rest:?}"),
+        Err(bob_client::ClientError::Timeout(t)) => panic!("no EOF within {t:?}"),
+        Err(_) => {}
+    }
 }
 
 #[tokio::test]

@@ -1,22 +1,23 @@
 //! The `bob-server` command line for scripts: the configuration file and its
 //! precedence (flag > environment > file > default, seen through `--print-config`),
 //! malformed files, tunnels declared in a tunnels file and started at boot, the
-//! generated completions and man pages, and the worked examples in `scripts/examples/`.
+//! generated completions and man pages, and the example configuration in `scripts/examples/`
+//! (the example scripts, which run bobctl, are tested in `bobctl/tests/examples.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStderr, Command};
 
 mod support;
 
+use bob_testkit::{TestClient, scratch_dir};
 use support::{DEADLINE, free_port, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
-const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
 
 /// Every variable bob-server reads, removed so the caller's environment cannot leak in.
 const VARS: &[&str] = &[
@@ -60,14 +61,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A fresh private scratch directory.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bob-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
@@ -99,7 +92,7 @@ async fn defaults_are_printed_and_read_back() {
     assert!(table.get("router").is_none() && table.get("state-dir").is_none());
 
     // What --print-config prints is a configuration file giving the same result.
-    let dir = scratch("roundtrip");
+    let dir = scratch_dir("roundtrip");
     let out = run(bob().args([
         "--print-config",
         "--dialect",
@@ -138,7 +131,7 @@ async fn defaults_are_printed_and_read_back() {
 
 #[tokio::test]
 async fn flag_beats_environment_beats_file_beats_default() {
-    let dir = scratch("precedence");
+    let dir = scratch_dir("precedence");
     let file = write(
         &dir,
         "bob.toml",
@@ -215,7 +208,7 @@ state-dir = "state"
 
 #[tokio::test]
 async fn malformed_configuration_names_file_line_and_key() {
-    let dir = scratch("badconf");
+    let dir = scratch_dir("badconf");
     let cases = [
         (
             "syntax.toml",
@@ -284,7 +277,7 @@ async fn malformed_configuration_names_file_line_and_key() {
 
 #[tokio::test]
 async fn malformed_tunnels_file_stops_the_binary_naming_the_line() {
-    let dir = scratch("badtunnels");
+    let dir = scratch_dir("badtunnels");
     let file = write(
         &dir,
         "tunnels.toml",
@@ -367,28 +360,19 @@ async fn echo_server() -> u16 {
     port
 }
 
-async fn control(addr: &str) -> BufReader<TcpStream> {
-    let mut c = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
-    let mut greeting = [0u8; 16];
-    within("greeting", c.read_exact(&mut greeting))
-        .await
-        .unwrap();
-    c
+/// A control connection (the shared test client), greeting checked.
+async fn control(addr: &str) -> TestClient {
+    TestClient::connect(addr).await
 }
 
-async fn command(c: &mut BufReader<TcpStream>, line: &str) -> String {
-    c.get_mut()
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    within("reply", c.read_line(&mut reply)).await.unwrap();
-    reply
+/// One command; the reply line with its `\n`.
+async fn command(c: &mut TestClient, line: &str) -> String {
+    c.cmd(line).await
 }
 
 #[tokio::test]
 async fn tunnels_file_starts_tunnels_that_carry_data() {
-    let dir = scratch("boot");
+    let dir = scratch_dir("boot");
     let echo = echo_server().await;
     let inport = free_port();
     let file = write(
@@ -491,7 +475,7 @@ start = false
 
 #[tokio::test]
 async fn a_declared_tunnel_that_cannot_start_is_fatal() {
-    let dir = scratch("nostart");
+    let dir = scratch_dir("nostart");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let file = write(
@@ -505,6 +489,28 @@ async fn a_declared_tunnel_that_cannot_start_is_fatal() {
     assert!(
         err.contains(&format!("{}:1: tunnel \"c\": start failed", s(&file))),
         "{err}"
+    );
+    // Three attempts with a back-off between them (1 s, then 2 s), not three at once.
+    let attempts: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("tunnel did not start") && !l.contains("trying again"))
+        .collect();
+    assert_eq!(attempts.len(), 3, "{err}");
+    for wait in ["trying again in 1s", "trying again in 2s"] {
+        assert!(err.contains(wait), "{wait}: {err}");
+    }
+    let at = |line: &str| -> f64 {
+        // RFC 3339 time stamp at the start of the line: seconds within the day
+        let time = line.split(['T', 'Z']).nth(1).expect("timestamp");
+        time.split(':')
+            .map(|p| p.parse::<f64>().expect("number"))
+            .fold(0.0, |acc, v| acc * 60.0 + v)
+    };
+    let gaps: Vec<f64> = attempts.windows(2).map(|w| at(w[1]) - at(w[0])).collect();
+    // (a day boundary between two attempts would make a gap negative)
+    assert!(
+        gaps.iter().all(|g| *g >= 0.9 || *g < 0.0),
+        "attempts too close together: {gaps:?}"
     );
     drop(taken);
     let _ = std::fs::remove_dir_all(&dir);
@@ -538,97 +544,6 @@ async fn example_configuration_and_tunnels_file_parse() {
     }
 }
 
-/// Sends SIGTERM (so the script's trap cleans up) when dropped.
-struct TermOnDrop(Option<u32>);
-
-impl Drop for TermOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-#[tokio::test]
-async fn expose_web_server_example_end_to_end() {
-    let dir = scratch("expose");
-    let site = dir.join("site");
-    std::fs::create_dir_all(&site).unwrap();
-    std::fs::write(site.join("hello.txt"), "hello over i2p\n").unwrap();
-    let (mut server, addr, _, _err) = spawn_until(&mut bob(), "bob-server listening on").await;
-
-    let mut script = Command::new("bash")
-        .arg(examples().join("expose-web-server.sh"))
-        .arg(&site)
-        .env("BOBCTL", BOBCTL)
-        .env("BOBCTL_SERVER", &addr)
-        .env("TUNNEL_NAME", "site")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run the example");
-    let mut term = TermOnDrop(script.id());
-    let mut out = BufReader::new(script.stdout.take().unwrap());
-    let b32 = within("the script prints the b32 address", async {
-        loop {
-            let mut line = String::new();
-            assert!(out.read_line(&mut line).await.unwrap() > 0, "script ended");
-            if let Some(b32) = line.trim().strip_prefix("b32: ") {
-                return b32.to_owned();
-            }
-        }
-    })
-    .await;
-    assert!(b32.ends_with(".b32.i2p"), "{b32}");
-
-    // A client tunnel of our own, and an HTTP request through I2P (the local core).
-    let mut c = control(&addr).await;
-    assert!(command(&mut c, "setnick browser").await.starts_with("OK"));
-    assert!(command(&mut c, "newkeys").await.starts_with("OK"));
-    assert!(command(&mut c, "inhost 127.0.0.1").await.starts_with("OK"));
-    let mut inport = None;
-    for _ in 0..5 {
-        let port = free_port();
-        assert!(
-            command(&mut c, &format!("inport {port}"))
-                .await
-                .starts_with("OK")
-        );
-        if command(&mut c, "start").await.starts_with("OK") {
-            inport = Some(port);
-            break;
-        }
-    }
-    let inport = inport.expect("a free port for the client tunnel");
-    let mut web = TcpStream::connect(("127.0.0.1", inport)).await.unwrap();
-    web.write_all(format!("{b32}\nGET /hello.txt HTTP/1.0\r\nHost: {b32}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    within("HTTP response", web.read_to_string(&mut response))
-        .await
-        .unwrap();
-    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
-    assert!(response.ends_with("hello over i2p\n"), "{response}");
-
-    // SIGTERM: the script removes its tunnel and stops the web server.
-    let pid = term.0.take().expect("script pid");
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = within("script exits", script.wait()).await.unwrap();
-    assert_eq!(status.code(), Some(143), "{status:?}");
-    let listed = command(&mut c, "status site").await;
-    assert!(listed.starts_with("ERROR"), "tunnel removed: {listed}");
-    server.kill().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 #[tokio::test]
 async fn completions_and_man_pages_cover_every_flag() {
     let server_flags = [
@@ -652,8 +567,8 @@ async fn completions_and_man_pages_cover_every_flag() {
         "--tunnels",
         "--newkeys-type",
     ];
-    let bobctl_flags = ["--server", "--json", "--timeout"];
-    for (bin, flags) in [(BIN, &server_flags[..]), (BOBCTL, &bobctl_flags[..])] {
+    // (bobctl's are checked in bobctl/tests/examples.rs)
+    for (bin, flags) in [(BIN, &server_flags[..])] {
         for shell in ["bash", "zsh", "fish"] {
             let out = run(Command::new(bin).args(["--generate-completions", shell])).await;
             assert!(out.status.success(), "{bin} {shell}: {}", stderr(&out));
@@ -681,7 +596,7 @@ async fn completions_and_man_pages_cover_every_flag() {
 }
 
 /// Polls `status NAME` until `want` is in the reply.
-async fn wait_status(c: &mut BufReader<TcpStream>, name: &str, want: &str) -> String {
+async fn wait_status(c: &mut TestClient, name: &str, want: &str) -> String {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let reply = command(c, &format!("status {name}")).await;
@@ -698,7 +613,7 @@ async fn wait_status(c: &mut BufReader<TcpStream>, name: &str, want: &str) -> St
 
 #[tokio::test]
 async fn tunnels_file_wins_over_the_restored_state() {
-    let dir = scratch("statewins");
+    let dir = scratch_dir("statewins");
     let state = dir.join("state");
     let state_arg = s(&state).to_owned();
 
@@ -763,97 +678,178 @@ async fn tunnels_file_wins_over_the_restored_state() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A stand-in for `nc HOST PORT` (netcat is not installed everywhere): relays stdin to
-/// the connection, passing end-of-input on as a half-close, and the connection to
-/// stdout.
-const FAKE_NC: &str = r#"#!/usr/bin/env python3
-import socket, sys, threading
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-def pump():
-    while True:
-        data = sys.stdin.buffer.read1(65536)
-        if not data:
-            s.shutdown(socket.SHUT_WR)
-            return
-        s.sendall(data)
-threading.Thread(target=pump, daemon=True).start()
-while True:
-    data = s.recv(65536)
-    if not data:
-        break
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
-"#;
-
+/// Each cause once (no `X: X` chains), and a hint where the user can act.
 #[tokio::test]
-async fn nc_client_example_talks_to_a_destination() {
-    let dir = scratch("nc");
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    // The real netcat when installed (scripts/test.sh installs it; CI must have it),
-    // otherwise a stand-in with the same interface.
-    let real_nc = std::process::Command::new("sh")
-        .args(["-c", "command -v nc"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !real_nc {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nc (netcat) is not installed: CI must run the example with the real one"
-        );
-        let nc = write(&bin, "nc", FAKE_NC);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&nc, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-    }
-    let echo = echo_server().await;
-    let file = write(
-        &dir,
-        "tunnels.toml",
-        &format!(
-            "[[tunnel]]\nname = \"echo\"\nkeys = \"echo.keys\"\noutbound = \"127.0.0.1:{echo}\"\nquiet = true\n"
-        ),
+async fn errors_say_each_cause_once_and_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(bob().args(["--listen", &addr])).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(
+        err.contains("hint: another program listens on") && err.contains("--listen"),
+        "{err}"
     );
-    let (mut server, addr, _, _err) = spawn_until(
-        bob().args(["--tunnels", s(&file)]),
-        "bob-server tunnels ready",
+    drop(taken);
+
+    let out = run(bob().args(["--config", "/nonexistent/nosuch.toml"])).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
+    // A missing tunnels file has no line to blame.
+    let dir = scratch_dir("errors");
+    let conf = write(&dir, "bob.toml", "tunnels = \"nosuch.toml\"\n");
+    let out = run(bob().args(["--config", s(&conf), "--print-config"])).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let missing = s(&dir.join("nosuch.toml")).to_owned();
+    assert!(err.contains(&format!("{missing}: No such file")), "{err}");
+    assert!(!err.contains(&format!("{missing}:1")), "{err}");
+
+    // Typos and unquoted values are explained.
+    for (text, want) in [
+        (
+            "listen = 127.0.0.1:2905\n",
+            "bob.toml:1: listen: expected an address in quotes, e.g. listen = \"127.0.0.1:2827\"",
+        ),
+        (
+            "max-tunnel = 3\n",
+            "bob.toml:1: unknown key `max-tunnel`; did you mean `max-tunnels`?",
+        ),
+    ] {
+        let conf = write(&dir, "bob.toml", text);
+        let out = run(bob().args(["--config", s(&conf), "--print-config"])).await;
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(want), "{text}: {}", stderr(&out));
+    }
+
+    // A bad value from the environment is blamed on the variable, from a flag on the flag.
+    let out = run(bob().env("BOB_MAX_TUNNELS", "abc").arg("--print-config")).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid value \"abc\" in the environment variable BOB_MAX_TUNNELS"),
+        "{err}"
+    );
+    assert!(!err.contains("for '--max-tunnels"), "{err}");
+    let out =
+        run(bob()
+            .env("BOB_MAX_TUNNELS", "abc")
+            .args(["--max-tunnels", "xyz", "--print-config"]))
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("'xyz' for '--max-tunnels"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The start-up line describes the backend in use.
+#[tokio::test]
+async fn start_up_log_names_the_backend_in_use() {
+    // nothing needs to listen at the router address for the server to start
+    let router = format!("sam://127.0.0.1:{}", free_port());
+    let (mut child, _, seen, _err) =
+        spawn_until(bob().args(["--router", &router]), "bob-server listening on").await;
+    let log = seen.concat();
+    assert!(!log.contains("Without --router"), "{log}");
+    assert!(
+        log.contains(&format!("tunnels run on the I2P router at {router}")),
+        "{log}"
+    );
+    child.kill().await.unwrap();
+    let (mut child, _, seen, _err) = spawn_until(&mut bob(), "bob-server listening on").await;
+    assert!(seen.concat().contains("reaches NO I2P network"), "{seen:?}");
+    child.kill().await.unwrap();
+}
+
+/// What --print-config prints works as a configuration file wherever it is saved: its
+/// paths are absolute.
+#[tokio::test]
+async fn printed_configuration_works_from_another_directory() {
+    let dir = scratch_dir("printabs");
+    let conf_dir = dir.join("conf");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    write(
+        &conf_dir,
+        "tunnels.toml",
+        "[[tunnel]]\nname = \"w\"\nkeys = \"w.keys\"\noutbound = \"127.0.0.1:80\"\n",
+    );
+    write(&conf_dir, "bob.toml", "tunnels = \"tunnels.toml\"\n");
+    // relative to the working directory (--state-dir) and to the file (tunnels)
+    let out = run(bob().current_dir(&dir).args([
+        "--config",
+        "conf/bob.toml",
+        "--state-dir",
+        "state",
+        "--print-config",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let table: toml::Table = printed.parse().unwrap();
+    assert_eq!(table["state-dir"].as_str(), Some(s(&dir.join("state"))));
+    assert_eq!(
+        table["tunnels"].as_str(),
+        Some(s(&dir.join("conf/tunnels.toml")))
+    );
+    let saved = write(&elsewhere, "effective.toml", &printed);
+    let out = run(bob()
+        .current_dir(&elsewhere)
+        .args(["--config", s(&saved), "--print-config"]))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), printed);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Host names and a bare port, the same way for --listen, --metrics and --router, as
+/// flags, variables and config keys.
+#[tokio::test]
+async fn addresses_take_host_names_and_bare_ports_everywhere() {
+    let table = print_config(bob().args([
+        "--listen",
+        "localhost:2828",
+        "--metrics",
+        "9101",
+        "--router",
+        "7656",
+    ]))
+    .await;
+    assert_eq!(table["listen"].as_str(), Some("127.0.0.1:2828"));
+    assert_eq!(table["metrics"].as_str(), Some("127.0.0.1:9101"));
+    assert_eq!(table["router"].as_str(), Some("sam://127.0.0.1:7656"));
+    let table = print_config(
+        bob()
+            .env("BOB_LISTEN", "2829")
+            .env("BOB_ROUTER", "localhost:7656"),
     )
     .await;
-    let b32 = bob_server::storage::keyfile::read_key_file(&dir.join("echo.keys"))
-        .unwrap()
-        .destination()
-        .b32();
-
-    let path = format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default());
-    let mut script = Command::new("bash")
-        .arg(examples().join("nc-client.sh"))
-        .arg(&b32)
-        .env("PATH", path)
-        .env("BOBCTL", BOBCTL)
-        .env("BOBCTL_SERVER", &addr)
-        .env("TUNNEL_NAME", "ncc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the example");
-    let mut stdin = script.stdin.take().unwrap();
-    stdin.write_all(b"ping through nc\n").await.unwrap();
-    drop(stdin);
-    let out = within("nc-client ends", script.wait_with_output())
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ping through nc\n");
-    assert!(stderr(&out).contains("client tunnel ncc listening on 127.0.0.1:"));
-
-    // The script removed its tunnel on exit.
-    let mut c = control(&addr).await;
-    let gone = command(&mut c, "status ncc").await;
-    assert!(gone.starts_with("ERROR"), "{gone}");
-    server.kill().await.unwrap();
+    assert_eq!(table["listen"].as_str(), Some("127.0.0.1:2829"));
+    assert_eq!(table["router"].as_str(), Some("sam://localhost:7656"));
+    let dir = scratch_dir("addrs");
+    let conf = write(
+        &dir,
+        "bob.toml",
+        "listen = \"2830\"\nmetrics = \"localhost:9102\"\nrouter = \"sam://localhost:7656\"\n",
+    );
+    let table = print_config(bob().args(["--config", s(&conf)])).await;
+    assert_eq!(table["listen"].as_str(), Some("127.0.0.1:2830"));
+    assert_eq!(table["metrics"].as_str(), Some("127.0.0.1:9102"));
+    // and a server really listens on a name
+    let (mut child, addr, _, _err) = spawn_until(
+        bob().args(["--metrics", "localhost:0"]),
+        "bob-server listening on",
+    )
+    .await;
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStderr, Command};
 
 mod support;
-use support::{Bob, echo_app, free_port, pattern};
+use bob_testkit::{DEADLINE, echo_app, pattern};
+use support::{Bob, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
 /// Bound on each router-side step in real time.
@@ -65,17 +66,10 @@ fn drain(mut stderr: BufReader<ChildStderr>) -> tokio::task::JoinHandle<Vec<Stri
 }
 
 async fn slow(bob: &mut Bob, line: &str) -> String {
-    bob.0
-        .get_mut()
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(LIMIT, bob.0.read_line(&mut reply))
-        .await
-        .unwrap_or_else(|_| panic!("{line}: no reply"))
-        .unwrap();
-    reply.trim_end().to_owned()
+    bob.0.set_deadline(LIMIT);
+    let reply = bob.0.line(line).await;
+    bob.0.set_deadline(DEADLINE);
+    reply
 }
 
 async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
@@ -104,7 +98,7 @@ async fn readme_session_over_a_devnet_binary() {
     );
 
     // the README's session, unchanged (outport: our echo application)
-    let (app, mut peers) = echo_app().await;
+    let (app, mut peers) = echo_app(false).await;
     let mut bob = Bob::connect(&addr).await;
     assert_eq!(
         bob.cmd("setnick myserver").await,

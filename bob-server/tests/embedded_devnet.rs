@@ -15,13 +15,14 @@ use bob_server::backend::embedded::{self, EmbeddedConfig, RouterKind, Started, r
 use bob_server::config::Config;
 use bob_server::server::Server;
 use keytools::SigType;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{Bob, echo_app, free_port, pattern};
+use bob_testkit::{DEADLINE, echo_app, pattern};
+use support::{Bob, free_port};
 
 /// Virtual-time bound on each router-side wait (tunnel builds, session creation).
 const ROUTER_LIMIT: Duration = Duration::from_secs(300);
@@ -95,17 +96,10 @@ async fn serve(started: &Started, state_dir: Option<PathBuf>) -> Running {
 
 /// A command whose reply may take router time (`start`, `lookup`).
 async fn slow(bob: &mut Bob, line: &str) -> String {
-    bob.0
-        .get_mut()
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(ROUTER_LIMIT, bob.0.read_line(&mut reply))
-        .await
-        .unwrap_or_else(|_| panic!("{line}: no reply"))
-        .unwrap();
-    reply.trim_end().to_owned()
+    bob.0.set_deadline(ROUTER_LIMIT);
+    let reply = bob.0.line(line).await;
+    bob.0.set_deadline(DEADLINE);
+    reply
 }
 
 /// Creates and starts a server tunnel to a peer-line echo app; returns its destination.
@@ -183,7 +177,7 @@ async fn bob_tunnels_over_a_devnet() {
     assert!(r.starts_with("ERROR") && r.contains("newkeys 7"), "{r}");
     bob.ok("clear").await;
 
-    let (app, mut peers) = echo_app().await;
+    let (app, mut peers) = echo_app(false).await;
     // 0 hops: clamped to 1 (emissary closes a 0-hop SESSION CREATE without a reply)
     let srv = server_tunnel(&mut bob, "srv", app, &["option inbound.length=0"]).await;
     let (cli, inport) = client_tunnel(&mut bob, "cli").await;
@@ -231,7 +225,7 @@ async fn state_dir_restart_keeps_the_destination() {
     let started = devnet(0xa8).await;
     ready(&started).await;
     let state = temp_dir("state");
-    let (app, _peers) = echo_app().await;
+    let (app, _peers) = echo_app(false).await;
 
     let server = serve(&started, Some(state.clone())).await;
     let mut bob = Bob::connect(server.addr).await;
@@ -255,8 +249,7 @@ async fn state_dir_restart_keeps_the_destination() {
                 // drain to the final OK
                 let mut lines = vec![r];
                 loop {
-                    let mut l = String::new();
-                    bob.0.read_line(&mut l).await.unwrap();
+                    let l = bob.0.read_line().await;
                     let done = l.starts_with("OK");
                     lines.push(l);
                     if done {
@@ -323,7 +316,7 @@ async fn embedded_router_reseeded_from_devnet_files_keeps_its_identity() {
     // a server tunnel on the embedded router, a client tunnel on the devnet's
     let on_emb = serve(&emb, None).await;
     let on_dev = serve(&devnet, None).await;
-    let (app, mut peers) = echo_app().await;
+    let (app, mut peers) = echo_app(false).await;
     let mut a = Bob::connect(on_emb.addr).await;
     let srv = server_tunnel(&mut a, "srv", app, &[]).await;
     let mut b = Bob::connect(on_dev.addr).await;

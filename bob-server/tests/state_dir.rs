@@ -117,11 +117,10 @@ trait BobExt {
 impl BobExt for Bob {
     /// `list` as text, all lines.
     async fn list(&mut self) -> Vec<String> {
-        self.0.get_mut().write_all(b"list\n").await.unwrap();
+        self.0.send_raw(b"list\n").await;
         let mut lines = Vec::new();
         loop {
-            let mut line = String::new();
-            within("list", self.0.read_line(&mut line)).await.unwrap();
+            let line = self.0.read_line().await;
             let done = !line.starts_with("DATA ");
             lines.push(line.trim_end().to_owned());
             if done {
@@ -561,7 +560,9 @@ async fn metrics_flag_serves_prometheus_text_and_refuses_remote() {
     let mut c = server.connect().await;
     c.ok("setnick m").await;
     let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut text = String::new();
     within("scrape", s.read_to_string(&mut text)).await.unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");

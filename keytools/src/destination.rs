@@ -148,6 +148,42 @@ impl Destination {
         s
     }
 
+    /// The blinded ("b33") address for an encrypted LeaseSet (I2P "B32 for Encrypted
+    /// Leasesets" specification): base32 of `flags | sig type | blinded sig type | public
+    /// key`, with the CRC-32 of the public key XORed (little-endian) into the first three
+    /// bytes, plus `.b32.i2p`. Flags: 0x02 a secret is required, 0x04 per-client
+    /// authorization. The blinded type is RedDSA (11), so only Ed25519 and RedDSA
+    /// destinations have one.
+    ///
+    /// # Errors
+    /// [`KeyError::UnsupportedSigType`] for other signature types.
+    pub fn b33(&self, secret: bool, client_auth: bool) -> Result<String, KeyError> {
+        if !matches!(self.sig, SigType::Ed25519 | SigType::RedDsa) {
+            return Err(KeyError::UnsupportedSigType {
+                code: self.sig.code(),
+                name: "blinded addresses need EdDSA_SHA512_Ed25519 or RedDSA_SHA512_Ed25519",
+            });
+        }
+        let key = self.signing_public_key();
+        let mut flags = 0u8;
+        if secret {
+            flags |= 0x02;
+        }
+        if client_auth {
+            flags |= 0x04;
+        }
+        // one-byte type codes (flag 0x01 clear): both codes are below 256
+        let mut data = vec![flags, self.sig.code() as u8, SigType::RedDsa.code() as u8];
+        data.extend_from_slice(&key);
+        let crc = crc32fast::hash(&key).to_le_bytes();
+        for i in 0..3 {
+            data[i] ^= crc[i];
+        }
+        let mut s = encoding::base32_encode(&data);
+        s.push_str(".b32.i2p");
+        Ok(s)
+    }
+
     /// The signature type.
     pub fn sig_type(&self) -> SigType {
         self.sig

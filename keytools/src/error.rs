@@ -91,6 +91,18 @@ pub enum KeyError {
         /// why it is rejected
         reason: String,
     },
+    /// A vanity pattern (regular expression, or the pattern list) that cannot be searched for.
+    #[error("invalid vanity pattern {pattern:?}: {reason}")]
+    VanityPattern {
+        /// the pattern given (at most 80 characters of it)
+        pattern: String,
+        /// why it is rejected
+        reason: String,
+    },
+    /// A registration line (address-book `name=dest#!…#sig=…`) that is malformed or does not
+    /// verify, or a host name that cannot be registered.
+    #[error("registration: {0}")]
+    Registration(String),
     /// The operating-system random number generator failed.
     #[error("random number generator failed: {0}")]
     Random(String),

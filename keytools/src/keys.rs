@@ -195,6 +195,61 @@ impl PrivateKeys {
         Ok(k)
     }
 
+    /// As [`PrivateKeys::from_bytes`] but without the expiry check of an offline section (the
+    /// signature and key checks still apply): for showing what an expired blob is.
+    ///
+    /// # Errors
+    /// [`KeyError`].
+    pub fn from_bytes_any_expiry(bytes: &[u8]) -> Result<Self, KeyError> {
+        let (k, n) = Self::parse(bytes, None)?;
+        if n != bytes.len() {
+            return Err(KeyError::TrailingBytes {
+                what: "private keys",
+                extra: bytes.len() - n,
+            });
+        }
+        Ok(k)
+    }
+
+    /// Makes an offline-signed blob (proposal 123, as i2pd `offlinekeys` writes): a fresh
+    /// transient key of type `transient` certified until `expires` (seconds since the epoch)
+    /// by this blob's long-term signing key, which the result does not contain (its signing
+    /// private key is all zero). The result is re-parsed and fully checked.
+    ///
+    /// # Errors
+    /// [`KeyError::OfflineKey`] if this blob is itself offline-signed,
+    /// [`KeyError::OfflineExpired`] if `expires` is not in the future, [`KeyError`] from key
+    /// generation or signing.
+    pub fn offline_sign(&self, transient: SigType, expires: u32) -> Result<Self, KeyError> {
+        if self.offline.is_some() {
+            return Err(KeyError::OfflineKey);
+        }
+        let now = now_secs();
+        if u64::from(expires) <= now {
+            return Err(KeyError::OfflineExpired {
+                expires: u64::from(expires),
+                now,
+            });
+        }
+        let mut entropy = Zeroizing::new([0u8; 64]);
+        crypto::random(entropy.as_mut())?;
+        let (tpriv, tpub) = crypto::generate(transient, &entropy)?;
+        let mut signed = Vec::with_capacity(6 + tpub.len());
+        signed.extend_from_slice(&expires.to_be_bytes());
+        signed.extend_from_slice(&transient.code().to_be_bytes());
+        signed.extend_from_slice(&tpub);
+        let signature = self.sign(&signed)?;
+        let sig = self.destination.sig_type();
+        let mut blob = Zeroizing::new(Vec::new());
+        // destination and crypto private key, then a zero signing private key
+        blob.extend_from_slice(&self.bytes[..self.signing_private.start]);
+        blob.extend(std::iter::repeat_n(0u8, sig.private_key_len()));
+        blob.extend_from_slice(&signed);
+        blob.extend_from_slice(&signature);
+        blob.extend_from_slice(&tpriv);
+        Self::from_bytes(&blob)
+    }
+
     /// Parses I2P base64 of a blob.
     ///
     /// # Errors
@@ -316,10 +371,53 @@ mod tests {
     }
 
     #[test]
+    fn offline_sign_round_trips_for_every_type() {
+        let expires = (now_secs() + 86_400) as u32;
+        for long in SigType::ALL {
+            let k = PrivateKeys::generate(long, CryptoType::X25519).unwrap();
+            for t in [SigType::Ed25519, SigType::EcdsaP256, SigType::RedDsa] {
+                let o = k.offline_sign(t, expires).unwrap();
+                assert_eq!(o.destination(), k.destination());
+                let off = o.offline().unwrap();
+                assert_eq!((off.expires, off.transient_type), (expires, t));
+                let back = PrivateKeys::from_base64(&o.to_base64()).unwrap();
+                assert_eq!(back.to_bytes(), o.to_bytes());
+                // only the transient key signs now
+                assert!(matches!(o.sign(b"m"), Err(KeyError::OfflineKey)));
+                let (st, sig) = o.sign_current(b"m").unwrap();
+                assert_eq!(st, t);
+                crypto::verify(t, &off.transient_public_key, b"m", &sig).unwrap();
+                // the certificate is signed by the long-term key
+                let mut signed = expires.to_be_bytes().to_vec();
+                signed.extend_from_slice(&t.code().to_be_bytes());
+                signed.extend_from_slice(&off.transient_public_key);
+                k.destination().verify(&signed, &off.signature).unwrap();
+                assert!(matches!(
+                    o.offline_sign(t, expires),
+                    Err(KeyError::OfflineKey)
+                ));
+            }
+        }
+        let k = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).unwrap();
+        assert!(matches!(
+            k.offline_sign(SigType::Ed25519, 1000),
+            Err(KeyError::OfflineExpired { .. })
+        ));
+    }
+
+    #[test]
     fn expired_offline_is_rejected_by_clock() {
         // parse() with a clock far in the future must reject any offline section; without
         // offline section the clock is irrelevant
         let k = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).unwrap();
         assert!(PrivateKeys::parse(&k.to_bytes(), Some(u64::MAX)).is_ok());
+        let o = k
+            .offline_sign(SigType::Ed25519, (now_secs() + 60) as u32)
+            .unwrap();
+        assert!(matches!(
+            PrivateKeys::parse(&o.to_bytes(), Some(u64::MAX)),
+            Err(KeyError::OfflineExpired { .. })
+        ));
+        assert!(PrivateKeys::from_bytes_any_expiry(&o.to_bytes()).is_ok());
     }
 }

@@ -5,10 +5,15 @@
 //! - [`types`]: signature and crypto type codes.
 //! - [`destination`]: [`Destination`] parse/serialize, b32 address.
 //! - [`keys`]: [`PrivateKeys`] (the BOB KEYS blob) parse/serialize/generate.
-//! - [`vanity`]: fast b32-prefix search (SHA-256 midstate).
+//! - [`vanity`]: fast b32 prefix/regex search (SHA-256 midstate, multi-buffer hashing).
+//! - [`naming`]: signed address-book registration lines.
+//! - [`keyfile`]: reading and writing key files safely (size bound, no FIFOs/devices, atomic
+//!   0600 writes that never follow symlinks).
 //! - [`error`]: the [`KeyError`] type.
 //!
-//! No I/O here; the `bob-keygen` binary does the files.
+//! Only [`keyfile`] does I/O; the `bob-keygen` binary is built on it.
+//!
+//! `unsafe` is denied in this crate except in [`vanity::multibuf`] (CPU intrinsics).
 //!
 //! # Example
 //! ```
@@ -29,13 +34,18 @@
 //! # Ok::<(), keytools::KeyError>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 mod crypto;
 pub mod destination;
 pub mod encoding;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(unix)]
+pub mod keyfile;
 pub mod keys;
+pub mod naming;
 pub mod types;
 pub mod vanity;
 

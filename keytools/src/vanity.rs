@@ -1,11 +1,13 @@
-//! Fast search for a destination whose b32 address starts with a given prefix.
+//! Fast search for a destination whose b32 address matches a prefix or a regular expression.
 //!
 //! The key pair is generated once per worker; only 8 padding bytes of the destination change
 //! between candidates (offset 320, inside the Ed25519/RedDSA signing-key padding). The SHA-256
 //! state after the first 320 constant bytes (five blocks) is computed once, so each candidate
-//! costs two SHA-256 compressions, and the first 64 hash bits are compared with the decoded
-//! prefix bits instead of base32-encoding every hash. Every hit is rebuilt as a full key blob,
-//! re-parsed, and its b32 recomputed from the serialized destination before it is returned.
+//! costs two SHA-256 compressions, done [`multibuf::BATCH`] at a time by the fastest
+//! [`multibuf::Path`] the CPU offers. The first 64 hash bits go through a 1024-entry table
+//! and the patterns' bit masks before any base32 encoding. Every hit is rebuilt as a full key
+//! blob, re-parsed, and its b32 recomputed from the serialized destination before it is
+//! returned.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,11 +21,14 @@ use crate::error::KeyError;
 use crate::keys::PrivateKeys;
 use crate::types::{CryptoType, SigType};
 
+pub mod multibuf;
+pub mod pattern;
+
+pub use multibuf::Path;
+pub use pattern::{MAX_PREFIX_LEN, MAX_REGEX_LEN, Matcher, Pattern, Prefix, RegexPattern};
+
 /// Offset of the 8 bytes varied per candidate (start of the sixth SHA-256 block).
 pub const COUNTER_OFFSET: usize = 320;
-/// Longest possible b32 prefix (a whole address).
-pub const MAX_PREFIX_LEN: usize = 52;
-const B32_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 const SHA256_IV: [u32; 8] = [
     0x6a09_e667,
     0xbb67_ae85,
@@ -35,85 +40,22 @@ const SHA256_IV: [u32; 8] = [
     0x5be0_cd19,
 ];
 
-/// A validated b32 prefix, decoded to the hash bits it fixes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prefix {
-    text: String,
-    mask: u64,
-    target: u64,
-}
-
-impl Prefix {
-    /// Validates a prefix: 1..=52 characters of the b32 alphabet `a-z 2-7` (upper case is
-    /// folded to lower case).
-    ///
-    /// # Errors
-    /// [`KeyError::VanityPrefix`] naming the bad character or length.
-    pub fn new(prefix: &str) -> Result<Self, KeyError> {
-        let text = prefix.to_ascii_lowercase();
-        let err = |reason: String| KeyError::VanityPrefix {
-            prefix: prefix.to_owned(),
-            reason,
-        };
-        if text.is_empty() || text.len() > MAX_PREFIX_LEN {
-            return Err(err(format!(
-                "length must be 1 to {MAX_PREFIX_LEN} characters"
-            )));
-        }
-        let mut values = Vec::with_capacity(text.len());
-        for (i, c) in text.bytes().enumerate() {
-            match B32_ALPHABET.iter().position(|&a| a == c) {
-                Some(v) => values.push(v as u64),
-                None => {
-                    return Err(err(format!(
-                        "character {:?} at position {} is not in the b32 alphabet a-z 2-7",
-                        prefix.chars().nth(i).unwrap_or('?'),
-                        i + 1
-                    )));
-                }
-            }
-        }
-        if values.len() == MAX_PREFIX_LEN && values[MAX_PREFIX_LEN - 1] & 0xf != 0 {
-            return Err(err("the 52nd b32 character can only be one of a, q".into()));
-        }
-        let quick = values.len().min(12);
-        let mut target = 0u64;
-        for v in &values[..quick] {
-            target = target << 5 | v;
-        }
-        let bits = 5 * quick as u32;
-        target <<= 64 - bits;
-        let mask = !0u64 << (64 - bits);
-        Ok(Self { text, mask, target })
-    }
-
-    /// The prefix text (lower case).
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Expected number of candidates to try: 32^len.
-    pub fn expected_tries(&self) -> f64 {
-        32f64.powi(self.text.len() as i32)
-    }
-
-    /// Whether a full b32 address (with or without `.b32.i2p`) starts with this prefix.
-    pub fn matches_b32(&self, b32: &str) -> bool {
-        b32.starts_with(&self.text)
-    }
-
-    #[inline]
-    fn quick_match(&self, first64: u64) -> bool {
-        first64 & self.mask == self.target
-    }
+/// A verified match: which pattern (index into [`Matcher::patterns`]) and the keys.
+#[derive(Debug)]
+pub struct Hit {
+    /// index of the matching pattern
+    pub pattern: usize,
+    /// the keys, re-parsed and re-checked
+    pub keys: PrivateKeys,
 }
 
 /// One search worker: a fixed key pair whose destination padding is varied.
 pub struct Searcher {
     keys: PrivateKeys,
     dest: Vec<u8>,
-    midstate: [u32; 8],
-    tail: Vec<[u8; 64]>,
+    job: multibuf::Job,
+    hasher: multibuf::Hasher,
+    out: Box<multibuf::Batch>,
     counter: u64,
 }
 
@@ -121,24 +63,38 @@ impl std::fmt::Debug for Searcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Searcher")
             .field("keys", &self.keys)
+            .field("path", &self.hasher.path())
             .field("counter", &self.counter)
             .finish()
     }
 }
 
 impl Searcher {
-    /// Generates a fresh key pair and prepares the SHA-256 midstate.
+    /// Generates a fresh key pair and prepares the SHA-256 midstate; hashes with
+    /// [`Path::best`].
     ///
     /// # Errors
     /// [`KeyError::UnsupportedSigType`] unless the signing key leaves padding at bytes 320..328
     /// (Ed25519 and RedDSA); [`KeyError::Random`] if the RNG fails.
     pub fn new(sig: SigType, crypto: CryptoType) -> Result<Self, KeyError> {
+        Self::with_path(sig, crypto, Path::best())
+    }
+
+    /// As [`Searcher::new`] with a chosen hashing path.
+    ///
+    /// # Errors
+    /// As [`Searcher::new`]; [`KeyError::VanityPattern`] if this CPU cannot run `path`.
+    pub fn with_path(sig: SigType, crypto: CryptoType, path: Path) -> Result<Self, KeyError> {
         if 384 - sig.public_key_len() < COUNTER_OFFSET + 8 {
             return Err(KeyError::UnsupportedSigType {
                 code: sig.code(),
                 name: "vanity search needs EdDSA_SHA512_Ed25519 or RedDSA_SHA512_Ed25519",
             });
         }
+        let hasher = multibuf::Hasher::new(path).ok_or_else(|| KeyError::VanityPattern {
+            pattern: String::new(),
+            reason: format!("this CPU cannot run the {path} hashing path"),
+        })?;
         let keys = PrivateKeys::generate(sig, crypto)?;
         let dest = keys.destination().as_bytes().to_vec();
         let mut midstate = SHA256_IV;
@@ -147,46 +103,76 @@ impl Searcher {
             .map(|c| c.try_into().unwrap_or([0; 64]))
             .collect();
         compress256(&mut midstate, &head);
-        // the tail: bytes 320.. plus SHA-256 padding (0x80, zeros, bit length)
+        // the tail: bytes 320.. plus SHA-256 padding (0x80, zeros, bit length); two blocks
+        // for every destination this accepts (391 bytes; 71 + 9 <= 128)
         let mut t = dest[COUNTER_OFFSET..].to_vec();
         t.push(0x80);
         while t.len() % 64 != 56 {
             t.push(0);
         }
         t.extend_from_slice(&((dest.len() as u64) * 8).to_be_bytes());
-        let tail = t
-            .chunks_exact(64)
-            .map(|c| c.try_into().unwrap_or([0; 64]))
-            .collect();
+        if t.len() != 128 {
+            return Err(KeyError::UnsupportedSigType {
+                code: sig.code(),
+                name: "vanity search needs a 391-byte destination",
+            });
+        }
+        let mut tail = [[0u8; 64]; 2];
+        tail[0].copy_from_slice(&t[..64]);
+        tail[1].copy_from_slice(&t[64..]);
         Ok(Self {
             keys,
             dest,
-            midstate,
-            tail,
+            job: multibuf::Job::new(midstate, tail),
+            hasher,
+            out: Box::new([[0; multibuf::BATCH]; 8]),
             counter: 0,
         })
     }
 
-    /// Tries the next `tries` candidates; returns a verified key on a match.
+    /// The hashing path in use.
+    pub fn path(&self) -> Path {
+        self.hasher.path()
+    }
+
+    /// Candidates tried so far (the next counter value).
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    /// Tries at least the next `tries` candidates (rounded up to a whole batch); returns a
+    /// verified hit as soon as one is found (the next call continues after it).
     ///
     /// # Errors
     /// [`KeyError`] only if a hit fails re-verification (which would be a bug).
-    pub fn run(&mut self, prefix: &Prefix, tries: u64) -> Result<Option<PrivateKeys>, KeyError> {
-        for _ in 0..tries {
-            let c = self.counter;
-            self.counter = self.counter.wrapping_add(1);
-            self.tail[0][..8].copy_from_slice(&c.to_le_bytes());
-            let mut st = self.midstate;
-            compress256(&mut st, &self.tail);
-            if prefix.quick_match(u64::from(st[0]) << 32 | u64::from(st[1])) {
-                let mut hash = [0u8; 32];
-                for (i, w) in st.iter().enumerate() {
-                    hash[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+    pub fn run(&mut self, matcher: &Matcher, tries: u64) -> Result<Option<Hit>, KeyError> {
+        const B: u64 = multibuf::BATCH as u64;
+        let mut done = 0u64;
+        while done < tries {
+            let base = self.counter & !(B - 1);
+            let skip = (self.counter - base) as usize;
+            self.hasher.batch(&self.job, base, &mut self.out);
+            for lane in skip..multibuf::BATCH {
+                let first = u64::from(self.out[0][lane]) << 32 | u64::from(self.out[1][lane]);
+                if !matcher.may_match(first) {
+                    continue;
                 }
-                if prefix.matches_b32(&encoding::base32_encode(&hash)) {
-                    return self.candidate(c, prefix).map(Some);
+                let c = base + lane as u64;
+                let mut hash = [0u8; 32];
+                for (w, word) in self.out.iter().enumerate() {
+                    hash[w * 4..w * 4 + 4].copy_from_slice(&word[lane].to_be_bytes());
+                }
+                let b32 = encoding::base32_encode(&hash);
+                let hit = matcher
+                    .candidates(first)
+                    .find(|&i| matcher.patterns()[i].matches_b32(&b32));
+                if let Some(i) = hit {
+                    self.counter = c.wrapping_add(1);
+                    return self.candidate(c, matcher, i).map(Some);
                 }
             }
+            done += B - skip as u64;
+            self.counter = base.wrapping_add(B);
         }
         Ok(None)
     }
@@ -196,18 +182,14 @@ impl Searcher {
     ///
     /// # Errors
     /// As [`Searcher::run`].
-    pub fn run_naive(
-        &mut self,
-        prefix: &Prefix,
-        tries: u64,
-    ) -> Result<Option<PrivateKeys>, KeyError> {
+    pub fn run_naive(&mut self, matcher: &Matcher, tries: u64) -> Result<Option<Hit>, KeyError> {
         for _ in 0..tries {
             let c = self.counter;
             self.counter = self.counter.wrapping_add(1);
             self.dest[COUNTER_OFFSET..COUNTER_OFFSET + 8].copy_from_slice(&c.to_le_bytes());
-            let h = Sha256::digest(&self.dest);
-            if prefix.matches_b32(&encoding::base32_encode(&h)) {
-                return self.candidate(c, prefix).map(Some);
+            let b32 = encoding::base32_encode(&Sha256::digest(&self.dest));
+            if let Some(i) = matcher.patterns().iter().position(|p| p.matches_b32(&b32)) {
+                return self.candidate(c, matcher, i).map(Some);
             }
         }
         Ok(None)
@@ -215,24 +197,108 @@ impl Searcher {
 
     /// Builds the key blob for counter value `c` and checks it from scratch: it must parse as
     /// private keys whose keys match, and the b32 recomputed from the serialized destination
-    /// must start with the prefix.
-    fn candidate(&self, c: u64, prefix: &Prefix) -> Result<PrivateKeys, KeyError> {
+    /// must match pattern `i`.
+    fn candidate(&self, c: u64, matcher: &Matcher, i: usize) -> Result<Hit, KeyError> {
         let mut dest = self.dest.clone();
         dest[COUNTER_OFFSET..COUNTER_OFFSET + 8].copy_from_slice(&c.to_le_bytes());
         let keys = self.keys.with_destination_bytes(&dest)?;
         let b32 = keys.destination().b32();
-        if !prefix.matches_b32(&b32) {
-            return Err(KeyError::VanityPrefix {
-                prefix: prefix.as_str().to_owned(),
+        let pattern = &matcher.patterns()[i];
+        if !pattern.matches_b32(&b32) {
+            return Err(KeyError::VanityPattern {
+                pattern: pattern.as_str().to_owned(),
                 reason: format!("internal error: candidate {b32} does not match"),
             });
         }
-        Ok(keys)
+        Ok(Hit { pattern: i, keys })
     }
 }
 
-/// Runs `threads` workers until one finds a match or `stop` is set; adds the number of
-/// candidates tried to `tries` as it goes (for progress display).
+/// How to search: key types, worker threads and the hashing path.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchOptions {
+    /// signature type (Ed25519 or RedDSA)
+    pub sig: SigType,
+    /// crypto type
+    pub crypto: CryptoType,
+    /// worker threads (at least 1)
+    pub threads: usize,
+    /// hashing path; `None` = the naive full-SHA-256-and-base32 baseline
+    pub path: Option<Path>,
+}
+
+impl SearchOptions {
+    /// Ed25519 + ElGamal, the best path, `threads` workers.
+    pub fn new(threads: usize) -> Self {
+        Self {
+            sig: SigType::Ed25519,
+            crypto: CryptoType::ElGamal,
+            threads,
+            path: Some(Path::best()),
+        }
+    }
+}
+
+/// Runs workers until `stop` is set or `on_hit` returns `true`; each verified hit is passed
+/// to `on_hit` (from a worker thread, one at a time). Adds the candidates tried to `tries` as
+/// it goes (for progress display).
+///
+/// # Errors
+/// [`KeyError`] from worker set-up (unsupported type or path, RNG failure).
+pub fn search_each(
+    matcher: &Matcher,
+    opts: &SearchOptions,
+    stop: &AtomicBool,
+    tries: &AtomicU64,
+    on_hit: &(dyn Fn(Hit) -> bool + Sync),
+) -> Result<(), KeyError> {
+    // small enough that a stop is seen within milliseconds even on the slowest path (debug
+    // builds included), large enough that the shared counter is touched rarely
+    let batch: u64 = if opts.path.is_none() { 1 << 6 } else { 1 << 9 };
+    let error: Mutex<Option<KeyError>> = Mutex::new(None);
+    let hits = Mutex::new(());
+    std::thread::scope(|s| {
+        for _ in 0..opts.threads.max(1) {
+            s.spawn(|| {
+                let result = (|| {
+                    let path = opts.path.unwrap_or(Path::Single);
+                    let mut w = Searcher::with_path(opts.sig, opts.crypto, path)?;
+                    while !stop.load(Ordering::Relaxed) {
+                        let before = w.counter;
+                        let r = if opts.path.is_none() {
+                            w.run_naive(matcher, batch)?
+                        } else {
+                            w.run(matcher, batch)?
+                        };
+                        tries.fetch_add(w.counter.wrapping_sub(before), Ordering::Relaxed);
+                        if let Some(hit) = r {
+                            // one callback at a time; a poisoned lock only means another
+                            // callback panicked, which the scope reports anyway
+                            let _guard = hits.lock();
+                            if !stop.load(Ordering::Relaxed) && on_hit(hit) {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = result {
+                    stop.store(true, Ordering::Relaxed);
+                    if let Ok(mut slot) = error.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    match error.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Runs `threads` workers until one finds `prefix` or `stop` is set (best path); adds the
+/// number of candidates tried to `tries` as it goes.
 ///
 /// Returns `Ok(None)` when stopped before a match.
 ///
@@ -246,122 +312,117 @@ pub fn search(
     stop: &AtomicBool,
     tries: &AtomicU64,
 ) -> Result<Option<PrivateKeys>, KeyError> {
-    search_impl(prefix, sig, crypto, threads, stop, tries, false)
+    let matcher = Matcher::new(vec![Pattern::Prefix(prefix.clone())])?;
+    let opts = SearchOptions {
+        sig,
+        crypto,
+        threads,
+        path: Some(Path::best()),
+    };
+    let found = Mutex::new(None);
+    search_each(&matcher, &opts, stop, tries, &|hit| {
+        if let Ok(mut f) = found.lock() {
+            f.get_or_insert(hit.keys);
+        }
+        true
+    })?;
+    Ok(found.into_inner().ok().flatten())
 }
 
-/// Measures the candidate rate (candidates per second, all threads together) of the fast
-/// search, or with `naive` of the full-SHA-256-and-base32 baseline, for about `duration`.
+/// Measures the candidate rate (candidates per second, all threads together) for about
+/// `duration`, checking `matcher` but ignoring hits (so the figure includes the pattern
+/// checks; pass a matcher that practically never hits to measure the hashing alone).
 ///
 /// # Errors
 /// [`KeyError`] from worker set-up.
 pub fn measure_rate(
-    sig: SigType,
-    crypto: CryptoType,
-    threads: usize,
+    matcher: &Matcher,
+    opts: &SearchOptions,
     duration: Duration,
-    naive: bool,
 ) -> Result<f64, KeyError> {
-    // 60 fixed bits: a hit within a benchmark is practically impossible (and harmless)
-    let prefix = Prefix::new("zzzzzzzzzzzz")?;
     let stop = AtomicBool::new(false);
     let tries = AtomicU64::new(0);
     let start = Instant::now();
     std::thread::scope(|s| {
-        let timer = s.spawn(|| {
+        s.spawn(|| {
             while start.elapsed() < duration && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
             stop.store(true, Ordering::Relaxed);
         });
-        let r = search_impl(&prefix, sig, crypto, threads, &stop, &tries, naive);
+        let r = search_each(matcher, opts, &stop, &tries, &|_| false);
         stop.store(true, Ordering::Relaxed);
-        let _ = timer.join();
         r
     })?;
     Ok(tries.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
-fn search_impl(
-    prefix: &Prefix,
-    sig: SigType,
-    crypto: CryptoType,
-    threads: usize,
-    stop: &AtomicBool,
-    tries: &AtomicU64,
-    naive: bool,
-) -> Result<Option<PrivateKeys>, KeyError> {
-    let batch: u64 = if naive { 1 << 12 } else { 1 << 16 };
-    let found: Mutex<Option<Result<PrivateKeys, KeyError>>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let result = (|| {
-                    let mut w = Searcher::new(sig, crypto)?;
-                    while !stop.load(Ordering::Relaxed) {
-                        let before = w.counter;
-                        let r = if naive {
-                            w.run_naive(prefix, batch)?
-                        } else {
-                            w.run(prefix, batch)?
-                        };
-                        tries.fetch_add(w.counter.wrapping_sub(before), Ordering::Relaxed);
-                        if r.is_some() {
-                            return Ok(r);
-                        }
-                    }
-                    Ok(None)
-                })();
-                if let Ok(None) = result {
-                    return;
-                }
-                stop.store(true, Ordering::Relaxed);
-                if let Ok(mut f) = found.lock()
-                    && f.is_none()
-                {
-                    *f = result.transpose();
-                }
-            });
-        }
-    });
-    found.into_inner().ok().flatten().transpose()
+/// A matcher for benchmarks: 60 fixed bits, so a hit is practically impossible.
+pub fn bench_matcher() -> Matcher {
+    // "zzzzzzzzzzzz" is a valid prefix; Matcher::new fails only for an empty list
+    let p = Prefix::new("zzzzzzzzzzzz").map(Pattern::Prefix);
+    match p.and_then(|p| Matcher::new(vec![p])) {
+        Ok(m) => m,
+        Err(e) => unreachable!("constant bench prefix: {e}"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn prefix_validation() {
-        assert!(Prefix::new("").is_err());
-        assert!(Prefix::new("ab1").is_err());
-        assert!(Prefix::new("ab8").is_err());
-        assert!(Prefix::new(&"a".repeat(53)).is_err());
-        let p = Prefix::new("Bob").unwrap();
-        assert_eq!(p.as_str(), "bob");
-        assert_eq!(p.expected_tries(), 32768.0);
-        // 'b' = 1, 'o' = 14, 'b' = 1 -> 00001 01110 00001
-        assert_eq!(p.target >> (64 - 15), 0b00001_01110_00001);
+    fn prefix(s: &str) -> Matcher {
+        Matcher::new(vec![Pattern::Prefix(Prefix::new(s).unwrap())]).unwrap()
     }
 
     #[test]
-    fn fast_and_naive_agree_and_find_verified_keys() {
-        let p = Prefix::new("a").unwrap();
+    fn every_path_and_naive_agree_and_find_verified_keys() {
+        let p = prefix("a");
+        for path in Path::available() {
+            let mut w = Searcher::with_path(SigType::Ed25519, CryptoType::ElGamal, path).unwrap();
+            let k = w
+                .run(&p, 10_000)
+                .unwrap()
+                .expect("1-char prefix found in 10k tries")
+                .keys;
+            assert!(k.destination().b32().starts_with('a'));
+            let fast_counter = w.counter;
+            // the next hit is after the first one
+            let k3 = w.run(&p, 10_000).unwrap().unwrap().keys;
+            assert!(w.counter > fast_counter);
+            assert_ne!(k3.to_bytes(), k.to_bytes());
+            w.counter = 0;
+            let k2 = w.run_naive(&p, 10_000).unwrap().unwrap().keys;
+            assert_eq!(
+                w.counter, fast_counter,
+                "{path}: both loops stop at the same candidate"
+            );
+            assert_eq!(k.to_bytes(), k2.to_bytes());
+            let s = k.sign(b"x").unwrap();
+            k.destination().verify(b"x", &s).unwrap();
+        }
+    }
+
+    #[test]
+    fn several_patterns_and_regexes() {
+        let m = Matcher::new(vec![
+            Pattern::Prefix(Prefix::new("b").unwrap()),
+            Pattern::Regex(Box::new(RegexPattern::new("^[cd]").unwrap())),
+            Pattern::Regex(Box::new(RegexPattern::new("q$").unwrap())),
+        ])
+        .unwrap();
+        let mut seen = [false; 3];
         let mut w = Searcher::new(SigType::Ed25519, CryptoType::ElGamal).unwrap();
-        let k = w
-            .run(&p, 10_000)
-            .unwrap()
-            .expect("1-char prefix found in 10k tries");
-        assert!(k.destination().b32().starts_with('a'));
-        let fast_counter = w.counter;
-        w.counter = 0;
-        let k2 = w.run_naive(&p, 10_000).unwrap().unwrap();
-        assert_eq!(
-            w.counter, fast_counter,
-            "both loops stop at the same candidate"
-        );
-        assert_eq!(k.to_bytes(), k2.to_bytes());
-        let s = k.sign(b"x").unwrap();
-        k.destination().verify(b"x", &s).unwrap();
+        for _ in 0..200 {
+            let hit = w.run(&m, 1 << 20).unwrap().unwrap();
+            let b32 = hit.keys.destination().b32();
+            assert!(m.patterns()[hit.pattern].matches_b32(&b32), "{b32}");
+            seen[hit.pattern] = true;
+            if seen.iter().all(|&s| s) {
+                return;
+            }
+        }
+        panic!("not every pattern was hit: {seen:?}");
     }
 
     #[test]
@@ -379,6 +440,23 @@ mod tests {
         let p = Prefix::new("zzzzzzzzzz").unwrap();
         let r = search(&p, SigType::Ed25519, CryptoType::ElGamal, 2, &stop, &tries).unwrap();
         assert!(r.is_none());
+    }
+
+    #[test]
+    fn search_each_counts_hits_until_told_to_stop() {
+        let m = prefix("a");
+        let stop = AtomicBool::new(false);
+        let tries = AtomicU64::new(0);
+        let n = Mutex::new(0);
+        let opts = SearchOptions::new(2);
+        search_each(&m, &opts, &stop, &tries, &|hit| {
+            assert!(hit.keys.destination().b32().starts_with('a'));
+            let mut n = n.lock().unwrap();
+            *n += 1;
+            *n == 5
+        })
+        .unwrap();
+        assert_eq!(*n.lock().unwrap(), 5);
     }
 
     #[test]

@@ -68,10 +68,12 @@ echo "web server: http://127.0.0.1:$PORT/ serving $DIR"
 if [ -n "${KEYS:-}" ]; then
     KEY_ARGS=(--keys "$KEYS")
 else
-    KEY_ARGS=(--newkeys "$KEY_TYPE")
+    KEY_ARGS=(--newkeys="$KEY_TYPE")
 fi
-TUNNEL_CREATED=1
+# bobctl create refuses a tunnel that exists already and removes what it made when it
+# fails, so the tunnel is ours to remove only once create has succeeded.
 JSON=$("$BOBCTL" --json create "$NAME" "${KEY_ARGS[@]}" --out "127.0.0.1:$PORT" --quiet --start)
+TUNNEL_CREATED=1
 B32=$(printf '%s' "$JSON" | python3 -c 'import json, sys; print(json.load(sys.stdin)["b32"])')
 echo "b32: $B32"
 echo "serving until interrupted (Ctrl-C)"

@@ -33,7 +33,6 @@ cleanup() {
         sleep 0.1
     done
 }
-trap cleanup EXIT
 
 # The inbound port: a free loopback port (bobctl start fails if it was taken meanwhile).
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -41,6 +40,9 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # Client tunnel: new throwaway keys, inbound side only. `start` returns once the
 # listener is up.
 "$BOBCTL" create "$NAME" --newkeys --in "127.0.0.1:$PORT" --start >/dev/null
+# Only now is the tunnel ours to remove (create refuses an existing name and cleans up
+# after itself when it fails).
+trap cleanup EXIT
 echo "client tunnel $NAME listening on 127.0.0.1:$PORT" >&2
 
 # OpenBSD netcat keeps the connection open after the end of stdin unless given -N (shut

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use bob_codec::Dialect;
 use bob_integration_tests::{
-    TestServer, free_port, local_core, poll_until, start_server_with_launcher, test_config, within,
+    TestServer, free_port, local_core, pattern, poll_until, start_server_with_launcher,
+    test_config, within,
 };
 use bob_server::registry::{ActiveTunnel, Launcher};
 use bob_server::tunnel::{RunningTunnel, TunnelStats};
@@ -74,10 +75,6 @@ async fn echo_sink() -> (SocketAddr, mpsc::UnboundedReceiver<std::io::Result<u64
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
     let addr = listener.local_addr().expect("addr");
     (addr, echo_on(listener).await)
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 /// Connects to the inport and sends `target` and `data` (then half-closes) from a

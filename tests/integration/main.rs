@@ -1,11 +1,22 @@
-//! End-to-end tests of bob-server through real sockets, exact bytes.
+//! End-to-end tests of bob-server through real sockets, exact bytes. Every test that
+//! needs no binary lives here (those that run the `bob-server` or `bobctl` binaries stay
+//! with their crate).
 
 mod bad_input;
 mod clients;
 mod control;
+mod control_burst;
 mod faults;
 mod hostile;
 mod lifecycle;
 mod multi;
+mod relay_bounded;
+mod sam_bob_i2pd;
+mod sam_fake_router;
+mod sam_i2pd;
 mod shutdown;
+mod stats;
+mod support;
+mod transcripts;
+mod tunnel_local;
 mod tunnels;

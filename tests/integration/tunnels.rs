@@ -4,48 +4,14 @@ use std::net::SocketAddr;
 
 use bob_codec::Dialect;
 use bob_integration_tests::{
-    BobClient, TestServer, local_core_with_hosts, start_server, start_server_with, test_config,
-    within,
+    BobClient, TestServer, echo_app, local_core_with_hosts, pattern, start_server,
+    start_server_with, test_config, within,
 };
 use keytools::Destination;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const TEN_MIB: usize = 10 * 1024 * 1024;
-
-/// An application behind an outbound (server) tunnel: echoes everything; unless quiet,
-/// first reads the peer destination line and reports it.
-async fn echo_app(quiet: bool) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
-                let mut r = BufReader::new(r);
-                if !quiet {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).await.is_err() {
-                        return;
-                    }
-                    let _ = tx.send(line);
-                }
-                let _ = tokio::io::copy_buf(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    (addr, rx)
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i.wrapping_mul(31) ^ (i >> 11)) as u8)
-        .collect()
-}
 
 /// Connects to an inbound tunnel, names the target, sends `data`, returns the echo.
 async fn round_trip(inport: u16, target: &str, data: &[u8]) -> Vec<u8> {

@@ -3,12 +3,23 @@
 //!
 //! A backend offers sessions (one per started tunnel, holding its keys and options);
 //! a session connects to destinations, accepts incoming streams with the peer's
-//! destination, and resolves names.
+//! destination, and resolves names. The streams it hands out relay themselves
+//! ([`ByteStream::relay`]), so a backend with a faster data path than
+//! `AsyncRead`/`AsyncWrite` copying keeps it behind this seam.
+//!
+//! # Datagrams (not yet)
+//! Every tunnel kind today is a stream kind ([`crate::tunnel::TunnelKind`]). UDP
+//! tunnels will need repliable and raw datagrams (SAM `STYLE=DATAGRAM`/`RAW`, or the
+//! embedded router's), which do not fit [`Session`]: that seam goes beside
+//! [`StreamingCore`] here, as a second object-safe trait that a backend may implement
+//! (a `DatagramCore` whose sessions send to and receive from destinations), and the
+//! datagram kind's arm of `TunnelKind::run` drives it. Nothing else changes: the
+//! registry, the service and the control code see only the tunnel's kind.
 
 pub mod embedded;
+pub mod relay;
 pub mod sam;
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,37 +28,43 @@ use std::time::Duration;
 
 use keytools::{Destination, PrivateKeys};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use self::relay::{RelayCounters, RelayEnd};
 
 /// A boxed, `Send` future (object-safe async trait methods).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A bidirectional byte stream to a remote destination.
 ///
-/// `Any` lets the relay recognise streams it can move without copying
-/// ([`local::LocalStream`]); every other stream is relayed through `AsyncRead` and
-/// `AsyncWrite`.
-pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug + Any {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug + Any> ByteStream for T {}
+/// A backend implements it for the streams it hands out; [`ByteStream::relay`] is how
+/// a tunnel moves bytes between an application's socket and the stream. The default
+/// copies through `AsyncRead`/`AsyncWrite` ([`relay::copy`]); a backend that can do
+/// better overrides it (the local backend moves chunks without copying and splices on
+/// Linux), so the tunnel code never needs to know which backend runs.
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug + 'static {
+    /// Relays between the application's `socket` and this stream until both directions
+    /// have ended, one fails, or `cancel` fires; `counters` grow as bytes are delivered.
+    /// Follows the half-close rules of [`relay`].
+    fn relay(
+        self: Box<Self>,
+        socket: TcpStream,
+        counters: RelayCounters,
+        cancel: &CancellationToken,
+    ) -> BoxFuture<'_, RelayEnd> {
+        Box::pin(relay::copy(socket, self, counters, cancel))
+    }
+}
 
 /// A boxed stream as the backends hand them out.
 pub type BoxStream = Box<dyn ByteStream>;
 
-impl dyn ByteStream {
-    /// The stream as a [`local::LocalStream`] if it is one, else unchanged.
-    ///
-    /// # Errors
-    /// The stream itself when it is of another type.
-    pub fn into_local(self: Box<Self>) -> Result<local::LocalStream, BoxStream> {
-        if !(&*self as &dyn Any).is::<local::LocalStream>() {
-            return Err(self);
-        }
-        let any: Box<dyn Any> = self;
-        match any.downcast::<local::LocalStream>() {
-            Ok(local) => Ok(*local),
-            Err(_) => unreachable!("the type was checked just above"),
-        }
-    }
-}
+/// A TCP connection as a stream (backends and tests that hand out plain sockets).
+impl ByteStream for TcpStream {}
+
+/// An in-memory pipe as a stream (tests, and backends that bridge through one).
+impl ByteStream for tokio::io::DuplexStream {}
 
 /// What an inbound application asked to reach: a full destination, or a name
 /// (`xxxx.b32.i2p` or a host name such as `example.i2p`) that the backend resolves.
@@ -95,12 +112,22 @@ pub enum CoreError {
     /// The session has been closed.
     #[error("session closed")]
     Closed,
-    /// The backend cannot do this (e.g. `ping`).
-    #[error("not supported by the {0} backend")]
+    /// The backend cannot do this (e.g. `ping`); the backend's name, or `""` when the
+    /// caller does not know it (`not supported by this backend`).
+    #[error("{}", unsupported(.0))]
     Unsupported(&'static str),
     /// An I/O error, with its text.
     #[error("{0}")]
     Io(String),
+}
+
+/// The text of [`CoreError::Unsupported`].
+fn unsupported(backend: &str) -> String {
+    if backend.is_empty() {
+        "not supported by this backend".to_owned()
+    } else {
+        format!("not supported by the {backend} backend")
+    }
 }
 
 /// A streaming core: the I2P network as the server sees it.
@@ -136,10 +163,11 @@ pub trait Session: Send + Sync + fmt::Debug {
     fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>>;
 
     /// Round-trip time to `target` (i2pd `ping`); backends that cannot answer
-    /// [`CoreError::Unsupported`].
+    /// [`CoreError::Unsupported`] with their name (the default, which does not know the
+    /// backend's name, says `not supported by this backend`).
     fn ping(&self, target: Target) -> BoxFuture<'_, Result<Duration, CoreError>> {
         let _ = target;
-        Box::pin(async { Err(CoreError::Unsupported("this")) })
+        Box::pin(async { Err(CoreError::Unsupported("")) })
     }
 
     /// Ends the session: pending and later `accept`s fail with [`CoreError::Closed`],
@@ -149,3 +177,20 @@ pub trait Session: Send + Sync + fmt::Debug {
 }
 
 pub mod local;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsupported_names_the_backend_or_none() {
+        assert_eq!(
+            CoreError::Unsupported("sam").to_string(),
+            "not supported by the sam backend"
+        );
+        assert_eq!(
+            CoreError::Unsupported("").to_string(),
+            "not supported by this backend"
+        );
+    }
+}

@@ -49,6 +49,7 @@ use bob_codec::Dialect;
 use keytools::SigType;
 use serde::{Deserialize, Serialize};
 
+use super::hints::{self, KeyShape};
 use crate::backend::embedded::settings::RouterSettings;
 use crate::backend::sam::{SamConfig, merge_options};
 use crate::config::{BackendConfig, Config, java_default_options};
@@ -62,7 +63,11 @@ pub use super::values::{DialectName, RouterUrl, SigTypeName, TunnelOptions};
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
     /// control address
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::values::de_listen_addr"
+    )]
     pub listen: Option<SocketAddr>,
     /// allow non-loopback listen and metrics addresses
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,7 +109,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
     /// Prometheus endpoint address
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::values::de_listen_addr"
+    )]
     pub metrics: Option<SocketAddr>,
     /// declarative tunnels file started at boot
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,12 +130,12 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Read {
         /// the file
         file: String,
-        /// what the OS said
-        source: std::io::Error,
+        /// what the OS said (shown in `Display`, so not a `source()`)
+        error: std::io::Error,
     },
     /// The file is not valid TOML or holds a bad or unknown key; `Display` is
     /// `FILE:LINE: what is wrong`.
@@ -155,13 +164,41 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
 
 /// The key of a `key = value` line when `offset` points into the value (toml's value
 /// errors carry the value's position but not the key's name).
-fn key_before(text: &str, offset: usize) -> Option<&str> {
+pub(crate) fn key_before(text: &str, offset: usize) -> Option<&str> {
     let offset = offset.min(text.len());
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let (key, _) = text[line_start..offset].split_once('=')?;
     let key = key.trim().trim_matches('"');
     (!key.is_empty()).then_some(key)
 }
+
+/// What each key's value looks like, for messages about values that are not TOML.
+const SHAPES: &[KeyShape] = &[
+    ("listen", "an address in quotes", "\"127.0.0.1:2827\""),
+    ("allow-remote", "true or false", "false"),
+    ("dialect", "\"java\" or \"i2pd\" in quotes", "\"java\""),
+    (
+        "router",
+        "a SAM address in quotes",
+        "\"sam://127.0.0.1:7656\"",
+    ),
+    ("hosts", "a path in quotes", "\"hosts.txt\""),
+    (
+        "newkeys-type",
+        "a signature type in quotes",
+        "\"EdDSA_SHA512_Ed25519\"",
+    ),
+    ("session-timeout", "a number of seconds", "90"),
+    ("max-connections", "a number", "64"),
+    ("max-tunnels", "a number", "1024"),
+    ("lookup-timeout", "a number of seconds", "60"),
+    ("first-line-timeout", "a number of seconds", "60"),
+    ("connect-timeout", "a number of seconds", "60"),
+    ("max-tunnel-connections", "a number", "1024"),
+    ("state-dir", "a path in quotes", "\"/var/lib/bob-server\""),
+    ("metrics", "an address in quotes", "\"127.0.0.1:9100\""),
+    ("tunnels", "a path in quotes", "\"tunnels.toml\""),
+];
 
 fn secs(s: Option<NonZeroU64>, fallback: Duration) -> Duration {
     s.map_or(fallback, |n| Duration::from_secs(n.get()))
@@ -220,12 +257,21 @@ impl Settings {
         let mut settings: Self = toml::from_str(text).map_err(|e| {
             let start = e.span().map_or(0, |s| s.start);
             let message = e.message().trim();
+            let key = key_before(text, start);
+            // not TOML at all (an unquoted address reads as a bad float): say what the
+            // key expects instead of what the TOML parser stumbled on
+            let syntax = text.parse::<toml::Table>().is_err();
+            let shape = key
+                .filter(|_| syntax)
+                .and_then(|k| hints::value_shape(k, SHAPES));
             ConfigFileError::Parse {
                 file: path.display().to_string(),
                 line: line_of(text, start),
-                message: match key_before(text, start) {
-                    Some(key) => format!("{key}: {message}"),
-                    None => message.to_owned(),
+                message: match (shape, hints::unknown_key(message), key) {
+                    (Some(shape), _, _) => shape,
+                    (None, Some(unknown), _) => unknown,
+                    (None, None, Some(key)) => format!("{key}: {message}"),
+                    (None, None, None) => message.to_owned(),
                 },
             }
         })?;
@@ -251,11 +297,27 @@ impl Settings {
     /// # Errors
     /// [`ConfigFileError::Read`] if it cannot be read, else as [`Settings::parse`].
     pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigFileError::Read {
             file: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
+    }
+
+    /// The same settings with relative paths (`hosts`, `state-dir`, `tunnels`) made
+    /// absolute against the current directory, so that `--print-config`'s output is a
+    /// configuration file that means the same wherever it is written.
+    ///
+    /// # Errors
+    /// When the current directory cannot be found.
+    pub fn with_absolute_paths(mut self) -> std::io::Result<Self> {
+        for p in [&mut self.hosts, &mut self.state_dir, &mut self.tunnels]
+            .into_iter()
+            .flatten()
+        {
+            *p = std::path::absolute(&*p)?;
+        }
+        Ok(self)
     }
 
     /// This layer over `lower`: every field set here wins; tunnel options are merged
@@ -506,6 +568,31 @@ tunnels = "/etc/bob/tunnels.toml"
             ),
             ("[tunnel-options]\na = 1\n", 2, "string"),
             ("allow-remote = \"yes\"\n", 1, "bool"),
+            (
+                "listen = 127.0.0.1:2905\n",
+                1,
+                "listen: expected an address in quotes, e.g. listen = \"127.0.0.1:2827\"",
+            ),
+            (
+                "\nmax-tunnels = abc\n",
+                2,
+                "max-tunnels: expected a number, e.g. max-tunnels = 1024",
+            ),
+            (
+                "max-tunnel = 3\n",
+                1,
+                "unknown key `max-tunnel`; did you mean `max-tunnels`?",
+            ),
+            (
+                "listen = \"localhost:\"\n",
+                1,
+                "listen: \"localhost:\": the port",
+            ),
+            (
+                "metrics = \"no such host!:1\"\n",
+                1,
+                "metrics: \"no such host!:1\": bad host",
+            ),
         ];
         for (text, line, needle) in cases {
             let e = parse(text).unwrap_err();

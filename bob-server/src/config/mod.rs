@@ -5,6 +5,7 @@
 //! [`Config::default`] and change the fields they need.
 
 pub mod file;
+mod hints;
 pub mod tunnels;
 pub mod values;
 

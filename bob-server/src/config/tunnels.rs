@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::file::line_of;
+use super::hints::{self, KeyShape};
+use crate::config::file::{key_before, line_of};
 use crate::tunnel::Endpoint;
 
 /// One declared tunnel, validated.
@@ -46,17 +47,29 @@ pub struct TunnelDecl {
     pub line: usize,
 }
 
-/// A bad tunnels file; `Display` is `FILE:LINE: what is wrong`.
+/// A bad tunnels file; `Display` is `FILE:LINE: what is wrong`, or `FILE: what is wrong`
+/// when no line is at fault (the file cannot be read).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct TunnelsFileError {
     /// the file
     pub file: String,
-    /// 1-based line (1 when the file as a whole is unreadable)
-    pub line: usize,
+    /// 1-based line; `None` when the file as a whole cannot be read
+    pub line: Option<usize>,
     /// what is wrong
     pub message: String,
 }
+
+/// What each key of an entry looks like, for messages about values that are not TOML.
+const SHAPES: &[KeyShape] = &[
+    ("name", "a nickname in quotes", "\"web\""),
+    ("keys", "a key file path in quotes", "\"web.keys\""),
+    ("key-type", "a signature type in quotes", "\"ed25519\""),
+    ("inbound", "an address in quotes", "\"127.0.0.1:8080\""),
+    ("outbound", "an address in quotes", "\"127.0.0.1:80\""),
+    ("quiet", "true or false", "true"),
+    ("start", "true or false", "true"),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,12 +130,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
     let file = path.display().to_string();
     let err = |line, message: String| TunnelsFileError {
         file: file.clone(),
-        line,
+        line: Some(line),
         message,
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(1, |s| line_of(text, s.start));
-        err(line, e.message().to_string())
+        let start = e.span().map_or(0, |s| s.start);
+        let message = e.message().trim();
+        let key = key_before(text, start);
+        let syntax = text.parse::<toml::Table>().is_err();
+        let shape = key
+            .filter(|_| syntax)
+            .and_then(|k| hints::value_shape(k, SHAPES));
+        let message = match (shape, hints::unknown_key(message), key) {
+            (Some(shape), _, _) => shape,
+            (None, Some(unknown), _) => unknown,
+            (None, None, Some(key)) => format!("{key}: {message}"),
+            (None, None, None) => message.to_owned(),
+        };
+        err(line_of(text, start), message)
     })?;
     let base = path.parent().unwrap_or_else(|| Path::new(""));
     let mut seen = BTreeMap::new();
@@ -185,11 +210,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
 /// Reads and parses a tunnels file.
 ///
 /// # Errors
-/// [`TunnelsFileError`] (line 1 when the file cannot be read).
+/// [`TunnelsFileError`] (without a line when the file cannot be read).
 pub fn load(path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| TunnelsFileError {
         file: path.display().to_string(),
-        line: 1,
+        line: None,
         message: e.to_string(),
     })?;
     parse(&text, path)
@@ -294,7 +319,17 @@ start = false
             (
                 "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = \"h:1\"\ncolour = 1\n",
                 5,
-                "unknown field",
+                "unknown key `colour`; valid keys: name, keys,",
+            ),
+            (
+                "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbund = \"h:1\"\n",
+                4,
+                "unknown key `outbund`; did you mean `outbound`?",
+            ),
+            (
+                "[[tunnel]]\nname = \"a\"\nkeys = \"k\"\noutbound = 127.0.0.1:80\n",
+                4,
+                "outbound: expected an address in quotes, e.g. outbound = \"127.0.0.1:80\"",
             ),
             (
                 "[[tunnel]]\nname = \"a\"\noutbound = \"h:1\"\n",
@@ -315,7 +350,7 @@ start = false
         ];
         for (text, line, needle) in cases {
             let e = parse_str(text).unwrap_err();
-            assert_eq!(e.line, line, "{text:?} -> {e}");
+            assert_eq!(e.line, Some(line), "{text:?} -> {e}");
             assert!(e.to_string().contains(needle), "{text:?} -> {e}");
             assert!(
                 e.to_string()
@@ -334,6 +369,11 @@ start = false
     #[test]
     fn missing_file_is_an_error() {
         let e = load(Path::new("/nonexistent/bob/tunnels.toml")).unwrap_err();
-        assert_eq!(e.line, 1);
+        assert_eq!(e.line, None);
+        // no made-up line number
+        assert!(
+            e.to_string().starts_with("/nonexistent/bob/tunnels.toml: "),
+            "{e}"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The value types of settings as the configuration file and the command line spell
-//! them: dialect and router names, signature types, default tunnel options.
+//! them: addresses, dialect and router names, signature types, default tunnel options.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 
 use bob_codec::Dialect;
@@ -10,8 +11,118 @@ use keytools::SigType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::backend::embedded::RouterKind;
-use crate::backend::sam::SamConfig;
 use crate::config::parse_sig_type;
+
+/// An address as `--listen`, `--metrics` and `--router` (and their config keys) take
+/// it: `HOST:PORT`, `[IPV6]:PORT` or a bare `PORT` (meaning `127.0.0.1:PORT`); HOST is
+/// an IP address or a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// IP literal (without brackets) or host name
+    pub host: String,
+    /// 0 only where a setting allows it (listen addresses: "any free port")
+    pub port: u16,
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected =
+            "expected an address, HOST:PORT or PORT (e.g. 127.0.0.1:2827, localhost:2827, 2827)";
+        if let Ok(port) = s.parse::<u16>() {
+            return Ok(Self {
+                host: Ipv4Addr::LOCALHOST.to_string(),
+                port,
+            });
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: {expected}"))?;
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6
+                .strip_suffix(']')
+                .filter(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+                .ok_or_else(|| format!("{s:?}: bad IPv6 address in brackets"))?,
+            // an IPv6 address needs brackets, or its last group would read as the port
+            None if host.contains(':') => {
+                return Err(format!(
+                    "{s:?}: write an IPv6 address in brackets, [ADDR]:PORT"
+                ));
+            }
+            None => host,
+        };
+        let name_ok = |h: &str| {
+            !h.is_empty()
+                && h.len() <= 253
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        };
+        if host.parse::<IpAddr>().is_err() && !name_ok(host) {
+            return Err(format!("{s:?}: bad host {host:?}; {expected}"));
+        }
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("{s:?}: the port must be a number in 0..65535"))?;
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl HostPort {
+    /// The socket address to bind: the IP itself, or the name resolved now (its first
+    /// IPv4 address, else its first address).
+    ///
+    /// # Errors
+    /// A message naming the host when it does not resolve.
+    pub fn resolve(&self) -> Result<SocketAddr, String> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        let found: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {:?}: {e}", self.host))?
+            .collect();
+        found
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or_else(|| found.first())
+            .copied()
+            .ok_or_else(|| format!("{:?} has no address", self.host))
+    }
+}
+
+/// Parses a listen address (`--listen`, `--metrics`): [`HostPort`], resolved.
+///
+/// # Errors
+/// A message saying what is wrong with `s`.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<HostPort>()?.resolve()
+}
+
+/// `Deserialize` for an optional listen address in the configuration file (the same
+/// forms as on the command line; the error keeps the value's position).
+///
+/// # Errors
+/// The deserializer's error with [`parse_listen_addr`]'s message.
+pub fn de_listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen_addr(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
 
 /// Which reply strings the server speaks, as written in the file and on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,14 +180,28 @@ impl RouterUrl {
 impl FromStr for RouterUrl {
     type Err = String;
 
-    /// Accepts `sam://HOST:PORT`, `HOST:PORT`, `embedded`, `devnet` or `devnet=N`.
+    /// Accepts `sam://HOST:PORT`, `HOST:PORT` or a bare `PORT` (on 127.0.0.1), like the
+    /// listen addresses (HOST may be a name, resolved when the router is contacted);
+    /// or `embedded`, `devnet`, `devnet=N` (the in-process emissary routers).
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(kind) = RouterKind::parse(s) {
             return kind.map(Self::Embedded);
         }
-        SamConfig::from_url(s)
-            .map(|sam| Self::Sam(sam.addr))
-            .map_err(|e| format!("{e}, `embedded` or `devnet[=N]`"))
+        let bad = |why: String| {
+            format!(
+                "invalid SAM router address {s:?}: {why}; expected sam://HOST:PORT, \
+                 `embedded` or `devnet[=N]`"
+            )
+        };
+        let addr = s.strip_prefix("sam://").unwrap_or(s).trim_end_matches('/');
+        if addr.contains("://") {
+            return Err(bad("only sam:// is supported".into()));
+        }
+        let hp: HostPort = addr.parse().map_err(bad)?;
+        if hp.port == 0 {
+            return Err(bad("port 0".into()));
+        }
+        Ok(Self::Sam(hp.to_string()))
     }
 }
 
@@ -188,5 +313,43 @@ impl<'de> Deserialize<'de> for TunnelOptions {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map = BTreeMap::<OptionKey, OptionValue>::deserialize(d)?;
         Ok(Self(map.into_iter().map(|(k, v)| (k.0, v.0)).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_take_names_and_bare_ports() {
+        let hp = |s: &str| s.parse::<HostPort>();
+        assert_eq!(hp("2828").unwrap().to_string(), "127.0.0.1:2828");
+        assert_eq!(hp("localhost:2828").unwrap().host, "localhost");
+        assert_eq!(hp("[::1]:7656").unwrap().to_string(), "[::1]:7656");
+        assert_eq!(hp("0.0.0.0:0").unwrap().port, 0);
+        for bad in [
+            "", ":1", "host", "a b:1", "::1:7656", "[nope]:1", "h:70000", "h:x",
+        ] {
+            assert!(hp(bad).is_err(), "{bad:?}");
+        }
+        let local = parse_listen_addr("localhost:2828").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 2828, "{local}");
+        assert_eq!(
+            parse_listen_addr("2828").unwrap(),
+            "127.0.0.1:2828".parse().unwrap()
+        );
+        assert!(parse_listen_addr("no-such-host.invalid:1").is_err());
+    }
+
+    #[test]
+    fn router_addresses_are_the_same_forms() {
+        let r = |s: &str| s.parse::<RouterUrl>().map(|r| r.to_string());
+        assert_eq!(r("sam://127.0.0.1:7656").unwrap(), "sam://127.0.0.1:7656");
+        assert_eq!(r("localhost:7656").unwrap(), "sam://localhost:7656");
+        assert_eq!(r("7656").unwrap(), "sam://127.0.0.1:7656");
+        assert_eq!(r("sam://[::1]:7656/").unwrap(), "sam://[::1]:7656");
+        for bad in ["http://x:1", "sam://x:0", "sam://", "x"] {
+            assert!(r(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -7,29 +7,28 @@
 //! With a state directory, a command that changed the registry has its change saved
 //! (durably) before its reply is written.
 
-use std::sync::Arc;
-
 use bob_codec::command::{parse_option_pairs, parse_port};
+use bob_codec::types::{Host, Port};
 use bob_codec::{Command, Dialect, Reply, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
 
-use super::{After, Connection, lifecycle};
+use super::{After, Connection, Frontend, lifecycle};
 use crate::backend::{CoreError, Target};
-use crate::config::{MAX_OPTIONS_PER_TUNNEL, parse_crypto_type, parse_sig_type};
+use crate::config::{parse_crypto_type, parse_sig_type};
 use crate::control::messages::Messages;
-use crate::registry::{Entry, Registry, RegistryError};
-use crate::server::Service;
+use crate::registry::{Entry, Registry, RegistryError, Side};
 
 /// Handles one request line, appending the encoded reply to `out`.
 pub(crate) async fn handle(
     conn: &mut Connection,
-    shared: &Arc<Service>,
+    front: &Frontend,
     line: &str,
     out: &mut Vec<u8>,
 ) -> After {
-    let m = shared.messages;
-    let dialect = shared.config.dialect;
+    let m = front.messages;
+    let service = &front.service;
+    let dialect = service.config().dialect;
     let cmd = match Command::parse(line, dialect) {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -43,8 +42,8 @@ pub(crate) async fn handle(
     }
     // Only the command word: operands can hold private keys (setkeys).
     debug!(command = cmd.name(), "request");
-    let registry = &shared.registry;
-    let generation_before = shared.persister.as_ref().map(|_| registry.generation());
+    let registry = service.registry();
+    let mark = service.change_mark();
     let reply = match cmd {
         Command::Empty => return After::Continue,
         Command::Quit => {
@@ -96,7 +95,7 @@ pub(crate) async fn handle(
             let props = selected(conn).and_then(|n| {
                 registry
                     .read(n, |e| {
-                        e.properties
+                        e.properties()
                             .iter()
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect::<Vec<_>>()
@@ -114,7 +113,7 @@ pub(crate) async fn handle(
             Some(Ok(Some(dest))) => m.base64(dest),
         },
         Command::GetKeys => {
-            let keys = selected(conn).and_then(|n| registry.read(n, |e| e.keys.clone()).ok());
+            let keys = selected(conn).and_then(|n| registry.read(n, |e| e.keys().cloned()).ok());
             match keys.flatten() {
                 Some(keys) => m.base64(keys.to_base64()),
                 None => m.getkeys_no_keys(),
@@ -127,7 +126,7 @@ pub(crate) async fn handle(
         Command::Quiet(value) => {
             let quiet = value.is_some_and(|v| v.eq_ignore_ascii_case("true"));
             update(conn, registry, m, |e| {
-                e.quiet = quiet;
+                e.set_quiet(quiet);
                 m.quiet_set()
             })
         }
@@ -135,13 +134,11 @@ pub(crate) async fn handle(
             let parsed = parse_option_pairs(&operands, dialect);
             update(conn, registry, m, |e| match parsed {
                 Ok(pairs) => {
-                    let added = pairs.iter().filter(|(k, _)| !e.properties.contains_key(k));
-                    if e.properties.len() + added.count() > MAX_OPTIONS_PER_TUNNEL {
-                        return m.too_many_options(MAX_OPTIONS_PER_TUNNEL);
-                    }
                     let reply = m.options_set(&pairs);
-                    e.properties.extend(pairs);
-                    reply
+                    match e.set_options(pairs) {
+                        Ok(()) => reply,
+                        Err(too_many) => m.too_many_options(too_many.limit),
+                    }
                 }
                 Err(err) => m.command_error(&err),
             })
@@ -152,7 +149,7 @@ pub(crate) async fn handle(
                 match blob.as_deref().map(PrivateKeys::from_base64) {
                     Some(Ok(keys)) => {
                         let reply = m.base64(keys.destination().to_base64());
-                        e.keys = Some(keys);
+                        e.set_keys(keys);
                         reply
                     }
                     Some(Err(err)) => {
@@ -166,8 +163,8 @@ pub(crate) async fn handle(
         Command::NewKeys {
             sig_type,
             crypto_type,
-        } => new_keys(conn, shared, sig_type.as_deref(), crypto_type.as_deref()).await,
-        Command::Clear => match selected(conn).map(|n| registry.remove(n)) {
+        } => new_keys(conn, front, sig_type.as_deref(), crypto_type.as_deref()).await,
+        Command::Clear => match selected(conn).map(|n| service.clear(n)) {
             None | Some(Err(RegistryError::NotFound)) => m.no_nickname(),
             Some(Err(_)) => m.tunnel_active(),
             Some(Ok(())) => {
@@ -175,8 +172,8 @@ pub(crate) async fn handle(
                 m.cleared()
             }
         },
-        Command::Start => lifecycle::start(conn, shared).await,
-        Command::Stop => lifecycle::stop(conn, shared),
+        Command::Start => lifecycle::start(conn, front).await,
+        Command::Stop => lifecycle::stop(conn, front),
         Command::Verify(b64) => match b64.as_deref().map(keytools::verify_bob) {
             Some(Ok(_)) => m.bare_ok(),
             _ => m.not_base64(),
@@ -187,16 +184,12 @@ pub(crate) async fn handle(
             }
             m.visited()
         }
-        Command::Lookup(name) => lookup(shared, name.as_deref(), "lookup").await,
-        Command::LookupLocal(name) => lookup(shared, name.as_deref(), "lookup").await,
-        Command::Ping(name) => ping(conn, shared, name.as_deref()).await,
+        Command::Lookup(name) => lookup(front, name.as_deref(), "lookup").await,
+        Command::LookupLocal(name) => lookup(front, name.as_deref(), "lookup").await,
+        Command::Ping(name) => ping(conn, front, name.as_deref()).await,
         Command::SetTunnelType(_) => m.tunnel_type_unsupported(),
     };
-    if let Some(before) = generation_before
-        && registry.generation() != before
-    {
-        shared.persist().await;
-    }
+    service.persist_since(mark).await;
     reply.encode_into(out);
     After::Continue
 }
@@ -213,7 +206,7 @@ fn selected(conn: &Connection) -> Option<&str> {
 }
 
 fn dest_of(e: &Entry) -> Option<String> {
-    e.keys.as_ref().map(|k| k.destination().to_base64())
+    e.keys().map(|k| k.destination().to_base64())
 }
 
 /// Runs a setter on the selected, inactive entry.
@@ -265,15 +258,17 @@ fn set_host(
     host: Option<String>,
     inbound: bool,
 ) -> Reply {
-    update(conn, registry, m, |e| match host {
-        Some(host) => {
-            if inbound {
-                e.inhost = host;
-            } else {
-                e.outhost = host;
-            }
+    let side = if inbound {
+        Side::Inbound
+    } else {
+        Side::Outbound
+    };
+    update(conn, registry, m, |e| match host.map(Host::new) {
+        Some(Ok(host)) => {
+            e.set_host(side, host);
             m.host_set(inbound)
         }
+        Some(Err(err)) => m.bad_value(&err),
         None => m.empty_host(inbound),
     })
 }
@@ -286,16 +281,20 @@ fn set_port(
     operand: Option<String>,
     inbound: bool,
 ) -> Reply {
+    let side = if inbound {
+        Side::Inbound
+    } else {
+        Side::Outbound
+    };
     let parsed = operand.as_deref().map(|p| parse_port(Some(p), dialect));
     update(conn, registry, m, |e| match parsed {
-        Some(Ok(port)) => {
-            if inbound {
-                e.inport = Some(port);
-            } else {
-                e.outport = Some(port);
+        Some(Ok(port)) => match Port::new(port) {
+            Ok(port) => {
+                e.set_port(side, port);
+                m.port_set(inbound)
             }
-            m.port_set(inbound)
-        }
+            Err(err) => m.bad_value(&err),
+        },
         // the stored port is kept (Java deleted it first)
         Some(Err(err)) => m.command_error(&err),
         None => m.empty_port(inbound),
@@ -304,12 +303,13 @@ fn set_port(
 
 async fn new_keys(
     conn: &Connection,
-    shared: &Service,
+    front: &Frontend,
     sig: Option<&str>,
     crypto: Option<&str>,
 ) -> Reply {
-    let m = shared.messages;
-    let registry = &shared.registry;
+    let m = front.messages;
+    let config = front.service.config();
+    let registry = front.service.registry();
     let Some(nickname) = selected(conn) else {
         return m.no_nickname();
     };
@@ -319,14 +319,14 @@ async fn new_keys(
         Ok(false) => {}
     }
     let sig = match sig {
-        None => shared.config.newkeys_sig,
+        None => config.newkeys_sig,
         Some(s) => match parse_sig_type(s) {
             Some(t) => t,
             None => return m.unsupported_sig_type(s),
         },
     };
     let crypto = match crypto {
-        None => shared.config.newkeys_crypto,
+        None => config.newkeys_crypto,
         Some(s) => match parse_crypto_type(s) {
             Some(t) => t,
             None => return m.unsupported_crypto_type(s),
@@ -339,7 +339,7 @@ async fn new_keys(
         Err(e) => return m.keygen_failed(&e.to_string()),
     };
     let dest = keys.destination().to_base64();
-    match registry.update(nickname, |e| e.keys = Some(keys)) {
+    match registry.update(nickname, |e| e.set_keys(keys)) {
         Ok(()) => m.base64(dest),
         Err(RegistryError::Active) => m.tunnel_active(),
         Err(_) => m.no_nickname(),
@@ -347,15 +347,17 @@ async fn new_keys(
 }
 
 /// `lookup`/`lookuplocal`: `.i2p` names only (Java), resolved by the core.
-async fn lookup(shared: &Service, name: Option<&str>, what: &'static str) -> Reply {
-    let m = shared.messages;
+async fn lookup(front: &Frontend, name: Option<&str>, what: &'static str) -> Reply {
+    let m = front.messages;
+    let service = &front.service;
     let Some(name) = name else {
         return m.empty_address(what);
     };
     if !name.ends_with(".i2p") {
         return m.address_not_found();
     }
-    let result = tokio::time::timeout(shared.config.lookup_timeout, shared.core.lookup(name)).await;
+    let result =
+        tokio::time::timeout(service.config().lookup_timeout, service.core().lookup(name)).await;
     match result.unwrap_or(Err(CoreError::Timeout)) {
         Ok(dest) => m.base64(dest.to_base64()),
         Err(CoreError::NotFound | CoreError::Unreachable(_)) => m.address_not_found(),
@@ -364,15 +366,16 @@ async fn lookup(shared: &Service, name: Option<&str>, what: &'static str) -> Rep
 }
 
 /// `ping` (i2pd): through the selected tunnel's running session.
-async fn ping(conn: &Connection, shared: &Service, name: Option<&str>) -> Reply {
-    let m = shared.messages;
+async fn ping(conn: &Connection, front: &Frontend, name: Option<&str>) -> Reply {
+    let m = front.messages;
+    let service = &front.service;
     let Some(name) = name else {
         return m.empty_address("ping");
     };
-    let Some(session) = selected(conn).and_then(|n| shared.registry.session(n)) else {
+    let Some(session) = selected(conn).and_then(|n| service.registry().session(n)) else {
         return m.no_local_destination();
     };
-    let limit = shared.config.lookup_timeout;
+    let limit = service.config().lookup_timeout;
     let dest = if name.ends_with(".i2p") {
         match tokio::time::timeout(limit, session.lookup(name)).await {
             Ok(Ok(dest)) => dest,

@@ -295,7 +295,13 @@ impl Messages {
         err(format!("too many tunnels (limit {limit})"))
     }
 
-    /// `option` that would exceed the per-tunnel option limit.
+    /// `ERROR <what is wrong>` for an operand its validated type refuses (e.g. `host is
+    /// longer than 255 bytes`); the text never quotes the operand.
+    pub fn bad_value(self, error: &bob_codec::types::ValueError) -> Reply {
+        err(error.to_string())
+    }
+
+    /// `ERROR too many options (limit N)` (bob-server's own limit).
     pub fn too_many_options(self, limit: usize) -> Reply {
         err(format!("too many options (limit {limit})"))
     }

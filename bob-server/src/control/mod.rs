@@ -16,12 +16,33 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::server::Service;
+use self::messages::Messages;
+use crate::service::Service;
 
-pub(crate) use lifecycle::start_tunnel;
-pub use lifecycle::tunnel_launcher;
+/// What every control connection shares: the service that runs the tunnels, the reply
+/// strings of the configured dialect, and the `zap` switch of the accept loop.
+#[derive(Debug)]
+pub(crate) struct Frontend {
+    /// registry, backend, persistence, tunnel tasks
+    pub(crate) service: Arc<Service>,
+    /// reply strings of the configured dialect
+    pub(crate) messages: Messages,
+    /// cancelled by `zap`: stop accepting
+    pub(crate) zap: CancellationToken,
+}
+
+impl Frontend {
+    pub(crate) fn new(service: Arc<Service>, messages: Messages) -> Self {
+        Self {
+            service,
+            messages,
+            zap: CancellationToken::new(),
+        }
+    }
+}
 
 /// Per-connection state.
 #[derive(Debug, Default)]
@@ -42,7 +63,8 @@ pub(crate) enum After {
 }
 
 /// Serves one control connection until the client leaves or the server stops.
-pub(crate) async fn serve(socket: TcpStream, shared: &Arc<Service>) {
+pub(crate) async fn serve(socket: TcpStream, front: &Frontend) {
+    let stop = front.service.stopping();
     let _ = socket.set_nodelay(true);
     let (read, mut write) = socket.into_split();
     if write.write_all(GREETING).await.is_err() {
@@ -54,7 +76,7 @@ pub(crate) async fn serve(socket: TcpStream, shared: &Arc<Service>) {
     loop {
         let item = tokio::select! {
             biased;
-            () = shared.stop.cancelled() => break,
+            () = stop.cancelled() => break,
             item = lines.next() => item,
         };
         let after = match item {
@@ -66,18 +88,15 @@ pub(crate) async fn serve(socket: TcpStream, shared: &Arc<Service>) {
             Some(Ok(Err(line_error))) => {
                 debug!(%line_error, "bad request line");
                 out.clear();
-                shared
-                    .messages
-                    .line_error(&line_error)
-                    .encode_into(&mut out);
+                front.messages.line_error(&line_error).encode_into(&mut out);
                 After::Continue
             }
             Some(Ok(Ok(line))) => {
                 out.clear();
                 let handled = tokio::select! {
                     biased;
-                    () = shared.stop.cancelled() => None,
-                    after = handlers::handle(&mut conn, shared, &line, &mut out) => Some(after),
+                    () = stop.cancelled() => None,
+                    after = handlers::handle(&mut conn, front, &line, &mut out) => Some(after),
                 };
                 match handled {
                     Some(after) => after,
@@ -90,7 +109,7 @@ pub(crate) async fn serve(socket: TcpStream, shared: &Arc<Service>) {
         if !out.is_empty() {
             let written = tokio::select! {
                 biased;
-                () = shared.stop.cancelled() => break,
+                () = stop.cancelled() => break,
                 r = write.write_all(&out) => r,
             };
             if written.is_err() {
@@ -101,7 +120,7 @@ pub(crate) async fn serve(socket: TcpStream, shared: &Arc<Service>) {
             After::Continue => {}
             After::Close => break,
             After::Zap => {
-                shared.zap.cancel();
+                front.zap.cancel();
                 break;
             }
         }

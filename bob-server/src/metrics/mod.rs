@@ -1,128 +1,214 @@
-//! Per-tunnel counters as a Prometheus text endpoint (`--metrics 127.0.0.1:PORT`).
+//! The metrics listener (`--metrics 127.0.0.1:PORT`): Prometheus text at `/metrics` and
+//! a small server-rendered status page at `/`.
 //!
-//! A deliberately tiny HTTP/1.1 responder: it reads one bounded request head, answers
-//! `GET /metrics` with the text exposition format (version 0.0.4) and anything else
-//! with 404, then closes. Scrapers need nothing more, and nothing more can go wrong.
+//! HTTP is `hyper` (HTTP/1.1, one request per connection). Every resource the endpoint
+//! can be made to hold is bounded, whatever the scrapers do (see `docs/security.md`,
+//! "Metrics endpoint"):
+//! - at most [`Limits::max_connections`] connections are served at once; a connection
+//!   beyond that gets a `503` written without waiting and is closed at once;
+//! - a request head over [`MAX_REQUEST_HEAD`] bytes gets `431`; a head not complete
+//!   within [`Limits::request_timeout`] closes the connection;
+//! - a body never exceeds [`MAX_BODY`] bytes: past that the output is cut at a line (or
+//!   table row) boundary and ends with a note saying so;
+//! - a scrape that comes while another connection is still sending a body rendered
+//!   less than [`Limits::render_ttl`] ago shares that body, so N stalled scrapers hold
+//!   one copy, not N (a scrape after the others are done is always rendered fresh);
+//! - a peer that stops reading is closed after [`Limits::write_timeout`] without
+//!   progress (logged), and no connection lives longer than [`Limits::max_lifetime`];
+//! - on shutdown the listener closes at once and open connections get
+//!   [`Limits::shutdown_grace`] to finish before they are dropped.
+//!
+//! The status page charts each tunnel's throughput from samples taken every
+//! [`Limits::sample_every`] into a ring of [`HISTORY_SAMPLES`] per tunnel
+//! ([`History`]); tunnels that leave the registry leave the history too.
 
+mod history;
 mod http;
+mod page;
+mod prometheus;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub use http::serve;
+use bob_codec::TunnelStatus;
+
+use crate::registry::{Entry, Registry};
+
+pub use history::{HISTORY_SAMPLES, History};
+pub use http::{serve, serve_with};
+pub use page::render_page;
+pub use prometheus::render;
 
 /// One tunnel's numbers at one moment: the same record the `stats` command answers with.
 pub use bob_codec::TunnelCounters as TunnelMetrics;
 
-/// Where the endpoint gets its numbers from, called once per scrape.
-pub type MetricsSource = Arc<dyn Fn() -> Vec<TunnelMetrics> + Send + Sync>;
+/// Longest request head (request line and headers) accepted; longer gets `431`.
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
+/// Largest body of `/metrics` or `/`, in bytes. With the registry's caps (1024 tunnels,
+/// 255-byte nicknames and hosts) the worst cases are 3.5 MB (metrics, served whole) and
+/// 6.8 MB (page: cut after about 635 rows); see `docs/security.md`.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Everything the endpoint shows about one tunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TunnelView {
+    /// the `stats` counters (name and running flag included)
+    pub counters: TunnelMetrics,
+    /// the `list` record: state flags, hosts and ports
+    pub status: TunnelStatus,
+    /// the tunnel's `.b32.i2p` address, once it has keys
+    pub destination: Option<String>,
+    /// why the tunnel last failed, when the registry knows
+    pub last_error: Option<String>,
 }
 
-/// Renders the Prometheus text format for `tunnels`.
-pub fn render(tunnels: &[TunnelMetrics]) -> String {
-    type Getter = fn(&TunnelMetrics) -> u64;
-    let families: [(&str, &str, &str, Getter); 6] = [
-        (
-            "bob_tunnel_running",
-            "gauge",
-            "1 if the tunnel is running",
-            |t| u64::from(t.running),
-        ),
-        (
-            "bob_tunnel_connections_accepted_total",
-            "counter",
-            "connections accepted",
-            |t| t.accepted,
-        ),
-        (
-            "bob_tunnel_connections_active",
-            "gauge",
-            "connections open now",
-            |t| t.active,
-        ),
-        (
-            "bob_tunnel_connections_failed_total",
-            "counter",
-            "connections that failed",
-            |t| t.failed,
-        ),
-        (
-            "bob_tunnel_bytes_in_total",
-            "counter",
-            "bytes from I2P streams to local applications",
-            |t| t.bytes_in,
-        ),
-        (
-            "bob_tunnel_bytes_out_total",
-            "counter",
-            "bytes from local applications into I2P streams",
-            |t| t.bytes_out,
-        ),
-    ];
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP bob_tunnels number of tunnels in the registry");
-    let _ = writeln!(out, "# TYPE bob_tunnels gauge");
-    let _ = writeln!(out, "bob_tunnels {}", tunnels.len());
-    for (name, kind, help, get) in families {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for t in tunnels {
-            let _ = writeln!(
-                out,
-                "{name}{{tunnel=\"{}\"}} {}",
-                escape_label(&t.nickname),
-                get(t)
-            );
+impl TunnelView {
+    /// The view of one registry entry.
+    pub fn of(entry: &Entry) -> Self {
+        Self {
+            counters: entry.tunnel_counters(),
+            status: entry.status(),
+            destination: entry.keys().map(|k| k.destination().b32()),
+            // The registry keeps no failure record yet; the page's column is ready for it.
+            last_error: None,
         }
     }
-    out
+
+    /// `STARTING`, `RUNNING`, `STOPPING` or `STOPPED`.
+    pub fn state(&self) -> &'static str {
+        if self.status.starting {
+            "STARTING"
+        } else if self.status.running {
+            "RUNNING"
+        } else if self.status.stopping {
+            "STOPPING"
+        } else {
+            "STOPPED"
+        }
+    }
+}
+
+/// Where the endpoint gets its numbers from: called at most once per render and once
+/// per history sample.
+pub type MetricsSource = Arc<dyn Fn() -> Vec<TunnelView> + Send + Sync>;
+
+/// The source reading `registry` (one short lock per tunnel, so control commands are
+/// never held up for a whole render).
+pub fn registry_source(registry: Registry) -> MetricsSource {
+    Arc::new(move || {
+        registry
+            .list()
+            .into_iter()
+            .filter_map(|s| registry.read(&s.nickname, TunnelView::of).ok())
+            .collect()
+    })
+}
+
+/// The endpoint's bounds and timings (see the module docs). [`Limits::default`] is what
+/// the server uses; tests shorten the timings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// connections served at once; more get `503` and are closed
+    pub max_connections: usize,
+    /// time allowed to send the request head
+    pub request_timeout: Duration,
+    /// time a write may make no progress before the connection is closed
+    pub write_timeout: Duration,
+    /// longest life of one connection
+    pub max_lifetime: Duration,
+    /// how long a body still being sent may be shared with a new scrape
+    pub render_ttl: Duration,
+    /// time open connections get to finish once shutdown starts
+    pub shutdown_grace: Duration,
+    /// interval of the throughput samples behind the status page's charts
+    pub sample_every: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            request_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_lifetime: Duration::from_secs(60),
+            render_ttl: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(2),
+            sample_every: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Appends `text` to `out` unless that would pass `cap` bytes; says whether it did.
+fn push_capped(out: &mut String, text: &str, cap: usize) -> bool {
+    if out.len() + text.len() > cap {
+        return false;
+    }
+    out.push_str(text);
+    true
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    pub(super) fn sample() -> Vec<TunnelMetrics> {
-        vec![
-            TunnelMetrics {
-                nickname: "web".into(),
-                running: true,
-                accepted: 3,
-                active: 1,
-                failed: 2,
-                bytes_in: 10,
-                bytes_out: 20,
-            },
-            TunnelMetrics {
-                nickname: "we\"ird\\".into(),
+    pub(crate) fn view(nickname: &str, running: bool) -> TunnelView {
+        TunnelView {
+            counters: TunnelMetrics {
+                nickname: nickname.into(),
+                running,
                 ..TunnelMetrics::default()
             },
-        ]
+            status: TunnelStatus {
+                nickname: nickname.into(),
+                starting: false,
+                running,
+                stopping: false,
+                keys: false,
+                quiet: false,
+                inport: None,
+                inhost: "localhost".into(),
+                outport: None,
+                outhost: "localhost".into(),
+            },
+            destination: None,
+            last_error: None,
+        }
+    }
+
+    pub(crate) fn sample() -> Vec<TunnelView> {
+        let mut web = view("web", true);
+        web.counters.accepted = 3;
+        web.counters.active = 1;
+        web.counters.failed = 2;
+        web.counters.bytes_in = 10;
+        web.counters.bytes_out = 20;
+        web.status.inport = Some(8080);
+        web.status.outport = Some(80);
+        web.destination = Some(format!("{}.b32.i2p", "a".repeat(52)));
+        vec![web, view("we\"ird\\", false)]
     }
 
     #[test]
-    fn renders_every_family_for_every_tunnel() {
-        let text = render(&sample());
-        assert!(text.contains("bob_tunnels 2\n"));
-        assert!(text.contains("bob_tunnel_running{tunnel=\"web\"} 1\n"));
-        assert!(text.contains("bob_tunnel_connections_accepted_total{tunnel=\"web\"} 3\n"));
-        assert!(text.contains("bob_tunnel_connections_active{tunnel=\"web\"} 1\n"));
-        assert!(text.contains("bob_tunnel_connections_failed_total{tunnel=\"web\"} 2\n"));
-        assert!(text.contains("bob_tunnel_bytes_in_total{tunnel=\"web\"} 10\n"));
-        assert!(text.contains("bob_tunnel_bytes_out_total{tunnel=\"web\"} 20\n"));
-        assert!(text.contains("bob_tunnel_running{tunnel=\"we\\\"ird\\\\\"} 0\n"));
-        assert_eq!(text.matches("# TYPE").count(), 7);
+    fn states_follow_the_flags() {
+        let mut v = view("x", false);
+        assert_eq!(v.state(), "STOPPED");
+        v.status.starting = true;
+        assert_eq!(v.state(), "STARTING");
+        v.status.starting = false;
+        v.status.running = true;
+        assert_eq!(v.state(), "RUNNING");
+        v.status.running = false;
+        v.status.stopping = true;
+        assert_eq!(v.state(), "STOPPING");
+    }
+
+    #[test]
+    fn push_capped_never_passes_the_cap() {
+        let mut s = String::new();
+        assert!(push_capped(&mut s, "abc", 4));
+        assert!(!push_capped(&mut s, "de", 4));
+        assert!(push_capped(&mut s, "d", 4));
+        assert_eq!(s, "abcd");
     }
 }

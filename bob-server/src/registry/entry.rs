@@ -1,50 +1,42 @@
 //! One registry entry: a named tunnel's settings and where it is in its lifecycle.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
-use crate::backend::{BoxFuture, Options, Session, StreamingCore};
+use bob_codec::types::{Host, Port};
+
+use crate::backend::Options;
+use crate::config::MAX_OPTIONS_PER_TUNNEL;
 use crate::storage::state::TunnelRecord;
-use crate::tunnel::{StartError, StatsSnapshot, TunnelLimits, TunnelSpec, TunnelStats};
+use crate::tunnel::{ActiveTunnel, StatsSnapshot, TunnelKind, TunnelStats};
 
 /// Host used for `inhost`/`outhost` until set (Java's default).
 pub const DEFAULT_HOST: &str = "localhost";
 
-/// A started tunnel as the registry holds it.
-///
-/// Implemented by [`crate::tunnel::RunningTunnel`]; tests may supply their own.
-pub trait ActiveTunnel: Send + Sync + fmt::Debug {
-    /// The backend session (for `ping` through the tunnel's destination).
-    fn session(&self) -> Arc<dyn Session>;
+/// The most properties one entry holds: the server's default options, the two nickname
+/// options and the client's `option`s together. The one limit of every way options get
+/// into an entry (`option`, the tunnels file, the state file).
+pub const MAX_PROPERTIES: usize = MAX_OPTIONS_PER_TUNNEL;
 
-    /// Where the inbound listener is bound, if the tunnel has an inbound side.
-    fn inbound_addr(&self) -> Option<SocketAddr>;
-
-    /// Closes listener and session and ends live connections.
-    fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
-
-    /// The tunnel's live counters, if it keeps any (`stats`, metrics). The registry
-    /// keeps them after the tunnel stops, so the numbers of the last run stay readable.
-    fn stats(&self) -> Option<Arc<TunnelStats>> {
-        None
-    }
+/// Options refused because the entry would hold more than [`MAX_PROPERTIES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many options (limit {limit})")]
+pub struct TooManyOptions {
+    /// the limit ([`MAX_PROPERTIES`])
+    pub limit: usize,
 }
 
-/// Starts a tunnel: returns once it is usable or failed.
-pub type Launcher = Arc<
-    dyn Fn(
-            Arc<dyn StreamingCore>,
-            TunnelSpec,
-            TunnelLimits,
-        ) -> BoxFuture<'static, Result<Box<dyn ActiveTunnel>, StartError>>
-        + Send
-        + Sync,
->;
+/// Which side of a tunnel a host or port belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// the inbound (client) side: `inhost`/`inport`, where applications connect
+    Inbound,
+    /// the outbound (server) side: `outhost`/`outport`, where incoming streams go
+    Outbound,
+}
 
 /// Where an entry is in its lifecycle (Java's STARTING/RUNNING/STOPPING flags).
 #[derive(Debug)]
@@ -72,20 +64,23 @@ pub struct Entry {
     pub(super) id: u64,
     /// the nickname
     pub(super) nickname: String,
+    /// what the tunnel does with its connections
+    pub(super) kind: TunnelKind,
     /// private keys, once `newkeys`/`setkeys` ran
-    pub keys: Option<PrivateKeys>,
+    pub(super) keys: Option<PrivateKeys>,
     /// inbound listen host
-    pub inhost: String,
+    pub(super) inhost: String,
     /// inbound listen port; the inbound side runs iff set
-    pub inport: Option<u16>,
+    pub(super) inport: Option<u16>,
     /// outbound connect host
-    pub outhost: String,
+    pub(super) outhost: String,
     /// outbound connect port; the outbound side runs iff set
-    pub outport: Option<u16>,
+    pub(super) outport: Option<u16>,
     /// do not send the peer destination line to the outbound application
-    pub quiet: bool,
-    /// server defaults, the two nickname options, then `option`s (sorted by key)
-    pub properties: BTreeMap<String, String>,
+    pub(super) quiet: bool,
+    /// server defaults, the two nickname options, then `option`s (sorted by key); never
+    /// more than [`MAX_PROPERTIES`]
+    pub(super) properties: BTreeMap<String, String>,
     /// lifecycle
     pub(super) phase: Phase,
     /// the tunnel was started and not stopped by a client: it is saved as running and
@@ -103,6 +98,7 @@ impl Entry {
         Self {
             id,
             nickname: nickname.to_owned(),
+            kind: TunnelKind::default(),
             keys: None,
             inhost: DEFAULT_HOST.to_owned(),
             inport: None,
@@ -119,6 +115,96 @@ impl Entry {
     /// The nickname.
     pub fn nickname(&self) -> &str {
         &self.nickname
+    }
+
+    /// What the tunnel does with its connections.
+    pub fn kind(&self) -> TunnelKind {
+        self.kind
+    }
+
+    /// The private keys, once set.
+    pub fn keys(&self) -> Option<&PrivateKeys> {
+        self.keys.as_ref()
+    }
+
+    /// Sets the private keys (`newkeys`, `setkeys`, a tunnels file's key file).
+    pub fn set_keys(&mut self, keys: PrivateKeys) {
+        self.keys = Some(keys);
+    }
+
+    /// The host of one side (`localhost` until set).
+    pub fn host(&self, side: Side) -> &str {
+        match side {
+            Side::Inbound => &self.inhost,
+            Side::Outbound => &self.outhost,
+        }
+    }
+
+    /// Sets the host of one side; a [`Host`] holds no whitespace or control character
+    /// and is at most 255 bytes.
+    pub fn set_host(&mut self, side: Side, host: Host) {
+        let host = host.into_inner();
+        match side {
+            Side::Inbound => self.inhost = host,
+            Side::Outbound => self.outhost = host,
+        }
+    }
+
+    /// The port of one side; the side runs iff it is set.
+    pub fn port(&self, side: Side) -> Option<u16> {
+        match side {
+            Side::Inbound => self.inport,
+            Side::Outbound => self.outport,
+        }
+    }
+
+    /// Sets the port of one side (1..=65535 by its type).
+    pub fn set_port(&mut self, side: Side, port: Port) {
+        match side {
+            Side::Inbound => self.inport = Some(port.get()),
+            Side::Outbound => self.outport = Some(port.get()),
+        }
+    }
+
+    /// Whether the peer's destination line is left out on outbound connections.
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// Sets the quiet flag.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+    }
+
+    /// Every property: server defaults, the two nickname options, then `option`s.
+    pub fn properties(&self) -> &BTreeMap<String, String> {
+        &self.properties
+    }
+
+    /// Adds or replaces `pairs`, all or nothing: refused, changing nothing, when the
+    /// entry would then hold more than [`MAX_PROPERTIES`] (replacing a key it holds
+    /// never counts against the limit).
+    ///
+    /// # Errors
+    /// [`TooManyOptions`].
+    pub fn set_options<I>(&mut self, pairs: I) -> Result<(), TooManyOptions>
+    where
+        I: IntoIterator<Item = (String, String)>,
+        I::IntoIter: Clone,
+    {
+        // A key given twice in one batch counts twice, as `option` always counted it.
+        let pairs = pairs.into_iter();
+        let new_keys = pairs
+            .clone()
+            .filter(|(k, _)| !self.properties.contains_key(k))
+            .count();
+        if self.properties.len() + new_keys > MAX_PROPERTIES {
+            return Err(TooManyOptions {
+                limit: MAX_PROPERTIES,
+            });
+        }
+        self.properties.extend(pairs);
+        Ok(())
     }
 
     /// STARTING, RUNNING or STOPPING.

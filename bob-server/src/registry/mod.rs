@@ -29,13 +29,13 @@ use bob_codec::{TunnelCounters, TunnelStatus};
 use keytools::PrivateKeys;
 
 use crate::backend::{Options, Session};
-use crate::config::MAX_OPTIONS_PER_TUNNEL;
 use crate::storage::state::TunnelRecord;
-use crate::tunnel::{Endpoint, TunnelSpec};
+use crate::tunnel::{Endpoint, TunnelKind, TunnelSpec};
 mod entry;
 
+pub use crate::tunnel::{ActiveTunnel, Launcher};
 use entry::Phase;
-pub use entry::{ActiveTunnel, DEFAULT_HOST, Entry, Launcher};
+pub use entry::{DEFAULT_HOST, Entry, MAX_PROPERTIES, Side, TooManyOptions};
 
 /// Why the registry refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +65,14 @@ pub enum RegistryError {
 pub struct StartTicket {
     nickname: String,
     id: u64,
+    kind: TunnelKind,
+}
+
+impl StartTicket {
+    /// The kind of the tunnel being started.
+    pub fn kind(&self) -> TunnelKind {
+        self.kind
+    }
 }
 
 /// Proof that `begin_stop` marked an entry STOPPING; hand it back to `finish_stop`.
@@ -187,9 +195,8 @@ impl Registry {
             .map(PrivateKeys::from_base64)
             .transpose()
             .map_err(|e| RestoreError::Keys(e.to_string()))?;
-        let limit = MAX_OPTIONS_PER_TUNNEL + self.defaults.len() + 2;
-        if record.options.len() > limit {
-            return Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL));
+        if record.options.len() > MAX_PROPERTIES {
+            return Err(RestoreError::TooManyOptions(MAX_PROPERTIES));
         }
         let mut state = self.lock();
         if state.entries.contains_key(&record.nickname) {
@@ -348,7 +355,7 @@ impl Registry {
             .get_mut(nickname)
             .ok_or(RegistryError::NotFound)?;
         let keys = entry.keys.clone().ok_or(RegistryError::NoKeys)?;
-        if entry.inport.is_none() && entry.outport.is_none() {
+        if entry.kind.needs_a_port() && entry.inport.is_none() && entry.outport.is_none() {
             return Err(RegistryError::NoPort);
         }
         if entry.is_active() {
@@ -378,6 +385,7 @@ impl Registry {
             StartTicket {
                 nickname: entry.nickname.clone(),
                 id: entry.id,
+                kind: entry.kind,
             },
         ))
     }

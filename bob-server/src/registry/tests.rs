@@ -235,12 +235,12 @@ fn restore_round_trips_and_refuses_what_does_not_fit() {
     assert!(matches!(other.restore(&bad), Err(RestoreError::Keys(_))));
     let mut many = records[0].clone();
     many.nickname = "c".into();
-    many.options = (0..MAX_OPTIONS_PER_TUNNEL + 10)
+    many.options = (0..MAX_PROPERTIES + 10)
         .map(|i| (format!("k{i}"), "v".into()))
         .collect();
     assert_eq!(
         other.restore(&many),
-        Err(RestoreError::TooManyOptions(MAX_OPTIONS_PER_TUNNEL))
+        Err(RestoreError::TooManyOptions(MAX_PROPERTIES))
     );
     for n in ["d", "e"] {
         let mut rec = records[0].clone();
@@ -256,4 +256,65 @@ fn restore_round_trips_and_refuses_what_does_not_fit() {
     nokeys.keys = None;
     nokeys.running = true;
     assert_eq!(empty.restore(&nokeys), Ok(false));
+}
+
+#[test]
+fn setters_check_the_one_option_limit_all_or_nothing() {
+    let r = registry();
+    r.create("o").unwrap();
+    // 1 default + 2 nickname options to begin with
+    let room = MAX_PROPERTIES - 3;
+    let fill: Vec<_> = (0..room)
+        .map(|i| (format!("k{i}"), "v".to_owned()))
+        .collect();
+    r.update("o", |e| e.set_options(fill)).unwrap().unwrap();
+    let over = vec![
+        ("k0".to_owned(), "w".to_owned()),
+        ("new".to_owned(), "v".to_owned()),
+    ];
+    let refused = r.update("o", |e| e.set_options(over)).unwrap();
+    assert_eq!(
+        refused,
+        Err(TooManyOptions {
+            limit: MAX_PROPERTIES
+        })
+    );
+    let props = r.read("o", |e| e.properties().clone()).unwrap();
+    assert_eq!(props.len(), MAX_PROPERTIES);
+    assert_eq!(props["k0"], "v", "a refused batch changes nothing");
+    // replacing a key the entry holds never counts
+    let replace = vec![("k0".to_owned(), "w".to_owned())];
+    r.update("o", |e| e.set_options(replace)).unwrap().unwrap();
+    assert_eq!(r.read("o", |e| e.properties()["k0"].clone()).unwrap(), "w");
+}
+
+#[test]
+fn setters_take_validated_hosts_and_ports() {
+    use bob_codec::types::{Host, Port};
+    let r = registry();
+    r.create("h").unwrap();
+    r.update("h", |e| {
+        e.set_host(Side::Inbound, Host::new("127.0.0.1").unwrap());
+        e.set_port(Side::Outbound, Port::new(8080).unwrap());
+        e.set_quiet(true);
+    })
+    .unwrap();
+    let (inhost, outhost, inport, outport, quiet) = r
+        .read("h", |e| {
+            (
+                e.host(Side::Inbound).to_owned(),
+                e.host(Side::Outbound).to_owned(),
+                e.port(Side::Inbound),
+                e.port(Side::Outbound),
+                e.quiet(),
+            )
+        })
+        .unwrap();
+    assert_eq!(inhost, "127.0.0.1");
+    assert_eq!(outhost, DEFAULT_HOST);
+    assert_eq!((inport, outport, quiet), (None, Some(8080), true));
+    assert!(
+        Host::new("x".repeat(300)).is_err(),
+        "hosts are capped by their type"
+    );
 }

@@ -2,38 +2,37 @@
 //! put into the registry and started when the server boots.
 //!
 //! Boot runs in two steps around [`Server::run`](crate::server::Server::run):
-//! 1. [`prepare_server`] (or [`prepare`] on a bare registry), after the server is bound
-//!    and before it runs: reads (or creates) each tunnel's key file and writes the
-//!    tunnel's entry into the registry, replacing an entry of the same name (one
-//!    restored from the state directory, say): the file's declaration wins, including
-//!    whether the tunnel runs.
+//! 1. [`prepare`] ([`Server::prepare_tunnels`](crate::server::Server::prepare_tunnels)
+//!    for a bound server), after the server is bound and before it runs: reads (or
+//!    creates) each tunnel's key file and writes the tunnel's entry into the registry,
+//!    replacing an entry of the same name (one restored from the state directory, say):
+//!    the file's declaration wins, including whether the tunnel runs.
 //! 2. [`start_declared`], once the server runs: starts the tunnels the file wants
-//!    started, through the server's own control port with BOB's `getnick` and `start`,
-//!    so a tunnel starts exactly as a client's `start` would start it (same checks, same
-//!    bookkeeping), and waits until each is running.
+//!    started through [`Service::start_tunnel`], in-process, so a tunnel starts exactly
+//!    as a client's `start` would start it (same checks, same bookkeeping), and waits
+//!    until each is running.
 //!
 //! Every error names the tunnels file, the line of the entry and the tunnel.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bob_codec::Reply;
+use bob_codec::types::{Host, Port};
 use keytools::PrivateKeys;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
+use super::{Service, StartFailure};
+use crate::config::Config;
 use crate::config::tunnels::TunnelDecl;
-use crate::config::{Config, MAX_OPTIONS_PER_TUNNEL};
-use crate::registry::{Registry, RegistryError};
-use crate::server::Server;
-use crate::storage::keyfile::{read_key_file, write_key_file};
-
-/// Longest reply line read from the control port during boot.
-const MAX_REPLY: u64 = 64 * 1024;
+use crate::registry::{Registry, RegistryError, Side};
+use crate::tunnel::Endpoint;
+use keytools::keyfile::{read_key_file, write_key_file};
 
 /// How often [`start_declared`] looks at a tunnel another task is starting.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Pauses between the attempts to start a declared tunnel whose start fails.
+const START_BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
 
 /// A declared tunnel that could not be set up; `Display` is
 /// `FILE:LINE: tunnel "NAME": what is wrong`.
@@ -70,6 +69,7 @@ pub struct Prepared {
 /// Reads the key file, or creates it (mode 0600) with new keys when it does not exist.
 /// Returns the keys and whether they are new.
 fn load_or_create_keys(decl: &TunnelDecl, config: &Config) -> Result<(PrivateKeys, bool), String> {
+    warn_if_key_dir_is_shared(&decl.keys);
     match std::fs::symlink_metadata(&decl.keys) {
         Ok(_) => read_key_file(&decl.keys)
             .map(|k| (k, false))
@@ -89,6 +89,23 @@ fn load_or_create_keys(decl: &TunnelDecl, config: &Config) -> Result<(PrivateKey
             Ok((keys, true))
         }
         Err(e) => Err(format!("key file {}: {e}", decl.keys.display())),
+    }
+}
+
+/// Logs a warning when the directory of an existing key file lets others replace files
+/// in it (they could swap the tunnel's keys). Not changed: it may be shared on purpose.
+fn warn_if_key_dir_is_shared(key_file: &Path) {
+    let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return;
+    };
+    if let Ok(access) = keytools::keyfile::check_key_dir(dir)
+        && access.group_or_world_writable
+    {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format_args!("{:o}", access.mode),
+            "others can replace files in this key directory"
+        );
     }
 }
 
@@ -135,27 +152,35 @@ pub fn prepare(
             }
             other => fail(other.to_string()),
         })?;
-        let too_many = registry
+        let endpoint = |ep: &Endpoint| -> Result<(Host, Port), String> {
+            let host = Host::new(ep.host.clone()).map_err(|e| e.to_string())?;
+            let port = Port::new(ep.port).map_err(|e| e.to_string())?;
+            Ok((host, port))
+        };
+        let inbound = decl.inbound.as_ref().map(endpoint).transpose();
+        let outbound = decl.outbound.as_ref().map(endpoint).transpose();
+        let set = registry
             .update(&decl.name, |e| {
-                e.keys = Some(keys);
-                if let Some(ep) = &decl.inbound {
-                    e.inhost.clone_from(&ep.host);
-                    e.inport = Some(ep.port);
+                let (inbound, outbound) = (inbound?, outbound?);
+                e.set_keys(keys);
+                if let Some((host, port)) = inbound {
+                    e.set_host(Side::Inbound, host);
+                    e.set_port(Side::Inbound, port);
                 }
-                if let Some(ep) = &decl.outbound {
-                    e.outhost.clone_from(&ep.host);
-                    e.outport = Some(ep.port);
+                if let Some((host, port)) = outbound {
+                    e.set_host(Side::Outbound, host);
+                    e.set_port(Side::Outbound, port);
                 }
-                e.quiet = decl.quiet;
-                e.properties.extend(decl.options.iter().cloned());
-                e.properties.len() > MAX_OPTIONS_PER_TUNNEL
+                e.set_quiet(decl.quiet);
+                e.set_options(decl.options.iter().cloned())
+                    .map_err(|too_many| {
+                        format!("too many options (at most {} per tunnel)", too_many.limit)
+                    })
             })
             .map_err(|e| fail(e.to_string()))?;
-        if too_many {
+        if let Err(message) = set {
             let _ = registry.remove(&decl.name);
-            return Err(fail(format!(
-                "too many options (at most {MAX_OPTIONS_PER_TUNNEL} per tunnel)"
-            )));
+            return Err(fail(message));
         }
         out.push(Prepared {
             nickname: decl.name.clone(),
@@ -169,49 +194,21 @@ pub fn prepare(
     Ok(out)
 }
 
-/// [`prepare`] for a bound [`Server`]: also keeps the server from restarting, as a
-/// restored tunnel, any entry the file declares (the file's `start` decides).
-///
-/// # Errors
-/// As [`prepare`].
-pub fn prepare_server(
-    server: &mut Server,
-    config: &Config,
-    file: &Path,
-    decls: &[TunnelDecl],
-) -> Result<Vec<Prepared>, BootError> {
-    for decl in decls {
-        server.skip_restart(&decl.name);
-    }
-    prepare(server.registry(), config, file, decls)
-}
-
-/// The address to reach a server listening on `listen` from this machine.
-pub fn control_addr(listen: SocketAddr) -> SocketAddr {
-    match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, listen.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, listen.port()).into(),
-        _ => listen,
-    }
-}
-
 /// Step 2: starts the prepared tunnels marked `start`, all at once, through the running
-/// server's control port `control` (`getnick NAME`, `start`), and waits until each is
-/// running. A tunnel some other task is starting meanwhile (a restored one) counts once
-/// it runs.
+/// server's `service` (as a client's `start` would), and waits until each is running.
+/// A tunnel some other task is starting meanwhile (a client) counts once it runs.
 ///
 /// # Errors
 /// [`BootError`] for the first tunnel (in file order) that did not start within
 /// `deadline`, with the server's reason.
 pub async fn start_declared(
-    control: SocketAddr,
-    registry: &Registry,
+    service: &Arc<Service>,
     file: &Path,
     tunnels: &[Prepared],
     deadline: Duration,
 ) -> Result<(), BootError> {
     let starts = tunnels.iter().filter(|t| t.start).map(|t| async move {
-        let result = tokio::time::timeout(deadline, start_one(control, registry, &t.nickname))
+        let result = tokio::time::timeout(deadline, start_one(service, &t.nickname))
             .await
             .unwrap_or_else(|_| Err(format!("not running after {}s", deadline.as_secs())));
         (t, result)
@@ -227,82 +224,54 @@ pub async fn start_declared(
     Ok(())
 }
 
-/// One control connection to the server itself.
-struct Control {
-    stream: BufReader<TcpStream>,
-}
-
-impl Control {
-    async fn connect(addr: SocketAddr) -> Result<Self, String> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot reach the control port {addr}: {e}"))?;
-        let mut control = Self {
-            stream: BufReader::new(stream),
-        };
-        // The greeting: a version line, then `OK`.
-        let _version = control.line().await?;
-        let ok = control.line().await?;
-        if ok.trim_end() != "OK" {
-            return Err(format!("unexpected greeting {ok:?}"));
-        }
-        Ok(control)
-    }
-
-    async fn line(&mut self) -> Result<String, String> {
-        let mut line = String::new();
-        let n = (&mut self.stream)
-            .take(MAX_REPLY)
-            .read_line(&mut line)
-            .await
-            .map_err(|e| format!("control connection: {e}"))?;
-        if n == 0 || !line.ends_with('\n') {
-            return Err("the control connection closed".to_owned());
-        }
-        Ok(line)
-    }
-
-    async fn command(&mut self, command: &str) -> Result<Reply, String> {
-        self.stream
-            .get_mut()
-            .write_all(format!("{command}\n").as_bytes())
-            .await
-            .map_err(|e| format!("control connection: {e}"))?;
-        let line = self.line().await?;
-        Reply::decode(line.trim_end()).map_err(|e| format!("reply to {command}: {e}"))
-    }
-}
-
-/// `getnick` + `start`; when the entry is busy (another task starting it), waits for it
-/// and tries again if that start failed.
-async fn start_one(addr: SocketAddr, registry: &Registry, nickname: &str) -> Result<(), String> {
-    let mut control = Control::connect(addr).await?;
-    let reply = control.command(&format!("getnick {nickname}")).await?;
-    if !reply.is_ok() {
-        return Err(reply.text().unwrap_or_default().to_owned());
-    }
-    let mut last = String::new();
-    for _ in 0..3 {
-        let reply = control.command("start").await?;
-        if reply.is_ok() {
-            return if registry.status(nickname).is_some_and(|s| s.running) {
-                Ok(())
-            } else {
-                Err("the server answered OK but the tunnel is not running".to_owned())
-            };
-        }
-        last = reply.text().unwrap_or_default().to_owned();
-        // Busy: someone else is starting (or stopping) it; see how that ends.
-        loop {
-            match registry.status(nickname) {
-                Some(s) if s.running => return Ok(()),
-                Some(s) if s.starting || s.stopping => tokio::time::sleep(POLL).await,
-                Some(_) => break,
-                None => return Err("the tunnel was removed while starting".to_owned()),
+/// Starts one tunnel; when the entry is busy (another task starting or stopping it),
+/// waits for that to end and tries again if the tunnel is not running then. A start
+/// that fails is tried again after [`START_BACKOFF`] (1 s, then 2 s: a router that comes
+/// up just after bob-server gets a moment); then its reason is returned.
+async fn start_one(service: &Arc<Service>, nickname: &str) -> Result<(), String> {
+    let registry = service.registry();
+    let mut waits = START_BACKOFF.iter();
+    let mut busy_rounds = 0;
+    loop {
+        match service.start_tunnel(nickname).await {
+            Ok(()) => {
+                return if registry.status(nickname).is_some_and(|s| s.running) {
+                    Ok(())
+                } else {
+                    Err("the tunnel was stopped while starting".to_owned())
+                };
             }
+            Err(StartFailure::Refused(RegistryError::Active | RegistryError::Inactive)) => {
+                busy_rounds += 1;
+                if busy_rounds > 3 {
+                    return Err(RegistryError::Active.to_string());
+                }
+                // Busy: someone else is starting (or stopping) it; see how that ends.
+                loop {
+                    match registry.status(nickname) {
+                        Some(s) if s.running => return Ok(()),
+                        Some(s) if s.starting || s.stopping => tokio::time::sleep(POLL).await,
+                        Some(_) => break,
+                        None => return Err("the tunnel was removed while starting".to_owned()),
+                    }
+                }
+            }
+            Err(StartFailure::Failed(reason)) => {
+                let last = format!("starting tunnel: {reason}");
+                let Some(wait) = waits.next() else {
+                    return Err(last);
+                };
+                tracing::info!(
+                    nickname,
+                    reason = %last,
+                    "declared tunnel did not start; trying again in {}s",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(*wait).await;
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
-    Err(last)
 }
 
 #[cfg(test)]
@@ -312,8 +281,8 @@ mod tests {
     use keytools::{CryptoType, SigType};
 
     use super::*;
-    use crate::storage::keyfile::write_private_file;
     use crate::tunnel::Endpoint;
+    use keytools::keyfile::write_private_file;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("bob-boot-{tag}-{}", std::process::id()));
@@ -359,7 +328,7 @@ mod tests {
         let status = registry.status("web").unwrap();
         assert!(status.keys && status.quiet && !status.running);
         assert_eq!(status.outport, Some(8080));
-        let props = registry.read("web", |e| e.properties.clone()).unwrap();
+        let props = registry.read("web", |e| e.properties().clone()).unwrap();
         assert_eq!(props.get("inbound.length").map(String::as_str), Some("1"));
         assert_eq!(props.get("outbound.length").map(String::as_str), Some("3"));
 
@@ -442,21 +411,5 @@ mod tests {
         assert_eq!(e.line, 9);
         assert!(e.message.contains("too many tunnels"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn unspecified_listen_is_reached_on_loopback() {
-        assert_eq!(
-            control_addr("0.0.0.0:5".parse().unwrap()),
-            "127.0.0.1:5".parse().unwrap()
-        );
-        assert_eq!(
-            control_addr("[::]:5".parse().unwrap()),
-            "[::1]:5".parse().unwrap()
-        );
-        assert_eq!(
-            control_addr("10.1.2.3:5".parse().unwrap()),
-            "10.1.2.3:5".parse().unwrap()
-        );
     }
 }

@@ -13,7 +13,7 @@
 //! defaults it was created with included), so a restored tunnel is handed exactly the
 //! options it had. `running` is true for a tunnel that was started and not stopped by a
 //! client; the server's own shutdown leaves it true, so the tunnel starts again.
-//! [`Persister`] writes the file from the live registry (see [`crate::server`]).
+//! [`crate::service::persist::Persister`] writes the file from the live registry.
 //!
 //! # Format
 //! ```toml
@@ -31,16 +31,39 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
+use bob_codec::types::{Host, Nickname, OptionKey, OptionValue, Port, ValueError};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-use crate::registry::Registry;
-use crate::storage::keyfile::{KeyFileError, write_private_file};
+use keytools::keyfile::{KeyFileError, write_private_file};
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "registry.toml";
+
+/// Temporary files of an interrupted save at least this old are removed by
+/// [`StateStore::open`].
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Largest state file read back (a registry of the most tunnels with the most options
+/// stays far below it); a larger file is refused rather than read into memory.
+pub const MAX_STATE_FILE: u64 = 256 * 1024 * 1024;
+
+/// Reads the state file: `None` when there is none. Read like a key file (bounded,
+/// opened non-blocking and checked to be a regular file, so a FIFO or a device at
+/// the path cannot hang the server before it greets anyone); a symlink is followed
+/// when reading and replaced by the next save.
+fn read_state(path: &std::path::Path) -> Result<Option<Zeroizing<Vec<u8>>>, StateError> {
+    match keytools::keyfile::read_file_bounded(path, MAX_STATE_FILE) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(KeyFileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(StateError::Read(e)),
+    }
+}
 
 /// Format version written to the file; files with another version are set aside.
 pub const STATE_VERSION: u32 = 1;
@@ -99,23 +122,35 @@ struct StateFile {
     tunnels: Vec<TunnelRecord>,
 }
 
-/// Problems with the state directory; `Display` is what the operator reads.
+/// Problems with the state directory; `Display` is what the operator reads, once: the
+/// variants carry no separate `source`, so a report that prints the error chain does not
+/// repeat the OS error.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The directory or file could not be read or written.
-    #[error("state directory {path}: {source}")]
+    /// The directory could not be created.
+    #[error("state directory {path}: {error}")]
     Io {
         /// the path involved
         path: PathBuf,
         /// what the OS said
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    /// Writing the file failed.
+    /// Writing the file failed (shown in `Display`, so not a `source()`).
     #[error("saving state: {0}")]
-    Write(#[from] KeyFileError),
+    Write(KeyFileError),
+    /// The state file is not a regular file (a FIFO, a device, a directory), is larger
+    /// than [`MAX_STATE_FILE`], or cannot be read.
+    #[error("reading state: {0}")]
+    Read(KeyFileError),
     /// Serializing failed (should not happen for valid records).
     #[error("saving state: {0}")]
     Encode(String),
+}
+
+impl From<KeyFileError> for StateError {
+    fn from(e: KeyFileError) -> Self {
+        Self::Write(e)
+    }
 }
 
 /// What [`StateStore::load`] found.
@@ -141,20 +176,41 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// Opens (creating, mode 0700) the state directory.
+    /// Opens (creating, mode 0700) the state directory and removes temporary files of
+    /// saves that were interrupted at least [`STALE_TEMP_AGE`] ago.
     ///
     /// # Errors
     /// [`StateError::Io`] if the directory cannot be created.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StateError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+        fs::create_dir_all(&dir).map_err(|error| StateError::Io {
             path: dir.clone(),
-            source,
+            error,
         })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+            match keytools::keyfile::check_key_dir(&dir) {
+                Ok(access) if !access.is_private() => tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format_args!("{:o}", access.mode),
+                    "the state directory holds private keys but others can access it"
+                ),
+                _ => {}
+            }
+        }
+        // A save killed between writing its temporary file and renaming it leaves the
+        // file behind, keys inside. Younger ones may be a save of a process still running.
+        match keytools::keyfile::remove_stale_temp_files(&dir, STALE_TEMP_AGE) {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::warn!(file = %path.display(), "removed a temporary state file left by an interrupted save");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot clean the state directory's temporary files")
+            }
         }
         Ok(Self {
             dir,
@@ -176,13 +232,12 @@ impl StateStore {
     /// Reads the stored registry. A missing file is an empty registry.
     ///
     /// # Errors
-    /// [`StateError::Io`] if the file exists but cannot be read or kept aside.
+    /// [`StateError::Read`] if the file exists but cannot be read (or is no regular
+    /// file), [`StateError::Write`] if it cannot be kept aside.
     pub fn load(&self) -> Result<Loaded, StateError> {
         let path = self.path();
-        let text = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
-            Err(source) => return Err(StateError::Io { path, source }),
+        let Some(text) = read_state(&path)? else {
+            return Ok(Loaded::default());
         };
         let mut loaded = Loaded::default();
         match std::str::from_utf8(&text)
@@ -224,11 +279,9 @@ impl StateStore {
     /// # Errors
     /// [`StateError`] if the file cannot be read or the copy written.
     pub fn keep_aside(&self) -> Result<Option<PathBuf>, StateError> {
-        let path = self.path();
-        match fs::read(&path) {
-            Ok(bytes) => self.write_aside(&bytes).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateError::Io { path, source }),
+        match read_state(&self.path())? {
+            Some(bytes) => self.write_aside(&bytes).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -266,95 +319,21 @@ impl StateStore {
     }
 }
 
-/// Saves the registry through a [`StateStore`] whenever it changed.
-///
-/// [`Persister::persist`] snapshots the registry and writes it on a blocking thread;
-/// callers await it before they answer the client whose command changed something, so
-/// an `OK` means the change is on disk. Concurrent calls commit as a group: while one
-/// write is in flight the others wait, then the next writer snapshots the newest
-/// registry, which covers every waiting caller's change, and those callers return
-/// without writing. Every snapshot carries its registry generation and the store skips
-/// older ones, so a slow write never replaces a newer file.
-#[derive(Debug, Clone)]
-pub struct Persister {
-    store: Arc<StateStore>,
-    registry: Registry,
-    /// highest generation known to be on disk
-    saved: Arc<AtomicU64>,
-    /// one snapshot-and-write at a time (group commit)
-    writer: Arc<Mutex<()>>,
-}
-
-impl Persister {
-    /// Saves `registry` into `store` from now on; `saved` is the registry generation
-    /// the file already holds (0: none).
-    pub fn new(store: Arc<StateStore>, registry: Registry, saved: u64) -> Self {
-        Self {
-            store,
-            registry,
-            saved: Arc::new(AtomicU64::new(saved)),
-            writer: Arc::default(),
-        }
-    }
-
-    /// The store written to.
-    pub fn store(&self) -> &StateStore {
-        &self.store
-    }
-
-    /// Writes the registry unless its current generation is already saved; returns
-    /// once the file is durable (or the write failed).
-    ///
-    /// # Errors
-    /// [`StateError`] when the file cannot be written (the previous file stays intact).
-    pub async fn persist(&self) -> Result<(), StateError> {
-        let wanted = self.registry.generation();
-        if self.saved.load(Ordering::Acquire) >= wanted {
-            return Ok(());
-        }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _turn = this
-                .writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // the write this caller waited for may have covered its change already
-            if this.saved.load(Ordering::Acquire) >= wanted {
-                return Ok(());
-            }
-            let snapshot = this.registry.snapshot();
-            let generation = snapshot.generation;
-            this.store.save(generation, &snapshot.into_records())?;
-            this.saved.fetch_max(generation, Ordering::AcqRel);
-            Ok(())
-        })
-        .await
-        .map_err(|e| StateError::Encode(format!("save task failed: {e}")))?
-    }
-}
-
 /// Checks one stored entry: keys decode, ports in range, hosts and options without
 /// whitespace (they came through BOB, whose operands never hold spaces).
 fn validate(record: &TunnelRecord) -> Result<(), String> {
-    let no_space = |what: &str, s: &str| {
-        if s.chars().any(char::is_whitespace) {
-            Err(format!("{what} contains whitespace"))
-        } else {
-            Ok(())
-        }
-    };
-    no_space("nickname", &record.nickname)?;
-    no_space("inhost", &record.inhost)?;
-    no_space("outhost", &record.outhost)?;
-    if record.inport == Some(0) || record.outport == Some(0) {
-        return Err("port 0".into());
+    // The operands' own types: what a command could have stored, and nothing else
+    // (an empty nickname, a control character or an oversized value is refused).
+    let text = |e: ValueError| e.to_string();
+    Nickname::new(record.nickname.as_str()).map_err(text)?;
+    Host::new(record.inhost.as_str()).map_err(|e| format!("inhost: {e}"))?;
+    Host::new(record.outhost.as_str()).map_err(|e| format!("outhost: {e}"))?;
+    for port in [record.inport, record.outport].into_iter().flatten() {
+        Port::new(port).map_err(text)?;
     }
     for (k, v) in &record.options {
-        if k.is_empty() || v.is_empty() || k.contains('=') {
-            return Err(format!("bad option {k:?}={v:?}"));
-        }
-        no_space("option", k)?;
-        no_space("option", v)?;
+        OptionKey::new(k.as_str()).map_err(text)?;
+        OptionValue::new(v.as_str()).map_err(text)?;
     }
     if let Some(keys) = &record.keys {
         keytools::PrivateKeys::from_base64(keys).map_err(|e| format!("bad keys: {e}"))?;
@@ -476,31 +455,101 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_saves_commit_as_a_group() {
-        let dir = tempdir("group");
-        let store = Arc::new(StateStore::open(&dir).unwrap());
-        let registry = Registry::new(Vec::new(), 100);
-        let persister = Persister::new(store.clone(), registry.clone(), 0);
-        for i in 0..32 {
-            registry.create(&format!("t{i}")).unwrap();
-        }
-        let saves = (0..32).map(|_| {
-            let p = persister.clone();
-            tokio::spawn(async move { p.persist().await })
+    /// A FIFO at the state file's path is refused at once (it would otherwise block the
+    /// server before it greets anyone); the error names the path once.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_state_file_is_refused_not_waited_on() {
+        let dir = tempdir("fifo");
+        let store = StateStore::open(&dir).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(store.path())
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(store.load().map(|_| ()).map_err(|e| e.to_string()));
         });
-        for save in futures::future::join_all(saves).await {
-            save.unwrap().unwrap();
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("load returned instead of waiting on the FIFO");
+        let err = result.unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert_eq!(err.matches("registry.toml").count(), 1, "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A symlink at the state file's path is replaced by the next save, never followed.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_state_file_is_replaced_not_written_through() {
+        let dir = tempdir("link");
+        let store = StateStore::open(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, store.path()).unwrap();
+        store.save(1, &[record("web", false)]).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+        assert!(fs::symlink_metadata(store.path()).unwrap().is_file());
+        assert_eq!(store.load().unwrap().tunnels.len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Entries a command could not have made (an empty nickname, a control character in
+    /// a host) are dropped on load and reported, not restored as ghosts.
+    #[test]
+    fn impossible_entries_are_dropped() {
+        let dir = tempdir("ghost");
+        let store = StateStore::open(&dir).unwrap();
+        fs::write(
+            store.path(),
+            "version = 1\n\
+             [[tunnel]]\nnickname = \"\"\ninhost = \"localhost\"\nouthost = \"localhost\"\n\
+             [[tunnel]]\nnickname = \"x\"\ninhost = \"a\\u0007b\"\nouthost = \"localhost\"\n\
+             [[tunnel]]\nnickname = \"ok\"\ninhost = \"localhost\"\nouthost = \"localhost\"\n",
+        )
+        .unwrap();
+        let loaded = store.load().unwrap();
+        let names: Vec<_> = loaded.tunnels.iter().map(|t| t.nickname.as_str()).collect();
+        assert_eq!(names, ["ok"]);
+        assert!(
+            loaded.problems[0].contains("nickname is empty"),
+            "{:?}",
+            loaded.problems
+        );
+        assert!(
+            loaded.problems[1].contains("inhost"),
+            "{:?}",
+            loaded.problems
+        );
+        assert!(loaded.kept_aside.is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A temporary file an interrupted save left behind (keys inside) is removed when
+    /// the directory is opened again; a fresh one (a save in progress) and other files
+    /// are kept.
+    #[cfg(unix)]
+    #[test]
+    fn open_removes_stale_temp_files_only() {
+        let dir = tempdir("stale");
+        fs::create_dir_all(&dir).unwrap();
+        let stale = dir.join(".registry.toml.bobtmp-0123456789abcdef");
+        let fresh = dir.join(".registry.toml.bobtmp-fedcba9876543210");
+        let other = dir.join("notes.txt");
+        for f in [&stale, &fresh, &other] {
+            fs::write(f, b"x").unwrap();
         }
-        assert_eq!(store.writes(), 1, "one write covers every waiting change");
-        assert_eq!(store.load().unwrap().tunnels.len(), 32);
-        // nothing changed: nothing written
-        persister.persist().await.unwrap();
-        assert_eq!(store.writes(), 1);
-        registry.remove("t0").unwrap();
-        persister.persist().await.unwrap();
-        assert_eq!(store.writes(), 2);
-        assert_eq!(store.load().unwrap().tunnels.len(), 31);
+        let aged = std::process::Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(&stale)
+            .status()
+            .expect("touch runs");
+        assert!(aged.success());
+        let _store = StateStore::open(&dir).unwrap();
+        assert!(!stale.exists(), "the stale temp file was removed");
+        assert!(fresh.exists() && other.exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -22,8 +22,12 @@
 //! - Outbound (server side, [`TunnelSpec::outbound`]): each incoming stream is connected
 //!   to `outhost:outport`; unless `quiet`, the peer's base64 destination and `\n` are
 //!   written first, then bytes are relayed both ways.
-//! - The relay passes half-close on (see `pipe`): no bytes in flight are lost.
+//! - The relay passes half-close on (see [`crate::backend::relay`]): no bytes in flight
+//!   are lost.
+//!
+//! What runs on the listener and the session depends on the tunnel's [`TunnelKind`].
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,17 +40,78 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::backend::{BoxStream, CoreError, Options, Session, StreamingCore};
+use crate::backend::relay::{RelayCounters, RelayEnd};
+use crate::backend::{BoxFuture, BoxStream, CoreError, Options, Session, StreamingCore};
 
 mod inbound;
+mod kind;
 mod outbound;
-mod pipe;
 
-use pipe::PipeEnd;
-pub use pipe::{COPY_BUFFER, PIPE_BUFFER};
+pub use kind::{TunnelKind, UnknownKind};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use inbound::first_line_for_fuzzing;
+
+/// A started tunnel as the registry holds it.
+///
+/// Implemented by [`RunningTunnel`]; tests may supply their own.
+pub trait ActiveTunnel: Send + Sync + fmt::Debug {
+    /// The backend session (for `ping` through the tunnel's destination).
+    fn session(&self) -> Arc<dyn Session>;
+
+    /// Where the inbound listener is bound, if the tunnel has an inbound side.
+    fn inbound_addr(&self) -> Option<SocketAddr>;
+
+    /// Closes listener and session and ends live connections.
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+
+    /// The tunnel's live counters, if it keeps any (`stats`, metrics). The registry
+    /// keeps them after the tunnel stops, so the numbers of the last run stay readable.
+    fn stats(&self) -> Option<Arc<TunnelStats>> {
+        None
+    }
+}
+
+/// Starts a stream tunnel: returns once it is usable or failed ([`tunnel_launcher`],
+/// unless a test supplies its own; see [`TunnelKind::launch`]).
+pub type Launcher = Arc<
+    dyn Fn(
+            Arc<dyn StreamingCore>,
+            TunnelSpec,
+            TunnelLimits,
+        ) -> BoxFuture<'static, Result<Box<dyn ActiveTunnel>, StartError>>
+        + Send
+        + Sync,
+>;
+
+/// The data path's [`RunningTunnel`] as a [`Launcher`]: what a server uses unless a
+/// test supplies its own.
+pub fn tunnel_launcher() -> Launcher {
+    Arc::new(|core, spec, limits| {
+        Box::pin(async move {
+            let tunnel = RunningTunnel::start(core, spec, limits).await?;
+            Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
+        })
+    })
+}
+
+impl ActiveTunnel for RunningTunnel {
+    fn session(&self) -> Arc<dyn Session> {
+        Self::session(self).clone()
+    }
+
+    fn inbound_addr(&self) -> Option<SocketAddr> {
+        Self::inbound_addr(self)
+    }
+
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(Self::stop(*self))
+    }
+
+    fn stats(&self) -> Option<Arc<TunnelStats>> {
+        Some(Self::stats(self).clone())
+    }
+}
 
 /// A `host:port` pair as the BOB client gave it (host may be a name or an IP literal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +179,7 @@ pub enum StartError {
     #[error("unknown host {0}")]
     UnknownHost(String),
     /// The backend refused or failed to create the session.
-    #[error("{0}")]
+    #[error(transparent)]
     Core(#[from] CoreError),
     /// The session did not come up within the limit.
     #[error("timed out waiting for the session")]
@@ -295,18 +360,14 @@ impl TunnelContext {
     /// Relays a connection that is set up (both sides count its bytes the same way:
     /// out of the socket is `bytes_out`), then logs how it ended and counts a failure.
     async fn relay(&self, socket: TcpStream, stream: BoxStream) {
-        let end = pipe::relay(
-            socket,
-            stream,
-            self.stats.bytes_out.clone(),
-            self.stats.bytes_in.clone(),
-            &self.cancel,
-        )
-        .await;
-        match end {
-            PipeEnd::Finished => tracing::debug!("connection finished"),
-            PipeEnd::Cancelled => tracing::debug!("connection ended by stop"),
-            PipeEnd::Failed(e) => {
+        let counters = RelayCounters {
+            out: self.stats.bytes_out.clone(),
+            back: self.stats.bytes_in.clone(),
+        };
+        match stream.relay(socket, counters, &self.cancel).await {
+            RelayEnd::Finished => tracing::debug!("connection finished"),
+            RelayEnd::Cancelled => tracing::debug!("connection ended by stop"),
+            RelayEnd::Failed(e) => {
                 self.stats.count_failure();
                 tracing::debug!(error = %e, "connection failed");
             }
@@ -346,6 +407,20 @@ impl RunningTunnel {
         spec: TunnelSpec,
         limits: TunnelLimits,
     ) -> Result<Self, StartError> {
+        Self::start_kind(TunnelKind::Stream, core, spec, limits).await
+    }
+
+    /// [`RunningTunnel::start`] for a tunnel of `kind`: the kind decides which tasks
+    /// run on the listener and the session ([`TunnelKind`]).
+    ///
+    /// # Errors
+    /// As [`RunningTunnel::start`].
+    pub async fn start_kind(
+        kind: TunnelKind,
+        core: Arc<dyn StreamingCore>,
+        spec: TunnelSpec,
+        limits: TunnelLimits,
+    ) -> Result<Self, StartError> {
         let span = tracing::info_span!("tunnel", nick = %spec.nickname);
         async move {
             let listener = match &spec.inbound {
@@ -374,17 +449,10 @@ impl RunningTunnel {
                 cancel: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             };
-            if let Some(listener) = listener {
-                let shared2 = shared.clone();
-                shared
-                    .tracker
-                    .spawn(inbound::accept_loop(listener, shared2).in_current_span());
-            }
             let outbound = spec.outbound.clone().map(|target| (target, spec.quiet));
-            shared
-                .tracker
-                .spawn(outbound::accept_loop(outbound, shared.clone()).in_current_span());
+            kind.run(&shared, listener, outbound);
             tracing::info!(
+                %kind,
                 b32 = %destination.b32(),
                 inbound = ?inbound_addr,
                 outbound = ?spec.outbound,

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,13 +35,21 @@ use keytools::{Destination, PrivateKeys};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{BoxFuture, BoxStream, CoreError, Incoming, Options, Session, StreamingCore, Target};
+use super::relay::{RelayCounters, RelayEnd};
+use super::{
+    BoxFuture, BoxStream, ByteStream, CoreError, Incoming, Options, Session, StreamingCore, Target,
+};
 
+mod relay;
 #[cfg(target_os = "linux")]
 mod splice;
 mod stream;
 
-pub use stream::{LocalStream, Pipe, Received};
+pub use relay::PIPE_BUFFER;
+pub use stream::LocalStream;
+#[cfg(target_os = "linux")]
+use stream::Pipe;
+use stream::Received;
 
 /// Bytes queued in each direction of a local stream before the writer waits.
 pub const STREAM_BUFFER: usize = 256 * 1024;
@@ -261,6 +269,24 @@ struct Registered {
     inbox: mpsc::Sender<Incoming>,
 }
 
+/// Logs that the `local` core reaches only this server's tunnels, when a name or a
+/// destination is not among them: the reply to the client keeps Java BOB's text (`ERROR
+/// Can't find destination: …`, `ERROR Address Not found.`), so the hint goes to the log.
+/// A warning the first time, then debug lines (a client retrying must not flood the log).
+fn log_local_only(name: &str) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if WARNED.swap(true, Ordering::Relaxed) {
+        tracing::debug!(name, "not a tunnel of this server (local backend)");
+    } else {
+        tracing::warn!(
+            name,
+            "not a tunnel of this server: the `local` backend reaches only this server's \
+             tunnels (and --hosts names), no I2P network; run bob-server with \
+             --router sam://HOST:PORT to reach I2P (logged once)"
+        );
+    }
+}
+
 impl Network {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Registered>> {
         // The map stays consistent even if a holder panicked: every update is one
@@ -269,8 +295,16 @@ impl Network {
     }
 
     /// Resolves a `.b32.i2p` address of an open session, a host name, or a base64
-    /// destination.
+    /// destination; logs why a name is not found (see [`log_local_only`]).
     fn lookup(&self, name: &str) -> Result<Destination, CoreError> {
+        let found = self.find(name);
+        if found.is_err() {
+            log_local_only(name.trim());
+        }
+        found
+    }
+
+    fn find(&self, name: &str) -> Result<Destination, CoreError> {
         let name = name.trim();
         let lower = name.to_ascii_lowercase();
         if lower.ends_with(".b32.i2p") {
@@ -291,10 +325,14 @@ impl Network {
 
     /// The inbox of the session registered for `destination`.
     fn inbox_of(&self, destination: &Destination) -> Result<mpsc::Sender<Incoming>, CoreError> {
-        self.lock()
+        let inbox = self
+            .lock()
             .get(&destination.hash())
-            .map(|r| r.inbox.clone())
-            .ok_or_else(|| unreachable(destination))
+            .map(|r| r.inbox.clone());
+        inbox.ok_or_else(|| {
+            log_local_only(&destination.b32());
+            unreachable(destination)
+        })
     }
 
     /// Removes registration `id` of `hash`, if it is still the current one.
@@ -425,6 +463,18 @@ impl Drop for LocalSession {
     fn drop(&mut self) {
         // A session dropped without `close` must not keep its destination taken.
         self.network.unregister(&self.hash, self.id);
+    }
+}
+
+/// The zero-copy relay (see `relay`): chunks and spliced pipes instead of copies.
+impl ByteStream for LocalStream {
+    fn relay(
+        self: Box<Self>,
+        socket: tokio::net::TcpStream,
+        counters: RelayCounters,
+        cancel: &CancellationToken,
+    ) -> BoxFuture<'_, RelayEnd> {
+        Box::pin(async move { relay::relay_local(socket, *self, &counters, cancel).await })
     }
 }
 

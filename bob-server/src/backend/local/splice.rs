@@ -19,7 +19,7 @@ const MIN_SIZE: usize = 64 * 1024;
 
 /// The two ends of a non-blocking kernel pipe.
 #[derive(Debug)]
-pub struct Pipe {
+pub(crate) struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
     /// bytes the pipe holds at most (its capacity as the kernel reports it)
@@ -36,7 +36,7 @@ impl Pipe {
     /// # Errors
     /// The pipe cannot be created (e.g. out of file descriptors) or the kernel
     /// grants less than 64 KiB.
-    pub fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         let (read, write) =
             nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(errno)?;
         // A failed enlargement (per-user pipe limits) leaves the default size.
@@ -54,7 +54,7 @@ impl Pipe {
     }
 
     /// Bytes the pipe holds at most.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.size
     }
 
@@ -64,7 +64,7 @@ impl Pipe {
     /// # Errors
     /// `WouldBlock` when `from` has nothing to read or the pipe is full; other errors
     /// of `splice(2)`.
-    pub fn fill_from(&self, from: impl AsFd, len: usize) -> io::Result<usize> {
+    pub(crate) fn fill_from(&self, from: impl AsFd, len: usize) -> io::Result<usize> {
         splice(from, None, &self.write, None, len, flags()).map_err(errno)
     }
 
@@ -73,7 +73,7 @@ impl Pipe {
     /// # Errors
     /// `WouldBlock` when `to` has no room; other errors of `splice(2)` (e.g.
     /// `BrokenPipe` when the peer is gone).
-    pub fn drain_into(&self, to: impl AsFd, len: usize) -> io::Result<usize> {
+    pub(crate) fn drain_into(&self, to: impl AsFd, len: usize) -> io::Result<usize> {
         splice(&self.read, None, to, None, len, flags()).map_err(errno)
     }
 
@@ -82,7 +82,7 @@ impl Pipe {
     ///
     /// # Errors
     /// `WouldBlock` when the pipe is empty.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         nix::unistd::read(&self.read, buf).map_err(errno)
     }
 }

@@ -30,12 +30,12 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 #[cfg(target_os = "linux")]
-pub use super::splice::Pipe;
+pub(crate) use super::splice::Pipe;
 
 /// Stand-in where `splice(2)` does not exist: never constructed.
 #[cfg(not(target_os = "linux"))]
 #[derive(Debug)]
-pub struct Pipe(std::convert::Infallible);
+pub(crate) struct Pipe(std::convert::Infallible);
 
 #[cfg(not(target_os = "linux"))]
 impl Pipe {
@@ -55,7 +55,7 @@ enum Item {
 
 /// What [`LocalStream::poll_recv`] hands out.
 #[derive(Debug)]
-pub enum Received {
+pub(crate) enum Received {
     /// The next chunk, as it was written; it is removed from the queue.
     Data(Bytes),
     /// The next `usize` bytes wait in this pipe. They stay queued until the reader
@@ -214,7 +214,7 @@ impl LocalStream {
 
     /// Ready when a chunk may be queued: the queue holds less than `capacity` bytes.
     /// Fails if this end was shut down for writing or the other end is gone.
-    pub fn poll_ready_send(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_ready_send(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut q = self.out.lock();
         if let Err(e) = q.writable() {
             return Poll::Ready(Err(e));
@@ -230,7 +230,7 @@ impl LocalStream {
     ///
     /// # Errors
     /// `BrokenPipe` if this end was shut down for writing or the other end is gone.
-    pub async fn ready_send(&self) -> io::Result<()> {
+    pub(crate) async fn ready_send(&self) -> io::Result<()> {
         poll_fn(|cx| self.poll_ready_send(cx)).await
     }
 
@@ -239,7 +239,7 @@ impl LocalStream {
     ///
     /// # Errors
     /// `BrokenPipe` if this end was shut down for writing or the other end is gone.
-    pub fn push(&self, chunk: Bytes) -> io::Result<()> {
+    pub(crate) fn push(&self, chunk: Bytes) -> io::Result<()> {
         if chunk.is_empty() {
             return self.check_open();
         }
@@ -265,10 +265,10 @@ impl LocalStream {
         Ok(())
     }
 
-    /// Waits for room, then queues `chunk`.
+    /// Waits for room, then queues `chunk` as it is (no copy).
     ///
     /// # Errors
-    /// As [`LocalStream::push`].
+    /// `BrokenPipe` once the other end is gone or this end's write side is shut down.
     pub async fn send(&self, chunk: Bytes) -> io::Result<()> {
         self.ready_send().await?;
         self.push(chunk)
@@ -280,7 +280,7 @@ impl LocalStream {
     /// # Errors
     /// `BrokenPipe` as [`LocalStream::push`]; the pipe cannot be made.
     #[cfg(target_os = "linux")]
-    pub fn send_pipe(&self) -> io::Result<Arc<Pipe>> {
+    pub(crate) fn send_pipe(&self) -> io::Result<Arc<Pipe>> {
         let mut q = self.out.lock();
         q.writable()?;
         q.release_pipe = false;
@@ -297,7 +297,7 @@ impl LocalStream {
     ///
     /// # Errors
     /// As [`LocalStream::push`].
-    pub fn push_piped(&self, n: usize) -> io::Result<()> {
+    pub(crate) fn push_piped(&self, n: usize) -> io::Result<()> {
         if n == 0 {
             return self.check_open();
         }
@@ -305,7 +305,7 @@ impl LocalStream {
     }
 
     /// Bytes this end put into its pipe that the other end has not taken out yet.
-    pub fn unsent_piped(&self) -> usize {
+    pub(crate) fn unsent_piped(&self) -> usize {
         self.out.lock().piped
     }
 
@@ -314,7 +314,7 @@ impl LocalStream {
     ///
     /// # Errors
     /// `BrokenPipe` if the other end is gone.
-    pub async fn piped_below(&self, limit: usize) -> io::Result<()> {
+    pub(crate) async fn piped_below(&self, limit: usize) -> io::Result<()> {
         poll_fn(|cx| {
             let mut q = self.out.lock();
             if q.read_closed {
@@ -341,7 +341,7 @@ impl LocalStream {
 
     /// This end no longer needs its pipe: it is closed as soon as the other end has
     /// taken out every byte in it, so an idle stream holds no file descriptors.
-    pub fn release_send_pipe(&self) {
+    pub(crate) fn release_send_pipe(&self) {
         let mut q = self.out.lock();
         q.release_pipe = true;
         q.maybe_close_pipe();
@@ -349,7 +349,7 @@ impl LocalStream {
 
     /// The next chunk the other end wrote, or the pipe holding its next bytes;
     /// `None` at end of stream.
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Received>> {
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Received>> {
         let mut q = self.inn.lock();
         match q.chunks.front() {
             Some(Item::Data(_)) => {
@@ -375,13 +375,13 @@ impl LocalStream {
     }
 
     /// Waits for the next chunk or pipe (see [`LocalStream::poll_recv`]).
-    pub async fn recv(&self) -> Option<Received> {
+    pub(crate) async fn recv(&self) -> Option<Received> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Reports that `n` bytes of a [`Received::Piped`] were taken out of the pipe
     /// (at most the amount it announced).
-    pub fn consume_piped(&self, n: usize) {
+    pub(crate) fn consume_piped(&self, n: usize) {
         let mut q = self.inn.lock();
         let n = match q.chunks.front() {
             Some(&Item::Piped(left)) => n.min(left),
@@ -397,7 +397,7 @@ impl LocalStream {
 
     /// Shuts down this end's write side: the other end reads what is queued, then end
     /// of stream. Idempotent.
-    pub fn shutdown_write(&self) {
+    pub(crate) fn shutdown_write(&self) {
         let mut q = self.out.lock();
         q.write_closed = true;
         q.release_pipe = true;

@@ -193,6 +193,9 @@ pub(crate) struct SamStream {
     write_closed: bool,
 }
 
+/// Relayed by the default copy: a SAM stream is a plain TCP connection to the router.
+impl crate::backend::ByteStream for SamStream {}
+
 impl fmt::Debug for SamStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SamStream")

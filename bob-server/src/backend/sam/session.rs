@@ -409,6 +409,12 @@ impl Session for SamSession {
         &self.link.destination
     }
 
+    /// SAMv3 has no ping: the router answers no round-trip question for a session.
+    fn ping(&self, target: Target) -> BoxFuture<'_, Result<Duration, CoreError>> {
+        let _ = target;
+        Box::pin(async { Err(CoreError::Unsupported("sam")) })
+    }
+
     fn connect(&self, target: Target) -> BoxFuture<'_, Result<BoxStream, CoreError>> {
         Box::pin(self.do_connect(target))
     }

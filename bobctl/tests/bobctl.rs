@@ -5,55 +5,20 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bob_server::backend::local::LocalCore;
-use bob_server::config::Config;
-use bob_server::server::Server;
 use keytools::{CryptoType, PrivateKeys, SigType};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
-mod support;
+use bob_testkit::{TestClient as Bob, free_port, within};
 
-use support::{Bob, free_port, within};
+mod common;
+
+use common::{TestServer, start_server};
 
 const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
-
-/// A bob-server in this process; cancelled on drop.
-struct TestServer {
-    addr: SocketAddr,
-    metrics: Option<SocketAddr>,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start_server(metrics: bool) -> TestServer {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: metrics.then(|| "127.0.0.1:0".parse().unwrap()),
-        ..Config::default()
-    };
-    let server = Server::bind(config, Arc::new(LocalCore::new()))
-        .await
-        .expect("server binds");
-    let shutdown = CancellationToken::new();
-    let out = TestServer {
-        addr: server.local_addr(),
-        metrics: server.metrics_addr(),
-        shutdown: shutdown.clone(),
-    };
-    tokio::spawn(server.run(shutdown));
-    out
-}
 
 /// Runs bobctl against `server` with `args`.
 async fn bobctl_at(server: &str, args: &[&str]) -> Output {
@@ -126,14 +91,22 @@ async fn list_create_variants_and_status() {
     assert_eq!(ok(&server, &["list"]).await, "");
     assert_eq!(json(&server, &["list"]).await, Value::Array(vec![]));
 
-    // --newkeys (server's default type), --newkeys with a type
-    let dest_a = ok(&server, &["create", "a", "--newkeys"]).await;
+    // --newkeys (server's default type), --newkeys=TYPE
+    let dest_a = ok(
+        &server,
+        &["create", "a", "--newkeys", "--out", "127.0.0.1:9"],
+    )
+    .await;
     let dest_a = dest_a.trim();
     assert!(
         keytools::Destination::from_base64(dest_a).is_ok(),
         "{dest_a}"
     );
-    let created = json(&server, &["create", "e", "--newkeys", "7"]).await;
+    let created = json(
+        &server,
+        &["create", "e", "--newkeys=7", "--out", "127.0.0.1:9"],
+    )
+    .await;
     let b32 = created["b32"].as_str().unwrap();
     assert!(b32.ends_with(".b32.i2p"), "{created}");
     let e_dest = created["destination"].as_str().unwrap();
@@ -143,12 +116,23 @@ async fn list_create_variants_and_status() {
     // --keys: a binary key file and a base64 line
     let keys = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).unwrap();
     let bin = temp_path("keys.dat");
-    bob_server::storage::keyfile::write_key_file(&bin, &keys).unwrap();
+    keytools::keyfile::write_key_file(&bin, &keys).unwrap();
     let line = temp_path("keys.txt");
     std::fs::write(&line, format!("{}\n", keys.to_base64())).unwrap();
     let expected = keys.destination().to_base64();
     for (name, file) in [("k1", &bin), ("k2", &line)] {
-        let out = ok(&server, &["create", name, "--keys", file.to_str().unwrap()]).await;
+        let out = ok(
+            &server,
+            &[
+                "create",
+                name,
+                "--keys",
+                file.to_str().unwrap(),
+                "--in",
+                "127.0.0.1:9",
+            ],
+        )
+        .await;
         assert_eq!(out.trim(), expected);
         assert_eq!(ok(&server, &["dest", name]).await.trim(), expected);
     }
@@ -156,8 +140,11 @@ async fn list_create_variants_and_status() {
     assert_eq!(dest_json["destination"], expected.as_str());
     assert_eq!(dest_json["b32"], keys.destination().b32().as_str());
     let mut bob = Bob::connect(server.addr).await;
-    assert_eq!(bob.cmd("getnick k2").await, "OK Nickname set to k2");
-    assert_eq!(bob.cmd("getkeys").await, format!("OK {}", keys.to_base64()));
+    assert_eq!(bob.line("getnick k2").await, "OK Nickname set to k2");
+    assert_eq!(
+        bob.line("getkeys").await,
+        format!("OK {}", keys.to_base64())
+    );
     std::fs::remove_file(&bin).unwrap();
     std::fs::remove_file(&line).unwrap();
 
@@ -190,8 +177,8 @@ async fn list_create_variants_and_status() {
     assert_eq!(s["quiet"], true);
     assert_eq!(s["keys"], true);
     assert_eq!(s["running"], false);
-    assert_eq!(bob.cmd("getnick full").await, "OK Nickname set to full");
-    let props = bob.cmd("showprops").await;
+    assert_eq!(bob.line("getnick full").await, "OK Nickname set to full");
+    let props = bob.line("showprops").await;
     assert!(props.contains("inbound.length=1"), "{props}");
     assert!(props.contains("x=y"), "{props}");
 
@@ -220,15 +207,36 @@ async fn list_create_variants_and_status() {
         .map(|t| t["nickname"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["a", "e", "full", "k1", "k2"]);
+    // the table: a header, then one aligned row per tunnel
     let text = ok(&server, &["list"]).await;
-    assert_eq!(text.lines().count(), 5, "{text}");
-    assert!(text.lines().all(|l| l.starts_with("nickname: ")), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(
+        lines[0].starts_with("NAME  STATE    KEYS  QUIET  INBOUND"),
+        "{text}"
+    );
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "e", "full", "k1", "k2"]);
+    let column = |l: &str| l.find("stopped").unwrap();
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| column(l) == lines[0].find("STATE").unwrap()),
+        "{text}"
+    );
+    assert!(text.contains(&format!("127.0.0.1:{inp}")), "{text}");
+    assert!(text.contains(&format!("::1:{outp}")), "{text}");
 }
 
 #[tokio::test]
 async fn start_stop_clear_and_server_errors() {
     let server = start_server(false).await;
-    ok(&server, &["create", "t", "--newkeys"]).await;
+    // a tunnel without ports (bobctl create needs --in or --out)
+    let mut bob = Bob::connect(server.addr).await;
+    bob.new_tunnel("t").await;
     // no port: the server's ERROR text on stderr, exit 1
     let err = fails(&server, &["start", "t"], 1).await;
     assert_eq!(
@@ -237,13 +245,10 @@ async fn start_stop_clear_and_server_errors() {
     );
     let err = fails(&server, &["stop", "t"], 1).await;
     assert_eq!(err.trim(), "bobctl: stop: ERROR tunnel is inactive");
-    let err = fails(&server, &["status", "nope"], 1).await;
-    assert_eq!(err.trim(), "bobctl: status: ERROR no nickname has been set");
-    let err = fails(&server, &["dest", "nope"], 1).await;
-    assert_eq!(
-        err.trim(),
-        "bobctl: getnick: ERROR no nickname has been set"
-    );
+    for verb in ["status", "dest", "start", "stop", "clear"] {
+        let err = fails(&server, &[verb, "nope"], 1).await;
+        assert_eq!(err.trim(), "bobctl: no tunnel named nope", "{verb}");
+    }
 
     // a tunnel with an outbound side starts; running tunnels refuse changes
     let sink = free_port();
@@ -255,6 +260,7 @@ async fn start_stop_clear_and_server_errors() {
             &[
                 "create",
                 "t",
+                "--replace",
                 "--newkeys",
                 "--in",
                 &format!("127.0.0.1:{port}"),
@@ -277,7 +283,22 @@ async fn start_stop_clear_and_server_errors() {
     }
     assert!(started, "a free inbound port");
     assert_eq!(json(&server, &["status", "t"]).await["running"], true);
-    let err = fails(&server, &["create", "t", "--newkeys"], 1).await;
+    let err = fails(
+        &server,
+        &["create", "t", "--newkeys", "--out", "127.0.0.1:9"],
+        1,
+    )
+    .await;
+    assert_eq!(
+        err.trim(),
+        "bobctl: a tunnel named t exists already (--replace replaces it if it is inactive)"
+    );
+    let err = fails(
+        &server,
+        &["create", "t", "--replace", "--out", "127.0.0.1:9"],
+        1,
+    )
+    .await;
     assert_eq!(err.trim(), "bobctl: setnick: ERROR tunnel is active");
     let err = fails(&server, &["clear", "t"], 1).await;
     assert_eq!(err.trim(), "bobctl: clear: ERROR tunnel is active");
@@ -304,10 +325,7 @@ async fn start_stop_clear_and_server_errors() {
     assert_eq!(cleared["reply"], "cleared");
     assert_eq!(json(&server, &["list"]).await, Value::Array(vec![]));
     let err = fails(&server, &["clear", "t"], 1).await;
-    assert_eq!(
-        err.trim(),
-        "bobctl: getnick: ERROR no nickname has been set"
-    );
+    assert_eq!(err.trim(), "bobctl: no tunnel named t");
 }
 
 #[tokio::test]
@@ -344,15 +362,30 @@ async fn raw_commands_and_usage_errors() {
         vec!["create", "u", "--in", "nohostport"],
         vec!["create", "u", "--out", "h:0"],
         vec!["create", "u", "--out", "h:99999"],
-        vec!["create", "u", "--option", "novalue"],
-        vec!["create", "u", "--keys", "/nonexistent/bobctl.keys"],
+        vec!["create", "u", "--out", "h:1", "--option", "novalue"],
+        vec![
+            "create",
+            "u",
+            "--out",
+            "h:1",
+            "--keys",
+            "/nonexistent/bobctl.keys",
+        ],
+        vec!["create", "u", "--newkeys"],
     ] {
         let err = fails(&server, &args, 2).await;
         assert!(err.starts_with("bobctl: "), "{err}");
     }
     let err = fails(
         &server,
-        &["create", "u", "--keys", "/nonexistent/bobctl.keys"],
+        &[
+            "create",
+            "u",
+            "--out",
+            "h:1",
+            "--keys",
+            "/nonexistent/bobctl.keys",
+        ],
         2,
     )
     .await;
@@ -389,7 +422,7 @@ async fn unreachable_and_silent_servers() {
     let out = bobctl_at(&addr, &["--timeout", "1", "list"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("reading from server"),
+        stderr(&out).contains("no answer from the server within 1s"),
         "{}",
         stderr(&out)
     );
@@ -498,14 +531,13 @@ async fn counters_move_when_data_flows() {
     let metrics = server.metrics.expect("metrics bound");
 
     // the application behind the server tunnel: a line echo
-    let echo_addr = support::line_echo().await;
+    let echo_addr = bob_testkit::line_echo().await;
     ok(
         &server,
         &[
             "create",
             "srv",
-            "--newkeys",
-            "7",
+            "--newkeys=7",
             "--out",
             &echo_addr.to_string(),
             "--quiet",
@@ -522,8 +554,7 @@ async fn counters_move_when_data_flows() {
             &[
                 "create",
                 "cli",
-                "--newkeys",
-                "7",
+                "--newkeys=7",
                 "--in",
                 &format!("127.0.0.1:{port}"),
                 "--start",
@@ -620,74 +651,4 @@ async fn counters_move_when_data_flows() {
     .await;
     let text = metrics_text(metrics).await;
     assert_eq!(metric(&text, "bob_tunnel_running", "srv"), 0);
-}
-
-#[tokio::test]
-async fn metrics_refuses_remote_address_without_allow_remote() {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: Some("0.0.0.0:0".parse().unwrap()),
-        ..Config::default()
-    };
-    let err = Server::bind(config, Arc::new(LocalCore::new()))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("refusing to listen on non-loopback address 0.0.0.0:0"),
-        "{err}"
-    );
-    // an address in use
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: Some(taken.local_addr().unwrap()),
-        ..Config::default()
-    };
-    let err = Server::bind(config, Arc::new(LocalCore::new()))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("cannot listen for metrics"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
-async fn stats_command_on_the_wire_in_both_dialects() {
-    for dialect in [bob_codec::Dialect::Java, bob_codec::Dialect::I2pd] {
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            dialect,
-            ..Config::default()
-        };
-        let server = Server::bind(config, Arc::new(LocalCore::new()))
-            .await
-            .unwrap();
-        let addr = server.local_addr();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(server.run(shutdown.clone()));
-        let mut c = Bob::connect(addr).await;
-        assert_eq!(c.cmd("stats").await, "ERROR no nickname has been set");
-        assert_eq!(c.cmd("stats nope").await, "ERROR no nickname has been set");
-        c.cmd("setnick t").await;
-        let zero =
-            "OK STATS nickname=t running=false accepted=0 active=0 failed=0 bytes_in=0 bytes_out=0";
-        assert_eq!(c.cmd("stats").await, zero);
-        assert_eq!(c.cmd("STATS t extra").await, zero);
-        let mut other = Bob::connect(addr).await;
-        assert_eq!(other.cmd("stats t").await, zero);
-        let help = c.cmd("help stats").await;
-        match dialect {
-            bob_codec::Dialect::Java => {
-                assert!(help.starts_with("OK stats [nickname] * "), "{help}")
-            }
-            bob_codec::Dialect::I2pd => {
-                assert!(help.starts_with("OK stats [<NICKNAME>] - "), "{help}")
-            }
-        }
-        // the COMMANDS: list stays the reference servers'
-        assert!(!c.cmd("help").await.contains("stats"));
-        shutdown.cancel();
-    }
 }

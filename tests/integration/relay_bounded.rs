@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bob_server::backend::StreamingCore;
-use bob_server::backend::local::{LocalCore, STREAM_BUFFER};
-use bob_server::tunnel::{PIPE_BUFFER, RunningTunnel, TunnelLimits, TunnelSpec};
+use bob_server::backend::local::{LocalCore, PIPE_BUFFER, STREAM_BUFFER};
+use bob_server::tunnel::{RunningTunnel, TunnelLimits, TunnelSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-mod support;
-
-use support::{keys, local, pattern};
+use crate::support::{keys, local, pattern};
 
 /// Upper bound for anything a test waits for.
 const DEADLINE: Duration = Duration::from_secs(30);

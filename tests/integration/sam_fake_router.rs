@@ -163,7 +163,26 @@ async fn serve_session(mut c: FakeConn, cmd: &str) -> bool {
 
 /// `fut`, or a test failure after [`LIMIT`] (a broken client must fail, not hang).
 async fn within<T>(fut: impl Future<Output = T>) -> T {
-    timeout(LIMIT, fut).await.expect("timed out")
+    bob_testkit::within_for(LIMIT, "a fake-router test step", fut).await
+}
+
+/// Lets the spawned `accept` waiter park for sure: on this current-thread runtime the
+/// task runs, when this one yields, up to its first wait that is not ready, the wait for
+/// a stream or a link change. (After a sleep instead, the waiter could start only after
+/// the close or router drop that follows and fail on its "closed" or "router is down"
+/// path, so the tests passed even if parked waiters were never woken.)
+async fn park<T>(waiter: &tokio::task::JoinHandle<T>) {
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::CurrentThread
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiter.is_finished(),
+        "accept returned while the router was up"
+    );
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -723,7 +742,7 @@ async fn accept_waiter_fails_on_close() {
     let session: Arc<dyn Session> = core.open_session(keys(), Vec::new()).await.unwrap();
     let s = Arc::clone(&session);
     let waiter = tokio::spawn(async move { s.accept().await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    park(&waiter).await;
     session.close().await;
     let r = timeout(LIMIT, waiter).await.unwrap().unwrap();
     assert_eq!(r.unwrap_err(), CoreError::Closed);
@@ -890,7 +909,7 @@ async fn reconnects_after_the_router_drops_the_control_socket() {
     }
     let s = Arc::clone(&session);
     let waiter = tokio::spawn(async move { s.accept().await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    park(&waiter).await;
 
     // the router goes away: control socket and pending accepts break
     flaky.drop_control.notify_one();
@@ -1124,47 +1143,25 @@ impl Killable {
     }
 }
 
-/// A BOB control connection (raw lines).
-struct Bob(BufReader<TcpStream>);
+/// A BOB control connection (on the shared test client), each step within [`LIMIT`]:
+/// the control port is responsive.
+struct Bob(bob_testkit::TestClient);
 
 impl Bob {
     async fn connect(addr: std::net::SocketAddr) -> Self {
-        let mut bob = Self(BufReader::new(
-            within(TcpStream::connect(addr)).await.unwrap(),
-        ));
-        assert_eq!(bob.line().await, "BOB 00.00.10");
-        assert_eq!(bob.line().await, "OK");
-        bob
+        let mut bob = bob_testkit::TestClient::connect(addr).await;
+        bob.set_deadline(LIMIT);
+        Self(bob)
     }
 
-    async fn line(&mut self) -> String {
-        let mut line = String::new();
-        let n = within(self.0.read_line(&mut line)).await.unwrap();
-        assert!(n > 0, "control connection closed");
-        line.trim_end_matches('\n').to_owned()
-    }
-
-    /// One command, one reply line (answered within [`LIMIT`]: the control port is
-    /// responsive).
+    /// One command, one reply line.
     async fn cmd(&mut self, line: &str) -> String {
-        within(self.0.get_mut().write_all(format!("{line}\n").as_bytes()))
-            .await
-            .unwrap();
-        self.line().await
+        self.0.line(line).await
     }
 
     /// `list`: the number of `DATA` lines before `OK Listing done`.
     async fn list(&mut self) -> usize {
-        within(self.0.get_mut().write_all(b"list\n")).await.unwrap();
-        let mut n = 0;
-        loop {
-            let line = self.line().await;
-            if line == "OK Listing done" {
-                return n;
-            }
-            assert!(line.starts_with("DATA "), "{line}");
-            n += 1;
-        }
+        self.0.list().await.len()
     }
 }
 

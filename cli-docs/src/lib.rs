@@ -3,9 +3,11 @@
 //!
 //! Each binary calls [`handle_generate_args`] first thing in `main`:
 //! `bob-server --generate-completions bash` prints a bash completion script,
-//! `bobctl --generate-man` prints a roff man page. `scripts/gen-completions.sh OUTDIR`
+//! `bobctl --generate-man` prints a roff man page, `bobctl --generate-man-dir DIR` writes
+//! it and one page per subcommand (`bobctl-list.1`, … : the pages it refers to). `scripts/gen-completions.sh OUTDIR`
 //! runs all of them. The flags are hidden from `--help` and checked before normal
 //! parsing, so they work for binaries whose subcommand is otherwise required.
+#![warn(missing_docs)]
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -18,14 +20,19 @@ use clap_complete::Shell;
 pub const COMPLETIONS_FLAG: &str = "--generate-completions";
 /// The hidden flag that prints a man page.
 pub const MAN_FLAG: &str = "--generate-man";
+/// The hidden flag that writes the man page and one page per subcommand (the pages the
+/// main page refers to, e.g. `bobctl-list(1)`) into the directory named after it.
+pub const MAN_DIR_FLAG: &str = "--generate-man-dir";
 
 /// What the first arguments ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Generate {
     /// completions for a shell
     Completions(Shell),
     /// a man page in roff
     Man,
+    /// every man page (the command's and its subcommands') into a directory
+    ManDir(std::path::PathBuf),
 }
 
 /// Looks at the arguments after the program name: `Ok(None)` unless the first one is
@@ -37,6 +44,10 @@ pub fn parse_generate(args: &[OsString]) -> Result<Option<Generate>, String> {
     let first = args.first().and_then(|a| a.to_str());
     match first {
         Some(MAN_FLAG) => Ok(Some(Generate::Man)),
+        Some(MAN_DIR_FLAG) => args
+            .get(1)
+            .map(|dir| Some(Generate::ManDir(dir.into())))
+            .ok_or_else(|| format!("{MAN_DIR_FLAG} needs a directory")),
         Some(COMPLETIONS_FLAG) => {
             let shells = "bash, elvish, fish, powershell, zsh";
             let name = args
@@ -68,12 +79,17 @@ pub fn generate(
             Ok(())
         }
         Generate::Man => clap_mangen::Man::new(cmd).render(out),
+        Generate::ManDir(dir) => {
+            clap_mangen::generate_to(cmd, &dir)?;
+            writeln!(out, "man pages in {}", dir.display())
+        }
     }
 }
 
 /// The hook for `main`: if the process was started with a generator flag, prints the
 /// completions or man page of `cmd()` to stdout and returns the exit code to leave
 /// with; otherwise `None` and the binary goes on as usual.
+#[must_use]
 pub fn handle_generate_args(
     bin_name: &str,
     cmd: impl FnOnce() -> clap::Command,
@@ -126,6 +142,35 @@ mod tests {
         );
         assert!(parse_generate(&os(&["--generate-completions"])).is_err());
         assert!(parse_generate(&os(&["--generate-completions", "cmd.exe"])).is_err());
+        assert_eq!(
+            parse_generate(&os(&["--generate-man-dir", "/x"])),
+            Ok(Some(Generate::ManDir("/x".into())))
+        );
+        assert!(parse_generate(&os(&["--generate-man-dir"])).is_err());
+    }
+
+    #[test]
+    fn every_page_the_man_page_refers_to_is_written() {
+        let cmd = demo()
+            .subcommand(clap::Command::new("list").about("list things"))
+            .subcommand(clap::Command::new("stop").about("stop a thing"));
+        let dir = std::env::temp_dir().join(format!("cli-docs-man-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut out = Vec::new();
+        generate(Generate::ManDir(dir.clone()), cmd, "demo", &mut out).unwrap();
+        let main = std::fs::read_to_string(dir.join("demo.1"))
+            .unwrap()
+            .replace("\\-", "-");
+        let mut referred = 0;
+        for sub in ["list", "stop"] {
+            if main.contains(&format!("demo-{sub}(1)")) {
+                referred += 1;
+            }
+            assert!(dir.join(format!("demo-{sub}.1")).is_file(), "demo-{sub}.1");
+        }
+        assert_eq!(referred, 2, "{main}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

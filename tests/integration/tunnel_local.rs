@@ -12,18 +12,7 @@ use keytools::PrivateKeys;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-mod support;
-
-use support::{keys, local, pattern};
-
-/// Upper bound for anything a test waits for.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use crate::support::{DEADLINE, keys, local, pattern, within};
 
 /// Polls `condition` until it holds, failing the test after [`DEADLINE`].
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {

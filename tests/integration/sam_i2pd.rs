@@ -28,8 +28,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-mod support;
-
 /// Options for i2pd 2.45 on one offline router (docs: real-router notes §1.1).
 const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quantity=1 \
      outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0";
@@ -87,19 +85,6 @@ fn script(name: &str) -> PathBuf {
 
 fn keys() -> PrivateKeys {
     PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).unwrap()
-}
-
-/// Deterministic test data (xorshift), so a mismatch shows an offset.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// Accepts on `session` forever: echoes every stream and reports its peer.
@@ -224,7 +209,7 @@ async fn sam_backend_against_i2pd() {
     // ... together with a server tunnel and a client tunnel of the data path (the
     // registry hands tunnels their options; here the i2pd ones, like BOB `option`s)
     let dyn_core: Arc<dyn StreamingCore> = core.clone();
-    let (app, mut app_lines) = support::echo_app().await;
+    let (app, mut app_lines) = crate::support::echo_app().await;
     let (ks, kc) = (keys(), keys());
     let limits = TunnelLimits {
         session_timeout: ROUTER_LIMIT,
@@ -254,7 +239,7 @@ async fn sam_backend_against_i2pd() {
     let (echo_b, mut peers_b) = echo_server(Arc::clone(&sb));
 
     // 2. A -> B, 1 MiB echoed byte-exact; B learns A's destination
-    let data = pattern(1 << 20, 7);
+    let data = bob_testkit::pattern_seeded(1 << 20, 7);
     let t = Instant::now();
     echo_roundtrip(&*sa, Target::Destination(kb.destination().clone()), &data)
         .await
@@ -264,7 +249,7 @@ async fn sam_backend_against_i2pd() {
 
     // 2b. a half-close after the request does not cut off the reply (i2pd drops the
     //     whole stream when a SAM client half-closes; the backend holds it back)
-    let data = pattern(100_000, 11);
+    let data = bob_testkit::pattern_seeded(100_000, 11);
     let stream = sa
         .connect(Target::Destination(kb.destination().clone()))
         .await
@@ -284,7 +269,12 @@ async fn sam_backend_against_i2pd() {
     // 2c. the data path over i2pd: client tunnel -> server tunnel -> application, 1 MiB;
     //     the application first gets the client tunnel's destination (not quiet)
     let t = Instant::now();
-    tunnel_round_trip(inbound, &srv.destination().clone(), &pattern(1 << 20, 5)).await;
+    tunnel_round_trip(
+        inbound,
+        &srv.destination().clone(),
+        &bob_testkit::pattern_seeded(1 << 20, 5),
+    )
+    .await;
     let tunnel_first = t.elapsed();
     let line = app_lines.recv().await.expect("peer line");
     assert_eq!(line, format!("{}\n", kc.destination().to_base64()));

@@ -15,13 +15,10 @@ use bob_server::backend::sam::{SamConfig, SamCore};
 use bob_server::config::Config;
 use bob_server::server::Server;
 use keytools::Destination;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{Instant, timeout};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-mod support;
 
 /// Options i2pd 2.45 needs on one offline router (passed with BOB `option`).
 const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quantity=1 \
@@ -47,45 +44,25 @@ fn sam_addr() -> Option<String> {
 }
 
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match timeout(ROUTER_LIMIT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {ROUTER_LIMIT:?}: {what}"),
-    }
+    bob_testkit::within_for(ROUTER_LIMIT, what, fut).await
 }
 
-/// A BOB control connection.
-struct Bob {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
-}
+/// A BOB control connection (the shared test client), each step within
+/// [`ROUTER_LIMIT`].
+struct Bob(bob_testkit::TestClient);
 
 impl Bob {
     async fn connect(addr: SocketAddr) -> Self {
-        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
-        let mut bob = Self {
-            r: BufReader::new(r),
-            w,
-        };
-        assert_eq!(bob.line().await, "BOB 00.00.10");
-        assert_eq!(bob.line().await, "OK");
-        bob
-    }
-
-    async fn line(&mut self) -> String {
-        let mut s = String::new();
-        within("BOB reply", self.r.read_line(&mut s)).await.unwrap();
-        assert!(s.ends_with('\n'), "BOB connection closed: {s:?}");
-        s.trim_end().to_owned()
+        let mut bob = bob_testkit::TestClient::connect(addr).await;
+        bob.set_deadline(ROUTER_LIMIT);
+        Self(bob)
     }
 
     async fn cmd(&mut self, line: &str) -> String {
-        self.w
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        self.line().await
+        self.0.line(line).await
     }
 
+    /// `line`, which must answer `OK`; the text after it.
     async fn ok(&mut self, line: &str) -> String {
         let reply = self.cmd(line).await;
         let rest = reply
@@ -103,12 +80,6 @@ impl Bob {
         }
         Destination::from_base64(&dest).expect("newkeys returns a destination")
     }
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i.wrapping_mul(131) ^ (i >> 9)) as u8)
-        .collect()
 }
 
 /// Through the client tunnel's inport to `target`: `data` out, the same bytes back.
@@ -131,11 +102,6 @@ async fn round_trip(inport: u16, target: &Destination, data: &[u8]) {
     }
 }
 
-async fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bob_tunnels_over_i2pd() {
     let Some(sam) = sam_addr() else { return };
@@ -151,8 +117,8 @@ async fn bob_tunnels_over_i2pd() {
     let bob_addr = server.local_addr();
     let shutdown = CancellationToken::new();
     let server_task = tokio::spawn(server.run(shutdown.clone()));
-    let (echo, mut peer_lines) = support::echo_app().await;
-    let inport = free_port().await;
+    let (echo, mut peer_lines) = crate::support::echo_app().await;
+    let inport = crate::support::free_port();
 
     // a server tunnel and a client tunnel, started in parallel on two connections
     let mut srv = Bob::connect(bob_addr).await;
@@ -171,7 +137,7 @@ async fn bob_tunnels_over_i2pd() {
 
     // 1 MiB through I2P; the server application first gets the client's destination
     let t = Instant::now();
-    round_trip(inport, &srv_dest, &pattern(1 << 20)).await;
+    round_trip(inport, &srv_dest, &crate::support::pattern(1 << 20)).await;
     let first = t.elapsed();
     let line = within("peer line", peer_lines.recv()).await.unwrap();
     assert_eq!(line, format!("{}\n", cli_dest.to_base64()));

@@ -14,11 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bob_client::{Client, ClientError};
+use bob_codec::types::{Nickname, Port};
 use bob_server::backend::local::LocalCore;
 use bob_server::config::Config;
 use bob_server::server::Server;
 use keytools::SigType;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -39,74 +40,41 @@ fn config() -> Config {
     config
 }
 
-/// A line-oriented BOB client.
-struct Client {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl Client {
-    fn new(stream: TcpStream) -> Self {
-        let (r, w) = stream.into_split();
-        Self {
-            reader: BufReader::new(r),
-            writer: w,
-        }
-    }
-
-    async fn line(&mut self) -> String {
-        let mut line = String::new();
-        let n = tokio::time::timeout(DEADLINE, self.reader.read_line(&mut line))
-            .await
-            .expect("reply within the deadline")
-            .expect("read");
-        assert!(n > 0, "server closed the connection");
-        line.trim_end().to_owned()
-    }
-
-    async fn greeting(&mut self) {
-        let banner = self.line().await;
-        assert!(banner.starts_with("BOB "), "{banner:?}");
-        assert_eq!(self.line().await, "OK");
-    }
-
-    async fn send(&mut self, command: &str) -> String {
-        self.writer
-            .write_all(format!("{command}\n").as_bytes())
-            .await
-            .expect("write");
-        self.line().await
-    }
-
-    async fn ok(&mut self, command: &str) -> String {
-        let reply = self.send(command).await;
-        assert!(reply.starts_with("OK"), "{command}: {reply}");
-        reply
-    }
+/// A control connection on `stream` (connected earlier), greeting read.
+async fn client(stream: TcpStream) -> Client<TcpStream> {
+    let mut client = Client::without_greeting(stream);
+    client.set_timeout(Some(DEADLINE));
+    client.read_greeting().await.expect("greeting");
+    client
 }
 
 /// One full life cycle of a tunnel on its own control connection.
-async fn cycle(mut client: Client, i: usize, outport: u16) {
-    client.ok(&format!("setnick burst-{i}")).await;
-    client.ok("newkeys").await;
-    client.ok("outhost 127.0.0.1").await;
-    client.ok(&format!("outport {outport}")).await;
-    client.ok("start").await;
-    client.ok("stop").await;
+async fn cycle(mut client: Client<TcpStream>, i: usize, outport: u16) {
+    let name: Nickname = format!("burst-{i}").parse().expect("nickname");
+    client.setnick(&name).await.expect("setnick");
+    client.newkeys(None, None).await.expect("newkeys");
+    client
+        .outhost(&"127.0.0.1".parse().expect("host"))
+        .await
+        .expect("outhost");
+    client
+        .outport(Port::new(outport).expect("port"))
+        .await
+        .expect("outport");
+    client.start().await.expect("start");
+    client.stop().await.expect("stop");
     // `stop` replies before the tunnel is down; `clear` is refused until then.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let reply = client.send("clear").await;
-        if reply.starts_with("OK") {
-            break;
+        match client.clear().await {
+            Ok(()) => break,
+            Err(ClientError::Server { text, .. })
+                if text.contains("active") && tokio::time::Instant::now() < deadline => {}
+            Err(e) => panic!("clear: {e}"),
         }
-        assert!(
-            reply.contains("active") && tokio::time::Instant::now() < deadline,
-            "clear: {reply}"
-        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    client.ok("quit").await;
+    client.quit().await.expect("quit");
 }
 
 /// All clients connect while the server is not yet accepting: every connect must
@@ -145,9 +113,7 @@ async fn burst_of_connections_is_queued_and_served() {
         .enumerate()
         .map(|(i, stream)| {
             tokio::spawn(async move {
-                let mut client = Client::new(stream);
-                client.greeting().await;
-                cycle(client, i, outport).await;
+                cycle(client(stream).await, i, outport).await;
             })
         })
         .collect();
@@ -160,10 +126,8 @@ async fn burst_of_connections_is_queued_and_served() {
         .await
         .expect("connect")
         .expect("connect");
-    let mut client = Client::new(stream);
-    client.greeting().await;
-    client.writer.write_all(b"list\n").await.expect("write");
-    assert_eq!(client.line().await, "OK Listing done");
+    let mut client = client(stream).await;
+    assert_eq!(client.list().await.expect("list"), []);
     shutdown.cancel();
     tokio::time::timeout(DEADLINE, running)
         .await

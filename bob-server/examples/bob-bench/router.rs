@@ -1,0 +1,307 @@
+//! Benchmark 5: i2pd's own BOB against bob-server over SAM on the same i2pd.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::*;
+
+/// Where the real router is: i2pd's own BOB port, its SAM bridge and the session options
+/// an offline i2pd needs. Set by `scripts/bench-router.sh` (or `scripts/test.sh`'s names).
+pub(crate) struct RouterEnv {
+    i2pd_bob: SocketAddr,
+    sam: String,
+    options: Vec<String>,
+}
+
+pub(crate) fn env_either(a: &str, b: &str) -> Option<String> {
+    std::env::var(a)
+        .or_else(|_| std::env::var(b))
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+pub(crate) fn router_env() -> Result<RouterEnv, String> {
+    let bob = env_either("BOB_BENCH_I2PD_BOB", "BOB_TEST_I2PD_BOB")
+        .ok_or("BOB_BENCH_I2PD_BOB (i2pd's BOB address) is not set")?;
+    let sam = env_either("BOB_BENCH_SAM", "BOB_TEST_SAM")
+        .ok_or("BOB_BENCH_SAM (i2pd's SAM address) is not set")?;
+    let options = env_either("BOB_BENCH_SAM_OPTS", "BOB_TEST_SAM_OPTS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    Ok(RouterEnv {
+        i2pd_bob: bob
+            .parse()
+            .map_err(|e| format!("BOB_BENCH_I2PD_BOB {bob:?}: {e}"))?,
+        sam,
+        options,
+    })
+}
+
+/// A sink that counts every byte it receives, over all connections.
+pub(crate) async fn counting_sink() -> Res<(SocketAddr, Arc<AtomicU64>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let total = Arc::new(AtomicU64::new(0));
+    let counter = total.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(k) = s.read(&mut buf).await {
+                    if k == 0 {
+                        break;
+                    }
+                    counter.fetch_add(k as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    Ok((addr, total))
+}
+
+/// Sets up a quiet server tunnel to `sink` and a client tunnel on `control` (i2pd's BOB
+/// or ours), each on its own control connection and in parallel (a SAM session takes
+/// ~20 s on i2pd 2.45); returns (inport, server destination, the open connections).
+pub(crate) async fn router_pair(
+    control: SocketAddr,
+    sink: SocketAddr,
+    tag: &str,
+    options: &[String],
+) -> Res<(SocketAddr, String, Vec<Bob>)> {
+    let server_side = async {
+        let mut bob = Bob::connect(control).await?;
+        bob.ok(&format!("setnick rsrv-{tag}")).await?;
+        let dest = bob.ok("newkeys").await?;
+        for kv in options {
+            bob.ok(&format!("option {kv}")).await?;
+        }
+        bob.ok("outhost 127.0.0.1").await?;
+        bob.ok(&format!("outport {}", sink.port())).await?;
+        // i2pd: `quiet <anything>` means quiet; the sink then counts data only
+        bob.ok("quiet true").await?;
+        bob.ok("start").await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((dest, bob))
+    };
+    let client_side = async {
+        let mut bob = Bob::connect(control).await?;
+        bob.ok(&format!("setnick rcli-{tag}")).await?;
+        bob.ok("newkeys").await?;
+        for kv in options {
+            bob.ok(&format!("option {kv}")).await?;
+        }
+        bob.ok("inhost 127.0.0.1").await?;
+        let mut last = None;
+        for _ in 0..10 {
+            let port = free_port().await?;
+            bob.ok(&format!("inport {port}")).await?;
+            match bob.ok("start").await {
+                Ok(_) => return Ok((SocketAddr::from(([127, 0, 0, 1], port)), bob)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| "could not start the client tunnel".into()))
+    };
+    let ((dest, a), (inport, b)) = tokio::try_join!(server_side, client_side)?;
+    Ok((inport, dest, vec![a, b]))
+}
+
+/// Waits until data sent through `inport` reaches the sink: tunnels on a real router
+/// take a while to be built and published, and i2pd's BOB accepts and then silently
+/// closes connections made before that.
+pub(crate) async fn wait_ready(inport: SocketAddr, dest: &str, sink: &AtomicU64) -> Res<Duration> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(150);
+    let probe = [0x42u8; 64];
+    while Instant::now() < deadline {
+        let before = sink.load(Ordering::Relaxed);
+        if let Ok(mut s) = TcpStream::connect(inport).await {
+            let mut first = format!("{dest}\n").into_bytes();
+            first.extend_from_slice(&probe);
+            if s.write_all(&first).await.is_ok() {
+                // until the bytes arrive, the connection closes, or 40 s pass (our SAM
+                // backend retries an unreachable peer for 30 s on its own)
+                let mut one = [0u8; 1];
+                let attempt = Instant::now();
+                loop {
+                    if sink.load(Ordering::Relaxed) >= before + probe.len() as u64 {
+                        return Ok(started.elapsed());
+                    }
+                    if attempt.elapsed() > Duration::from_secs(40) {
+                        break;
+                    }
+                    let read = tokio::time::timeout(Duration::from_millis(20), s.read(&mut one));
+                    if let Ok(Ok(0) | Err(_)) = read.await {
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err("tunnel pair did not carry data within 150 s".into())
+}
+
+/// Sends `per_conn` bytes on each of `conns` connections through `inport` and measures
+/// until the sink has received them all. The senders keep their connections open until
+/// then: neither Java BOB nor i2pd passes a half-close on, they drop the stream.
+pub(crate) async fn router_push(
+    inport: SocketAddr,
+    dest: &str,
+    conns: usize,
+    per_conn: u64,
+    sink: &AtomicU64,
+) -> Res<Duration> {
+    let base = sink.load(Ordering::Relaxed);
+    let want = base + per_conn * conns as u64;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let line = format!("{dest}\n");
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(inport).await?;
+                s.set_nodelay(true)?;
+                s.write_all(line.as_bytes()).await?;
+                let chunk = vec![0x5au8; 64 * 1024];
+                let mut left = per_conn;
+                while left > 0 {
+                    let k = left.min(chunk.len() as u64) as usize;
+                    s.write_all(&chunk[..k]).await?;
+                    left -= k as u64;
+                }
+                Ok::<_, std::io::Error>(s)
+            })
+        })
+        .collect();
+    let wait = async {
+        let mut open = Vec::new();
+        for t in tasks {
+            open.push(t.await??);
+        }
+        while sink.load(Ordering::Relaxed) < want {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(open)
+    };
+    match tokio::time::timeout(Duration::from_secs(120), wait).await {
+        Ok(Ok(open)) => {
+            let took = started.elapsed();
+            drop(open);
+            Ok(took)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!(
+            "sink got {} of {} bytes within 120 s",
+            sink.load(Ordering::Relaxed) - base,
+            want - base
+        )
+        .into()),
+    }
+}
+
+/// Benchmark 5: the same transfers through (A) i2pd's own BOB server and (B) bob-server
+/// with `--router sam://` on the same i2pd; reports MiB/s and B/A. Skipped (not failed)
+/// without a router.
+pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
+    let env = match router_env() {
+        Ok(env) => env,
+        Err(why) => {
+            println!("\n## router: SKIPPED: {why} (run scripts/bench-router.sh)");
+            return Ok(());
+        }
+    };
+    let mib: u64 = std::env::var("BOB_BENCH_ROUTER_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(16);
+    let payload = mib << 20;
+    let mut args = vec!["--router".to_string(), format!("sam://{}", env.sam)];
+    for kv in &env.options {
+        args.push("--tunnel-option".into());
+        args.push(kv.clone());
+    }
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ours = ServerProc::start(binary, &arg_refs).await?;
+
+    let (sink_a, total_a) = counting_sink().await?;
+    let (sink_b, total_b) = counting_sink().await?;
+    let setup = Instant::now();
+    // both pairs are built at once: the router builds tunnels in parallel
+    let (a, b) = tokio::join!(
+        router_pair(env.i2pd_bob, sink_a, "i2pd", &env.options),
+        router_pair(ours.addr, sink_b, "ours", &[]),
+    );
+    let (in_a, dest_a, _keep_a) = a.map_err(|e| format!("i2pd BOB setup: {e}"))?;
+    let (in_b, dest_b, _keep_b) = b.map_err(|e| format!("bob-server setup: {e}"))?;
+    let (ready_a, ready_b) = tokio::join!(
+        wait_ready(in_a, &dest_a, &total_a),
+        wait_ready(in_b, &dest_b, &total_b),
+    );
+    let ready_a = ready_a.map_err(|e| format!("i2pd BOB: {e}"))?;
+    let ready_b = ready_b.map_err(|e| format!("bob-server: {e}"))?;
+    println!(
+        "\n## router: i2pd's BOB (A) vs bob-server over SAM (B), same offline i2pd, {} MiB payload",
+        mib
+    );
+    println!(
+        "setup: both pairs built in {:.1} s (A ready after {:.1} s, B after {:.1} s of probing)",
+        setup.elapsed().as_secs_f64(),
+        ready_a.as_secs_f64(),
+        ready_b.as_secs_f64()
+    );
+    println!("| connections | bytes | A: i2pd BOB MiB/s | B: bob-server MiB/s | B/A |");
+    println!("|---|---|---|---|---|");
+    let mut worst = f64::INFINITY;
+    for conns in [1usize, 4] {
+        let per = payload / conns as u64;
+        // warm-up (the first streams pay for lookups), then the best of three runs,
+        // alternating A and B so that neither gets a quieter machine
+        router_push(in_a, &dest_a, conns, 256 << 10, &total_a).await?;
+        router_push(in_b, &dest_b, conns, 256 << 10, &total_b).await?;
+        let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
+        for _ in 0..3 {
+            ta = ta.min(
+                router_push(in_a, &dest_a, conns, per, &total_a)
+                    .await
+                    .map_err(|e| format!("i2pd BOB: {e}"))?,
+            );
+            tb = tb.min(
+                router_push(in_b, &dest_b, conns, per, &total_b)
+                    .await
+                    .map_err(|e| format!("bob-server: {e}"))?,
+            );
+        }
+        let bytes = per * conns as u64;
+        let (ma, mb) = (mib_s(bytes, ta), mib_s(bytes, tb));
+        worst = worst.min(mb / ma);
+        println!(
+            "| {conns} | {} MiB | {ma:.1} | {mb:.1} | {:.2} |",
+            bytes >> 20,
+            mb / ma
+        );
+        json_line(
+            "router",
+            &[
+                ("connections", conns.to_string()),
+                ("bytes", bytes.to_string()),
+                ("i2pd_bob_mib_s", format!("{ma:.2}")),
+                ("bob_server_mib_s", format!("{mb:.2}")),
+                ("ratio", format!("{:.3}", mb / ma)),
+            ],
+        );
+    }
+    println!(
+        "goal B/A >= 0.9: {}",
+        if worst >= 0.9 { "met" } else { "MISSED" }
+    );
+    Ok(())
+}
