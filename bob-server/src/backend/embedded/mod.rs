@@ -15,7 +15,7 @@
 //! - with the cargo feature `embedded-router`: `router` (one emissary router: storage,
 //!   keys, config), `devnet` (the private network), `reseed` (`.su3`/routerInfo files and
 //!   HTTPS), `health` (the SAM port watchdog that fails loudly), `core` (the
-//!   [`StreamingCore`](super::StreamingCore) over the SAM backend) and [`start`].
+//!   [`StreamingCore`] over the SAM backend) and [`start`].
 //!
 //! Without the feature, [`start`] fails with [`EmbeddedError::NotBuilt`], naming the
 //! feature and the build command.
