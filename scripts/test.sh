@@ -14,13 +14,17 @@ CI=${CI:-false}
 
 # What the tests need from the system: i2pd (real-router tests), netcat (the nc-client
 # example), Python 3 with `cryptography` (keytools' second implementation of registration
-# lines, offline blobs and b33) and chromium (the status page in a headless browser).
+# lines, offline blobs and b33), chromium (the status page in a headless browser) and
+# pkg-config with libssl-dev (the embedded router's build).
 # Installed with apt-get when missing and we run as root.
 MISSING=()
 command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
 command -v nc >/dev/null 2>&1 || MISSING+=(netcat-openbsd)
 python3 -c 'import cryptography' >/dev/null 2>&1 || MISSING+=(python3-cryptography)
 command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
+# the embedded router's build (feature embedded-router) links OpenSSL through native-tls
+command -v pkg-config >/dev/null 2>&1 || MISSING+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || MISSING+=(libssl-dev)
 if [ "${#MISSING[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing ${MISSING[*]} (apt-get)"
@@ -80,6 +84,21 @@ cargo test --workspace --doc --locked
 # server (same build, debug profile).
 echo "== cargo run -p bob-server -- --version"
 cargo run --locked -q -p bob-server -- --version
+
+# The embedded emissary router (feature embedded-router, ~266 more crates): built and
+# tested in its own target dir so that the default build above stays lean. Its tests run
+# a private devnet of emissary routers on loopback (paused time in-process, plus the
+# binary in real time); no network access.
+echo "== embedded router: cargo test -p bob-server --features embedded-router (target/embedded)"
+if pkg-config --exists openssl 2>/dev/null; then
+    CARGO_TARGET_DIR=target/embedded cargo test -p bob-server --features embedded-router \
+        --locked --lib --test 'embedded_*'
+elif [ "$CI" = true ]; then
+    echo "ERROR: CI=true and OpenSSL headers (libssl-dev, pkg-config) are missing" >&2
+    exit 1
+else
+    echo "!!!! libssl-dev/pkg-config missing: the embedded router tests will NOT run !!!!" >&2
+fi
 
 # The Debian package: build it (release binaries, cargo-deb installed when missing), install
 # it with dpkg, run the installed binaries through a BOB session, remove and purge it

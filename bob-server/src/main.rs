@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bob_server::backend::StreamingCore;
+use bob_server::backend::embedded::settings::RouterSettings;
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::sam::SamCore;
 use bob_server::config::file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
@@ -37,7 +38,10 @@ macro_rules! backend_note {
     () => {
         "Without --router the backend is `local`: an in-process network that reaches NO I2P \
 network; tunnels of this server can only reach each other. With --router \
-sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3."
+sam://HOST:PORT tunnels run on a real I2P router (i2pd, Java I2P) through SAMv3; with \
+--router embedded on an emissary router in this process (the real network), with --router \
+devnet on a private network of emissary routers in this process that reaches NO real I2P \
+network (both need the `embedded-router` build feature)."
     };
 }
 
@@ -124,9 +128,14 @@ struct Args {
     hosts: Option<PathBuf>,
 
     /// Run tunnels on a real I2P router through its SAMv3 bridge (`sam://127.0.0.1:7656`;
-    /// also HOST:PORT or PORT)
-    #[arg(long, value_name = "sam://HOST:PORT", env = "BOB_ROUTER", value_parser = parse_router)]
+    /// also HOST:PORT or PORT), on an emissary router in this process (`embedded`), or on
+    /// a private in-process network of N emissary routers (`devnet`, `devnet=N`; reaches
+    /// no real network)
+    #[arg(long, value_name = "sam://HOST:PORT|embedded|devnet[=N]", env = "BOB_ROUTER", value_parser = parse_router)]
     router: Option<RouterUrl>,
+
+    #[command(flatten)]
+    router_settings: RouterSettings,
 
     /// Default option for every tunnel, under each tunnel's own `option`s (repeatable;
     /// BOB_TUNNEL_OPTIONS takes several separated by spaces)
@@ -231,6 +240,8 @@ impl Args {
             control_socket: self.control_socket.clone(),
             tunnel_options: (!self.tunnel_options.is_empty())
                 .then(|| TunnelOptions(self.tunnel_options.iter().cloned().collect())),
+            embedded_router: (!self.router_settings.is_empty())
+                .then(|| self.router_settings.clone()),
         }
     }
 
@@ -240,7 +251,9 @@ impl Args {
             Some(path) => Settings::load(path)?,
             None => Settings::default(),
         };
-        Ok(self.settings().over(file).over(Settings::builtin()))
+        let set = self.settings().over(file);
+        let builtin = set.builtin_for();
+        Ok(set.over(builtin))
     }
 }
 
@@ -254,6 +267,7 @@ fn make_core(backend: &BackendConfig) -> anyhow::Result<Arc<dyn StreamingCore>> 
             Ok(Arc::new(core))
         }
         BackendConfig::Sam(sam) => Ok(Arc::new(SamCore::new(sam.clone()))),
+        BackendConfig::Embedded(_) => anyhow::bail!("the embedded router is started by serve()"),
     }
 }
 
@@ -408,14 +422,49 @@ async fn serve(
     tunnels_path: Option<&Path>,
     decls: Vec<tunnels_file::TunnelDecl>,
 ) -> anyhow::Result<()> {
-    let core = make_core(&config.backend)?;
+    let embedded = match &config.backend {
+        BackendConfig::Embedded(e) => Some(
+            bob_server::backend::embedded::start(e, config.state_dir.as_deref())
+                .await
+                .context("starting the embedded router")?,
+        ),
+        _ => None,
+    };
+    let core = match &embedded {
+        Some(started) => Arc::clone(&started.core),
+        None => make_core(&config.backend)?,
+    };
     match &config.backend {
-        BackendConfig::Local { .. } => info!(backend = core.name(), backend_note!()),
         BackendConfig::Sam(sam) => info!(
             backend = core.name(),
             "tunnels run on the I2P router at sam://{} (SAMv3)", sam.addr
         ),
+        BackendConfig::Local { .. } | BackendConfig::Embedded(_) => {
+            info!(backend = core.name(), backend_note!());
+        }
     }
+    let failed = embedded
+        .as_ref()
+        .map(|e| e.failed.clone())
+        .unwrap_or_default();
+    let result = serve_on(config, core, tunnels_path, decls, failed.clone()).await;
+    if let Some(started) = embedded {
+        // after the BOB listeners: gracefully within the grace, then at once
+        started.shutdown().await;
+    }
+    if failed.is_cancelled() {
+        anyhow::bail!("the embedded router's SAM server stopped answering; tunnels were down");
+    }
+    result
+}
+
+async fn serve_on(
+    config: Config,
+    core: Arc<dyn StreamingCore>,
+    tunnels_path: Option<&Path>,
+    decls: Vec<tunnels_file::TunnelDecl>,
+    failed: CancellationToken,
+) -> anyhow::Result<()> {
     let deadline = boot_deadline(&config);
     let mut server = Server::bind(config.clone(), core)
         .await
@@ -440,6 +489,11 @@ async fn serve(
 
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        failed.cancelled().await;
+        stop.cancel();
+    });
     let mut running = tokio::spawn(server.run(shutdown.clone()));
     if let Some(path) = tunnels_path {
         let started = tokio::select! {

@@ -16,6 +16,7 @@
 //! datagram kind's arm of `TunnelKind::run` drives it. Nothing else changes: the
 //! registry, the service and the control code see only the tunnel's kind.
 
+pub mod embedded;
 pub mod relay;
 pub mod sam;
 

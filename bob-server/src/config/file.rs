@@ -35,6 +35,9 @@
 //!
 //! [tunnel-options]                 # default options of every tunnel
 //! "inbound.length" = "2"
+//!
+//! [embedded-router]                 # router = "embedded" / "devnet[=N]" (flags --router-KEY)
+//! ntcp2-port = 0                    # see backend::embedded::settings for every key
 //! ```
 //! Relative paths are taken relative to the directory of the file. Unknown keys are
 //! errors (a typo must not silently leave a default in place); every error names the
@@ -46,10 +49,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bob_codec::Dialect;
+use keytools::SigType;
 use serde::{Deserialize, Serialize};
 
 use super::hints::{self, KeyShape};
 use crate::access::{self, AccessError};
+use crate::backend::embedded::settings::RouterSettings;
 use crate::backend::sam::{SamConfig, merge_options};
 use crate::config::{BackendConfig, Config, java_default_options};
 use crate::tunnel::TunnelLimits;
@@ -132,6 +137,9 @@ pub struct Settings {
     /// default options of every tunnel (a table, so it is written last)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel_options: Option<TunnelOptions>,
+    /// the embedded router's settings (`[embedded-router]`; flags `--router-*`)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded_router: Option<RouterSettings>,
 }
 
 /// A configuration file that cannot be used, or settings that contradict each other.
@@ -274,7 +282,19 @@ impl Settings {
             allow_users: None,
             control_socket: None,
             tunnel_options: Some(TunnelOptions::default()),
+            embedded_router: None,
         }
+    }
+
+    /// The built-in defaults under this layer: [`Settings::builtin`], except that with
+    /// `router = "embedded"`/`"devnet"` an unset `newkeys-type` is Ed25519, the only
+    /// type emissary can run.
+    pub fn builtin_for(&self) -> Self {
+        let mut builtin = Self::builtin();
+        if matches!(self.router, Some(RouterUrl::Embedded(_))) {
+            builtin.newkeys_type = Some(SigTypeName(SigType::Ed25519));
+        }
+        builtin
     }
 
     /// Parses a configuration file's text; `path` names it in errors and anchors its
@@ -316,6 +336,9 @@ impl Settings {
         .flatten()
         {
             *p = base.join(&*p);
+        }
+        if let Some(router) = &mut settings.embedded_router {
+            router.rebase(base);
         }
         Ok(settings)
     }
@@ -364,6 +387,10 @@ impl Settings {
             }
             (upper, lower) => upper.or(lower),
         };
+        let embedded_router = match (self.embedded_router, lower.embedded_router) {
+            (Some(upper), Some(lower)) => Some(upper.over(lower)),
+            (upper, lower) => upper.or(lower),
+        };
         Self {
             listen: self.listen.or(lower.listen),
             allow_remote: self.allow_remote.or(lower.allow_remote),
@@ -386,6 +413,7 @@ impl Settings {
             allow_users: self.allow_users.or(lower.allow_users),
             control_socket: self.control_socket.or(lower.control_socket),
             tunnel_options,
+            embedded_router,
         }
     }
 
@@ -403,7 +431,8 @@ impl Settings {
     /// [`ConfigFileError::Conflict`] when `hosts` (local core) and `router` (SAM) are
     /// both set.
     pub fn into_config(self) -> Result<Config, ConfigFileError> {
-        let s = self.over(Self::builtin());
+        let builtin = self.builtin_for();
+        let s = self.over(builtin);
         if s.hosts.is_some() && s.router.is_some() {
             return Err(ConfigFileError::Conflict(
                 "`hosts` is for the local backend and cannot be combined with `router`".into(),
@@ -429,11 +458,17 @@ impl Settings {
         // each tunnel's own `option`s).
         let default_options = merge_options(&java_default_options(), tunnel_options.clone());
         let backend = match s.router {
-            Some(router) => {
-                let mut sam = SamConfig::new(router.addr());
+            Some(RouterUrl::Sam(addr)) => {
+                let mut sam = SamConfig::new(addr);
                 sam.default_options = tunnel_options;
                 sam.session_timeout = session_timeout;
                 BackendConfig::Sam(sam)
+            }
+            Some(RouterUrl::Embedded(kind)) => {
+                let mut e = s.embedded_router.unwrap_or_default().into_config(kind);
+                e.sam.default_options = tunnel_options;
+                e.sam.session_timeout = session_timeout;
+                BackendConfig::Embedded(e)
             }
             None => BackendConfig::Local { hosts: s.hosts },
         };

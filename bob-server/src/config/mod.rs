@@ -56,6 +56,10 @@ pub enum BackendConfig {
     },
     /// A real I2P router through its SAMv3 bridge.
     Sam(crate::backend::sam::SamConfig),
+    /// An emissary router (or a private devnet of them) in this process, through its
+    /// SAMv3 bridge on a loopback port only this process knows (`--router embedded`,
+    /// `--router devnet[=N]`; feature `embedded-router`).
+    Embedded(crate::backend::embedded::EmbeddedConfig),
 }
 
 impl Default for BackendConfig {

@@ -10,6 +10,7 @@ use bob_codec::Dialect;
 use keytools::SigType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::backend::embedded::RouterKind;
 use crate::config::parse_sig_type;
 
 /// An address as `--listen`, `--metrics` and `--router` (and their config keys) take
@@ -156,14 +157,23 @@ impl FromStr for DialectName {
     }
 }
 
-/// A SAM router address, checked; written `sam://HOST:PORT`.
+/// The router of `--router`, checked: a SAM bridge written `sam://HOST:PORT`, or
+/// `embedded` / `devnet[=N]` (the in-process emissary routers).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouterUrl(String);
+pub enum RouterUrl {
+    /// a SAMv3 bridge's `HOST:PORT`
+    Sam(String),
+    /// an in-process router (feature `embedded-router`)
+    Embedded(RouterKind),
+}
 
 impl RouterUrl {
-    /// The bridge's `HOST:PORT`.
-    pub fn addr(&self) -> &str {
-        &self.0
+    /// The bridge's `HOST:PORT`; `None` for the in-process routers.
+    pub fn addr(&self) -> Option<&str> {
+        match self {
+            Self::Sam(addr) => Some(addr),
+            Self::Embedded(_) => None,
+        }
     }
 }
 
@@ -171,10 +181,17 @@ impl FromStr for RouterUrl {
     type Err = String;
 
     /// Accepts `sam://HOST:PORT`, `HOST:PORT` or a bare `PORT` (on 127.0.0.1), like the
-    /// listen addresses; HOST may be a name (resolved when the router is contacted).
+    /// listen addresses (HOST may be a name, resolved when the router is contacted);
+    /// or `embedded`, `devnet`, `devnet=N` (the in-process emissary routers).
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(kind) = RouterKind::parse(s) {
+            return kind.map(Self::Embedded);
+        }
         let bad = |why: String| {
-            format!("invalid SAM router address {s:?}: {why}; expected sam://HOST:PORT")
+            format!(
+                "invalid SAM router address {s:?}: {why}; expected sam://HOST:PORT, \
+                 `embedded` or `devnet[=N]`"
+            )
         };
         let addr = s.strip_prefix("sam://").unwrap_or(s).trim_end_matches('/');
         if addr.contains("://") {
@@ -184,13 +201,16 @@ impl FromStr for RouterUrl {
         if hp.port == 0 {
             return Err(bad("port 0".into()));
         }
-        Ok(Self(hp.to_string()))
+        Ok(Self::Sam(hp.to_string()))
     }
 }
 
 impl fmt::Display for RouterUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sam://{}", self.0)
+        match self {
+            Self::Sam(addr) => write!(f, "sam://{addr}"),
+            Self::Embedded(kind) => write!(f, "{kind}"),
+        }
     }
 }
 

@@ -106,6 +106,14 @@ impl SamConn {
                 .await
                 .map_err(|e| SamError::Unavailable(format!("reading from SAM bridge: {e}")))?;
             if n == 0 {
+                // A last line ended by the close instead of `\n` is still a reply: emissary
+                // 0.4.0 sends `STREAM STATUS RESULT=CANT_REACH_PEER` that way. Without the
+                // result it is a cut reply.
+                let text = String::from_utf8_lossy(&self.buf).into_owned();
+                if text.contains(" RESULT=") {
+                    self.buf.clear();
+                    return Ok(text.trim_end_matches('\r').to_owned());
+                }
                 return Err(SamError::Unavailable(if self.buf.is_empty() {
                     "SAM bridge closed the connection".into()
                 } else {

@@ -14,7 +14,7 @@
 
 pub mod proto;
 
-mod conn;
+pub(crate) mod conn;
 mod session;
 
 use std::collections::{HashMap, HashSet};

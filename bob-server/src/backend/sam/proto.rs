@@ -53,7 +53,8 @@ impl ResultCode {
         match s {
             "OK" => Self::Ok,
             "CANT_REACH_PEER" => Self::CantReachPeer,
-            "DUPLICATED_DEST" => Self::DuplicatedDest,
+            // emissary 0.4.0 spells it DUPLICATE_DEST
+            "DUPLICATED_DEST" | "DUPLICATE_DEST" => Self::DuplicatedDest,
             "DUPLICATED_ID" => Self::DuplicatedId,
             "I2P_ERROR" => Self::I2pError,
             "INVALID_KEY" => Self::InvalidKey,
