@@ -141,6 +141,9 @@ B32=$(wait_line "$WORK/expose.out" '^b32: ' "expose-web-server.sh to print its a
 B32=${B32#b32: }
 /usr/bin/bobctl list >"$WORK/list.out" || fail "bobctl list failed"
 grep -q '^web\b\|nickname: web' "$WORK/list.out" || { cat "$WORK/list.out" >&2; fail "bobctl list does not show web"; }
+# the running tunnel is saved where the unit keeps its state (one file per tunnel; the
+# examples remove their tunnels when they end, so this is checked while `web` exists)
+ls /var/lib/bob-server/tunnels/*.toml >/dev/null 2>&1 || fail "no state saved in /var/lib/bob-server/tunnels"
 printf 'GET /hello.txt HTTP/1.0\r\n\r\n' |
     TUNNEL_NAME=fetch bash "$EXAMPLES/nc-client.sh" "$B32" >"$WORK/fetch.out" 2>"$WORK/fetch.err" ||
     { cat "$WORK/fetch.err" >&2; fail "nc-client.sh failed"; }
@@ -155,7 +158,6 @@ rc=0
 wait "$SERVER_PID" || rc=$?
 SERVER_PID=
 [ "$rc" = 0 ] || { cat "$WORK/server.log" >&2; fail "bob-server exited $rc on SIGTERM"; }
-ls /var/lib/bob-server/tunnels/*.toml >/dev/null 2>&1 || fail "no state saved in /var/lib/bob-server/tunnels"
 T2=$(date +%s)
 
 echo "== package: dpkg -r, then dpkg --purge"
