@@ -172,25 +172,6 @@ pub enum ConfigFileError {
     Access(#[from] AccessError),
 }
 
-/// The 1-based line of byte `offset` in `text` (for `FILE:LINE` error messages).
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// The key of a `key = value` line when `offset` points into the value (toml's value
-/// errors carry the value's position but not the key's name).
-pub(crate) fn key_before(text: &str, offset: usize) -> Option<&str> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let (key, _) = text[line_start..offset].split_once('=')?;
-    let key = key.trim().trim_matches('"');
-    (!key.is_empty()).then_some(key)
-}
-
 /// What each key's value looks like, for messages about values that are not TOML.
 const SHAPES: &[KeyShape] = &[
     ("listen", "an address in quotes", "\"127.0.0.1:2827\""),
@@ -305,24 +286,11 @@ impl Settings {
     /// value.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigFileError> {
         let mut settings: Self = toml::from_str(text).map_err(|e| {
-            let start = e.span().map_or(0, |s| s.start);
-            let message = e.message().trim();
-            let key = key_before(text, start);
-            // not TOML at all (an unquoted address reads as a bad float): say what the
-            // key expects instead of what the TOML parser stumbled on
-            let syntax = text.parse::<toml::Table>().is_err();
-            let shape = key
-                .filter(|_| syntax)
-                .and_then(|k| hints::value_shape(k, SHAPES));
+            let (line, message) = hints::toml_error(text, &e, SHAPES);
             ConfigFileError::Parse {
                 file: path.display().to_string(),
-                line: line_of(text, start),
-                message: match (shape, hints::unknown_key(message), key) {
-                    (Some(shape), _, _) => shape,
-                    (None, Some(unknown), _) => unknown,
-                    (None, None, Some(key)) => format!("{key}: {message}"),
-                    (None, None, None) => message.to_owned(),
-                },
+                line,
+                message,
             }
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new(""));
