@@ -62,14 +62,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bob_codec::types::{Host, Nickname, OptionKey, OptionValue, Port, ValueError};
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use zeroize::Zeroizing;
 
 use keytools::keyfile::{KeyFileError, write_private_file};
 
-use crate::tunnel::TunnelKind;
+mod record;
+
+pub use record::{LEGACY_STATE_VERSION, STATE_VERSION, TunnelRecord, write_legacy_file};
+use record::{TunnelFile, Versioned, encode, parse_legacy, validate};
 
 /// The directory of the tunnel files inside the state directory.
 pub const TUNNELS_DIR: &str = "tunnels";
@@ -109,12 +110,6 @@ fn read_state(path: &Path, max: u64) -> Result<Option<Zeroizing<Vec<u8>>>, State
     }
 }
 
-/// Format version of the legacy single file ([`LEGACY_STATE_FILE`]).
-pub const LEGACY_STATE_VERSION: u32 = 1;
-
-/// Format version written to tunnel files; files with another version are set aside.
-pub const STATE_VERSION: u32 = 2;
-
 /// The file name (inside [`TUNNELS_DIR`]) of the tunnel `nickname`.
 pub fn tunnel_file_name(nickname: &str) -> String {
     use std::fmt::Write;
@@ -131,99 +126,6 @@ pub fn tunnel_file_name(nickname: &str) -> String {
     }
     name.push_str(".toml");
     name
-}
-
-/// One registry entry as stored.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TunnelRecord {
-    /// the tunnel's nickname
-    pub nickname: String,
-    /// the private keys as I2P base64 (secret: never logged; the file is 0600)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keys: Option<String>,
-    /// inbound host
-    pub inhost: String,
-    /// inbound port
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inport: Option<u16>,
-    /// outbound host
-    pub outhost: String,
-    /// outbound port
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outport: Option<u16>,
-    /// quiet flag
-    #[serde(default)]
-    pub quiet: bool,
-    /// the tunnel's type (`settunneltype`); left out for BOB's TCP tunnels
-    #[serde(default, skip_serializing_if = "is_tcp", with = "kind_name")]
-    pub kind: TunnelKind,
-    /// tunnel options in the order they were set
-    #[serde(default)]
-    pub options: Vec<(String, String)>,
-    /// whether the tunnel was running (it is started again after a restart)
-    #[serde(default)]
-    pub running: bool,
-}
-
-impl std::fmt::Debug for TunnelRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TunnelRecord")
-            .field("nickname", &self.nickname)
-            .field("keys", &self.keys.as_ref().map(|_| "<redacted>"))
-            .field("inhost", &self.inhost)
-            .field("inport", &self.inport)
-            .field("outhost", &self.outhost)
-            .field("outport", &self.outport)
-            .field("quiet", &self.quiet)
-            .field("kind", &self.kind)
-            .field("options", &self.options)
-            .field("running", &self.running)
-            .finish()
-    }
-}
-
-fn is_tcp(kind: &TunnelKind) -> bool {
-    *kind == TunnelKind::Stream
-}
-
-/// A [`TunnelKind`] stored by its name (`udp`, `socks`, …).
-mod kind_name {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    use crate::tunnel::TunnelKind;
-
-    pub(super) fn serialize<S: Serializer>(kind: &TunnelKind, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(kind.name())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TunnelKind, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(D::Error::custom)
-    }
-}
-
-/// The previous version's single file.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LegacyStateFile {
-    version: u32,
-    #[serde(default, rename = "tunnel")]
-    tunnels: Vec<TunnelRecord>,
-}
-
-/// One tunnel file.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TunnelFile {
-    version: u32,
-    tunnel: TunnelRecord,
-}
-
-/// Only the version, read first so a file of another version is named as such.
-#[derive(Deserialize)]
-struct Versioned {
-    version: u32,
 }
 
 /// Problems with the state directory; `Display` is what the operator reads, once: the
@@ -643,64 +545,6 @@ impl StateStore {
         disk.generation = generation;
         Ok(())
     }
-}
-
-fn encode(record: &TunnelRecord) -> Result<String, StateError> {
-    let file = TunnelFile {
-        version: STATE_VERSION,
-        tunnel: record.clone(),
-    };
-    toml::to_string(&file).map_err(|e| StateError::Encode(e.to_string()))
-}
-
-fn parse_legacy(text: &[u8]) -> Result<Vec<TunnelRecord>, String> {
-    let text = std::str::from_utf8(text).map_err(|e| e.to_string())?;
-    let file = toml::from_str::<LegacyStateFile>(text).map_err(|e| e.to_string())?;
-    if file.version != LEGACY_STATE_VERSION {
-        return Err(format!("unsupported state version {}", file.version));
-    }
-    Ok(file.tunnels)
-}
-
-/// Writes `tunnels` in the previous version's single-file format (every record in one
-/// file, rewritten whole): the baseline of the save-cost benchmark and the input of the
-/// migration tests.
-///
-/// # Errors
-/// [`StateError`] if the file cannot be written.
-pub fn write_legacy_file(path: &Path, tunnels: &[TunnelRecord]) -> Result<(), StateError> {
-    let file = LegacyStateFile {
-        version: LEGACY_STATE_VERSION,
-        tunnels: tunnels.to_vec(),
-    };
-    let text = toml::to_string(&file).map_err(|e| StateError::Encode(e.to_string()))?;
-    write_private_file(path, text.as_bytes())?;
-    Ok(())
-}
-
-/// Checks one stored entry: keys decode, ports in range, hosts and options without
-/// whitespace (they came through BOB, whose operands never hold spaces).
-fn validate(record: &TunnelRecord) -> Result<(), String> {
-    // The operands' own types: what a command could have stored, and nothing else
-    // (an empty nickname, a control character or an oversized value is refused).
-    let text = |e: ValueError| e.to_string();
-    Nickname::new(record.nickname.as_str()).map_err(text)?;
-    Host::new(record.inhost.as_str()).map_err(|e| format!("inhost: {e}"))?;
-    Host::new(record.outhost.as_str()).map_err(|e| format!("outhost: {e}"))?;
-    for port in [record.inport, record.outport].into_iter().flatten() {
-        Port::new(port).map_err(text)?;
-    }
-    for (k, v) in &record.options {
-        OptionKey::new(k.as_str()).map_err(text)?;
-        OptionValue::new(v.as_str()).map_err(text)?;
-    }
-    if let Some(keys) = &record.keys {
-        keytools::PrivateKeys::from_base64(keys).map_err(|e| format!("bad keys: {e}"))?;
-    }
-    if record.running && record.keys.is_none() {
-        return Err("running without keys".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

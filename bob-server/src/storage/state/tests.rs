@@ -1,6 +1,7 @@
 //! Tests of the state directory: per-tunnel files, loading, damage, migration.
 
 use super::*;
+use crate::tunnel::TunnelKind;
 use keytools::{CryptoType, PrivateKeys, SigType};
 
 fn tempdir(tag: &str) -> PathBuf {
