@@ -54,6 +54,8 @@ pub use kind::{TunnelKind, UnknownKind};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use inbound::first_line_for_fuzzing;
+#[cfg(feature = "fuzzing")]
+pub(crate) use proxy::{socks_handshake_for_fuzzing, socks_handshake_limit};
 
 /// A started tunnel as the registry holds it.
 ///

@@ -41,6 +41,11 @@ use crate::backend::{BoxStream, CoreError, Options, Target};
 pub(super) mod http;
 pub(super) mod socks;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use socks::{
+    handshake_for_fuzzing as socks_handshake_for_fuzzing, handshake_limit as socks_handshake_limit,
+};
+
 /// Serial numbers for proxy connections, for log spans.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

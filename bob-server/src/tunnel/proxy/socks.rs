@@ -530,6 +530,23 @@ fn parse_request(buf: &[u8]) -> Parsed<Request> {
     Ok(Some((request, at + 2)))
 }
 
+/// The handshake without a socket, for the fuzz target `socks_handshake` (feature
+/// `fuzzing`, see `crate::fuzzing`): the request as `version host port` text and its
+/// early bytes, or the refusal's reply and reason.
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn handshake_for_fuzzing<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    limit: usize,
+) -> Result<(String, Vec<u8>), (Vec<u8>, String)> {
+    match handshake(stream, limit).await {
+        Ok(request) => Ok((
+            format!("{:?} {:?} {}", request.version, request.host, request.port),
+            request.early.to_vec(),
+        )),
+        Err(refusal) => Err((refusal.reply, refusal.reason)),
+    }
+}
+
 /// The outproxy: an upstream SOCKS5 proxy at `outhost:outport` for hosts outside I2P.
 mod outproxy {
     use super::{ProxyContext, rep};
