@@ -46,8 +46,6 @@ use crate::backend::{BoxFuture, BoxStream, CoreError, Options, Session, Streamin
 mod inbound;
 mod kind;
 mod outbound;
-// Wired by `TunnelKind::{Socks, HttpProxy}` once `settunneltype` is in main.
-#[allow(dead_code)]
 mod proxy;
 
 pub use kind::{TunnelKind, UnknownKind, is_server_option};
@@ -196,6 +194,9 @@ pub enum StartError {
     /// The session did not come up within the limit.
     #[error("timed out waiting for the session")]
     Timeout,
+    /// The tunnel's settings do not allow a start of its kind (the reason).
+    #[error("{0}")]
+    Settings(String),
     /// The start was cancelled (`stop`, `zap`, shutdown) before the session was up.
     #[error("tunnel stopped")]
     Stopped,
@@ -588,7 +589,7 @@ impl RunningTunnel {
                 tracker: TaskTracker::new(),
             };
             if let Some(listener) = listener {
-                kind.run_inbound(&shared, listener);
+                kind.run_inbound(&shared, listener, &spec);
             }
             control.bound();
             let open = tokio::time::timeout(

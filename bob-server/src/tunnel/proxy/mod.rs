@@ -58,16 +58,6 @@ pub(crate) enum Protocol {
     Http,
 }
 
-impl Protocol {
-    /// The name in `status`'s `PROXYTYPE:` field (i2pd's).
-    pub(crate) fn status_name(self) -> &'static str {
-        match self {
-            Self::Socks => "SOCKS",
-            Self::Http => "HTTPPROXY",
-        }
-    }
-}
-
 /// What a proxy tunnel takes from its spec besides the session: snapshotted at start.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ProxySettings {
@@ -156,6 +146,10 @@ impl ProxyContext {
     }
 
     /// The value of tunnel option `key` (the last one set wins).
+    #[allow(
+        dead_code,
+        reason = "for the HTTP proxy handler's settings (branch http)"
+    )]
     pub(crate) fn option(&self, key: &str) -> Option<&str> {
         self.settings
             .options
@@ -246,6 +240,7 @@ impl ProxyContext {
 
     /// Counts `n` bytes the handler itself wrote from the stream to the client:
     /// `bytes_in`.
+    #[allow(dead_code, reason = "for the HTTP proxy handler (branch http)")]
     pub(crate) fn count_received(&self, n: usize) {
         self.tunnel
             .stats
