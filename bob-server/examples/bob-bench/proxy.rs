@@ -5,7 +5,8 @@
 //! destination line; the SOCKS5 greeting and CONNECT, waiting for each reply as curl
 //! does), `GET /`, read the 1 MiB body to the server's close. Reported per path: the
 //! set-up latency (connect to the first response byte) and the throughput of the whole
-//! request, with ratios against the BOB client tunnel.
+//! request (from the median request time), with ratios against the BOB client tunnel.
+//! The paths take turns request by request, so load from elsewhere hits them alike.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -120,17 +121,22 @@ async fn one_get(path: &Path) -> Res<(Duration, Duration)> {
     Ok((first_byte, started.elapsed()))
 }
 
-/// `count` GETs one after another: sorted set-up latencies and the summed total time.
-async fn run(path: &Path, count: usize) -> Res<(Vec<Duration>, Duration)> {
-    let mut setup = Vec::with_capacity(count);
-    let mut total = Duration::ZERO;
+/// `count` rounds of one GET per path, the paths interleaved so that a busy machine
+/// slows them alike: per path, the sorted set-up latencies and request times.
+async fn run(paths: &[Path], count: usize) -> Res<Vec<(Vec<Duration>, Vec<Duration>)>> {
+    let mut out = vec![(Vec::with_capacity(count), Vec::with_capacity(count)); paths.len()];
     for _ in 0..count {
-        let (first, all) = one_get(path).await?;
-        setup.push(first);
-        total += all;
+        for (path, (setup, total)) in paths.iter().zip(&mut out) {
+            let (first, all) = one_get(path).await?;
+            setup.push(first);
+            total.push(all);
+        }
     }
-    setup.sort();
-    Ok((setup, total))
+    for (setup, total) in &mut out {
+        setup.sort();
+        total.sort();
+    }
+    Ok(out)
 }
 
 /// Starts a SOCKS tunnel on a free port; returns its address.
@@ -162,49 +168,51 @@ pub(crate) async fn bench_proxy(server: &ServerProc) -> Res<()> {
         Path::Bob(inport, dest),
         Path::Socks(socks, b32),
     ];
-    println!("\n## proxy: HTTP GET of 1 MiB per connection, {REQUESTS} in a row per path");
     println!(
-        "| path | set-up p50 µs | set-up p90 µs | MiB/s | set-up ratio vs BOB | MiB/s ratio vs BOB |"
+        "\n## proxy: HTTP GET of 1 MiB per connection, {REQUESTS} per path, paths interleaved"
     );
-    println!("|---|---|---|---|---|---|");
-    let mut results = Vec::new();
-    for path in &paths {
-        run(path, REQUESTS / 10).await?; // warm-up
-        let (setup, total) = tokio::time::timeout(STEP_DEADLINE, run(path, REQUESTS))
-            .await
-            .map_err(|_| format!("{}: over the step deadline", path.name()))??;
-        results.push((path.name(), setup, total));
-    }
-    let bob = &results[1];
-    let bob_p50 = percentile(&bob.1, 0.5).as_secs_f64();
-    let bob_rate = mib_s((REQUESTS * BODY) as u64, bob.2);
+    println!(
+        "| path | set-up p50 µs | set-up p90 µs | request p50 ms | MiB/s (p50) | set-up ratio vs BOB | MiB/s ratio vs BOB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    run(&paths, REQUESTS / 10).await?; // warm-up
+    let results = tokio::time::timeout(STEP_DEADLINE, run(&paths, REQUESTS))
+        .await
+        .map_err(|_| "over the step deadline")??;
+    let rate = |total: &[Duration]| mib_s(BODY as u64, percentile(total, 0.5));
+    let bob_p50 = percentile(&results[1].0, 0.5).as_secs_f64();
+    let bob_rate = rate(&results[1].1);
     let mut fields = vec![("requests".to_owned(), REQUESTS.to_string())];
-    for (name, setup, total) in &results {
+    for (path, (setup, total)) in paths.iter().zip(&results) {
         let p50 = percentile(setup, 0.5);
-        let rate = mib_s((REQUESTS * BODY) as u64, *total);
+        let mib = rate(total);
         println!(
-            "| {name} | {} | {} | {rate:.0} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.2} | {mib:.0} | {:.2} | {:.2} |",
+            path.name(),
             p50.as_micros(),
             percentile(setup, 0.9).as_micros(),
+            percentile(total, 0.5).as_secs_f64() * 1000.0,
             p50.as_secs_f64() / bob_p50,
-            rate / bob_rate,
+            mib / bob_rate,
         );
-        let key = match *name {
-            "direct" => "direct",
-            "BOB client tunnel" => "bob",
-            _ => "socks",
+        let key = match path {
+            Path::Direct(_) => "direct",
+            Path::Bob(..) => "bob",
+            Path::Socks(..) => "socks",
         };
         fields.push((format!("{key}_setup_p50_us"), p50.as_micros().to_string()));
-        fields.push((format!("{key}_mib_s"), format!("{rate:.1}")));
+        fields.push((format!("{key}_mib_s"), format!("{mib:.1}")));
     }
-    let socks = &results[2];
     fields.push((
         "socks_vs_bob_mib_s".to_owned(),
-        format!("{:.3}", mib_s((REQUESTS * BODY) as u64, socks.2) / bob_rate),
+        format!("{:.3}", rate(&results[2].1) / bob_rate),
     ));
     fields.push((
         "socks_vs_bob_setup".to_owned(),
-        format!("{:.3}", percentile(&socks.1, 0.5).as_secs_f64() / bob_p50),
+        format!(
+            "{:.3}",
+            percentile(&results[2].0, 0.5).as_secs_f64() / bob_p50
+        ),
     ));
     let fields: Vec<(&str, String)> = fields
         .iter()
