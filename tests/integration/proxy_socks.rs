@@ -28,7 +28,7 @@ const BIG: usize = 256 * 1024;
 
 /// A tiny HTTP/1.0 server: `GET /big` answers [`BIG`] bytes of [`pattern`], any other
 /// path `hello <path>\n`. Reads the request head (bounded), answers, closes.
-async fn web_server() -> u16 {
+pub(crate) async fn web_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
