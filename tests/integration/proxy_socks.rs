@@ -357,12 +357,15 @@ async fn the_connection_cap_holds_new_clients_in_the_backlog() {
     wait_stat(&mut net.bob, "active", 1).await;
     let mut second = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     second.write_all(&[5, 1, 0]).await.unwrap();
-    // the second waits while the first holds the only slot...
+    // the second waits while the first holds the only slot (no reply for a while)...
+    let mut method = [0u8; 2];
+    let early =
+        tokio::time::timeout(Duration::from_millis(300), second.read_exact(&mut method)).await;
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
     let counters = stats(&mut net.bob, "sx").await;
     assert_eq!((counters["accepted"], counters["active"]), (1, 1));
     // ...and is served once it ends
     drop(first);
-    let mut method = [0u8; 2];
     within("second served", second.read_exact(&mut method))
         .await
         .unwrap();
