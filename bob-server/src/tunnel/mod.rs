@@ -46,6 +46,7 @@ use crate::backend::{BoxFuture, BoxStream, CoreError, Options, Session, Streamin
 mod inbound;
 mod kind;
 mod outbound;
+mod proxy;
 
 pub use kind::{TunnelKind, UnknownKind};
 
