@@ -46,6 +46,8 @@ use crate::backend::{BoxFuture, BoxStream, CoreError, Options, Session, Streamin
 mod inbound;
 mod kind;
 mod outbound;
+// Wired by `TunnelKind::{Socks, HttpProxy}` once `settunneltype` is in main.
+#[allow(dead_code)]
 mod proxy;
 
 pub use kind::{TunnelKind, UnknownKind};

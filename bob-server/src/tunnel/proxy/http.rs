@@ -56,7 +56,6 @@
 //! connection too, until its header timeout ends it).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -73,34 +72,31 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use keytools::Destination;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::backend::{BoxStream, CoreError, Target};
-use crate::tunnel::{Accepted, TunnelContext};
+use super::{ConnectError, Host, ProxyContext, classify_host};
+use crate::backend::{BoxStream, Target};
 
 /// The tunnel option that keeps identifying request headers (`true`/`false`).
-pub const KEEP_HEADERS_OPTION: &str = "bob.http.keepheaders";
+pub(crate) const KEEP_HEADERS_OPTION: &str = "bob.http.keepheaders";
 
 /// Largest request head (request line and headers) accepted, in bytes; hyper answers
 /// `431` beyond it. Also the read buffer bound of the upstream response head.
-pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// Most headers in one request or response head.
-pub const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 
 /// What replaces the application's `User-Agent` (Java I2P's HTTP proxy sends the same).
-pub const USER_AGENT: &str = "MYOB/6.66 (AN/ON)";
+pub(crate) const USER_AGENT: &str = "MYOB/6.66 (AN/ON)";
 
 /// The query parameter of the address helper.
 const HELPER_PARAM: &str = "i2paddresshelper";
 
-/// Serial numbers for proxy connections, for log spans.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
 /// What an HTTP proxy tunnel is told by its options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     /// pass identifying request headers on unchanged (`bob.http.keepheaders=true`)
     pub keep_headers: bool,
 }
@@ -109,7 +105,7 @@ pub struct HttpSettings {
 /// `ERROR starting tunnel: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{option} must be true or false, not {value:?}")]
-pub struct BadHttpOption {
+pub(crate) struct BadHttpOption {
     /// the option's name
     pub option: String,
     /// the value given
@@ -117,77 +113,55 @@ pub struct BadHttpOption {
 }
 
 impl HttpSettings {
-    /// Reads the settings from a tunnel's options (later values win; other options are
-    /// ignored).
+    /// Reads the settings from the value of `bob.http.keepheaders` (`None`: not set).
     ///
     /// # Errors
-    /// A `bob.http.keepheaders` value other than `true`/`false` (any case).
-    pub fn from_options<'a>(
-        options: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Self, BadHttpOption> {
-        let mut settings = Self::default();
-        for (key, value) in options {
-            if key.eq_ignore_ascii_case(KEEP_HEADERS_OPTION) {
-                settings.keep_headers = match value.trim().to_ascii_lowercase().as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(BadHttpOption {
-                            option: KEEP_HEADERS_OPTION.to_owned(),
-                            value: value.to_owned(),
-                        });
-                    }
-                };
+    /// A value other than `true`/`false` (any case).
+    pub(crate) fn from_option(keep_headers: Option<&str>) -> Result<Self, BadHttpOption> {
+        let keep_headers = match keep_headers.map(|v| v.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(_) => {
+                return Err(BadHttpOption {
+                    option: KEEP_HEADERS_OPTION.to_owned(),
+                    value: keep_headers.unwrap_or_default().to_owned(),
+                });
             }
-        }
-        Ok(settings)
+        };
+        Ok(Self { keep_headers })
     }
-}
-
-/// Accepts proxy connections until the tunnel stops, each served by its own task
-/// (bounded by the tunnel's connection cap).
-pub(in crate::tunnel) async fn accept_loop(
-    listener: TcpListener,
-    context: TunnelContext,
-    settings: HttpSettings,
-) {
-    let settings = Arc::new(settings);
-    let listener = &listener;
-    let accept = || async move {
-        match listener.accept().await {
-            Ok(conn) => Accepted::Conn(conn),
-            Err(e) => Accepted::Failed(e.to_string()),
-        }
-    };
-    let serve_one = |(socket, from): (TcpStream, SocketAddr)| {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::debug_span!("http", conn = id, %from);
-        Some(serve(socket, context.clone(), Arc::clone(&settings)).instrument(span))
-    };
-    crate::tunnel::accept_loop(&context, "an HTTP proxy connection", accept, serve_one).await;
 }
 
 /// The body type of every answer: an upstream body passed through, or a page.
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// A CONNECT that was answered `200`: the upgrade to wait for and the stream to relay to.
-type PendingTunnel = (OnUpgrade, BoxStream);
+/// A CONNECT that was answered `200`: the upgrade to wait for, the stream to relay to,
+/// and bytes an outproxy sent right after its own `200` (to go to the client first).
+struct PendingTunnel {
+    upgrade: OnUpgrade,
+    stream: BoxStream,
+    early_back: Bytes,
+}
 
 /// One application connection as its requests see it.
 struct Conn {
-    context: TunnelContext,
-    settings: Arc<HttpSettings>,
+    proxy: ProxyContext,
+    /// the tunnel's `bob.http.*` settings, or what is wrong with them (every request
+    /// then gets a `500` page naming the option: never a silent fallback that could
+    /// leak headers the user meant to strip, or strip ones they meant to keep)
+    settings: Result<HttpSettings, BadHttpOption>,
     /// set by a successful CONNECT; taken once hyper lets go of the socket
     pending: Mutex<Option<PendingTunnel>>,
 }
 
-/// Serves one application connection: its requests through hyper, then, after a
-/// successful CONNECT, the raw relay.
-async fn serve(socket: TcpStream, context: TunnelContext, settings: Arc<HttpSettings>) {
-    let _active = context.stats.open_connection();
-    let _ = socket.set_nodelay(true);
+/// Serves one accepted connection (see the module docs of [`super`]): its requests
+/// through hyper, then, after a successful CONNECT, the raw relay.
+pub(crate) async fn serve(socket: TcpStream, proxy: ProxyContext) {
+    let settings = HttpSettings::from_option(proxy.option(KEEP_HEADERS_OPTION));
+    let header_timeout = proxy.first_request_timeout();
     let conn = Arc::new(Conn {
-        context: context.clone(),
+        proxy,
         settings,
         pending: Mutex::new(None),
     });
@@ -195,23 +169,17 @@ async fn serve(socket: TcpStream, context: TunnelContext, settings: Arc<HttpSett
         let conn = Arc::clone(&conn);
         service_fn(move |request| answer(request, Arc::clone(&conn)))
     };
-    let http = server::Builder::new()
+    let served = server::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(context.limits.first_line_timeout)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_REQUEST_HEAD)
         .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(socket), service)
-        .with_upgrades();
-    let served = tokio::select! {
-        () = context.cancel.cancelled() => {
-            tracing::debug!("connection ended by stop");
-            return;
-        }
-        served = http => served,
-    };
+        .with_upgrades()
+        .await;
     if let Err(e) = served {
         if e.is_timeout() {
-            context.stats.count_failure();
+            conn.proxy.count_failure();
             tracing::debug!("closing: no complete request head within the timeout");
         } else {
             tracing::debug!(error = %e, "HTTP connection ended with an error");
@@ -222,62 +190,53 @@ async fn serve(socket: TcpStream, context: TunnelContext, settings: Arc<HttpSett
         .lock()
         .map(|mut p| p.take())
         .unwrap_or_default();
-    if let Some((upgrade, stream)) = pending {
-        tokio::select! {
-            () = context.cancel.cancelled() => tracing::debug!("connection ended by stop"),
-            () = tunnel(upgrade, stream, &context) => {}
-        }
+    if let Some(pending) = pending {
+        tunnel(pending, &conn.proxy).await;
     }
 }
 
 /// Relays a CONNECT's socket and stream once hyper has handed the socket back.
-async fn tunnel(upgrade: OnUpgrade, mut stream: BoxStream, context: &TunnelContext) {
+async fn tunnel(pending: PendingTunnel, proxy: &ProxyContext) {
+    let PendingTunnel {
+        upgrade,
+        mut stream,
+        early_back,
+    } = pending;
     let upgraded = match upgrade.await {
         Ok(upgraded) => upgraded,
         Err(e) => {
-            context.stats.count_failure();
+            proxy.count_failure();
             tracing::debug!(error = %e, "CONNECT: the connection was not handed over");
             return;
         }
     };
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            // Bytes the application sent right after the CONNECT head (a TLS hello
-            // sent without waiting for the 200) were read by hyper: they go first.
-            if !parts.read_buf.is_empty() {
-                let early = async {
-                    stream.write_all(&parts.read_buf).await?;
-                    stream.flush().await
-                };
-                if let Err(e) = early.await {
-                    context.stats.count_failure();
-                    tracing::debug!(error = %e, "CONNECT: forwarding early bytes failed");
-                    return;
-                }
-                context
-                    .stats
-                    .bytes_out
-                    .fetch_add(parts.read_buf.len() as u64, Ordering::Relaxed);
-            }
-            context.relay(parts.io.into_inner(), stream).await;
+    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        // hyper hands back the TokioIo<TcpStream> it was given to serve
+        proxy.count_failure();
+        tracing::warn!("CONNECT: hyper handed back an unexpected connection type");
+        return;
+    };
+    let mut socket = parts.io.into_inner();
+    // Bytes the application sent right after the CONNECT head (a TLS hello sent
+    // without waiting for the 200) were read by hyper: they go first.
+    let early = async {
+        if !parts.read_buf.is_empty() {
+            stream.write_all(&parts.read_buf).await?;
+            stream.flush().await?;
+            proxy.count_sent(parts.read_buf.len());
         }
-        Err(upgraded) => {
-            // Not reached (hyper serves the TokioIo<TcpStream> given to it), but the
-            // generic relay keeps the bytes flowing if that ever changes.
-            let counters = crate::backend::relay::RelayCounters {
-                out: context.stats.bytes_out.clone(),
-                back: context.stats.bytes_in.clone(),
-            };
-            let end = crate::backend::relay::copy(
-                TokioIo::new(upgraded),
-                stream,
-                counters,
-                &context.cancel,
-            )
-            .await;
-            tracing::debug!(?end, "CONNECT relay ended");
+        if !early_back.is_empty() {
+            socket.write_all(&early_back).await?;
+            proxy.count_received(early_back.len());
         }
+        std::io::Result::Ok(())
+    };
+    if let Err(e) = early.await {
+        proxy.count_failure();
+        tracing::debug!(error = %e, "CONNECT: forwarding early bytes failed");
+        return;
     }
+    proxy.relay(socket, stream).await;
 }
 
 /// Answers one request: the upstream's response or an error page.
@@ -285,37 +244,81 @@ async fn answer(
     request: Request<Incoming>,
     conn: Arc<Conn>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let result = if request.method() == Method::CONNECT {
-        connect(request, &conn).await
-    } else {
-        forward(request, &conn).await
+    let result = match &conn.settings {
+        Err(bad) => Err(Refusal::Misconfigured(bad.to_string())),
+        Ok(_) if request.method() == Method::CONNECT => connect(request, &conn).await,
+        Ok(settings) => forward(request, &conn, settings).await,
     };
     Ok(result.unwrap_or_else(|refusal| {
-        conn.context.stats.count_failure();
+        conn.proxy.count_failure();
         tracing::debug!(%refusal, "answering with an error page");
         refusal.page()
     }))
 }
 
-/// `CONNECT host:port`: opens the stream, answers `200`, leaves the relay to [`serve`].
+/// Where a request goes: an I2P destination, or the outproxy (a host outside I2P on a
+/// tunnel that has one).
+enum Upstream {
+    I2p(Target),
+    Outproxy,
+}
+
+/// Where `host` (with the address helper's destination, if any) is reached.
+fn upstream_of(
+    host: &str,
+    helper: Option<Target>,
+    proxy: &ProxyContext,
+) -> Result<Upstream, Refusal> {
+    match classify_host(host) {
+        Ok(Host::I2p(target)) => Ok(Upstream::I2p(with_helper(target, helper))),
+        Ok(Host::Other(_)) if proxy.outproxy().is_some() => Ok(Upstream::Outproxy),
+        Ok(Host::Other(other)) => Err(Refusal::Clearnet(other)),
+        Err(why) => Err(Refusal::BadRequest(format!("bad host: {why}"))),
+    }
+}
+
+/// The address helper's destination replaces a name, never a `.b32.i2p` address or a
+/// destination given in full.
+fn with_helper(target: Target, helper: Option<Target>) -> Target {
+    match (target, helper) {
+        (Target::Name(name), Some(helped)) if !name.ends_with(".b32.i2p") => helped,
+        (target, _) => target,
+    }
+}
+
+/// `CONNECT host:port`: opens the stream (or the outproxy's tunnel), answers `200`,
+/// leaves the relay to [`serve`].
 async fn connect(request: Request<Incoming>, conn: &Conn) -> Result<Response<ProxyBody>, Refusal> {
-    let Some(host) = request.uri().host().map(str::to_owned) else {
+    let Some(authority) = request.uri().authority().cloned() else {
         return Err(Refusal::BadRequest(
             "CONNECT needs a host:port target".to_owned(),
         ));
     };
-    let target = i2p_target(&host, None).ok_or_else(|| Refusal::Clearnet(host.clone()))?;
-    let stream = dial(&conn.context, target, &host).await?;
+    let host = authority.host().to_owned();
+    let (stream, early_back) = match upstream_of(&host, None, &conn.proxy)? {
+        Upstream::I2p(target) => (dial(&conn.proxy, target, &host).await?, Bytes::new()),
+        Upstream::Outproxy => outproxy_tunnel(&conn.proxy, authority.as_str()).await?,
+    };
     let upgrade = hyper::upgrade::on(request);
     if let Ok(mut pending) = conn.pending.lock() {
-        *pending = Some((upgrade, stream));
+        *pending = Some(PendingTunnel {
+            upgrade,
+            stream,
+            early_back,
+        });
     }
     Ok(Response::new(empty()))
 }
 
 /// An absolute-form request: resolves, opens a stream, sends the request in
-/// origin-form with the headers cleaned, and streams the response back.
-async fn forward(request: Request<Incoming>, conn: &Conn) -> Result<Response<ProxyBody>, Refusal> {
+/// origin-form with the headers cleaned, and streams the response back. A host
+/// outside I2P goes to the outproxy in absolute-form, cleaned the same way.
+async fn forward(
+    request: Request<Incoming>,
+    conn: &Conn,
+    settings: &HttpSettings,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let proxy = &conn.proxy;
     let uri = request.uri().clone();
     match uri.scheme_str() {
         Some(scheme) if scheme.eq_ignore_ascii_case("http") => {}
@@ -337,35 +340,44 @@ async fn forward(request: Request<Incoming>, conn: &Conn) -> Result<Response<Pro
     };
     let (helper, query) = split_helper(uri.query());
     let helper = helper.map(|value| helper_target(&value)).transpose()?;
-    let target = i2p_target(&host, helper).ok_or_else(|| Refusal::Clearnet(host.clone()))?;
-    let path = match (uri.path(), query.is_empty()) {
-        ("", true) => "/".to_owned(),
-        ("", false) => format!("/?{query}"),
-        (path, true) => path.to_owned(),
-        (path, false) => format!("{path}?{query}"),
-    };
+    let upstream = upstream_of(&host, helper, proxy)?;
     let host_header = match uri.port_u16() {
         Some(port) if port != 80 => format!("{host}:{port}"),
         _ => host.clone(),
     };
 
     let (mut parts, body) = request.into_parts();
-    parts.uri = path
-        .parse()
-        .map_err(|_| Refusal::BadRequest("the URL's path cannot be forwarded".to_owned()))?;
+    if let Upstream::I2p(_) = upstream {
+        let path = match (uri.path(), query.is_empty()) {
+            ("", true) => "/".to_owned(),
+            ("", false) => format!("/?{query}"),
+            (path, true) => path.to_owned(),
+            (path, false) => format!("{path}?{query}"),
+        };
+        parts.uri = path
+            .parse()
+            .map_err(|_| Refusal::BadRequest("the URL's path cannot be forwarded".to_owned()))?;
+    }
     parts.version = Version::HTTP_11;
-    clean_request_headers(&mut parts.headers, conn.settings.keep_headers);
+    clean_request_headers(&mut parts.headers, settings.keep_headers);
     let host_value = HeaderValue::from_str(&host_header)
         .map_err(|_| Refusal::BadRequest("the URL's host cannot be sent".to_owned()))?;
     parts.headers.insert(header::HOST, host_value);
     parts
         .headers
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    let outgoing = counted(body, Arc::clone(&conn.context.stats.bytes_out));
+    let outgoing = counted(body, Arc::clone(&proxy.tunnel.stats.bytes_out));
     let upstream_request = Request::from_parts(parts, outgoing);
 
-    let context = &conn.context;
-    let stream = dial(context, target, &host).await?;
+    let stream = match upstream {
+        Upstream::I2p(target) => dial(proxy, target, &host).await?,
+        Upstream::Outproxy => Box::new(
+            proxy
+                .connect_outproxy()
+                .await
+                .map_err(|e| refusal(e, &host))?,
+        ),
+    };
     let (mut sender, connection) = client::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
         .max_headers(MAX_HEADERS)
@@ -376,8 +388,8 @@ async fn forward(request: Request<Incoming>, conn: &Conn) -> Result<Response<Pro
             why: e.to_string(),
         })?;
     // The upstream connection runs until its response is delivered (or the tunnel stops).
-    let cancel = context.cancel.clone();
-    context.tracker.spawn(
+    let cancel = proxy.tunnel.cancel.clone();
+    proxy.tunnel.tracker.spawn(
         async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
@@ -389,7 +401,7 @@ async fn forward(request: Request<Incoming>, conn: &Conn) -> Result<Response<Pro
         .in_current_span(),
     );
     let response = tokio::time::timeout(
-        context.limits.connect_timeout,
+        proxy.limits().connect_timeout,
         sender.send_request(upstream_request),
     )
     .await
@@ -400,51 +412,88 @@ async fn forward(request: Request<Incoming>, conn: &Conn) -> Result<Response<Pro
     })?;
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    let back = counted(body, Arc::clone(&context.stats.bytes_in));
+    let back = counted(body, Arc::clone(&proxy.tunnel.stats.bytes_in));
     Ok(Response::from_parts(parts, back))
 }
 
-/// Opens a stream to `target` (named `host` in error pages): waits for the session of
-/// a starting tunnel, then connects, both within the tunnel's connect timeout.
-async fn dial(context: &TunnelContext, target: Target, host: &str) -> Result<BoxStream, Refusal> {
-    let deadline = tokio::time::Instant::now() + context.limits.connect_timeout;
-    let session = match tokio::time::timeout_at(deadline, context.session.ready()).await {
-        Ok(Ok(session)) => session,
-        Ok(Err(reason)) => return Err(Refusal::NotRunning(reason)),
-        Err(_) => {
-            return Err(Refusal::NotRunning(
-                "timed out waiting for the tunnel to start".to_owned(),
-            ));
-        }
+/// Asks the outproxy for a tunnel to `authority` (`CONNECT` through hyper's client);
+/// the TCP connection to it once it answered `2xx`, and any bytes it sent after that.
+async fn outproxy_tunnel(
+    proxy: &ProxyContext,
+    authority: &str,
+) -> Result<(BoxStream, Bytes), Refusal> {
+    let host = authority.to_owned();
+    let socket = proxy
+        .connect_outproxy()
+        .await
+        .map_err(|e| refusal(e, &host))?;
+    let bad_gateway = |e: hyper::Error| Refusal::BadGateway {
+        host: host.clone(),
+        why: format!("outproxy: {e}"),
     };
-    match tokio::time::timeout_at(deadline, session.connect(target)).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(CoreError::NotFound)) => Err(Refusal::NotFound(host.to_owned())),
-        Ok(Err(CoreError::Unreachable(why))) => Err(Refusal::Unreachable {
-            host: host.to_owned(),
-            why,
-        }),
-        Ok(Err(CoreError::Timeout)) | Err(_) => Err(Refusal::Timeout(host.to_owned())),
-        Ok(Err(CoreError::Closed)) => Err(Refusal::NotRunning(CoreError::Closed.to_string())),
-        Ok(Err(e)) => Err(Refusal::BadGateway {
-            host: host.to_owned(),
-            why: e.to_string(),
-        }),
+    let (mut sender, connection) = client::Builder::new()
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .max_headers(MAX_HEADERS)
+        .handshake::<_, ProxyBody>(TokioIo::new(socket))
+        .await
+        .map_err(bad_gateway)?;
+    let cancel = proxy.tunnel.cancel.clone();
+    proxy.tunnel.tracker.spawn(
+        async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                done = connection.with_upgrades() => if let Err(e) = done {
+                    tracing::debug!(error = %e, "outproxy connection ended with an error");
+                },
+            }
+        }
+        .in_current_span(),
+    );
+    let mut request = Request::new(empty());
+    *request.method_mut() = Method::CONNECT;
+    *request.uri_mut() = authority
+        .parse()
+        .map_err(|_| Refusal::BadRequest("bad CONNECT target".to_owned()))?;
+    if let Ok(value) = HeaderValue::from_str(authority) {
+        request.headers_mut().insert(header::HOST, value);
     }
-}
-
-/// The I2P target a URL host names: a `.i2p` name (or the address helper's
-/// destination for a name that is not a `.b32.i2p` address), or a base64 destination.
-/// `None` for any other host (the clearnet).
-fn i2p_target(host: &str, helper: Option<Target>) -> Option<Target> {
-    let lower = host.to_ascii_lowercase();
-    if lower.ends_with(".i2p") {
-        return Some(match helper {
-            Some(target) if !lower.ends_with(".b32.i2p") => target,
-            _ => Target::Name(lower),
+    let response =
+        tokio::time::timeout(proxy.limits().connect_timeout, sender.send_request(request))
+            .await
+            .map_err(|_| Refusal::Timeout(host.clone()))?
+            .map_err(bad_gateway)?;
+    if !response.status().is_success() {
+        return Err(Refusal::BadGateway {
+            host: host.clone(),
+            why: format!("the outproxy answered {}", response.status()),
         });
     }
-    Destination::from_base64(host).ok().map(Target::Destination)
+    let upgraded = hyper::upgrade::on(response).await.map_err(bad_gateway)?;
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| Refusal::BadGateway {
+            host: host.clone(),
+            why: "outproxy: unexpected connection type".to_owned(),
+        })?;
+    Ok((Box::new(parts.io.into_inner()), parts.read_buf))
+}
+
+/// Opens a stream to `target` (named `host` in error pages) through the tunnel.
+async fn dial(proxy: &ProxyContext, target: Target, host: &str) -> Result<BoxStream, Refusal> {
+    proxy.connect(target).await.map_err(|e| refusal(e, host))
+}
+
+/// The error page for a failed connect to `host`.
+fn refusal(error: ConnectError, host: &str) -> Refusal {
+    let host = host.to_owned();
+    match error {
+        ConnectError::NotFound => Refusal::NotFound(host),
+        ConnectError::Unreachable(why) => Refusal::Unreachable { host, why },
+        ConnectError::Timeout => Refusal::Timeout(host),
+        ConnectError::NotReady(why) => Refusal::NotRunning(why),
+        ConnectError::NoOutproxy => Refusal::Clearnet(host),
+        ConnectError::Failed(why) => Refusal::BadGateway { host, why },
+    }
 }
 
 /// Splits the address helper off a query: its (percent-decoded) value if present, and
@@ -600,6 +649,8 @@ enum Refusal {
     BadGateway { host: String, why: String },
     #[error("the tunnel is not running: {0}")]
     NotRunning(String),
+    #[error("the tunnel is misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 impl Refusal {
@@ -611,6 +662,7 @@ impl Refusal {
             Self::Unreachable { .. } | Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             Self::NotRunning(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -623,6 +675,7 @@ impl Refusal {
             Self::Timeout(_) => "I2P site did not answer",
             Self::BadGateway { .. } => "Bad answer from the I2P site",
             Self::NotRunning(_) => "Proxy tunnel not running",
+            Self::Misconfigured(_) => "Proxy tunnel misconfigured",
         }
     }
 

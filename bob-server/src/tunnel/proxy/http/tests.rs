@@ -9,48 +9,40 @@ fn b64_destination() -> Destination {
 
 #[test]
 fn options_give_settings() {
-    let none: [(&str, &str); 0] = [];
+    assert_eq!(HttpSettings::from_option(None), Ok(HttpSettings::default()));
     assert_eq!(
-        HttpSettings::from_options(none),
+        HttpSettings::from_option(Some("TRUE")),
+        Ok(HttpSettings { keep_headers: true })
+    );
+    assert_eq!(
+        HttpSettings::from_option(Some("false")),
         Ok(HttpSettings::default())
     );
-    let kept =
-        HttpSettings::from_options([("inbound.length", "1"), ("BOB.HTTP.KeepHeaders", "TRUE")]);
-    assert_eq!(kept, Ok(HttpSettings { keep_headers: true }));
-    let last_wins = HttpSettings::from_options([
-        (KEEP_HEADERS_OPTION, "true"),
-        (KEEP_HEADERS_OPTION, "false"),
-    ]);
-    assert_eq!(last_wins, Ok(HttpSettings::default()));
-    let err = HttpSettings::from_options([(KEEP_HEADERS_OPTION, "yes")]).unwrap_err();
+    let err = HttpSettings::from_option(Some("yes")).unwrap_err();
     assert_eq!(
         err.to_string(),
         "bob.http.keepheaders must be true or false, not \"yes\""
     );
+    assert_eq!(
+        Refusal::Misconfigured(err.to_string()).status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
 }
 
 #[test]
-fn hosts_are_i2p_targets_or_clearnet() {
-    assert_eq!(
-        i2p_target("Example.I2P", None),
-        Some(Target::Name("example.i2p".to_owned()))
-    );
-    let b32 = format!("{}.b32.i2p", "a".repeat(52));
-    assert_eq!(i2p_target(&b32, None), Some(Target::Name(b32.clone())));
+fn the_helper_replaces_names_only() {
     let dest = b64_destination();
-    assert_eq!(
-        i2p_target(&dest.to_base64(), None),
-        Some(Target::Destination(dest.clone()))
-    );
-    assert_eq!(i2p_target("example.com", None), None);
-    assert_eq!(i2p_target("127.0.0.1", None), None);
-    // the helper replaces a name, never a b32 address
     let helped = Some(Target::Destination(dest.clone()));
+    let name = Target::Name("site.i2p".to_owned());
     assert_eq!(
-        i2p_target("site.i2p", helped.clone()),
-        Some(Target::Destination(dest))
+        with_helper(name.clone(), helped.clone()),
+        Target::Destination(dest.clone())
     );
-    assert_eq!(i2p_target(&b32, helped), Some(Target::Name(b32.clone())));
+    assert_eq!(with_helper(name.clone(), None), name);
+    let b32 = Target::Name(format!("{}.b32.i2p", "a".repeat(52)));
+    assert_eq!(with_helper(b32.clone(), helped.clone()), b32);
+    let full = Target::Destination(b64_destination());
+    assert_eq!(with_helper(full.clone(), helped), full);
 }
 
 #[test]
