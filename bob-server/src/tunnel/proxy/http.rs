@@ -82,7 +82,8 @@ use crate::backend::{BoxStream, Target};
 pub(crate) const KEEP_HEADERS_OPTION: &str = "bob.http.keepheaders";
 
 /// Largest request head (request line and headers) accepted, in bytes; hyper answers
-/// `431` beyond it. Also the read buffer bound of the upstream response head.
+/// `431` beyond it. Also the bound of an upstream response head, and of hyper's read
+/// buffers (`max_buf_size`, which alone is not exact: a read may overshoot it).
 pub(crate) const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// Most headers in one request or response head.
@@ -174,6 +175,7 @@ pub(crate) async fn serve(socket: TcpStream, proxy: ProxyContext) {
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_REQUEST_HEAD)
         .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_REQUEST_HEAD)
         .serve_connection(TokioIo::new(socket), service)
         .with_upgrades()
         .await;
@@ -381,6 +383,7 @@ async fn forward(
     let (mut sender, connection) = client::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
         .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_REQUEST_HEAD)
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
         .await
         .map_err(|e| Refusal::BadGateway {
@@ -434,6 +437,7 @@ async fn outproxy_tunnel(
     let (mut sender, connection) = client::Builder::new()
         .max_buf_size(MAX_REQUEST_HEAD)
         .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_REQUEST_HEAD)
         .handshake::<_, ProxyBody>(TokioIo::new(socket))
         .await
         .map_err(bad_gateway)?;
