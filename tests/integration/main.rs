@@ -12,6 +12,7 @@ mod hostile;
 mod lifecycle;
 mod multi;
 mod proxy_http;
+mod proxy_socks;
 mod relay_bounded;
 mod sam_bob_i2pd;
 mod sam_fake_router;

@@ -41,6 +41,11 @@ use crate::backend::{BoxStream, CoreError, Options, Target};
 pub(super) mod http;
 pub(super) mod socks;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use socks::{
+    handshake_for_fuzzing as socks_handshake_for_fuzzing, handshake_limit as socks_handshake_limit,
+};
+
 /// Serial numbers for proxy connections, for log spans.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -51,16 +56,6 @@ pub(crate) enum Protocol {
     Socks,
     /// an HTTP proxy: absolute-form requests and `CONNECT` ([`http`])
     Http,
-}
-
-impl Protocol {
-    /// The name in `status`'s `PROXYTYPE:` field (i2pd's).
-    pub(crate) fn status_name(self) -> &'static str {
-        match self {
-            Self::Socks => "SOCKS",
-            Self::Http => "HTTPPROXY",
-        }
-    }
 }
 
 /// What a proxy tunnel takes from its spec besides the session: snapshotted at start.
@@ -151,6 +146,10 @@ impl ProxyContext {
     }
 
     /// The value of tunnel option `key` (the last one set wins).
+    #[allow(
+        dead_code,
+        reason = "for the HTTP proxy handler's settings (branch http)"
+    )]
     pub(crate) fn option(&self, key: &str) -> Option<&str> {
         self.settings
             .options
@@ -241,6 +240,7 @@ impl ProxyContext {
 
     /// Counts `n` bytes the handler itself wrote from the stream to the client:
     /// `bytes_in`.
+    #[allow(dead_code, reason = "for the HTTP proxy handler (branch http)")]
     pub(crate) fn count_received(&self, n: usize) {
         self.tunnel
             .stats
