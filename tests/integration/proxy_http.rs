@@ -127,6 +127,32 @@ async fn curl(args: &[&str]) -> (u16, String) {
     (code, body.to_owned())
 }
 
+/// The value of `name=` in a `stats` reply.
+fn counter(stats: &str, name: &str) -> u64 {
+    stats
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix(&format!("{name}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {stats}"))
+}
+
+/// Polls `stats px` until it counts `failed` failures (a connection closed by the
+/// server is counted just after the close the client sees).
+async fn wait_failed(bob: &mut BobClient, failed: u64) {
+    within("stats px failed count", async {
+        loop {
+            let stats = bob.cmd("stats px").await;
+            let now = counter(&stats, "failed");
+            assert!(now <= failed, "{stats}");
+            if now == failed {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn status_names_the_proxy_type() {
     let mut setup = setup(&[]).await;
@@ -206,6 +232,16 @@ async fn keepheaders_option_keeps_them() {
 }
 
 #[tokio::test]
+async fn a_bad_keepheaders_value_answers_500_naming_it() {
+    let setup = setup(&["bob.http.keepheaders=maybe"]).await;
+    let url = format!("http://{}/", setup.site_b32);
+    let (code, body) = curl(&["-x", &setup.proxy(), &url]).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("bob.http.keepheaders"), "{body}");
+    setup.server.stop().await;
+}
+
+#[tokio::test]
 async fn connect_tunnels_raw_bytes() {
     let setup = setup(&[]).await;
     let url = format!("http://{}/in-tunnel", setup.site_b32);
@@ -237,7 +273,8 @@ async fn a_mebibyte_through_get_and_connect() {
         );
     }
     let stats = setup.bob.cmd("stats px").await;
-    assert!(stats.starts_with("OK"), "{stats}");
+    assert!(stats.contains(" failed=0 "), "{stats}");
+    assert!(counter(&stats, "bytes_in") >= 2 << 20, "{stats}");
     setup.server.stop().await;
 }
 
@@ -267,6 +304,9 @@ async fn failures_are_error_pages() {
     let big = format!("X-Big: {}", "a".repeat(70 * 1024));
     let (code, _) = curl(&["-x", &proxy, "-H", &big, "http://x.i2p/"]).await;
     assert_eq!(code, 431, "oversized head");
+    // every error page and hyper's own 431 count as failures
+    let mut setup = setup;
+    wait_failed(&mut setup.bob, 6).await;
     setup.server.stop().await;
 }
 
@@ -313,6 +353,8 @@ async fn a_slow_client_is_closed() {
         closed.is_ok(),
         "an unfinished head kept the connection open"
     );
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    wait_failed(&mut bob, 1).await;
     server.stop().await;
 }
 
@@ -330,4 +372,93 @@ async fn stop_closes_the_listener() {
         .await
         .expect("the proxy's port is free again after stop");
     setup.server.stop().await;
+}
+
+/// An upstream HTTP proxy for the outproxy test: answers absolute-form requests with
+/// `OUTPROXY METHOD URI` and the headers it saw; accepts `CONNECT` and then serves the
+/// echo web server's answers on the tunnelled connection.
+async fn fake_outproxy() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|mut request: Request<Incoming>| async move {
+                    if request.method() == hyper::Method::CONNECT {
+                        let upgrade = hyper::upgrade::on(&mut request);
+                        tokio::spawn(async move {
+                            if let Ok(upgraded) = upgrade.await {
+                                let _ = http1::Builder::new()
+                                    .serve_connection(upgraded, service_fn(echo_inside))
+                                    .await;
+                            }
+                        });
+                        return Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())));
+                    }
+                    let mut seen =
+                        format!("OUTPROXY {} {}\n", request.method(), request.uri()).into_bytes();
+                    for (name, value) in request.headers() {
+                        seen.extend_from_slice(name.as_str().as_bytes());
+                        seen.extend_from_slice(b": ");
+                        seen.extend_from_slice(value.as_bytes());
+                        seen.push(b'\n');
+                    }
+                    Ok(Response::new(Full::new(Bytes::from(seen))))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// What the outproxy serves inside a CONNECT tunnel.
+async fn echo_inside(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let text = format!("INSIDE {} {}\n", request.method(), request.uri());
+    Ok(Response::new(Full::new(Bytes::from(text))))
+}
+
+#[tokio::test]
+async fn clearnet_hosts_go_to_the_outproxy_when_set() {
+    let outproxy = fake_outproxy().await;
+    let server = start_server(Dialect::Java).await;
+    let mut bob = server.client().await;
+    bob.new_tunnel("px").await;
+    bob.expect(
+        "settunneltype httpproxy",
+        "OK tunnel type set to HTTP proxy",
+    )
+    .await;
+    bob.expect("outhost 127.0.0.1", "OK outhost set").await;
+    bob.expect(&format!("outport {outproxy}"), "OK outbound port set")
+        .await;
+    let port = bob.start_inbound().await;
+    bob.wait_status("px", "RUNNING: true").await;
+    let proxy = format!("http://127.0.0.1:{port}");
+
+    let (code, body) = curl(&[
+        "-x",
+        &proxy,
+        "-A",
+        "secret-agent/1.0",
+        "-H",
+        "Referer: http://me.example/",
+        "http://example.com/page",
+    ])
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.starts_with("OUTPROXY GET http://example.com/page\n"),
+        "absolute form to the outproxy: {body}"
+    );
+    assert!(body.contains("user-agent: MYOB/6.66 (AN/ON)"), "{body}");
+    assert!(!body.contains("referer"), "{body}");
+
+    let (code, body) = curl(&["-p", "-x", &proxy, "http://example.com/tls"]).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, "INSIDE GET /tls\n");
+    server.stop().await;
 }

@@ -183,6 +183,10 @@ pub(crate) async fn serve(socket: TcpStream, proxy: ProxyContext) {
         if e.is_timeout() {
             conn.proxy.count_failure();
             tracing::debug!("closing: no complete request head within the timeout");
+        } else if e.is_parse() || e.is_parse_too_large() {
+            // hyper has answered 400/431/414 itself
+            conn.proxy.count_failure();
+            tracing::debug!(error = %e, "closing: malformed or oversized request");
         } else {
             tracing::debug!(error = %e, "HTTP connection ended with an error");
         }
