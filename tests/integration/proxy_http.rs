@@ -212,6 +212,29 @@ async fn get_strips_identifying_headers_and_goes_out_in_origin_form() {
 }
 
 #[tokio::test]
+async fn posts_and_kept_alive_connections() {
+    let setup = setup(&[]).await;
+    let proxy = setup.proxy();
+    let url = format!("http://{}/form", setup.site_b32);
+    let (code, body) = curl(&["-x", &proxy, "--data-binary", "a=1&b=2", &url]).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("POST /form\n"), "{body}");
+    assert!(body.contains("content-length: 7\n"), "{body}");
+    // two URLs in one curl run share one connection to the proxy: both answers
+    // arrive, and the tunnel has accepted two connections in all
+    let first = format!("http://{}/one", setup.site_b32);
+    let second = format!("http://{}/two", setup.site_b32);
+    let (code, body) = curl(&["-x", &proxy, &first, &second]).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("GET /one\n"), "{body}");
+    assert!(body.contains("GET /two\n"), "{body}");
+    let mut setup = setup;
+    let stats = setup.bob.cmd("stats px").await;
+    assert_eq!(counter(&stats, "accepted"), 2, "{stats}");
+    setup.server.stop().await;
+}
+
+#[tokio::test]
 async fn keepheaders_option_keeps_them() {
     let setup = setup(&["bob.http.keepheaders=true"]).await;
     let url = format!("http://{}/", setup.site_b32);
