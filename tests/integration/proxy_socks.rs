@@ -555,3 +555,46 @@ async fn upstream_socks5() -> SocketAddr {
     });
     addr
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_handshake_timeout_in_paused_time() {
+    use bob_server::tunnel::{RunningTunnel, StartControl, TunnelKind, TunnelLimits, TunnelSpec};
+    let limits = TunnelLimits {
+        first_line_timeout: Duration::from_secs(60),
+        ..TunnelLimits::default()
+    };
+    let spec = TunnelSpec {
+        nickname: "sx".to_owned(),
+        keys: keys(),
+        options: Vec::new(),
+        server_options: Vec::new(),
+        inbound: Some(crate::support::local(0)),
+        outbound: None,
+        quiet: false,
+    };
+    let core: Arc<dyn StreamingCore> = Arc::new(LocalCore::new());
+    let tunnel = RunningTunnel::start_with(
+        TunnelKind::Socks,
+        core,
+        spec,
+        limits,
+        StartControl::detached(),
+    )
+    .await
+    .expect("SOCKS tunnel starts");
+    let mut socket = TcpStream::connect(tunnel.inbound_addr().unwrap())
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    socket.write_all(&[5, 1]).await.unwrap();
+    let mut rest = Vec::new();
+    socket.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(tunnel.stats().snapshot().failed, 1);
+    tunnel.stop().await;
+}
