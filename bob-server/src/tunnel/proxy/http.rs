@@ -18,6 +18,13 @@
 //!   [`crate::backend::ByteStream::relay`] on the application's own socket (hyper hands
 //!   it back after the upgrade, with any bytes it had read ahead). The port is not
 //!   used: streams have no ports on every backend.
+//! - **Hosts outside I2P** go to the tunnel's outproxy (`outhost:outport`, an upstream
+//!   HTTP proxy) when it has one: absolute-form requests are sent to it in absolute form
+//!   with the same header clean-up, a `CONNECT` is asked of it (through hyper's client)
+//!   and relayed once it answers `2xx`. Without one they get a `403` page.
+//!
+//! The tunnel side (session wait, connect, outproxy connection, relay, counters) is
+//! the shared [`super::ProxyContext`]; [`serve`] is this protocol's handler.
 //!
 //! # Headers
 //! Hop-by-hop headers (`Connection` and the headers it names, `Proxy-Connection`,
@@ -41,11 +48,14 @@
 //! # Errors
 //! The application always gets an HTTP answer, as an HTML page naming the host:
 //! `400` for a request that is not a proxy request (origin-form, `https://` in
-//! absolute form, a bad address helper), `403` for a host outside I2P (there is no
-//! outproxy), `404` for a name no naming source knows, `504` for a destination that
-//! cannot be reached or does not answer in time, `502` for an upstream that breaks
-//! the exchange, `503` when the tunnel's session is not (or no longer) up. Request
-//! heads over [`MAX_REQUEST_HEAD`] bytes get hyper's `431`, malformed ones `400`.
+//! absolute form, a bad address helper), `403` for a host outside I2P without an
+//! outproxy, `404` for a name no naming source knows, `504` for a destination that
+//! cannot be reached or does not answer in time, `502` for an upstream (or outproxy)
+//! that breaks the exchange, `503` when the tunnel's session is not (or no longer) up,
+//! `500` for a bad `bob.http.keepheaders` value. Request heads over
+//! [`MAX_REQUEST_HEAD`] bytes get hyper's `431`, malformed ones `400`. Every error page
+//! (and hyper's own answers, and a header timeout) counts as a failure in the tunnel's
+//! counters.
 //!
 //! # Limits
 //! A request head must arrive within the tunnel's first-line timeout (hyper's header
