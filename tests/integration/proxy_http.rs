@@ -255,13 +255,23 @@ async fn keepheaders_option_keeps_them() {
 }
 
 #[tokio::test]
-async fn a_bad_keepheaders_value_answers_500_naming_it() {
-    let setup = setup(&["bob.http.keepheaders=maybe"]).await;
-    let url = format!("http://{}/", setup.site_b32);
-    let (code, body) = curl(&["-x", &setup.proxy(), &url]).await;
-    assert_eq!(code, 500, "{body}");
-    assert!(body.contains("bob.http.keepheaders"), "{body}");
-    setup.server.stop().await;
+async fn a_bad_keepheaders_value_is_refused_at_start() {
+    let server = start_server(Dialect::Java).await;
+    let mut bob = server.client().await;
+    bob.new_tunnel("px").await;
+    bob.expect(
+        "settunneltype httpproxy",
+        "OK tunnel type set to HTTP proxy",
+    )
+    .await;
+    let reply = bob.cmd("option bob.http.keepheaders=maybe").await;
+    assert!(reply.starts_with("OK"), "{reply}");
+    bob.expect("inport 4", "OK inbound port set").await;
+    assert_eq!(
+        bob.cmd("start").await,
+        "ERROR starting tunnel: bob.http.keepheaders must be true or false, not \"maybe\"\n"
+    );
+    server.stop().await;
 }
 
 #[tokio::test]

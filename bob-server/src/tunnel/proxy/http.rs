@@ -52,7 +52,8 @@
 //! outproxy, `404` for a name no naming source knows, `504` for a destination that
 //! cannot be reached or does not answer in time, `502` for an upstream (or outproxy)
 //! that breaks the exchange, `503` when the tunnel's session is not (or no longer) up,
-//! `500` for a bad `bob.http.keepheaders` value. Request heads over
+//! `500` for a bad `bob.http.keepheaders` value (normally refused at `start` by
+//! [`check_options`]). Request heads over
 //! [`MAX_REQUEST_HEAD`] bytes get hyper's `431`, malformed ones `400`. Every error page
 //! (and hyper's own answers, and a header timeout) counts as a failure in the tunnel's
 //! counters.
@@ -144,6 +145,21 @@ impl HttpSettings {
     }
 }
 
+/// Checks a starting HTTP proxy tunnel's `bob.*` options (the last value of each wins,
+/// as [`ProxyContext::option`] reads them), so that a bad value is `ERROR starting
+/// tunnel: …` rather than a tunnel that answers every request with a `500` page.
+///
+/// # Errors
+/// See [`HttpSettings::from_option`].
+pub(crate) fn check_options(options: &[(String, String)]) -> Result<(), BadHttpOption> {
+    let keep = options
+        .iter()
+        .rev()
+        .find(|(key, _)| key == KEEP_HEADERS_OPTION)
+        .map(|(_, value)| value.as_str());
+    HttpSettings::from_option(keep).map(drop)
+}
+
 /// The body type of every answer: an upstream body passed through, or a page.
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -158,9 +174,10 @@ struct PendingTunnel {
 /// One application connection as its requests see it.
 struct Conn {
     proxy: ProxyContext,
-    /// the tunnel's `bob.http.*` settings, or what is wrong with them (every request
-    /// then gets a `500` page naming the option: never a silent fallback that could
-    /// leak headers the user meant to strip, or strip ones they meant to keep)
+    /// the tunnel's `bob.http.*` settings, or what is wrong with them (checked at
+    /// `start` by [`check_options`]; should a bad value get here anyway, every request
+    /// gets a `500` page naming the option: never a silent fallback that could leak
+    /// headers the user meant to strip, or strip ones they meant to keep)
     settings: Result<HttpSettings, BadHttpOption>,
     /// set by a successful CONNECT; taken once hyper lets go of the socket
     pending: Mutex<Option<PendingTunnel>>,

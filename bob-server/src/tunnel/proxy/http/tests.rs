@@ -30,6 +30,34 @@ fn options_give_settings() {
 }
 
 #[test]
+fn options_are_checked_at_start() {
+    let options = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert_eq!(check_options(&[]), Ok(()));
+    assert_eq!(
+        check_options(&options(&[
+            ("bob.udp.dest", "x"),
+            (KEEP_HEADERS_OPTION, "true")
+        ])),
+        Ok(())
+    );
+    // the last value wins, as in the handler
+    assert_eq!(
+        check_options(&options(&[
+            (KEEP_HEADERS_OPTION, "bad"),
+            (KEEP_HEADERS_OPTION, "false")
+        ])),
+        Ok(())
+    );
+    let err = check_options(&options(&[(KEEP_HEADERS_OPTION, "maybe")])).unwrap_err();
+    assert_eq!(err.option, KEEP_HEADERS_OPTION);
+}
+
+#[test]
 fn the_helper_replaces_names_only() {
     let dest = b64_destination();
     let helped = Some(Target::Destination(dest.clone()));
