@@ -15,8 +15,8 @@ CI=${CI:-false}
 # What the tests need from the system: i2pd (real-router tests), netcat (the nc-client
 # example), Python 3 with `cryptography` (keytools' second implementation of registration
 # lines, offline blobs and b33), chromium (the status page in a headless browser) and
-# pkg-config with libssl-dev (the embedded router's build), curl (the SOCKS proxy tunnel
-# tests drive a real SOCKS client).
+# pkg-config with libssl-dev (the embedded router's build), curl (the SOCKS and HTTP proxy
+# tunnel tests drive a real SOCKS and HTTP proxy client).
 # Installed with apt-get when missing and we run as root.
 MISSING=()
 command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
@@ -37,7 +37,7 @@ fi
 
 # The proxy tunnel tests fail (never skip) without curl, CI or not.
 if ! command -v curl >/dev/null 2>&1; then
-    echo "ERROR: curl is needed by the SOCKS proxy tunnel tests (apt-get install curl)" >&2
+    echo "ERROR: curl is needed by the SOCKS and HTTP proxy tunnel tests (apt-get install curl)" >&2
     exit 1
 fi
 

@@ -963,3 +963,74 @@ inbound = "127.0.0.1:{socks_port}"
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_http_proxy_tunnel_from_the_tunnels_file() {
+    let dir = scratch_dir("httpboot");
+    let echo = echo_server().await;
+    let proxy_port = free_port();
+    let file = write(
+        &dir,
+        "tunnels.toml",
+        &format!(
+            r#"
+[[tunnel]]
+name = "srv"
+keys = "srv.keys"
+outbound = "127.0.0.1:{echo}"
+quiet = true
+
+[[tunnel]]
+name = "px"
+keys = "px.keys"
+type = "http-proxy"
+inbound = "127.0.0.1:{proxy_port}"
+[tunnel.options]
+"bob.http.keepheaders" = "false"
+"#
+        ),
+    );
+    let (mut child, addr, _log, _err) = spawn_until(
+        bob().args(["--tunnels", s(&file)]),
+        "bob-server tunnels ready",
+    )
+    .await;
+    let srv = bob_server::storage::keyfile::read_key_file(&dir.join("srv.keys")).unwrap();
+    let b32 = srv.destination().b32();
+    // CONNECT to the server tunnel's b32, then a line to echo
+    let mut app = TcpStream::connect(("127.0.0.1", proxy_port))
+        .await
+        .expect("the HTTP proxy tunnel listens");
+    let request = format!("CONNECT {b32}:80 HTTP/1.1\r\nHost: {b32}:80\r\n\r\n");
+    app.write_all(request.as_bytes()).await.unwrap();
+    let mut app = BufReader::new(app);
+    let mut status = String::new();
+    within("CONNECT reply", app.read_line(&mut status))
+        .await
+        .unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK\r\n");
+    loop {
+        let mut header = String::new();
+        within("CONNECT reply head", app.read_line(&mut header))
+            .await
+            .unwrap();
+        if header == "\r\n" {
+            break;
+        }
+    }
+    app.get_mut()
+        .write_all(b"hello via CONNECT\n")
+        .await
+        .unwrap();
+    let mut echoed = String::new();
+    within("echo", app.read_line(&mut echoed)).await.unwrap();
+    assert_eq!(echoed, "hello via CONNECT\n");
+    let mut c = control(&addr).await;
+    let px = command(&mut c, "status px").await;
+    assert!(
+        px.contains("RUNNING: true") && px.ends_with(" PROXYTYPE: HTTPPROXY\n"),
+        "{px}"
+    );
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,8 +1,9 @@
 //! The README's walk-through, replayed against the `bob-server` binary: every command of
-//! its two control sessions is sent as written and every reply compared with the one the
+//! its three control sessions is sent as written and every reply compared with the one the
 //! README shows; then a request goes through the client tunnel as the README says (the
 //! destination as the first line) and must reach the "web server" as plain HTTP, which is
-//! what `quiet true` is there for.
+//! what `quiet true` is there for; and `curl` through the HTTP proxy tunnel of step 3
+//! must get the same page.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -131,15 +132,19 @@ async fn the_readme_walk_through_works_as_written() {
     let blocks = sessions(&readme);
     assert_eq!(
         blocks.len(),
-        2,
-        "the walk-through's two sessions: {blocks:#?}"
+        3,
+        "the walk-through's three sessions: {blocks:#?}"
     );
-    let (server_side, client_side) = (&blocks[0], &blocks[1]);
+    let (server_side, client_side, proxy_side) = (&blocks[0], &blocks[1], &blocks[2]);
     assert!(
         server_side.iter().any(|l| l == "quiet true"),
         "{server_side:?}"
     );
-    for (block, command) in [(server_side, "outport 8080"), (client_side, "inport 8081")] {
+    for (block, command) in [
+        (server_side, "outport 8080"),
+        (client_side, "inport 8081"),
+        (proxy_side, "inport 4444"),
+    ] {
         assert!(block.iter().any(|l| l == command), "{command}: {block:?}");
     }
     // The README's own command lines, which the test runs with other ports.
@@ -147,23 +152,36 @@ async fn the_readme_walk_through_works_as_written() {
         "python3 -m http.server --bind 127.0.0.1 --directory /tmp/site 8080 &",
         "nc 127.0.0.1 2827",
         "| nc -N 127.0.0.1 8081",
+        "curl -x http://127.0.0.1:4444 \"http://web.i2p/?i2paddresshelper=$DEST\"",
     ] {
         assert!(readme.contains(needle), "README: {needle}");
     }
 
-    // The "web server": answers one request, and checks that it starts as HTTP.
+    // The "web server": answers two requests (step 2's and step 3's) and reports the
+    // request line of each, to check that it starts as HTTP.
     let web = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let web_port = web.local_addr().unwrap().port();
-    let served = tokio::spawn(async move {
-        let (sock, _) = web.accept().await.unwrap();
-        let mut sock = BufReader::new(sock);
-        let mut first = String::new();
-        sock.read_line(&mut first).await.unwrap();
-        sock.get_mut()
-            .write_all(b"HTTP/1.0 200 OK\r\n\r\nhello from I2P\n")
-            .await
-            .unwrap();
-        first
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for _ in 0..2 {
+            let (sock, _) = web.accept().await.unwrap();
+            let mut sock = BufReader::new(sock);
+            let mut first = String::new();
+            sock.read_line(&mut first).await.unwrap();
+            // the whole head is read before answering: closing with unread input
+            // would reset the connection under the answer
+            loop {
+                let mut line = String::new();
+                if sock.read_line(&mut line).await.unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            sock.get_mut()
+                .write_all(b"HTTP/1.0 200 OK\r\n\r\nhello from I2P\n")
+                .await
+                .unwrap();
+            let _ = seen_tx.send(first);
+        }
     });
 
     let mut server = Command::new(BIN)
@@ -222,10 +240,45 @@ async fn the_readme_walk_through_works_as_written() {
         .await
         .unwrap();
     assert_eq!(response, "HTTP/1.0 200 OK\r\n\r\nhello from I2P\n");
-    let first = within("the web server's request", served).await.unwrap();
+    let first = within("the web server's request", seen.recv())
+        .await
+        .unwrap();
     assert_eq!(
         first, "GET / HTTP/1.0\r\n",
         "quiet: plain HTTP, no peer line"
+    );
+
+    // step 3: the HTTP proxy tunnel, then curl with the address helper
+    let mut proxy_port = None;
+    for _ in 0..5 {
+        let port = free_port();
+        match replay(&addr, proxy_side, &[(4444, port)]).await {
+            Ok(_) => {
+                proxy_port = Some(port);
+                break;
+            }
+            Err(m) if m.command == "start" && m.got.starts_with("ERROR starting tunnel") => {}
+            Err(m) => panic!("README proxy side: {m}"),
+        }
+    }
+    let proxy_port = proxy_port.expect("a free port for the proxy tunnel");
+    let curl = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "20", "-x"])
+        .arg(format!("http://127.0.0.1:{proxy_port}"))
+        .arg(format!("http://web.i2p/?i2paddresshelper={}", site[0]))
+        .kill_on_drop(true)
+        .output();
+    let output = within("curl through the proxy tunnel", curl)
+        .await
+        .expect("curl runs (scripts/test.sh installs it)");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello from I2P\n");
+    let first = within("the web server's second request", seen.recv())
+        .await
+        .unwrap();
+    assert_eq!(
+        first, "GET / HTTP/1.1\r\n",
+        "origin form, the address helper removed"
     );
     server.kill().await.unwrap();
 }

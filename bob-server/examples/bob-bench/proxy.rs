@@ -1,9 +1,12 @@
-//! Benchmark `proxy`: an HTTP GET of 1 MiB through a SOCKS proxy tunnel, against the
-//! same GET through a plain BOB client tunnel and straight to the web server, same run.
+//! Benchmark `proxy`: an HTTP GET of 1 MiB through a SOCKS and an HTTP proxy tunnel,
+//! against the same GET through a plain BOB client tunnel and straight to the web
+//! server, same run.
 //!
 //! Each request is a new connection: connect, the path's own set-up (nothing; BOB's
 //! destination line; the SOCKS5 greeting and CONNECT, waiting for each reply as curl
-//! does), `GET /`, read the 1 MiB body to the server's close. Reported per path: the
+//! does; for the HTTP proxy, the request itself in absolute form: the proxy parses it,
+//! opens the stream, forwards it in origin form and passes the response back through
+//! hyper), `GET /`, read the 1 MiB body to the server's close. Reported per path: the
 //! set-up latency (connect to the first response byte) and the throughput of the whole
 //! request (from the median request time), with ratios against the BOB client tunnel.
 //! The paths take turns request by request, so load from elsewhere hits them alike.
@@ -31,6 +34,8 @@ enum Path {
     Bob(SocketAddr, String),
     /// a SOCKS5 proxy tunnel: CONNECT to the name
     Socks(SocketAddr, String),
+    /// an HTTP proxy tunnel: `GET http://name/` (HTTP/1.0: the proxy closes after it)
+    Http(SocketAddr, String),
 }
 
 impl Path {
@@ -39,6 +44,7 @@ impl Path {
             Self::Direct(_) => "direct",
             Self::Bob(..) => "BOB client tunnel",
             Self::Socks(..) => "SOCKS5 tunnel",
+            Self::Http(..) => "HTTP proxy tunnel",
         }
     }
 }
@@ -74,7 +80,7 @@ async fn web_sink() -> Res<SocketAddr> {
 async fn one_get(path: &Path) -> Res<(Duration, Duration)> {
     let started = Instant::now();
     let target = match path {
-        Path::Direct(a) | Path::Bob(a, _) | Path::Socks(a, _) => *a,
+        Path::Direct(a) | Path::Bob(a, _) | Path::Socks(a, _) | Path::Http(a, _) => *a,
     };
     let mut s = TcpStream::connect(target).await?;
     s.set_nodelay(true)?;
@@ -103,6 +109,10 @@ async fn one_get(path: &Path) -> Res<(Duration, Duration)> {
                 return Err(format!("SOCKS reply code {}", reply[1]).into());
             }
             s.write_all(get).await?;
+        }
+        Path::Http(_, host) => {
+            let get = format!("GET http://{host}/ HTTP/1.0\r\nHost: {host}\r\n\r\n");
+            s.write_all(get.as_bytes()).await?;
         }
     }
     let mut buf = vec![0u8; 64 * 1024];
@@ -139,12 +149,13 @@ async fn run(paths: &[Path], count: usize) -> Res<Vec<(Vec<Duration>, Vec<Durati
     Ok(out)
 }
 
-/// Starts a SOCKS tunnel on a free port; returns its address.
-async fn socks_tunnel(server: SocketAddr) -> Res<SocketAddr> {
+/// Starts a proxy tunnel of `kind` (`socks`, `httpproxy`) on a free port; returns its
+/// address.
+async fn proxy_tunnel(server: SocketAddr, kind: &str) -> Res<SocketAddr> {
     let mut bob = Bob::connect(server).await?;
-    bob.ok("setnick socks-proxy").await?;
+    bob.ok(&format!("setnick {kind}-proxy")).await?;
     bob.ok("newkeys").await?;
-    bob.ok("settunneltype socks").await?;
+    bob.ok(&format!("settunneltype {kind}")).await?;
     bob.ok("inhost 127.0.0.1").await?;
     let mut last = None;
     for _ in 0..20 {
@@ -155,18 +166,20 @@ async fn socks_tunnel(server: SocketAddr) -> Res<SocketAddr> {
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| "could not start the SOCKS tunnel".into()))
+    Err(last.unwrap_or_else(|| format!("could not start the {kind} tunnel").into()))
 }
 
 pub(crate) async fn bench_proxy(server: &ServerProc) -> Res<()> {
     let web = web_sink().await?;
     let (inport, dest) = tunnel_pair(server.addr, web, true, "proxy").await?;
     let b32 = keytools::verify_bob(&dest)?.b32();
-    let socks = socks_tunnel(server.addr).await?;
+    let socks = proxy_tunnel(server.addr, "socks").await?;
+    let http = proxy_tunnel(server.addr, "httpproxy").await?;
     let paths = [
         Path::Direct(web),
         Path::Bob(inport, dest),
-        Path::Socks(socks, b32),
+        Path::Socks(socks, b32.clone()),
+        Path::Http(http, b32),
     ];
     println!(
         "\n## proxy: HTTP GET of 1 MiB per connection, {REQUESTS} per path, paths interleaved"
@@ -199,21 +212,21 @@ pub(crate) async fn bench_proxy(server: &ServerProc) -> Res<()> {
             Path::Direct(_) => "direct",
             Path::Bob(..) => "bob",
             Path::Socks(..) => "socks",
+            Path::Http(..) => "http",
         };
         fields.push((format!("{key}_setup_p50_us"), p50.as_micros().to_string()));
         fields.push((format!("{key}_mib_s"), format!("{mib:.1}")));
     }
-    fields.push((
-        "socks_vs_bob_mib_s".to_owned(),
-        format!("{:.3}", rate(&results[2].1) / bob_rate),
-    ));
-    fields.push((
-        "socks_vs_bob_setup".to_owned(),
-        format!(
-            "{:.3}",
-            percentile(&results[2].0, 0.5).as_secs_f64() / bob_p50
-        ),
-    ));
+    for (key, (setup, total)) in [("socks", &results[2]), ("http", &results[3])] {
+        fields.push((
+            format!("{key}_vs_bob_mib_s"),
+            format!("{:.3}", rate(total) / bob_rate),
+        ));
+        fields.push((
+            format!("{key}_vs_bob_setup"),
+            format!("{:.3}", percentile(setup, 0.5).as_secs_f64() / bob_p50),
+        ));
+    }
     let fields: Vec<(&str, String)> = fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))

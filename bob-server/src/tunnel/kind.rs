@@ -133,6 +133,10 @@ impl TunnelKind {
                         self.title()
                     )));
                 }
+                if self == Self::HttpProxy {
+                    proxy::http::check_options(&spec.server_options)
+                        .map_err(|e| StartError::Settings(e.to_string()))?;
+                }
                 let tunnel = RunningTunnel::start_with(self, core, spec, limits, control).await?;
                 Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
             }),

@@ -146,10 +146,6 @@ impl ProxyContext {
     }
 
     /// The value of tunnel option `key` (the last one set wins).
-    #[allow(
-        dead_code,
-        reason = "for the HTTP proxy handler's settings (branch http)"
-    )]
     pub(crate) fn option(&self, key: &str) -> Option<&str> {
         self.settings
             .options
@@ -240,7 +236,6 @@ impl ProxyContext {
 
     /// Counts `n` bytes the handler itself wrote from the stream to the client:
     /// `bytes_in`.
-    #[allow(dead_code, reason = "for the HTTP proxy handler (branch http)")]
     pub(crate) fn count_received(&self, n: usize) {
         self.tunnel
             .stats
