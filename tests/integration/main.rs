@@ -9,6 +9,7 @@ mod control_burst;
 mod faults;
 mod harden;
 mod hostile;
+mod i2pd_lifecycle;
 mod lifecycle;
 mod multi;
 mod relay_bounded;
