@@ -7,15 +7,14 @@
 //! ([`ByteStream::relay`]), so a backend with a faster data path than
 //! `AsyncRead`/`AsyncWrite` copying keeps it behind this seam.
 //!
-//! # Datagrams (not yet)
-//! Every tunnel kind today is a stream kind ([`crate::tunnel::TunnelKind`]). UDP
-//! tunnels will need repliable and raw datagrams (SAM `STYLE=DATAGRAM`/`RAW`, or the
-//! embedded router's), which do not fit [`Session`]: that seam goes beside
-//! [`StreamingCore`] here, as a second object-safe trait that a backend may implement
-//! (a `DatagramCore` whose sessions send to and receive from destinations), and the
-//! datagram kind's arm of `TunnelKind::run` drives it. Nothing else changes: the
-//! registry, the service and the control code see only the tunnel's kind.
+//! # Datagrams
+//! UDP tunnels need repliable and raw datagrams (SAM `STYLE=DATAGRAM`/`RAW`, or the
+//! embedded router's), which do not fit [`Session`]: that seam is [`datagram`], a
+//! second object-safe trait that a backend offers through
+//! [`StreamingCore::datagrams`]. The registry, the service and the control code see
+//! only the tunnel's kind.
 
+pub mod datagram;
 pub mod embedded;
 pub mod relay;
 pub mod sam;
@@ -145,6 +144,12 @@ pub trait StreamingCore: Send + Sync + fmt::Debug + 'static {
 
     /// Resolves a `.b32.i2p` address, a host name or a base64 destination without a session.
     fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>>;
+
+    /// The backend's datagram side, when it can carry datagrams (UDP tunnels); `None`
+    /// (the default) makes starting a UDP tunnel fail with a clear error.
+    fn datagrams(&self) -> Option<&dyn datagram::DatagramCore> {
+        None
+    }
 }
 
 /// One tunnel's presence on the network.
