@@ -250,6 +250,11 @@ impl Registry {
         self.max_bytes
     }
 
+    /// The bytes the entries count against the cap now.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// Most properties one entry may hold: the one formula
     /// [`bob_codec::types::max_properties`] over this registry's defaults.
     pub fn max_properties(&self) -> usize {
