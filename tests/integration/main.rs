@@ -11,6 +11,7 @@ mod harden;
 mod hostile;
 mod i2pd_lifecycle;
 mod lifecycle;
+mod lifecycle_race;
 mod multi;
 mod relay_bounded;
 mod sam_bob_i2pd;

@@ -657,3 +657,32 @@ async fn client_sequences_succeed_on_i2pd() {
     .await;
     server.stop().await;
 }
+
+/// Several clients start, stop and clear the same tunnels at once while their
+/// sessions take [`SESSION_DELAY`] to come up: every command answered within a
+/// client's patience, no tunnel stuck STARTING or STOPPING, everything clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_start_stop_clear_on_a_slow_router() {
+    let router = SlowRouter::start(Creates::Succeed).await;
+    let server = bob_on(router.config(), Duration::from_secs(30)).await;
+    let tunnels = crate::lifecycle_race::racers(3);
+    within_for(
+        SEQUENCE_LIMIT * 3,
+        "the race",
+        crate::lifecycle_race::race(
+            server.addr,
+            &tunnels,
+            4,
+            8,
+            START_WAIT + REPLY_TIMEOUT,
+            SEQUENCE_LIMIT,
+        ),
+    )
+    .await;
+    assert_eq!(
+        router.overlaps(),
+        0,
+        "two sessions with the same keys at once"
+    );
+    server.stop().await;
+}
