@@ -5,11 +5,14 @@
 //! - `whole-file`: the previous format (one `registry.toml` with every tunnel,
 //!   rewritten and fsynced on each change: snapshot, encode, atomic write), kept as
 //!   [`write_legacy_file`] for this comparison and the migration tests;
-//! - `per-tunnel`: the current [`Persister`] (snapshot, compare, write the one changed
-//!   tunnel file).
+//! - `per-tunnel`: one file per tunnel as saved before the registry's change marks
+//!   (snapshot of the whole registry, compare every record with its file, write the one
+//!   changed tunnel file);
+//! - `marked`: the current [`Persister`] (the registry's change marks name the changed
+//!   entry; only its record is taken, compared and written).
 //!
-//! `(snapshot)` is the in-memory part of either way: the registry's snapshot with its
-//! keys encoded, which still grows with the registry.
+//! `(snapshot)` is the in-memory part of the first two: the registry's snapshot with
+//! its keys encoded, which grows with the registry.
 //!
 //! `cargo run --release -p bob-server --example save-cost [-- DIR]` (DIR defaults to a
 //! directory under the system temp dir; use a real disk, not tmpfs, or fsync is free).
@@ -80,7 +83,9 @@ async fn main() {
         .unwrap_or_else(|| {
             std::env::temp_dir().join(format!("bob-save-cost-{}", std::process::id()))
         });
-    println!("profile  tunnels  registry-bytes  whole-file  per-tunnel  ratio  (snapshot)");
+    println!(
+        "profile  tunnels  registry-bytes  whole-file  per-tunnel      marked  per-tunnel/marked  (snapshot)"
+    );
     for large in [false, true] {
         for n in [1usize, 100, 1024] {
             let dir = base.join(format!("{}-{n}", if large { "large" } else { "small" }));
@@ -103,6 +108,23 @@ async fn main() {
                 std::hint::black_box(registry.snapshot().into_records());
             });
 
+            // per-tunnel files, whole snapshot compared on every save (before the marks)
+            let snapshot = registry.snapshot();
+            store
+                .save(snapshot.generation, &snapshot.into_records())
+                .expect("first save");
+            let written = store.files_written();
+            let mut per_tunnel_iters = 0;
+            let per_tunnel = measure(10, |i| {
+                change(&registry, n, i, 20000);
+                let snapshot = registry.snapshot();
+                store
+                    .save(snapshot.generation, &snapshot.into_records())
+                    .expect("per-tunnel save");
+                per_tunnel_iters += 1;
+            });
+            assert_eq!(store.files_written() - written, per_tunnel_iters);
+
             let persister = Persister::new(store.clone(), registry.clone(), 0);
             persister.persist().await.expect("first save");
             let written = store.files_written();
@@ -122,11 +144,12 @@ async fn main() {
                 "one file written per command"
             );
             println!(
-                "{:<8} {n:>7}  {bytes:>14}  {:>10.2?}  {:>10.2?}  {:>5.1}x  ({:.2?})",
+                "{:<8} {n:>7}  {bytes:>14}  {:>10.2?}  {:>10.2?}  {:>10.2?}  {:>16.1}x  ({:.2?})",
                 if large { "large" } else { "small" },
                 before,
+                per_tunnel,
                 after,
-                before.as_secs_f64() / after.as_secs_f64(),
+                per_tunnel.as_secs_f64() / after.as_secs_f64(),
                 snapshot_only
             );
             std::fs::remove_dir_all(&dir).expect("clean up");

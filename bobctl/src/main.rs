@@ -259,6 +259,12 @@ fn side(host: &str, port: Option<u16>) -> String {
     }
 }
 
+/// A `last_error_at` time (seconds since the Unix epoch) as an HTTP date in UTC
+/// ("Mon, 07 Dec 2026 03:14:02 GMT").
+fn when(at: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(at))
+}
+
 fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: bool) {
     if json {
         let mut value = status_json(status);
@@ -273,6 +279,12 @@ fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: 
                     "bytes_out": c.bytes_out,
                 }),
             );
+            if let Some((at, reason)) = &c.last_error {
+                object.insert(
+                    "last_start_error".into(),
+                    serde_json::json!({ "at": at, "reason": reason }),
+                );
+            }
         }
         println!("{value}");
     } else {
@@ -298,6 +310,9 @@ fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: 
                 "conns:    {} accepted, {} active, {} failed\nbytes:    {} in (from I2P), {} out (to I2P)",
                 c.accepted, c.active, c.failed, c.bytes_in, c.bytes_out
             );
+            if let Some((at, reason)) = &c.last_error {
+                println!("error:    start failed {}: {reason}", when(*at));
+            }
         }
     }
 }

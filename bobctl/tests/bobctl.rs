@@ -16,7 +16,7 @@ use bob_testkit::{TestClient as Bob, free_port, within};
 
 mod common;
 
-use common::{TestServer, start_server};
+use common::{TestServer, start_server, start_server_on};
 
 const BOBCTL: &str = env!("CARGO_BIN_EXE_bobctl");
 
@@ -444,6 +444,80 @@ async fn unreachable_and_silent_servers() {
         stderr(&out)
     );
     responder.abort();
+}
+
+/// A start that failed is shown with its reason and time, by `status` in both forms,
+/// and is gone once a start succeeds.
+#[tokio::test]
+async fn status_shows_the_last_start_error() {
+    // a SAM router that is not there: every start fails at once
+    let closed = free_port();
+    let core = bob_server::backend::sam::SamCore::new(bob_server::backend::sam::SamConfig::new(
+        format!("127.0.0.1:{closed}"),
+    ));
+    let server = start_server_on(false, std::sync::Arc::new(core)).await;
+    let human = ok(
+        &server,
+        &[
+            "create",
+            "t",
+            "--newkeys",
+            "--out",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+    )
+    .await;
+    assert!(!human.contains("start"), "{human}");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let err = fails(&server, &["start", "t"], 1).await;
+    assert!(err.contains("ERROR starting tunnel:"), "{err}");
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+
+    let s = json(&server, &["status", "t"]).await;
+    assert_eq!(s["running"], false);
+    let at = s["last_start_error"]["at"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no last_start_error in {s}"));
+    assert!(
+        (before..=after).contains(&at),
+        "{at} not in {before}..={after}"
+    );
+    let reason = s["last_start_error"]["reason"].as_str().unwrap().to_owned();
+    assert!(
+        !reason.is_empty() && err.contains(&reason),
+        "{reason:?} vs {err:?}"
+    );
+
+    let human = ok(&server, &["status", "t"]).await;
+    let line = human
+        .lines()
+        .find(|l| l.starts_with("error:    start failed "))
+        .unwrap_or_else(|| panic!("no error line in {human}"));
+    let date = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(at));
+    assert_eq!(line, format!("error:    start failed {date}: {reason}"));
+    assert!(date.ends_with(" GMT"), "{date}");
+
+    // a tunnel that never failed has no error line or key
+    ok(
+        &server,
+        &[
+            "create",
+            "u",
+            "--newkeys",
+            "--out",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+    )
+    .await;
+    assert!(!ok(&server, &["status", "u"]).await.contains("error:"));
+    let s = json(&server, &["status", "u"]).await;
+    assert!(s.get("last_start_error").is_none(), "{s}");
 }
 
 /// A BOB server that knows `status` but not `stats` (as Java BOB and i2pd).

@@ -63,6 +63,13 @@ struct RouterState {
     by_dest: HashMap<String, String>,
     /// control sockets closed before their `SESSION STATUS` (aborted creations)
     aborted: usize,
+    /// sessions closed by the client (after their `SESSION STATUS`)
+    closed: usize,
+    /// keys (`DESTINATION=`) -> `SESSION CREATE`s under way or sessions open with them
+    holding: HashMap<String, usize>,
+    /// `SESSION CREATE`s for keys another creation or session still held (i2pd shares
+    /// the destination then, and breaks both when one closes)
+    overlaps: usize,
     /// sessions created
     created: usize,
 }
@@ -96,8 +103,46 @@ impl SlowRouter {
         sam
     }
 
-    fn aborted(&self) -> usize {
-        self.state.lock().unwrap().aborted
+    /// Creations given up before their reply, plus sessions closed after it: what the
+    /// router saw of starts that were stopped.
+    fn abandoned(&self) -> usize {
+        let s = self.state.lock().unwrap();
+        s.aborted + s.closed
+    }
+
+    fn overlaps(&self) -> usize {
+        self.state.lock().unwrap().overlaps
+    }
+}
+
+/// Counts a `SESSION CREATE`'s keys as held until dropped.
+struct Holding {
+    state: Arc<Mutex<RouterState>>,
+    keys: String,
+}
+
+impl Holding {
+    fn new(state: &Arc<Mutex<RouterState>>, keys: &str) -> Self {
+        let mut s = state.lock().unwrap();
+        let n = s.holding.entry(keys.to_owned()).or_default();
+        *n += 1;
+        if *n > 1 {
+            s.overlaps += 1;
+        }
+        Self {
+            state: Arc::clone(state),
+            keys: keys.to_owned(),
+        }
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.state.lock()
+            && let Some(n) = s.holding.get_mut(&self.keys)
+        {
+            *n -= 1;
+        }
     }
 }
 
@@ -128,13 +173,18 @@ async fn serve(mut r: BufReader<TcpStream>, state: Arc<Mutex<RouterState>>, crea
     if cmd.starts_with("SESSION CREATE") {
         let id = field(&cmd, "ID").unwrap_or_default().to_owned();
         let keys = field(&cmd, "DESTINATION").unwrap_or_default().to_owned();
+        let _holding = Holding::new(&state, &keys);
         // the client may give up meanwhile: it closes the socket
         let mut probe = [0u8; 1];
+        let ready = tokio::time::Instant::now() + SESSION_DELAY;
         let gave_up = tokio::select! {
-            () = tokio::time::sleep(SESSION_DELAY) => false,
+            () = tokio::time::sleep_until(ready) => false,
             _ = r.read(&mut probe) => true,
         };
         if gave_up {
+            // as i2pd 2.45: the destination stays taken until the creation would
+            // have finished
+            tokio::time::sleep_until(ready).await;
             state.lock().unwrap().aborted += 1;
             return;
         }
@@ -163,6 +213,7 @@ async fn serve(mut r: BufReader<TcpStream>, state: Arc<Mutex<RouterState>>, crea
             .await;
         while line(&mut r).await.is_some() {}
         let mut s = state.lock().unwrap();
+        s.closed += 1;
         s.acceptors.remove(&id);
         s.by_dest.retain(|_, v| *v != id);
     } else if cmd.starts_with("STREAM ACCEPT") {
@@ -433,9 +484,15 @@ async fn client_sequences_succeed_on_a_slow_router() {
         }
     })
     .await;
-    assert!(
-        router.aborted() >= 2,
-        "the stopped starts were aborted on the router"
+    poll_until(
+        "the stopped starts' sessions closed on the router",
+        || async { (router.abandoned() >= 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        router.overlaps(),
+        0,
+        "two sessions with the same keys at once"
     );
     server.stop().await;
 }
@@ -465,12 +522,10 @@ async fn stop_during_starting_aborts_and_the_tunnel_starts_again() {
     assert_eq!(String::from_utf8_lossy(&got), "ERROR tunnel stopped\n");
     c.wait_status("again", "STARTING: false RUNNING: false STOPPING: false")
         .await;
-    poll_until("the router saw the creation aborted", || async {
-        (router.aborted() >= 1).then_some(())
-    })
-    .await;
     std::net::TcpListener::bind(("127.0.0.1", inport)).expect("inport released");
-    // and it starts again, this time to the end
+    // and it starts again at once, this time to the end: the new creation waits until
+    // the abandoned one (seen through by the server, then closed) is gone, as i2pd
+    // would otherwise share the doomed destination with it
     c.expect("start", "OK tunnel starting").await;
     within_for(
         SEQUENCE_LIMIT,
@@ -483,6 +538,12 @@ async fn stop_during_starting_aborts_and_the_tunnel_starts_again() {
     // `ping` over SAM: one timed STREAM CONNECT to the echo tunnel
     let pong = c.line(&format!("ping {dest}")).await;
     assert!(pong.starts_with("OK pong from "), "{pong}");
+    assert_eq!(router.abandoned(), 1, "the stopped start's session closed");
+    assert_eq!(
+        router.overlaps(),
+        0,
+        "two sessions with the same keys at once"
+    );
     server.stop().await;
 }
 
@@ -594,5 +655,34 @@ async fn client_sequences_succeed_on_i2pd() {
         );
     })
     .await;
+    server.stop().await;
+}
+
+/// Several clients start, stop and clear the same tunnels at once while their
+/// sessions take [`SESSION_DELAY`] to come up: every command answered within a
+/// client's patience, no tunnel stuck STARTING or STOPPING, everything clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_start_stop_clear_on_a_slow_router() {
+    let router = SlowRouter::start(Creates::Succeed).await;
+    let server = bob_on(router.config(), Duration::from_secs(30)).await;
+    let tunnels = crate::lifecycle_race::racers(3);
+    within_for(
+        SEQUENCE_LIMIT * 3,
+        "the race",
+        crate::lifecycle_race::race(
+            server.addr,
+            &tunnels,
+            4,
+            8,
+            START_WAIT + REPLY_TIMEOUT,
+            SEQUENCE_LIMIT,
+        ),
+    )
+    .await;
+    assert_eq!(
+        router.overlaps(),
+        0,
+        "two sessions with the same keys at once"
+    );
     server.stop().await;
 }

@@ -109,6 +109,62 @@ struct State {
     generation: u64,
     /// sum of the entries' [`Entry::footprint`]s
     bytes: usize,
+    /// the entries changed since the last save, when a saver tracks them
+    /// ([`Registry::track_changes`])
+    dirty: Option<Dirty>,
+}
+
+/// Change marks: which nicknames changed (or went away) at which generation, so a save
+/// costs what changed, not what the registry holds.
+#[derive(Debug, Default)]
+struct Dirty {
+    /// generation of its last unsaved change -> nickname (one mark per nickname)
+    by_generation: BTreeMap<u64, String>,
+    /// nickname -> generation of its last unsaved change
+    by_nickname: std::collections::HashMap<String, u64>,
+}
+
+impl State {
+    /// A change of `nickname` that the state file must reflect: a new generation, and
+    /// the nickname marked with it.
+    fn touch(&mut self, nickname: &str) {
+        self.generation += 1;
+        if let Some(dirty) = &mut self.dirty {
+            if let Some(old) = dirty
+                .by_nickname
+                .insert(nickname.to_owned(), self.generation)
+            {
+                dirty.by_generation.remove(&old);
+            }
+            dirty
+                .by_generation
+                .insert(self.generation, nickname.to_owned());
+        }
+    }
+}
+
+/// The entries changed since the last save ([`Registry::changes`]).
+#[derive(Debug)]
+pub struct Changes {
+    /// the generation the changes were read at
+    pub generation: u64,
+    /// the changed entries as the state file stores them (`keys` field empty), with
+    /// their keys
+    pub changed: Vec<(TunnelRecord, Option<PrivateKeys>)>,
+    /// nicknames changed and then removed
+    pub removed: Vec<String>,
+}
+
+impl Changes {
+    /// The changed records, keys encoded.
+    pub fn into_records(self) -> (Vec<TunnelRecord>, Vec<String>) {
+        let records = Snapshot {
+            generation: self.generation,
+            entries: self.changed,
+        }
+        .into_records();
+        (records, self.removed)
+    }
 }
 
 pub use crate::config::DEFAULT_MAX_REGISTRY_BYTES;
@@ -194,6 +250,11 @@ impl Registry {
         self.max_bytes
     }
 
+    /// The bytes the entries count against the cap now.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// Most properties one entry may hold: the one formula
     /// [`bob_codec::types::max_properties`] over this registry's defaults.
     pub fn max_properties(&self) -> usize {
@@ -233,7 +294,7 @@ impl Registry {
         state.next_id += 1;
         state.bytes = bytes;
         state.entries.insert(nickname.to_owned(), entry);
-        state.generation += 1;
+        state.touch(nickname);
         Ok(())
     }
 
@@ -288,7 +349,7 @@ impl Registry {
         }
         state.bytes = bytes;
         state.entries.insert(record.nickname.clone(), entry);
-        state.generation += 1;
+        state.touch(&record.nickname);
         Ok(start)
     }
 
@@ -308,6 +369,55 @@ impl Registry {
                 .map(|e| (e.record_without_keys(), e.keys.clone()))
                 .collect(),
         }
+    }
+
+    /// From now on, marks every changed entry until [`Registry::saved`] says it is on
+    /// disk, for [`Registry::changes`]. Changes made before are not marked: the caller
+    /// saves the whole registry once.
+    pub fn track_changes(&self) {
+        let mut state = self.lock();
+        if state.dirty.is_none() {
+            state.dirty = Some(Dirty::default());
+        }
+    }
+
+    /// The entries changed since the last [`Registry::saved`] (all marked ones), at the
+    /// current generation. Costs what changed, not the registry's size. Empty unless
+    /// [`Registry::track_changes`] was called.
+    pub fn changes(&self) -> Changes {
+        let state = self.lock();
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        for nickname in state.dirty.iter().flat_map(|d| d.by_generation.values()) {
+            match state.entries.get(nickname) {
+                Some(e) => changed.push((e.record_without_keys(), e.keys.clone())),
+                None => removed.push(nickname.clone()),
+            }
+        }
+        Changes {
+            generation: state.generation,
+            changed,
+            removed,
+        }
+    }
+
+    /// Changes up to `generation` are on disk: their marks go.
+    pub fn saved(&self, generation: u64) {
+        let mut state = self.lock();
+        if let Some(dirty) = &mut state.dirty {
+            let later = dirty.by_generation.split_off(&(generation + 1));
+            for nickname in std::mem::replace(&mut dirty.by_generation, later).into_values() {
+                dirty.by_nickname.remove(&nickname);
+            }
+        }
+    }
+
+    /// How many entries are marked changed and not yet saved (tests, diagnostics).
+    pub fn unsaved(&self) -> usize {
+        self.lock()
+            .dirty
+            .as_ref()
+            .map_or(0, |d| d.by_generation.len())
     }
 
     /// Counters of one entry (`stats`): whether it runs, and its current or last run's
@@ -371,7 +481,7 @@ impl Registry {
         state.bytes = state.bytes - before + entry.footprint();
         // Setters that refused change nothing, but telling them apart is not worth it:
         // an extra save of the same content is harmless.
-        state.generation += 1;
+        state.touch(nickname);
         Ok(result)
     }
 
@@ -388,7 +498,7 @@ impl Registry {
         if let Some(entry) = state.entries.remove(nickname) {
             state.bytes -= entry.footprint();
         }
-        state.generation += 1;
+        state.touch(nickname);
         Ok(())
     }
 
@@ -518,7 +628,7 @@ impl Registry {
             _ => return outcome.ok(),
         };
         if changed {
-            state.generation += 1;
+            state.touch(&ticket.nickname);
         }
         None
     }
@@ -579,7 +689,7 @@ impl Registry {
         };
         let changed = std::mem::replace(&mut entry.autostart, false);
         if changed {
-            state.generation += 1;
+            state.touch(nickname);
         }
         Ok(work)
     }

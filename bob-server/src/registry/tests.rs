@@ -363,3 +363,44 @@ fn setters_take_validated_hosts_and_ports() {
         "hosts are capped by their type"
     );
 }
+
+#[test]
+fn change_marks_name_only_what_changed_since_the_last_save() {
+    let r = Registry::new(Vec::new(), 10);
+    r.create("before").unwrap();
+    // not tracked yet: the first save is a complete one
+    assert_eq!(r.unsaved(), 0);
+    r.track_changes();
+    for n in ["a", "b", "c"] {
+        r.create(n).unwrap();
+    }
+    let changes = r.changes();
+    let names: Vec<&str> = changes
+        .changed
+        .iter()
+        .map(|(rec, _)| rec.nickname.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(changes.removed.is_empty());
+    assert_eq!(changes.generation, r.generation());
+    r.saved(changes.generation);
+    assert_eq!(r.unsaved(), 0);
+    assert!(r.changes().changed.is_empty());
+
+    // one setter, one removal, and a change after the save point stays marked
+    r.update("b", |e| e.inport = Some(7)).unwrap();
+    r.update("b", |e| e.quiet = true).unwrap();
+    r.remove("c").unwrap();
+    assert_eq!(r.unsaved(), 2, "one mark per nickname");
+    let changes = r.changes();
+    assert_eq!(changes.changed.len(), 1);
+    assert_eq!(changes.changed[0].0.inport, Some(7));
+    assert!(changes.changed[0].0.quiet);
+    assert_eq!(changes.removed, ["c"]);
+    r.update("a", |e| e.inport = Some(9)).unwrap();
+    r.saved(changes.generation);
+    let later = r.changes();
+    assert_eq!(later.changed.len(), 1);
+    assert_eq!(later.changed[0].0.nickname, "a");
+    assert!(later.removed.is_empty());
+}

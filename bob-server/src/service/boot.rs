@@ -128,7 +128,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// # Errors
 /// [`BootError`] for the first entry that cannot be set up: a key file that exists but
 /// holds no keys (or cannot be read or written), an active entry of the same name, a
-/// full registry, too many options. Entries before it stay in the registry.
+/// full registry (tunnel count or `--max-registry-bytes`), too many options. Entries
+/// before it stay in the registry.
 pub fn prepare(
     registry: &Registry,
     config: &Config,
@@ -159,9 +160,11 @@ pub fn prepare(
         };
         let inbound = decl.inbound.as_ref().map(endpoint).transpose();
         let outbound = decl.outbound.as_ref().map(endpoint).transpose();
+        let max_bytes = registry.max_bytes();
         let set = registry
             .update(&decl.name, |e| {
                 let (inbound, outbound) = (inbound?, outbound?);
+                let before = e.footprint();
                 e.set_keys(keys);
                 if let Some((host, port)) = inbound {
                     e.set_host(Side::Inbound, host);
@@ -176,7 +179,17 @@ pub fn prepare(
                 e.set_options(decl.options.iter().cloned())
                     .map_err(|too_many| {
                         format!("too many options (at most {} per tunnel)", too_many.limit)
-                    })
+                    })?;
+                // the registry's byte cap, as the commands keep it (the entry is removed
+                // below when it does not fit)
+                if e.footprint().saturating_sub(before) > e.room() {
+                    return Err(format!(
+                        "{} with this tunnel's {} bytes (--max-registry-bytes)",
+                        RegistryError::TooBig(max_bytes),
+                        e.footprint()
+                    ));
+                }
+                Ok(())
             })
             .map_err(|e| fail(e.to_string()))?;
         if let Err(message) = set {
@@ -412,6 +425,39 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, 9);
         assert!(e.message.contains("too many tunnels"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_registry_byte_cap_is_a_boot_error() {
+        let dir = temp_dir("bytes");
+        let config = Config::default();
+        // room for one tunnel with a 4 KiB option, not for two
+        let registry = Registry::new(Vec::new(), 8).with_max_bytes(8000);
+        let keys = PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).unwrap();
+        write_key_file(&dir.join("k"), &keys).unwrap();
+        let big = |name: &str, line: usize| {
+            let mut d = decl(name, dir.join("k"));
+            d.options = vec![("user.note".to_owned(), "x".repeat(4096))];
+            d.line = line;
+            d
+        };
+        let e = prepare(
+            &registry,
+            &config,
+            Path::new("t.toml"),
+            &[big("a", 4), big("b", 9)],
+        )
+        .unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("t.toml:9: tunnel \"b\": registry full (limit 8000 bytes)"),
+            "{shown}"
+        );
+        assert!(shown.contains("--max-registry-bytes"), "{shown}");
+        // the tunnel that did not fit is not left behind; the one before stays
+        assert!(registry.contains("a") && !registry.contains("b"));
+        assert!(registry.bytes() <= 8000, "{}", registry.bytes());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

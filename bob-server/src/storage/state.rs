@@ -493,39 +493,14 @@ impl StateStore {
         if generation < disk.generation {
             return Ok(());
         }
-        let mut changed = false;
-        let mut present = HashSet::with_capacity(tunnels.len());
-        for record in tunnels {
-            present.insert(record.nickname.as_str());
-            if disk.files.get(&record.nickname) == Some(record) {
-                continue;
-            }
-            let text = encode(record)?;
-            write_private_file(&self.tunnel_path(&record.nickname), text.as_bytes())?;
-            self.files_written.fetch_add(1, Ordering::Relaxed);
-            disk.files.insert(record.nickname.clone(), record.clone());
-            changed = true;
-        }
+        let present: HashSet<&str> = tunnels.iter().map(|r| r.nickname.as_str()).collect();
         let gone: Vec<String> = disk
             .files
             .keys()
             .filter(|n| !present.contains(n.as_str()))
             .cloned()
             .collect();
-        for nickname in &gone {
-            let path = self.tunnel_path(nickname);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(&path)(e)),
-            }
-            self.files_removed.fetch_add(1, Ordering::Relaxed);
-            disk.files.remove(nickname);
-        }
-        if !gone.is_empty() {
-            sync_dir(&self.tunnels)?;
-            changed = true;
-        }
+        let mut changed = self.write_changes(&mut disk, tunnels, &gone)?;
         if disk.legacy_pending {
             // every entry of the legacy file is now a tunnel file
             let legacy = self.legacy_path();
@@ -544,6 +519,79 @@ impl StateStore {
         }
         disk.generation = generation;
         Ok(())
+    }
+
+    /// Saves what changed at registry generation `generation` (the registry's change
+    /// marks): writes the files of `changed` whose record differs from what their file
+    /// holds and removes the files of `removed`. Costs what changed, not the number of
+    /// tunnels. Older generations than the last one saved are skipped.
+    ///
+    /// A store that still has to convert a legacy state file needs one complete
+    /// [`StateStore::save`] first ([`StateStore::needs_full_save`]).
+    ///
+    /// # Errors
+    /// As [`StateStore::save`].
+    pub fn save_changes(
+        &self,
+        generation: u64,
+        changed: &[TunnelRecord],
+        removed: &[String],
+    ) -> Result<(), StateError> {
+        let mut disk = self.disk();
+        if generation < disk.generation {
+            return Ok(());
+        }
+        if self.write_changes(&mut disk, changed, removed)? {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        disk.generation = generation;
+        Ok(())
+    }
+
+    /// Whether only a complete save can bring the directory up to date (a legacy
+    /// state file is still to be converted).
+    pub fn needs_full_save(&self) -> bool {
+        self.disk().legacy_pending
+    }
+
+    /// Writes the files of `records` that differ from what they hold and removes the
+    /// files of `gone`; returns whether anything was written or removed.
+    fn write_changes(
+        &self,
+        disk: &mut Disk,
+        records: &[TunnelRecord],
+        gone: &[String],
+    ) -> Result<bool, StateError> {
+        let mut changed = false;
+        for record in records {
+            if disk.files.get(&record.nickname) == Some(record) {
+                continue;
+            }
+            let text = encode(record)?;
+            write_private_file(&self.tunnel_path(&record.nickname), text.as_bytes())?;
+            self.files_written.fetch_add(1, Ordering::Relaxed);
+            disk.files.insert(record.nickname.clone(), record.clone());
+            changed = true;
+        }
+        let mut removed = false;
+        for nickname in gone {
+            if !disk.files.contains_key(nickname) {
+                continue;
+            }
+            let path = self.tunnel_path(nickname);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path)(e)),
+            }
+            disk.files.remove(nickname);
+            self.files_removed.fetch_add(1, Ordering::Relaxed);
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.tunnels)?;
+        }
+        Ok(changed || removed)
     }
 }
 

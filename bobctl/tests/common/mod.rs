@@ -24,14 +24,20 @@ impl Drop for TestServer {
 
 /// Starts one, with a metrics endpoint on port 0 if `metrics`.
 pub(crate) async fn start_server(metrics: bool) -> TestServer {
+    start_server_on(metrics, Arc::new(LocalCore::new())).await
+}
+
+/// Starts one on the backend given.
+pub(crate) async fn start_server_on(
+    metrics: bool,
+    core: Arc<dyn bob_server::backend::StreamingCore>,
+) -> TestServer {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: metrics.then(|| "127.0.0.1:0".parse().unwrap()),
         ..Config::default()
     };
-    let server = Server::bind(config, Arc::new(LocalCore::new()))
-        .await
-        .expect("server binds");
+    let server = Server::bind(config, core).await.expect("server binds");
     let shutdown = CancellationToken::new();
     let out = TestServer {
         addr: server.local_addr(),

@@ -126,6 +126,11 @@ pub(crate) struct SamState {
     /// second `SESSION CREATE` for a live destination with `OK` and shares it (and can
     /// crash when one of the two closes), so we refuse that ourselves
     active: std::sync::Mutex<HashSet<Vec<u8>>>,
+    /// destination bytes of the `SESSION CREATE`s under way, also those whose open
+    /// was abandoned and that are being closed (see `SamCore::wait_reaped`)
+    creating: std::sync::Mutex<HashSet<Vec<u8>>>,
+    /// woken when an entry leaves `creating`
+    released: tokio::sync::Notify,
     serial: AtomicU64,
 }
 
@@ -154,6 +159,8 @@ impl SamCore {
                 cfg: Arc::new(config),
                 parked: std::sync::Mutex::new(HashMap::new()),
                 active: std::sync::Mutex::new(HashSet::new()),
+                creating: std::sync::Mutex::new(HashSet::new()),
+                released: tokio::sync::Notify::new(),
                 serial: AtomicU64::new(0),
             }),
         }
@@ -220,21 +227,28 @@ impl SamCore {
             p.link.shutdown().await;
             replaced = true;
         }
-        let started = tokio::time::Instant::now();
-        let link = loop {
-            match Link::create(Arc::clone(&cfg), &keys, options.clone()).await {
-                Ok(link) => break link,
-                // the router may need a moment to drop the session we just closed
-                Err(e)
-                    if replaced
-                        && e.code() == Some(&ResultCode::DuplicatedDest)
-                        && started.elapsed() < DUPLICATE_RETRY =>
-                {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e.into()),
+        // The router keeps a session whose control socket closed during its creation
+        // until the creation would have finished (i2pd 2.45: ~20 s offline), and answers
+        // a new `SESSION CREATE` for the same keys meanwhile by sharing that doomed
+        // destination. So the creation runs in its own task: when this open is dropped
+        // (`stop` during STARTING) the task sees the creation through, then closes the
+        // session, and a new open of these keys waits until that is done.
+        self.wait_reaped(&key).await?;
+        let pending = Pending::new(&self.shared, key);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let create_keys = keys.clone();
+        let create_options = options.clone();
+        tokio::spawn(async move {
+            let result = create_link(cfg, &create_keys, create_options, replaced).await;
+            if let Err(Ok(link)) = tx.send(result) {
+                debug!("closing a SAM session whose start was abandoned");
+                link.shutdown().await;
             }
-        };
+            drop(pending);
+        });
+        let link = rx
+            .await
+            .map_err(|_| CoreError::Io("SAM session task ended".into()))??;
         Ok(Arc::new(SamSession::start(
             Arc::clone(&self.shared),
             link,
@@ -242,6 +256,83 @@ impl SamCore {
             options,
             claim,
         )))
+    }
+}
+
+impl SamCore {
+    /// Waits until no abandoned creation of `key` is still being wound down (bounded
+    /// by the session timeout: the router finishes or fails a creation by then).
+    async fn wait_reaped(&self, key: &[u8]) -> Result<(), CoreError> {
+        let shared = &self.shared;
+        let deadline = tokio::time::Instant::now() + shared.cfg.session_timeout;
+        loop {
+            let released = shared.released.notified();
+            let busy = shared
+                .creating
+                .lock()
+                .map_err(|_| CoreError::Io("session table poisoned".into()))?
+                .contains(key);
+            if !busy {
+                return Ok(());
+            }
+            debug!("waiting for an abandoned SAM session with the same keys to close");
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return Err(CoreError::Timeout);
+            }
+        }
+    }
+}
+
+/// `SESSION CREATE` for `keys`, retrying `DUPLICATED_DEST` for a moment when a parked
+/// session with these keys was just closed (`replaced`).
+async fn create_link(
+    cfg: Arc<SamConfig>,
+    keys: &PrivateKeys,
+    options: Options,
+    replaced: bool,
+) -> Result<Arc<Link>, CoreError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match Link::create(Arc::clone(&cfg), keys, options.clone()).await {
+            Ok(link) => return Ok(link),
+            // the router may need a moment to drop the session we just closed
+            Err(e)
+                if replaced
+                    && e.code() == Some(&ResultCode::DuplicatedDest)
+                    && started.elapsed() < DUPLICATE_RETRY =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Marks a destination whose `SESSION CREATE` is under way; cleared (and waiters
+/// woken) on drop.
+struct Pending {
+    shared: Arc<SamState>,
+    key: Vec<u8>,
+}
+
+impl Pending {
+    fn new(shared: &Arc<SamState>, key: Vec<u8>) -> Self {
+        if let Ok(mut creating) = shared.creating.lock() {
+            creating.insert(key.clone());
+        }
+        Self {
+            shared: Arc::clone(shared),
+            key,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut creating) = self.shared.creating.lock() {
+            creating.remove(&self.key);
+        }
+        self.shared.released.notify_waiters();
     }
 }
 
