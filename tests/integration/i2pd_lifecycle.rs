@@ -12,8 +12,6 @@
 //! Without i2pd the test fails under `CI=true` and otherwise says loudly that it did
 //! not run.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +19,8 @@ use bob_integration_tests::{start_server_with, test_config};
 use bob_server::backend::sam::{SamConfig, SamCore};
 use bob_server::config::Config;
 use bob_testkit::{TestClient, free_port, poll_until, within_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::own_i2pd::OwnI2pd;
 use tokio::time::Instant;
 
 /// Options i2pd 2.45 needs on one offline router (docs: real-router notes §1.1).
@@ -34,111 +32,6 @@ const ROUTER_LIMIT: Duration = Duration::from_secs(120);
 
 /// A client's patience for one reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("scripts")
-        .join(name)
-}
-
-/// A private i2pd on loopback; stopped and its directory removed on drop.
-struct OwnI2pd {
-    dir: PathBuf,
-    sam: u16,
-    http: u16,
-}
-
-impl OwnI2pd {
-    /// Starts one on free ports (three attempts: a port may be taken between the pick
-    /// and i2pd's bind), or `None` (with the loud message) when i2pd is not installed.
-    fn start() -> Option<Self> {
-        let installed = Command::new("sh")
-            .args(["-c", "command -v i2pd"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            let msg = "i2pd is not installed: the router lifecycle test needs it \
-                       (apt-get install i2pd; scripts/test.sh installs it)";
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "CI=true: {msg}");
-            eprintln!("\n!!!!!!!! NOT RUN: {msg} !!!!!!!!\n");
-            return None;
-        }
-        let dir = bob_testkit::scratch_dir("own-i2pd");
-        for _ in 0..3 {
-            let mut ports: Vec<u16> = Vec::new();
-            while ports.len() < 4 {
-                let p = free_port();
-                if !ports.contains(&p) {
-                    ports.push(p);
-                }
-            }
-            let status = Command::new(script("start-i2pd-offline.sh"))
-                .arg(&dir)
-                .args(ports.iter().map(u16::to_string))
-                .status()
-                .expect("runs start-i2pd-offline.sh");
-            if status.success() {
-                return Some(Self {
-                    dir,
-                    sam: ports[0],
-                    http: ports[3],
-                });
-            }
-        }
-        panic!("could not start a private i2pd in {}", dir.display());
-    }
-
-    fn sam_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.sam)
-    }
-
-    /// Kills the router at once (SIGKILL): no goodbye on its sockets' side but the
-    /// kernel's.
-    fn kill(&self) {
-        let pid = std::fs::read_to_string(self.dir.join("i2pd.pid")).expect("i2pd.pid");
-        let status = Command::new("kill")
-            .args(["-KILL", pid.trim()])
-            .status()
-            .expect("runs kill");
-        assert!(status.success(), "kill -KILL {pid}");
-    }
-
-    /// The ids of the SAM sessions the router holds, from its web console.
-    async fn sam_sessions(&self) -> Vec<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.http))
-            .await
-            .expect("i2pd web console");
-        s.write_all(b"GET /?page=sam_sessions HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await
-            .unwrap();
-        let mut page = Vec::new();
-        within_for(
-            REPLY_TIMEOUT,
-            "the web console page",
-            s.read_to_end(&mut page),
-        )
-        .await
-        .expect("reads the page");
-        let page = String::from_utf8_lossy(&page);
-        assert!(
-            page.contains("SAM sessions:"),
-            "not the sessions page: {page}"
-        );
-        page.split("sam_id=")
-            .skip(1)
-            .map(|rest| rest.split('"').next().unwrap_or_default().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for OwnI2pd {
-    fn drop(&mut self) {
-        let _ = Command::new(script("stop-i2pd.sh")).arg(&self.dir).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn client(addr: std::net::SocketAddr) -> TestClient {
     let mut c = TestClient::connect(addr).await;

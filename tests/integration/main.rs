@@ -13,6 +13,7 @@ mod i2pd_lifecycle;
 mod lifecycle;
 mod lifecycle_race;
 mod multi;
+mod own_i2pd;
 mod proxy_http;
 mod proxy_socks;
 mod relay_bounded;

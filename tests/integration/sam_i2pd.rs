@@ -1,16 +1,14 @@
-//! The SAM backend against a real router: Debian's i2pd run offline on loopback by
-//! `scripts/test.sh` (see `scripts/start-i2pd-offline.sh`).
+//! The SAM backend against a real router: Debian's i2pd run offline on loopback.
 //!
-//! Environment (all set by `scripts/test.sh`):
-//! - `BOB_TEST_SAM=127.0.0.1:PORT`: the SAM bridge;
-//! - `BOB_TEST_SAM_OPTS="k=v k=v"`: session options the router needs (i2pd 2.45 offline:
-//!   0-hop tunnels and the old LeaseSet type);
-//! - `BOB_TEST_I2PD_DIR=DATADIR` and `BOB_TEST_I2PD_PORTS="SAM BOB NTCP2 HTTP"`: to kill
-//!   and restart the router mid-run.
+//! The test kills and restarts its router mid-run, so it runs on a router of its own
+//! ([`OwnI2pd`], same script and options as the shared router of `scripts/test.sh`):
+//! killing the shared one broke the other tests' session creations running meanwhile.
+//! `BOB_TEST_SAM_OPTS="k=v k=v"` overrides the session options the router needs (i2pd
+//! 2.45 offline: 0-hop tunnels and the old LeaseSet type).
 //!
-//! Without them the test fails under `CI=true` and otherwise says loudly that it did not
-//! run. One router serves the whole binary; the scenarios run in sequence in one test
-//! so that the ~20 s `SESSION CREATE`s of i2pd 2.45 happen in parallel where possible.
+//! Without i2pd the test fails under `CI=true` and otherwise says loudly that it did not
+//! run. The scenarios run in sequence in one test so that the ~20 s `SESSION CREATE`s of
+//! i2pd 2.45 happen in parallel where possible.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +26,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::own_i2pd::{OwnI2pd, script};
+
 /// Options for i2pd 2.45 on one offline router (docs: real-router notes §1.1).
 const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quantity=1 \
      outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0";
@@ -38,26 +38,15 @@ const ROUTER_LIMIT: Duration = Duration::from_secs(150);
 struct Env {
     sam: String,
     options: Options,
-    datadir: String,
+    datadir: PathBuf,
     ports: Vec<String>,
+    /// the router; stopped when the test ends
+    _router: OwnI2pd,
 }
 
 fn env() -> Option<Env> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let ci = get("CI").is_some_and(|v| v == "true" || v == "1");
-    let (Some(sam), Some(datadir), Some(ports)) = (
-        get("BOB_TEST_SAM"),
-        get("BOB_TEST_I2PD_DIR"),
-        get("BOB_TEST_I2PD_PORTS"),
-    ) else {
-        let msg = "BOB_TEST_SAM, BOB_TEST_I2PD_DIR and BOB_TEST_I2PD_PORTS are not set: \
-                   the real-router (i2pd) tests need them; run scripts/test.sh";
-        if ci {
-            panic!("CI=true: {msg}");
-        }
-        eprintln!("\n!!!!!!!! NOT RUN: {msg} !!!!!!!!\n");
-        return None;
-    };
+    let router = OwnI2pd::start()?;
     let opts = get("BOB_TEST_SAM_OPTS").unwrap_or_else(|| I2PD_OFFLINE_OPTS.to_owned());
     let options = opts
         .split_whitespace()
@@ -66,21 +55,13 @@ fn env() -> Option<Env> {
             (k.to_owned(), v.to_owned())
         })
         .collect();
-    let ports: Vec<String> = ports.split_whitespace().map(str::to_owned).collect();
-    assert_eq!(ports.len(), 4, "BOB_TEST_I2PD_PORTS: SAM BOB NTCP2 HTTP");
     Some(Env {
-        sam,
+        sam: router.sam_addr(),
         options,
-        datadir,
-        ports,
+        datadir: router.dir().to_owned(),
+        ports: router.ports(),
+        _router: router,
     })
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("scripts")
-        .join(name)
 }
 
 fn keys() -> PrivateKeys {
