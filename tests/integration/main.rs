@@ -13,6 +13,7 @@ mod lifecycle;
 mod multi;
 mod relay_bounded;
 mod sam_bob_i2pd;
+mod sam_datagram_i2pd;
 mod sam_fake_router;
 mod sam_i2pd;
 mod sam_slow_start;

@@ -35,14 +35,16 @@ const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quan
 /// Bound on each wait for the router (sessions take ~20 s on i2pd 2.45).
 const ROUTER_LIMIT: Duration = Duration::from_secs(150);
 
-struct Env {
-    sam: String,
-    options: Options,
+pub(crate) struct Env {
+    pub(crate) sam: String,
+    pub(crate) options: Options,
     datadir: String,
     ports: Vec<String>,
 }
 
-fn env() -> Option<Env> {
+/// The offline i2pd `scripts/test.sh` started, or `None` (a loud note; a panic under
+/// `CI=true`) when there is none.
+pub(crate) fn env() -> Option<Env> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let ci = get("CI").is_some_and(|v| v == "true" || v == "1");
     let (Some(sam), Some(datadir), Some(ports)) = (
