@@ -85,9 +85,8 @@ pub(crate) async fn open(
         .local_addr()
         .map_err(|e| CoreError::Io(format!("SAM bridge connection: {e}")))?
         .ip();
-    let kind = cfg
-        .datagram_bridge
-        .unwrap_or_else(|| BridgeKind::from_hello_version(probe.version()));
+    let kind = BridgeKind::from_hello_version(probe.version());
+    let buffer = cfg.datagram_buffer.unwrap_or_else(|| kind.udp_buffer());
     drop(probe);
     let bridge = resolve_bridge(&cfg, local_ip).await?;
     let socket = bind_udp(local_ip)?;
@@ -104,7 +103,7 @@ pub(crate) async fn open(
         options,
     )
     .await?;
-    debug!(%forward, %bridge, router = %kind, "SAM datagram session created");
+    debug!(%forward, %bridge, router = %kind, buffer, "SAM datagram session created");
     Ok(SamDatagramSession {
         link,
         cfg,
@@ -112,7 +111,7 @@ pub(crate) async fn open(
         bridge,
         style,
         limit: UdpLimit {
-            buffer: kind.udp_buffer(),
+            buffer,
             max_id_len: MAX_SESSION_ID_LEN,
         },
         cancel: CancellationToken::new(),

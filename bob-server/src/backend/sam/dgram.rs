@@ -10,7 +10,8 @@
 //!   as the bare payload ([`parse_forwarded`]).
 //! - **Sizes**: the bridge reads each UDP datagram into a fixed buffer, header line
 //!   included: 32,768 bytes on i2pd (larger ones are dropped silently), 8,192 on
-//!   emissary 0.4 (larger ones are *truncated* silently). [`UdpLimit`] turns that into the
+//!   emissary 0.4 (larger ones are *truncated* silently), unknown routers are assumed
+//!   to be as small as emissary. [`UdpLimit`] turns that into the
 //!   largest payload we send; anything larger is refused here, never cut.
 
 use std::fmt;
@@ -38,14 +39,22 @@ pub const MAX_UDP_DATAGRAM: usize = 65_535;
 /// header is checked for every datagram.
 pub const TYPICAL_DEST_B64: usize = 524;
 
-/// Which router a bridge belongs to, as far as datagrams are concerned.
+/// The UDP buffer of emissary 0.4's SAM bridge, header line included: larger datagrams
+/// are silently truncated (the embedded router's quirks table names it).
+pub const EMISSARY_UDP_BUFFER: usize = 8_192;
+
+/// The UDP buffer of i2pd's SAM bridge, header line included: larger datagrams are
+/// silently dropped.
+pub const I2PD_UDP_BUFFER: usize = 32_768;
+
+/// Which router a bridge belongs to, as far as `HELLO` tells (for the size cap when
+/// [`SamConfig::datagram_buffer`](super::SamConfig::datagram_buffer) is not set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BridgeKind {
-    /// i2pd (Debian 2.45 answers `HELLO` with at most SAM 3.1): 32,768-byte UDP buffer.
+    /// i2pd (Debian 2.45 answers `HELLO` with at most SAM 3.1).
     I2pd,
-    /// emissary 0.4 (the embedded router): 8,192-byte buffer, silently truncating.
-    Emissary,
-    /// Any other router: assumed to be as small as emissary's, so nothing is ever cut.
+    /// Any other router (Java I2P, emissary, newer i2pd): assumed to have a buffer as
+    /// small as emissary's, so nothing is ever cut.
     Unknown,
 }
 
@@ -53,8 +62,8 @@ impl BridgeKind {
     /// The bridge's UDP buffer, header line included.
     pub fn udp_buffer(self) -> usize {
         match self {
-            Self::I2pd => 32_768,
-            Self::Emissary | Self::Unknown => 8_192,
+            Self::I2pd => I2PD_UDP_BUFFER,
+            Self::Unknown => EMISSARY_UDP_BUFFER,
         }
     }
 
@@ -73,7 +82,6 @@ impl fmt::Display for BridgeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::I2pd => "i2pd",
-            Self::Emissary => "emissary",
             Self::Unknown => "unknown router",
         })
     }
@@ -276,7 +284,7 @@ mod tests {
         // the 30,000-byte test datagram fits i2pd, not emissary
         assert!(i2pd.max_payload() > 30_000);
         let em = UdpLimit {
-            buffer: BridgeKind::Emissary.udp_buffer(),
+            buffer: EMISSARY_UDP_BUFFER,
             max_id_len: id.len(),
         };
         assert_eq!(em.max_payload() + hdr.len(), 8_192);

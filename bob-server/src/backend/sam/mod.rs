@@ -76,9 +76,10 @@ pub struct SamConfig {
     /// SAM host at the SAM port − 1 (i2pd's fixed choice before 2.47, and its default
     /// since; Java I2P listens on 7655 and must be given).
     pub udp_addr: Option<String>,
-    /// The router behind the bridge, for its datagram size cap. `None`: told by `HELLO`
-    /// (SAM 3.1 at most is i2pd; anything else gets the smallest cap known, emissary's).
-    pub datagram_bridge: Option<dgram::BridgeKind>,
+    /// The bridge's UDP buffer in bytes, header line included: the size cap of datagram
+    /// sends. `None`: told by `HELLO` (SAM 3.1 at most is i2pd, 32,768; any other router
+    /// gets the smallest buffer known, emissary's 8,192, so nothing is ever cut).
+    pub datagram_buffer: Option<usize>,
 }
 
 impl SamConfig {
@@ -97,7 +98,7 @@ impl SamConfig {
             reconnect_max: Duration::from_secs(10),
             forward_half_close: false,
             udp_addr: None,
-            datagram_bridge: None,
+            datagram_buffer: None,
         }
     }
 }
