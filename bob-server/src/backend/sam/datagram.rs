@@ -132,7 +132,7 @@ async fn resolve_bridge(cfg: &SamConfig, local: IpAddr) -> Result<SocketAddr, Co
     found
         .iter()
         .find(|a| a.is_ipv4() == local.is_ipv4())
-        .or(found.first())
+        .or_else(|| found.first())
         .copied()
         .ok_or_else(|| CoreError::RouterUnavailable(format!("SAM UDP bridge {addr}: no address")))
 }
