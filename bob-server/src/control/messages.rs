@@ -290,9 +290,14 @@ impl Messages {
         err(format!("ping failed: {reason}"))
     }
 
-    /// `settunneltype`: proxy tunnels are not implemented.
-    pub fn tunnel_type_unsupported(self) -> Reply {
-        err("settunneltype is not supported: only plain BOB tunnels are available")
+    /// `settunneltype <kind>` done (i2pd's wording: `OK tunnel type set to SOCKS`).
+    pub fn tunnel_type_set(self, title: &str) -> Reply {
+        ok(format!("tunnel type set to {title}"))
+    }
+
+    /// `settunneltype` without a kind, or with one this server does not know.
+    pub fn bad_tunnel_type(self, why: &str) -> Reply {
+        err(why)
     }
 
     /// `setnick` of a new name while the registry is full.

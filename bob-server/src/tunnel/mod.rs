@@ -47,7 +47,7 @@ mod inbound;
 mod kind;
 mod outbound;
 
-pub use kind::{TunnelKind, UnknownKind};
+pub use kind::{TunnelKind, UnknownKind, is_server_option};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use inbound::first_line_for_fuzzing;
@@ -132,8 +132,11 @@ pub struct TunnelSpec {
     pub nickname: String,
     /// the tunnel's keys
     pub keys: PrivateKeys,
-    /// options handed to the backend session (tunnel options over server defaults)
+    /// options handed to the backend session (tunnel options over server defaults),
+    /// never a server option (`bob.*`, [`is_server_option`])
     pub options: Options,
+    /// the tunnel's server options (`bob.*`: UDP and proxy settings), which stay here
+    pub server_options: Options,
     /// inbound (client) side: listen here, if set
     pub inbound: Option<Endpoint>,
     /// outbound (server) side: connect accepted streams here, if set
