@@ -44,6 +44,31 @@ async fn deliver(
     deliver_to(from, to.destination(), to, data, tries).await
 }
 
+/// As [`deliver`], with I2CP ports.
+async fn deliver_ports(
+    from: &dyn DatagramSession,
+    to: &dyn DatagramSession,
+    data: &[u8],
+    from_port: u16,
+    to_port: u16,
+) -> Datagram {
+    for _ in 0..3 {
+        from.send_to(
+            to.destination(),
+            DatagramStyle::Repliable,
+            from_port,
+            to_port,
+            data,
+        )
+        .await
+        .expect("send");
+        if let Ok(got) = timeout(Duration::from_secs(2), to.recv()).await {
+            return got.expect("recv");
+        }
+    }
+    panic!("datagram with ports not delivered");
+}
+
 /// As [`deliver`], sending to `dest` (which `to` is expected to own).
 async fn deliver_to(
     from: &dyn DatagramSession,
@@ -108,6 +133,17 @@ async fn sam_datagrams_against_i2pd() {
         .expect("reply within the limit");
     assert_eq!(reply.from.as_ref(), Some(b.destination()));
     assert_eq!(&reply.payload[..], b"pong");
+
+    // I2CP ports: SAM 3.1 (i2pd 2.45) has none. FROM_PORT/TO_PORT on the bridge's UDP
+    // port are ignored (the datagram still arrives) and the forwarded header carries no
+    // ports, so every datagram arrives with ports 0.
+    let got = deliver_ports(&*a, &*b, b"ports", 7, 9).await;
+    assert_eq!(&got.payload[..], b"ports");
+    assert_eq!(
+        (got.from_port, got.to_port),
+        (0, 0),
+        "i2pd 2.45 forwards no ports"
+    );
 
     // a b32 name is resolved through NAMING LOOKUP
     let b32 = b.destination().b32();

@@ -21,7 +21,8 @@ use tracing::debug;
 
 use super::conn::SamConn;
 use super::dgram::{
-    BridgeKind, MAX_UDP_DATAGRAM, UdpLimit, parse_forwarded, send_header, session_style,
+    BridgeKind, MAX_UDP_DATAGRAM, UdpLimit, bridge_has_ports, parse_forwarded, send_header,
+    session_style,
 };
 use super::session::{Link, LinkState, LinkStyle, MAX_SESSION_ID_LEN, resolve_until};
 use super::{Claim, DATAGRAM_RESERVED, SamConfig, SamCore, SamState, merge_options, proto};
@@ -86,6 +87,7 @@ pub(crate) async fn open(
         .map_err(|e| CoreError::Io(format!("SAM bridge connection: {e}")))?
         .ip();
     let kind = BridgeKind::from_hello_version(probe.version());
+    let ports = bridge_has_ports(probe.version());
     let buffer = cfg.datagram_buffer.unwrap_or_else(|| kind.udp_buffer());
     drop(probe);
     let bridge = resolve_bridge(&cfg, local_ip).await?;
@@ -103,13 +105,14 @@ pub(crate) async fn open(
         options,
     )
     .await?;
-    debug!(%forward, %bridge, router = %kind, buffer, "SAM datagram session created");
+    debug!(%forward, %bridge, router = %kind, buffer, ports, "SAM datagram session created");
     Ok(SamDatagramSession {
         link,
         cfg,
         socket,
         bridge,
         style,
+        ports,
         limit: UdpLimit {
             buffer,
             max_id_len: MAX_SESSION_ID_LEN,
@@ -160,6 +163,8 @@ pub(crate) struct SamDatagramSession {
     /// the bridge's UDP port
     bridge: SocketAddr,
     style: DatagramStyle,
+    /// the bridge knows I2CP ports (SAM 3.2+); else none are written
+    ports: bool,
     limit: UdpLimit,
     cancel: CancellationToken,
     closed: AtomicBool,
@@ -176,6 +181,7 @@ impl fmt::Debug for SamDatagramSession {
         f.debug_struct("SamDatagramSession")
             .field("link", &self.link)
             .field("style", &self.style)
+            .field("ports", &self.ports)
             .field("bridge", &self.bridge)
             .field("forward", &self.socket.local_addr().ok())
             .field("max_payload", &self.limit.max_payload())
@@ -219,6 +225,12 @@ impl SamDatagramSession {
             });
         }
         let id = self.current_id()?;
+        // SAM 3.1 has no ports: sent without them (see `bridge_has_ports`)
+        let (from_port, to_port) = if self.ports {
+            (from_port, to_port)
+        } else {
+            (0, 0)
+        };
         let header = send_header(&id, &to.to_base64(), from_port, to_port);
         if !self.limit.fits(header.len(), payload.len()) {
             return Err(DatagramError::Oversize {

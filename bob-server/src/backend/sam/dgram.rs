@@ -78,6 +78,20 @@ impl BridgeKind {
     }
 }
 
+/// Whether a bridge that chose SAM `version` in `HELLO` knows I2CP ports (SAM 3.2 and
+/// later). Without them, `FROM_PORT=`/`TO_PORT=` must not be written at all: i2pd 2.45
+/// reads everything after the session id as the destination and drops the datagram
+/// when that text's length is not a multiple of 4 (measured: ` FROM_PORT=7 TO_PORT=9`
+/// lost every datagram).
+pub fn bridge_has_ports(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (3, 2),
+        (Some(major), None) => major > 3,
+        _ => false,
+    }
+}
+
 impl fmt::Display for BridgeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -263,6 +277,21 @@ mod tests {
                 send_header("s1", &d, f, t).len(),
                 "{f} {t}"
             );
+        }
+    }
+
+    #[test]
+    fn ports_from_sam_3_2() {
+        for (v, ports) in [
+            ("3.1", false),
+            ("3.0", false),
+            ("3.2", true),
+            ("3.3", true),
+            ("4", true),
+            ("", false),
+            ("x.y", false),
+        ] {
+            assert_eq!(bridge_has_ports(v), ports, "{v}");
         }
     }
 
