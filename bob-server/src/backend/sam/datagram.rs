@@ -31,6 +31,10 @@ use crate::backend::datagram::{
 };
 use crate::backend::{BoxFuture, CoreError, Options};
 
+/// Peers whose last ports are remembered on a bridge without I2CP ports (see
+/// [`PortMemory`]); the oldest is forgotten first.
+const MAX_PORT_MEMORY: usize = 4096;
+
 /// Kernel receive buffer asked for on our UDP socket (bursts from the router wait there
 /// while the tunnel is busy; the kernel may grant less).
 const RECV_BUFFER: usize = 4 << 20;
@@ -113,6 +117,7 @@ pub(crate) async fn open(
         bridge,
         style,
         ports,
+        port_memory: std::sync::Mutex::new(PortMemory::default()),
         limit: UdpLimit {
             buffer,
             max_id_len: MAX_SESSION_ID_LEN,
@@ -165,6 +170,8 @@ pub(crate) struct SamDatagramSession {
     style: DatagramStyle,
     /// the bridge knows I2CP ports (SAM 3.2+); else none are written
     ports: bool,
+    /// without ports: what we last sent to each peer, to give its replies
+    port_memory: std::sync::Mutex<PortMemory>,
     limit: UdpLimit,
     cancel: CancellationToken,
     closed: AtomicBool,
@@ -225,10 +232,14 @@ impl SamDatagramSession {
             });
         }
         let id = self.current_id()?;
-        // SAM 3.1 has no ports: sent without them (see `bridge_has_ports`)
+        // SAM 3.1 has no ports: sent without them (see `bridge_has_ports`), and
+        // remembered so that the peer's replies get them back
         let (from_port, to_port) = if self.ports {
             (from_port, to_port)
         } else {
+            if let Ok(mut memory) = self.port_memory.lock() {
+                memory.sent(to.hash(), from_port, to_port);
+            }
             (0, 0)
         };
         let header = send_header(&id, &to.to_base64(), from_port, to_port);
@@ -272,11 +283,22 @@ impl SamDatagramSession {
             }
             match parse_forwarded(self.style, Bytes::copy_from_slice(&buf[..n])) {
                 Ok(f) => {
+                    let (mut from_port, mut to_port) = (f.from_port, f.to_port);
+                    if !self.ports
+                        && let Some(from) = &f.from
+                        && let Some((ours, theirs)) = self
+                            .port_memory
+                            .lock()
+                            .ok()
+                            .and_then(|m| m.reply_ports(&from.hash()))
+                    {
+                        (from_port, to_port) = (theirs, ours);
+                    }
                     return Ok(Datagram {
                         from: f.from,
                         style: self.style,
-                        from_port: f.from_port,
-                        to_port: f.to_port,
+                        from_port,
+                        to_port,
                         payload: f.payload,
                     });
                 }
@@ -297,6 +319,46 @@ impl SamDatagramSession {
         self.link.shutdown().await;
         let claim = self.claim.lock().ok().and_then(|mut c| c.take());
         drop(claim);
+    }
+}
+
+/// I2CP ports for a bridge that has none (SAM 3.1, i2pd 2.45): every datagram arrives
+/// with ports 0, so a tunnel could not tell which local conversation a reply is for. As
+/// i2pd's own UDP tunnels do, the ports of the last datagram sent to a peer are
+/// remembered, and a repliable datagram from that peer is given them mirrored (its
+/// to-port = our last from-port). Exact for one conversation per peer; with several,
+/// replies go to the most recent one (the bridge carries nothing to tell them apart).
+#[derive(Debug, Default)]
+struct PortMemory {
+    /// peer hash -> (our from-port, their to-port, age stamp)
+    peers: std::collections::HashMap<[u8; 32], (u16, u16, u64)>,
+    stamp: u64,
+}
+
+impl PortMemory {
+    fn sent(&mut self, peer: [u8; 32], from_port: u16, to_port: u16) {
+        if from_port == 0 && to_port == 0 && !self.peers.contains_key(&peer) {
+            return;
+        }
+        self.stamp += 1;
+        if self.peers.len() >= MAX_PORT_MEMORY
+            && !self.peers.contains_key(&peer)
+            && let Some(oldest) = self
+                .peers
+                .iter()
+                .min_by_key(|(_, (_, _, age))| *age)
+                .map(|(k, _)| *k)
+        {
+            self.peers.remove(&oldest);
+        }
+        self.peers.insert(peer, (from_port, to_port, self.stamp));
+    }
+
+    /// (our port, their port) for a datagram from `peer`.
+    fn reply_ports(&self, peer: &[u8; 32]) -> Option<(u16, u16)> {
+        self.peers
+            .get(peer)
+            .map(|&(ours, theirs, _)| (ours, theirs))
     }
 }
 
@@ -383,6 +445,28 @@ mod tests {
         cfg.udp_addr = Some("127.0.0.1:7655".into());
         assert_eq!(cfg.udp_bridge().unwrap(), "127.0.0.1:7655");
         assert!(SamConfig::new("h:1").udp_bridge().is_err());
+    }
+
+    #[test]
+    fn port_memory_mirrors_the_last_send_and_is_bounded() {
+        let mut m = PortMemory::default();
+        let (p, q) = ([1u8; 32], [2u8; 32]);
+        assert_eq!(m.reply_ports(&p), None);
+        m.sent(p, 0, 0);
+        assert_eq!(m.reply_ports(&p), None, "ports 0 need no memory");
+        m.sent(p, 5000, 7);
+        m.sent(p, 5001, 7);
+        assert_eq!(m.reply_ports(&p), Some((5001, 7)));
+        m.sent(q, 6000, 0);
+        assert_eq!(m.reply_ports(&q), Some((6000, 0)));
+        for i in 0..MAX_PORT_MEMORY as u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k[31] = 9;
+            m.sent(k, 1, 1);
+        }
+        assert!(m.peers.len() <= MAX_PORT_MEMORY);
+        assert_eq!(m.reply_ports(&p), None, "the oldest went first");
     }
 
     #[test]
