@@ -144,6 +144,11 @@ async fn sam_datagrams_against_i2pd() {
         (0, 0),
         "i2pd 2.45 forwards no ports"
     );
+    // ... so the backend remembers them: B's answer reaches A with A's ports mirrored
+    let sender = got.from.clone().unwrap();
+    let got = deliver_to(&*b, &sender, &*a, b"answer", 3).await;
+    assert_eq!(&got.payload[..], b"answer");
+    assert_eq!((got.from_port, got.to_port), (9, 7), "ports mirrored");
 
     // a b32 name is resolved through NAMING LOOKUP
     let b32 = b.destination().b32();
