@@ -19,3 +19,8 @@ fn first_line_corpus() {
 fn sam_reply_corpus() {
     replay("sam_reply", 20, bob_server::fuzzing::sam_reply);
 }
+
+#[test]
+fn socks_handshake_corpus() {
+    replay("socks_handshake", 20, bob_server::fuzzing::socks_handshake);
+}
