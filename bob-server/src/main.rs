@@ -21,7 +21,9 @@ use bob_server::backend::StreamingCore;
 use bob_server::backend::embedded::settings::RouterSettings;
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::sam::SamCore;
-use bob_server::config::file::{DialectName, RouterUrl, Settings, SigTypeName, TunnelOptions};
+use bob_server::config::file::{
+    DialectName, RouterUrl, SamUdpAddr, Settings, SigTypeName, TunnelOptions,
+};
 use bob_server::config::tunnels as tunnels_file;
 use bob_server::config::values::parse_listen_addr;
 use bob_server::config::{BackendConfig, Config};
@@ -134,6 +136,11 @@ struct Args {
     #[arg(long, value_name = "sam://HOST:PORT|embedded|devnet[=N]", env = "BOB_ROUTER", value_parser = parse_router)]
     router: Option<RouterUrl>,
 
+    /// The SAM bridge's UDP port, where UDP tunnels send their datagrams (HOST:PORT or
+    /// PORT; needs --router sam://…) [default: the SAM port − 1, i2pd's; Java I2P: 7655]
+    #[arg(long, value_name = "HOST:PORT", env = "BOB_SAM_UDP", value_parser = parse_sam_udp)]
+    sam_udp: Option<SamUdpAddr>,
+
     #[command(flatten)]
     router_settings: RouterSettings,
 
@@ -209,6 +216,10 @@ fn parse_router(s: &str) -> Result<RouterUrl, String> {
     s.parse()
 }
 
+fn parse_sam_udp(s: &str) -> Result<SamUdpAddr, String> {
+    s.parse()
+}
+
 impl Args {
     /// The flag-and-environment layer (clap already let flags beat variables).
     fn settings(&self) -> Settings {
@@ -220,6 +231,7 @@ impl Args {
                 DialectArg::I2pd => DialectName::I2pd,
             }),
             router: self.router.clone(),
+            sam_udp: self.sam_udp.clone(),
             hosts: self.hosts.clone(),
             newkeys_type: self.newkeys_type,
             session_timeout: self.session_timeout,

@@ -30,6 +30,7 @@ const VARS: &[&str] = &[
     "BOB_MAX_TUNNELS",
     "BOB_HOSTS",
     "BOB_ROUTER",
+    "BOB_SAM_UDP",
     "BOB_TUNNEL_OPTIONS",
     "BOB_SESSION_TIMEOUT",
     "BOB_LOOKUP_TIMEOUT",
@@ -204,6 +205,34 @@ state-dir = "state"
         stderr(&out)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sam_udp_from_flag_environment_and_file() {
+    let table = print_config(
+        bob()
+            .args(["--router", "17756"])
+            .env("BOB_SAM_UDP", "17000"),
+    )
+    .await;
+    assert_eq!(table["sam-udp"].as_str(), Some("127.0.0.1:17000"));
+    let table = print_config(
+        bob()
+            .args(["--router", "17756", "--sam-udp", "[::1]:7655"])
+            .env("BOB_SAM_UDP", "17000"),
+    )
+    .await;
+    assert_eq!(table["sam-udp"].as_str(), Some("[::1]:7655"));
+    // unset: not printed (the SAM port - 1 is used)
+    let table = print_config(bob().args(["--router", "17756"])).await;
+    assert!(!table.contains_key("sam-udp"));
+    // without a SAM router it is an error, not ignored
+    let out = run(bob().args(["--sam-udp", "7655", "--print-config"])).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("sam-udp"), "{}", stderr(&out));
+    let out = run(bob().args(["--router", "1", "--sam-udp", "h:0", "--print-config"])).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("port 0"), "{}", stderr(&out));
 }
 
 #[tokio::test]
@@ -553,6 +582,7 @@ async fn completions_and_man_pages_cover_every_flag() {
         "--allow-remote",
         "--dialect",
         "--router",
+        "--sam-udp",
         "--hosts",
         "--tunnel-option",
         "--session-timeout",

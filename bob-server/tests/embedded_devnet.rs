@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bob_server::backend::datagram::{Datagram, DatagramError, DatagramSession, DatagramStyle};
 use bob_server::backend::embedded::{self, EmbeddedConfig, RouterKind, Started, reseed};
 use bob_server::config::Config;
 use bob_server::server::Server;
@@ -256,6 +257,97 @@ async fn bob_tunnels_over_a_devnet() {
     server.halt().await;
     started.shutdown().await;
     eprintln!("devnet BOB test: wall {:?}", wall.elapsed());
+}
+
+/// Sends `data` from `from` to `to` until `to` receives a datagram (LeaseSets may not
+/// be published yet), and returns what arrived first.
+async fn deliver(
+    from: &dyn DatagramSession,
+    to_dest: &keytools::Destination,
+    to: &dyn DatagramSession,
+    data: &[u8],
+) -> Datagram {
+    tokio::time::timeout(ROUTER_LIMIT, async {
+        loop {
+            from.send_to(to_dest, DatagramStyle::Repliable, 0, 0, data)
+                .await
+                .expect("send");
+            if let Ok(got) = tokio::time::timeout(Duration::from_secs(2), to.recv()).await {
+                return got.expect("recv");
+            }
+        }
+    })
+    .await
+    .expect("a datagram within the limit")
+}
+
+/// The embedded router's datagram sessions: a repliable round trip, the largest payload
+/// its 8,192-byte SAM UDP buffer takes whole (emissary would cut a larger one), one byte
+/// more refused before the router sees it, and raw datagrams.
+#[tokio::test(start_paused = true)]
+async fn datagrams_over_a_devnet() {
+    log();
+    let started = devnet(0xaa).await;
+    ready(&started).await;
+    let dg = started
+        .core
+        .datagrams()
+        .expect("embedded carries datagrams");
+    let keys = || {
+        keytools::PrivateKeys::generate(SigType::Ed25519, keytools::CryptoType::ElGamal).unwrap()
+    };
+    let open = |style| dg.open_datagram_session(keys(), Vec::new(), style);
+    let (a, b, r1, r2) = tokio::time::timeout(ROUTER_LIMIT, async {
+        tokio::join!(
+            open(DatagramStyle::Repliable),
+            open(DatagramStyle::Repliable),
+            open(DatagramStyle::Raw),
+            open(DatagramStyle::Raw),
+        )
+    })
+    .await
+    .expect("sessions within the limit");
+    let (a, b, r1, r2) = (a.unwrap(), b.unwrap(), r1.unwrap(), r2.unwrap());
+    let max = a.max_payload();
+    assert!((7_000..8_192 - 524).contains(&max), "max_payload {max}");
+
+    let got = deliver(&*a, b.destination(), &*b, b"ping").await;
+    assert_eq!(got.from.as_ref(), Some(a.destination()));
+    assert_eq!(&got.payload[..], b"ping");
+    let sender = got.from.unwrap();
+    let reply = deliver(&*b, &sender, &*a, b"pong").await;
+    assert_eq!(reply.from.as_ref(), Some(b.destination()));
+    assert_eq!(&reply.payload[..], b"pong");
+
+    let big = pattern(max);
+    let got = deliver(&*a, b.destination(), &*b, &big).await;
+    assert_eq!(got.payload.len(), max, "cut");
+    assert!(got.payload[..] == big[..], "changed");
+    assert_eq!(
+        a.send_to(
+            b.destination(),
+            DatagramStyle::Repliable,
+            0,
+            0,
+            &pattern(max + 1)
+        )
+        .await,
+        Err(DatagramError::Oversize { size: max + 1, max })
+    );
+    // names: the b32 of B through the core's lookup session
+    assert_eq!(
+        &a.lookup(&b.destination().b32()).await.expect("b32"),
+        b.destination()
+    );
+
+    let got = deliver(&*r1, r2.destination(), &*r2, b"raw").await;
+    assert_eq!(got.from, None);
+    assert_eq!(&got.payload[..], b"raw");
+    for s in [&a, &b, &r1, &r2] {
+        s.close().await;
+    }
+    assert_eq!(b.recv().await, Err(DatagramError::Closed));
+    started.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]

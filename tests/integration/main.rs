@@ -18,6 +18,7 @@ mod proxy_http;
 mod proxy_socks;
 mod relay_bounded;
 mod sam_bob_i2pd;
+mod sam_datagram_i2pd;
 mod sam_fake_router;
 mod sam_i2pd;
 mod sam_slow_start;

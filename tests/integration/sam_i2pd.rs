@@ -35,16 +35,18 @@ const I2PD_OFFLINE_OPTS: &str = "inbound.length=0 outbound.length=0 inbound.quan
 /// Bound on each wait for the router (sessions take ~20 s on i2pd 2.45).
 const ROUTER_LIMIT: Duration = Duration::from_secs(150);
 
-struct Env {
-    sam: String,
-    options: Options,
+pub(crate) struct Env {
+    pub(crate) sam: String,
+    pub(crate) options: Options,
     datadir: PathBuf,
     ports: Vec<String>,
     /// the router; stopped when the test ends
     _router: OwnI2pd,
 }
 
-fn env() -> Option<Env> {
+/// A private offline i2pd ([`OwnI2pd`]) for one test, or `None` (a loud note; a panic
+/// under `CI=true`) when i2pd is not installed.
+pub(crate) fn env() -> Option<Env> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let router = OwnI2pd::start()?;
     let opts = get("BOB_TEST_SAM_OPTS").unwrap_or_else(|| I2PD_OFFLINE_OPTS.to_owned());

@@ -17,6 +17,7 @@
 //! allow-remote = false             # permit a non-loopback listen/metrics address
 //! dialect = "java"                 # or "i2pd": reply strings only
 //! router = "sam://127.0.0.1:7656"  # SAMv3 backend; without it the in-process `local` core
+//! sam-udp = "127.0.0.1:7655"       # the SAM bridge's UDP port (UDP tunnels); default SAM port - 1
 //! hosts = "hosts.txt"              # local core only: name=base64 lines for lookups
 //! newkeys-type = "DSA_SHA1"        # signature type of `newkeys` without an argument
 //! session-timeout = 90             # seconds the backend may take to build a tunnel's session
@@ -59,7 +60,7 @@ use crate::backend::sam::{SamConfig, merge_options};
 use crate::config::{BackendConfig, Config, java_default_options};
 use crate::tunnel::TunnelLimits;
 
-pub use super::values::{DialectName, RouterUrl, SigTypeName, TunnelOptions};
+pub use super::values::{DialectName, RouterUrl, SamUdpAddr, SigTypeName, TunnelOptions};
 
 /// One layer of settings (a flag set, the environment, a file, or the defaults); `None`
 /// means "not set here".
@@ -82,6 +83,9 @@ pub struct Settings {
     /// SAMv3 router; `None` runs the in-process local core
     #[serde(skip_serializing_if = "Option::is_none")]
     pub router: Option<RouterUrl>,
+    /// the SAM bridge's UDP port (datagrams); `None`: the SAM port − 1
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sam_udp: Option<SamUdpAddr>,
     /// hosts.txt of the local core
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<PathBuf>,
@@ -182,6 +186,7 @@ const SHAPES: &[KeyShape] = &[
         "a SAM address in quotes",
         "\"sam://127.0.0.1:7656\"",
     ),
+    ("sam-udp", "an address in quotes", "\"127.0.0.1:7655\""),
     ("hosts", "a path in quotes", "\"hosts.txt\""),
     (
         "newkeys-type",
@@ -246,6 +251,7 @@ impl Settings {
                 Dialect::I2pd => DialectName::I2pd,
             }),
             router: None,
+            sam_udp: None,
             hosts: None,
             newkeys_type: Some(SigTypeName(config.newkeys_sig)),
             session_timeout: nz(sam.session_timeout),
@@ -364,6 +370,7 @@ impl Settings {
             allow_remote: self.allow_remote.or(lower.allow_remote),
             dialect: self.dialect.or(lower.dialect),
             router: self.router.or(lower.router),
+            sam_udp: self.sam_udp.or(lower.sam_udp),
             hosts: self.hosts.or(lower.hosts),
             newkeys_type: self.newkeys_type.or(lower.newkeys_type),
             session_timeout: self.session_timeout.or(lower.session_timeout),
@@ -406,6 +413,12 @@ impl Settings {
                 "`hosts` is for the local backend and cannot be combined with `router`".into(),
             ));
         }
+        if s.sam_udp.is_some() && !matches!(s.router, Some(RouterUrl::Sam(_))) {
+            return Err(ConfigFileError::Conflict(
+                "`sam-udp` is the UDP port of a SAM bridge and needs `router = \"sam://HOST:PORT\"`"
+                    .into(),
+            ));
+        }
         // names become UIDs once, here: an unknown user stops the start
         let allow_users = access::resolve_users(&access::split_users(
             s.allow_users.iter().flatten().map(String::as_str),
@@ -430,6 +443,7 @@ impl Settings {
                 let mut sam = SamConfig::new(addr);
                 sam.default_options = tunnel_options;
                 sam.session_timeout = session_timeout;
+                sam.udp_addr = s.sam_udp.map(|a| a.0);
                 BackendConfig::Sam(sam)
             }
             Some(RouterUrl::Embedded(kind)) => {

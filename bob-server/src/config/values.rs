@@ -248,7 +248,33 @@ macro_rules! string_serde {
     };
 }
 
+/// The SAM bridge's UDP port for datagram sessions (`--sam-udp HOST:PORT`, or a bare
+/// `PORT` on 127.0.0.1); the host may be a name, resolved when a session opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamUdpAddr(pub String);
+
+impl FromStr for SamUdpAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hp: HostPort = s
+            .parse()
+            .map_err(|e| format!("invalid SAM UDP address: {e}"))?;
+        if hp.port == 0 {
+            return Err(format!("invalid SAM UDP address {s:?}: port 0"));
+        }
+        Ok(Self(hp.to_string()))
+    }
+}
+
+impl fmt::Display for SamUdpAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 string_serde!(RouterUrl, |r| r.to_string());
+string_serde!(SamUdpAddr, |a| a.0.clone());
 string_serde!(SigTypeName, |t| t.0.name().to_owned());
 
 /// Default options of every tunnel (`[tunnel-options]`, `--tunnel-option KEY=VALUE`),
@@ -339,6 +365,18 @@ mod tests {
             "127.0.0.1:2828".parse().unwrap()
         );
         assert!(parse_listen_addr("no-such-host.invalid:1").is_err());
+    }
+
+    #[test]
+    fn sam_udp_addresses() {
+        let a = |s: &str| s.parse::<SamUdpAddr>().map(|a| a.to_string());
+        assert_eq!(a("127.0.0.1:7655").unwrap(), "127.0.0.1:7655");
+        assert_eq!(a("7655").unwrap(), "127.0.0.1:7655");
+        assert_eq!(a("[::1]:7655").unwrap(), "[::1]:7655");
+        assert_eq!(a("localhost:7655").unwrap(), "localhost:7655");
+        for bad in ["", "x", "127.0.0.1:0", "0", "sam://h:1", "h:70000"] {
+            assert!(a(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

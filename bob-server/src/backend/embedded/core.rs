@@ -11,6 +11,9 @@ use super::lookup::Lookups;
 use super::quirks::{EMISSARY, Quirks};
 use super::router::{RouterHandle, RouterStatus};
 use super::{EmbeddedConfig, EmbeddedError, RouterKind};
+use crate::backend::datagram::{
+    Datagram, DatagramCore, DatagramError, DatagramSession, DatagramStyle,
+};
 use crate::backend::sam::{SamConfig, SamCore};
 use crate::backend::{
     BoxFuture, BoxStream, CoreError, Incoming, Options, Session, StreamingCore, Target,
@@ -86,34 +89,134 @@ impl EmbeddedCore {
         }
     }
 
-    async fn open(
-        &self,
-        keys: PrivateKeys,
-        options: Options,
-    ) -> Result<Arc<dyn Session>, CoreError> {
-        let (options, adjusted) = self.quirks.apply(&keys, options)?;
+    /// The options to send for `keys` (the quirks table applied; what it changed is
+    /// logged).
+    fn options(&self, keys: &PrivateKeys, options: Options) -> Result<Options, CoreError> {
+        let (options, adjusted) = self.quirks.apply(keys, options)?;
         for a in adjusted {
             warn!(
                 "option {}={} sent as {}={}: the {} router accepts no other value",
                 a.key, a.from, a.key, a.to, self.quirks.router
             );
         }
-        // A session closed a moment ago (tunnel stop, server restart) is still on the
-        // router for some milliseconds: retry DUPLICATE_DEST for a while.
-        let deadline = tokio::time::Instant::now() + DUPLICATE_RETRY;
-        let inner = loop {
-            match self.sam.open_session(keys.clone(), options.clone()).await {
-                Err(CoreError::DuplicateDestination) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                r => break r?,
-            }
-        };
+        Ok(options)
+    }
+
+    async fn open(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+    ) -> Result<Arc<dyn Session>, CoreError> {
+        let options = self.options(&keys, options)?;
+        let inner =
+            retry_duplicate(|| self.sam.open_session(keys.clone(), options.clone())).await?;
         Ok(Arc::new(EmbeddedSession {
             inner,
             lookups: Arc::clone(&self.lookups),
             connect_retry: self.sam.config().connect_retry,
         }))
+    }
+
+    /// A datagram session: the SAM backend's (`STYLE=DATAGRAM|RAW`, never DATAGRAM2,
+    /// `PORT=` always sent, payloads capped by the quirks table's UDP buffer), names
+    /// resolved through the core's lookup session.
+    async fn open_datagrams(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+        style: DatagramStyle,
+    ) -> Result<Arc<dyn DatagramSession>, CoreError> {
+        let options = self.options(&keys, options)?;
+        let inner = retry_duplicate(|| {
+            self.sam
+                .open_datagram_session(keys.clone(), options.clone(), style)
+        })
+        .await?;
+        Ok(Arc::new(EmbeddedDatagrams {
+            inner,
+            lookups: Arc::clone(&self.lookups),
+        }))
+    }
+}
+
+/// Runs `open` until it does not answer [`CoreError::DuplicateDestination`], for at most
+/// [`DUPLICATE_RETRY`]: a session closed a moment ago (tunnel stop, server restart) is
+/// still on the router for some milliseconds.
+async fn retry_duplicate<T, F, Fut>(mut open: F) -> Result<T, CoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, CoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + DUPLICATE_RETRY;
+    loop {
+        match open().await {
+            Err(CoreError::DuplicateDestination) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A SAM datagram session whose names are resolved through the core's lookup session
+/// (emissary answers `NAMING LOOKUP` only there, and takes base64 destinations only).
+#[derive(Debug)]
+struct EmbeddedDatagrams {
+    inner: Arc<dyn DatagramSession>,
+    lookups: Arc<Lookups>,
+}
+
+impl DatagramSession for EmbeddedDatagrams {
+    fn destination(&self) -> &Destination {
+        self.inner.destination()
+    }
+
+    fn max_payload(&self) -> usize {
+        self.inner.max_payload()
+    }
+
+    fn send_to<'a>(
+        &'a self,
+        to: &'a Destination,
+        style: DatagramStyle,
+        from_port: u16,
+        to_port: u16,
+        payload: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), DatagramError>> {
+        self.inner.send_to(to, style, from_port, to_port, payload)
+    }
+
+    fn recv(&self) -> BoxFuture<'_, Result<Datagram, DatagramError>> {
+        self.inner.recv()
+    }
+
+    fn lookup<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Destination, DatagramError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + LOOKUP_RETRY;
+            self.lookups
+                .resolve(name, Some(deadline))
+                .await
+                .map_err(|e| match e {
+                    CoreError::NotFound => DatagramError::NotFound,
+                    CoreError::Closed => DatagramError::Closed,
+                    e => DatagramError::Router(e.to_string()),
+                })
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.inner.close()
+    }
+}
+
+impl DatagramCore for EmbeddedCore {
+    fn open_datagram_session(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+        style: DatagramStyle,
+    ) -> BoxFuture<'_, Result<Arc<dyn DatagramSession>, CoreError>> {
+        Box::pin(self.open_datagrams(keys, options, style))
     }
 }
 
@@ -173,6 +276,12 @@ pub(crate) fn sam_config(
 ) -> SamConfig {
     let mut sam = config.sam.clone();
     sam.addr = routers.sam_tcp.to_string();
+    // emissary's UDP port is its own ephemeral one, not the SAM port - 1
+    sam.udp_addr = routers.sam_udp.map(|a| a.to_string());
+    if sam.udp_addr.is_none() {
+        warn!("the embedded router has no SAM UDP port: UDP tunnels cannot send");
+    }
+    sam.datagram_buffer = Some(quirks.datagrams.udp_buffer);
     sam.connect_retry = sam.connect_retry.max(quirks.connect_retry);
     if !quirks.reuse_sessions {
         sam.reuse_grace = Duration::ZERO;
@@ -199,5 +308,9 @@ impl StreamingCore for EmbeddedCore {
             let deadline = tokio::time::Instant::now() + LOOKUP_RETRY;
             self.lookups.resolve(&name, Some(deadline)).await
         })
+    }
+
+    fn datagrams(&self) -> Option<&dyn DatagramCore> {
+        Some(self)
     }
 }

@@ -30,21 +30,25 @@ pub struct OptionRange {
     pub policy: RangePolicy,
 }
 
-/// Datagram limits, recorded for the UDP tunnels (not used by stream tunnels).
+/// Datagram limits of the UDP tunnels (not used by stream tunnels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramLimits {
-    /// Largest payload to send through the SAM UDP port: emissary reads into an
-    /// 8,192-byte buffer and silently truncates the rest (header line included).
-    pub max_payload: usize,
+    /// The SAM UDP port's buffer, header line included: emissary reads each datagram
+    /// into 8,192 bytes and silently truncates the rest. The SAM backend refuses a
+    /// payload that would not fit whole (its `max_payload` is this minus the longest
+    /// header, 7,591 bytes).
+    pub udp_buffer: usize,
     /// `STYLE=DATAGRAM2` may be used. emissary 0.4.0: an inbound Datagram2 panics its
     /// SAM server (and a remote peer can send one), so never.
     pub datagram2: bool,
     /// `STYLE=DATAGRAM3` exists (emissary closes the connection without a reply).
     pub datagram3: bool,
     /// `PORT=` is mandatory in a datagram `SESSION CREATE` and `HOST=` is ignored
-    /// (delivery is always to 127.0.0.1).
+    /// (delivery is always to 127.0.0.1). The SAM backend always sends `PORT=` (and
+    /// binds its socket on the control connection's IP, loopback here).
     pub port_required: bool,
-    /// Datagram destinations must be base64 (no `.b32.i2p`).
+    /// Datagram destinations must be base64 (no `.b32.i2p`): names are resolved with
+    /// the core's lookup session before a datagram is sent.
     pub base64_only: bool,
 }
 
@@ -115,7 +119,7 @@ pub const EMISSARY: Quirks = Quirks {
     always_signature_type: true,
     lease_set_enc_types: (3, 7),
     datagrams: DatagramLimits {
-        max_payload: 7_000,
+        udp_buffer: crate::backend::sam::dgram::EMISSARY_UDP_BUFFER,
         datagram2: false,
         datagram3: false,
         port_required: true,
@@ -251,6 +255,27 @@ mod tests {
         assert_eq!(adjusted.len(), 2);
         assert_eq!(adjusted[0].from, "0");
         assert_eq!(adjusted[0].to, "1");
+    }
+
+    #[test]
+    fn datagrams_fit_whole_and_never_datagram2() {
+        use crate::backend::datagram::DatagramStyle;
+        use crate::backend::sam::dgram::{UdpLimit, header_len, session_style};
+        let d = EMISSARY.datagrams;
+        assert!(!d.datagram2 && !d.datagram3 && d.port_required && d.base64_only);
+        let limit = UdpLimit {
+            buffer: d.udp_buffer,
+            max_id_len: 41,
+        };
+        // the cap with the longest header stays within emissary's 8,192-byte read buffer
+        // (measured: 7,653 of a 7,700-byte payload arrived behind a 539-byte header)
+        let max = limit.max_payload();
+        assert!(max + header_len(41, 524, 65535, 65535) <= 8_192);
+        assert!((7_000..7_653).contains(&max), "{max}");
+        // the only styles a session is ever created with
+        for style in [DatagramStyle::Repliable, DatagramStyle::Raw] {
+            assert!(!session_style(style).contains('2'), "{style}");
+        }
     }
 
     #[test]

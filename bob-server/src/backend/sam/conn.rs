@@ -20,6 +20,8 @@ const HELLO: &str = "HELLO VERSION MIN=3.1 MAX=3.3";
 pub(crate) struct SamConn {
     stream: TcpStream,
     buf: BytesMut,
+    /// the version the bridge chose in `HELLO REPLY` (`3.1`, `3.3`)
+    version: String,
 }
 
 impl fmt::Debug for SamConn {
@@ -47,13 +49,26 @@ impl SamConn {
             let mut conn = Self {
                 stream,
                 buf: BytesMut::with_capacity(1024),
+                version: String::new(),
             };
             let reply = conn.request(HELLO).await?;
             reply.expect("HELLO REPLY")?;
             reply.result()?;
+            conn.version = reply.get("VERSION").unwrap_or_default().to_owned();
             Ok(conn)
         })
         .await
+    }
+
+    /// The SAM version the bridge chose (`VERSION=` of `HELLO REPLY`; empty if absent).
+    pub(crate) fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Our end of the connection: the address the bridge sees us at (datagram sessions
+    /// have their datagrams forwarded to this IP).
+    pub(crate) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.stream.local_addr()
     }
 
     /// Sends one line (a `\n` is appended).

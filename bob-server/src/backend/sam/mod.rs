@@ -12,9 +12,11 @@
 //! same keys and options within that time reuses the router session instead of waiting
 //! for another `SESSION CREATE` (i2pd 2.45 takes ~20 s for one).
 
+pub mod dgram;
 pub mod proto;
 
 pub(crate) mod conn;
+mod datagram;
 mod session;
 
 use std::collections::{HashMap, HashSet};
@@ -28,6 +30,7 @@ use tracing::debug;
 
 use self::proto::ResultCode;
 use self::session::{Link, LinkState, SamSession};
+use super::datagram::DatagramCore;
 use super::{BoxFuture, CoreError, Options, Session, StreamingCore};
 
 /// Settings of the SAM backend. Build with [`SamConfig::new`] and adjust fields.
@@ -69,6 +72,14 @@ pub struct SamConfig {
     /// does not see end-of-stream before that. Set it for routers that half-close
     /// properly.
     pub forward_half_close: bool,
+    /// The bridge's UDP port for datagram sessions (`--sam-udp HOST:PORT`). `None`: the
+    /// SAM host at the SAM port − 1 (i2pd's fixed choice before 2.47, and its default
+    /// since; Java I2P listens on 7655 and must be given).
+    pub udp_addr: Option<String>,
+    /// The bridge's UDP buffer in bytes, header line included: the size cap of datagram
+    /// sends. `None`: told by `HELLO` (SAM 3.1 at most is i2pd, 32,768; any other router
+    /// gets the smallest buffer known, emissary's 8,192, so nothing is ever cut).
+    pub datagram_buffer: Option<usize>,
 }
 
 impl SamConfig {
@@ -86,11 +97,34 @@ impl SamConfig {
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(10),
             forward_half_close: false,
+            udp_addr: None,
+            datagram_buffer: None,
         }
     }
 }
 
 impl SamConfig {
+    /// The bridge's UDP address: [`Self::udp_addr`], else the SAM host at the SAM port − 1.
+    ///
+    /// # Errors
+    /// A message when `addr` has no port or port 1 (nothing below it).
+    pub fn udp_bridge(&self) -> Result<String, String> {
+        if let Some(udp) = &self.udp_addr {
+            return Ok(udp.clone());
+        }
+        let (host, port) = self
+            .addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("SAM address {:?} has no port", self.addr))?;
+        match port.parse::<u16>() {
+            Ok(p) if p > 1 => Ok(format!("{host}:{}", p - 1)),
+            _ => Err(format!(
+                "SAM address {:?}: no UDP port below it; give --sam-udp HOST:PORT",
+                self.addr
+            )),
+        }
+    }
+
     /// Defaults for a router given as `sam://HOST:PORT` or `HOST:PORT` (the form of
     /// `--router`).
     ///
@@ -369,6 +403,9 @@ impl Drop for Claim {
 /// `SESSION CREATE` keys the backend sets itself; a tunnel option may not repeat them.
 const RESERVED: [&str; 3] = ["STYLE", "ID", "DESTINATION"];
 
+/// The same for datagram sessions, which also set where datagrams are forwarded.
+const DATAGRAM_RESERVED: [&str; 5] = ["STYLE", "ID", "DESTINATION", "PORT", "HOST"];
+
 /// How long to retry `DUPLICATED_DEST` after closing a parked session with the same keys.
 const DUPLICATE_RETRY: Duration = Duration::from_secs(5);
 
@@ -388,6 +425,10 @@ impl StreamingCore for SamCore {
     fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>> {
         let name = name.to_owned();
         Box::pin(async move { session::resolve_until(&self.shared.cfg, &name, None).await })
+    }
+
+    fn datagrams(&self) -> Option<&dyn DatagramCore> {
+        Some(self)
     }
 }
 

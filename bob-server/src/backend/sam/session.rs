@@ -72,13 +72,25 @@ impl Link {
         keys: &PrivateKeys,
         options: Options,
     ) -> Result<Arc<Self>, SamError> {
+        Self::create_styled(cfg, keys, LinkStyle::Stream, options).await
+    }
+
+    /// As [`Self::create`], for a session of `style` (a datagram session re-created by
+    /// the supervisor keeps its forwarding address).
+    pub(crate) async fn create_styled(
+        cfg: Arc<SamConfig>,
+        keys: &PrivateKeys,
+        style: LinkStyle,
+        options: Options,
+    ) -> Result<Arc<Self>, SamError> {
         let keys_b64 = SecretB64(keys.to_base64());
-        let (conn, id) = create_session(&cfg, &keys_b64.0, &options).await?;
+        let (conn, id) = create_session(&cfg, &keys_b64.0, &style, &options).await?;
         let (tx, rx) = watch::channel(LinkState::Up(id));
         let cancel = CancellationToken::new();
         let supervisor = Supervisor {
             cfg,
             keys_b64,
+            style,
             options,
             state: tx,
             cancel: cancel.clone(),
@@ -90,6 +102,11 @@ impl Link {
             cancel,
             task: std::sync::Mutex::new(Some(task)),
         }))
+    }
+
+    /// The session's destination.
+    pub(crate) fn destination(&self) -> &Destination {
+        &self.destination
     }
 
     /// The current state.
@@ -106,10 +123,14 @@ impl Link {
         }
     }
 
-    fn watch(&self) -> watch::Receiver<LinkState> {
+    pub(crate) fn watch(&self) -> watch::Receiver<LinkState> {
         self.state.clone()
     }
 }
+
+/// The longest id [`session_id`] makes: `bob` + two 8-digit hex numbers + a 20-digit
+/// counter + two separators (datagram headers carry the id; their size cap allows for it).
+pub(crate) const MAX_SESSION_ID_LEN: usize = 3 + 8 + 1 + 8 + 1 + 20;
 
 /// A fresh, unique session id (`ID=`); unique per process and across processes sharing
 /// a router.
@@ -123,21 +144,50 @@ fn session_id() -> String {
     format!("bob{:x}x{:x}x{n}", std::process::id(), nanos)
 }
 
-/// `HELLO` + `SESSION CREATE STYLE=STREAM ID=… DESTINATION=<keys> <options>`.
+/// What kind of session a [`Link`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LinkStyle {
+    /// `STYLE=STREAM`
+    Stream,
+    /// `STYLE=DATAGRAM|RAW PORT=… HOST=…`: datagrams forwarded to that UDP address.
+    Datagram {
+        /// the `STYLE=` value
+        style: &'static str,
+        /// where the router forwards the session's datagrams
+        forward: std::net::SocketAddr,
+    },
+}
+
+/// `HELLO` + `SESSION CREATE STYLE=… ID=… DESTINATION=<keys> [PORT= HOST=] <options>`.
 async fn create_session(
     cfg: &SamConfig,
     keys_b64: &str,
+    style: &LinkStyle,
     options: &Options,
 ) -> Result<(SamConn, Arc<str>), SamError> {
     with_timeout(cfg.session_timeout, async {
         let mut conn = SamConn::open(&cfg.addr, cfg.session_timeout).await?;
         let id = session_id();
+        let (style, port, host) = match style {
+            LinkStyle::Stream => ("STREAM", None, None),
+            LinkStyle::Datagram { style, forward } => (
+                *style,
+                Some(forward.port().to_string()),
+                Some(forward.ip().to_string()),
+            ),
+        };
+        let forward = port
+            .as_deref()
+            .map(|p| ("PORT", p))
+            .into_iter()
+            .chain(host.as_deref().map(|h| ("HOST", h)));
         let pairs = [
-            ("STYLE", "STREAM"),
+            ("STYLE", style),
             ("ID", id.as_str()),
             ("DESTINATION", keys_b64),
         ]
         .into_iter()
+        .chain(forward)
         .chain(options.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         conn.call("SESSION CREATE", pairs, "SESSION STATUS").await?;
         debug!(session = %id, "SAM session created");
@@ -150,6 +200,7 @@ async fn create_session(
 struct Supervisor {
     cfg: Arc<SamConfig>,
     keys_b64: SecretB64,
+    style: LinkStyle,
     options: Options,
     state: watch::Sender<LinkState>,
     cancel: CancellationToken,
@@ -188,7 +239,7 @@ impl Supervisor {
                 }
                 let attempt = tokio::select! {
                     () = self.cancel.cancelled() => break,
-                    r = create_session(&self.cfg, &self.keys_b64.0, &self.options) => r,
+                    r = create_session(&self.cfg, &self.keys_b64.0, &self.style, &self.options) => r,
                 };
                 match attempt {
                     Ok((c, id)) => {

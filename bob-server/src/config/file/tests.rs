@@ -9,6 +9,7 @@ listen = "127.0.0.1:3000"
 allow-remote = true
 dialect = "i2pd"
 router = "sam://127.0.0.1:7656"
+sam-udp = "127.0.0.1:7600"
 newkeys-type = "ed25519"
 session-timeout = 30
 max-connections = 5
@@ -72,6 +73,7 @@ fn full_file_parses_and_builds_a_config() {
         panic!("router selects SAM")
     };
     assert_eq!(sam.addr, "127.0.0.1:7656");
+    assert_eq!(sam.udp_bridge().unwrap(), "127.0.0.1:7600");
     assert_eq!(sam.session_timeout, Duration::from_secs(30));
     assert_eq!(sam.default_options.len(), 2);
 }
@@ -199,6 +201,24 @@ fn errors_name_file_line_and_key() {
         );
         assert!(shown.contains(needle), "{text:?} -> {shown}");
     }
+}
+
+#[test]
+fn sam_udp_needs_a_sam_router() {
+    let e = parse("sam-udp = \"7655\"\n")
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+    assert!(e.to_string().contains("sam-udp"), "{e}");
+    let c = parse("router = \"127.0.0.1:17756\"\n")
+        .unwrap()
+        .into_config()
+        .unwrap();
+    let BackendConfig::Sam(sam) = c.backend else {
+        panic!("router selects SAM")
+    };
+    assert_eq!(sam.udp_bridge().unwrap(), "127.0.0.1:17755", "SAM port - 1");
+    assert!(parse("sam-udp = \"127.0.0.1:0\"\n").is_err());
 }
 
 #[test]
