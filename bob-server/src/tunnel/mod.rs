@@ -46,8 +46,10 @@ use crate::backend::{BoxFuture, BoxStream, CoreError, Options, Session, Streamin
 mod inbound;
 mod kind;
 mod outbound;
+pub mod udp;
 
 pub use kind::{TunnelKind, UnknownKind};
+pub use udp::{UdpSnapshot, UdpTunnel};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use inbound::first_line_for_fuzzing;
@@ -386,6 +388,10 @@ pub struct TunnelStats {
     bytes_out: Arc<AtomicU64>,
     /// an accept loop of the tunnel ended by a panic: it takes no more connections
     loop_failed: std::sync::atomic::AtomicBool,
+    /// a datagram (UDP) tunnel: `udp` counts and `accepted`/`active` count peer mappings
+    datagram: std::sync::atomic::AtomicBool,
+    /// datagram counters (UDP tunnels only)
+    udp: udp::UdpCounters,
 }
 
 /// A copy of [`TunnelStats`] at one moment.
@@ -401,6 +407,8 @@ pub struct StatsSnapshot {
     pub bytes_in: u64,
     /// bytes from local applications to I2P
     pub bytes_out: u64,
+    /// datagram counters, for UDP tunnels
+    pub udp: Option<UdpSnapshot>,
 }
 
 impl TunnelStats {
@@ -412,7 +420,20 @@ impl TunnelStats {
             failed: self.failed.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            udp: self.udp_snapshot(),
         }
+    }
+
+    /// The datagram counters, for a UDP tunnel.
+    pub fn udp_snapshot(&self) -> Option<UdpSnapshot> {
+        self.datagram
+            .load(Ordering::Relaxed)
+            .then(|| self.udp.snapshot())
+    }
+
+    /// Marks these as a UDP tunnel's counters.
+    fn mark_datagram(&self) {
+        self.datagram.store(true, Ordering::Relaxed);
     }
 
     /// Counts a new connection; the guard counts it as no longer active when dropped.
