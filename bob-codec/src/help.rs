@@ -154,11 +154,18 @@ const JAVA_COMMANDS: &str = "COMMANDS: help clear getdest getkeys getnick inhost
 const I2PD_COMMANDS: &str = "COMMANDS: clear getdest getkeys getnick help inhost inport list lookup newkeys option outhost outport quiet quit setkeys setnick settunneltype start status stop zap";
 
 /// Extension commands of bob-server: `(command, Java-style text, i2pd-style text)`.
-pub const EXTENSIONS: &[(&str, &str, &str)] = &[(
-    "stats",
-    "stats [nickname] * Show the connection and byte counters of a tunnel (extension).",
-    "stats [<NICKNAME>] - Show the connection and byte counters of a tunnel (extension).",
-)];
+pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    (
+        "stats",
+        "stats [nickname] * Show the connection and byte counters of a tunnel (extension).",
+        "stats [<NICKNAME>] - Show the connection and byte counters of a tunnel (extension).",
+    ),
+    (
+        "settunneltype",
+        "settunneltype tcp|udp|socks|httpproxy * Set the type of the current nickname's tunnel (extension).",
+        "settunneltype <tcp|udp|socks|httpproxy> - Sets the tunnel type (extension).",
+    ),
+];
 
 /// The `(command, help text)` table of a dialect, in the order its `COMMANDS:` list
 /// names the commands.

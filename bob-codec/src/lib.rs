@@ -71,7 +71,7 @@ pub mod types;
 pub use command::Command;
 pub use error::{CommandError, LineError, ReplyError};
 pub use line::{LineCodec, LineItem, MAX_LINE_LEN};
-pub use reply::{GREETING, Reply, TunnelCounters, TunnelStatus};
+pub use reply::{EXTRA_STATUS_KEYS, GREETING, Reply, TunnelCounters, TunnelStatus};
 pub use types::{Host, Nickname, OptionKey, OptionValue, Port, TunnelOption, ValueError};
 
 /// Which server's reply strings to speak. Semantics never change with the dialect.

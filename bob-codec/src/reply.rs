@@ -136,11 +136,16 @@ impl From<&CommandError> for Reply {
 /// Reading rules: the record must start with `NICKNAME: ` (strip `DATA `, `OK DATA ` or
 /// `OK ` first, or use [`TunnelStatus::from_reply`]); every field but OUTHOST ends at the
 /// next space, so values may be empty (`NICKNAME:  STARTING: …`) but hold no spaces;
-/// booleans are `true`/`false`; ports are decimal or `not_set`. i2pd (2.57+) appends
-/// ` PROXYTYPE: <t> PROXYSTART: <b>`; when the rest of the line is exactly
-/// `<host> PROXYTYPE: <t> PROXYSTART: <b>` with no spaces inside the three values, the
-/// two i2pd fields are dropped and OUTHOST is `<host>`. Any other rest of line is OUTHOST
-/// verbatim, as txi2p reads it.
+/// booleans are `true`/`false`; ports are decimal or `not_set`.
+///
+/// Tunnels of other kinds than BOB's TCP tunnel append fields after OUTHOST
+/// ([`TunnelStatus::extra`]): i2pd (2.57+) ` PROXYTYPE: <t> PROXYSTART: <b>`, bob-server
+/// ` PROXYTYPE: SOCKS|HTTPPROXY` for proxy tunnels and ` TUNNELTYPE: UDP UDPDEST: <d>`
+/// for UDP tunnels (plain tunnels never get any, so their lines stay Java's). When the
+/// rest of the line is `<host>` followed only by such ` KEY: value` fields, with
+/// [`EXTRA_STATUS_KEYS`] keys and no spaces inside the values, OUTHOST is `<host>` and
+/// the fields go to `extra`. Any other rest of line is OUTHOST verbatim, as txi2p
+/// reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TunnelStatus {
     /// tunnel name
@@ -163,7 +168,12 @@ pub struct TunnelStatus {
     pub outport: Option<u16>,
     /// outbound host, verbatim
     pub outhost: String,
+    /// fields after OUTHOST, `(KEY, value)` in order (empty for BOB's TCP tunnels)
+    pub extra: Vec<(String, String)>,
 }
+
+/// The keys [`TunnelStatus`] reads as extra fields after OUTHOST.
+pub const EXTRA_STATUS_KEYS: &[&str] = &["PROXYTYPE", "PROXYSTART", "TUNNELTYPE", "UDPDEST"];
 
 impl TunnelStatus {
     /// The `list` line: `DATA <record>`.
@@ -213,7 +223,11 @@ impl std::fmt::Display for TunnelStatus {
             self.inhost,
             PortField(self.outport),
             self.outhost,
-        )
+        )?;
+        for (key, value) in &self.extra {
+            write!(f, " {key}: {value}")?;
+        }
+        Ok(())
     }
 }
 
@@ -245,6 +259,7 @@ impl std::str::FromStr for TunnelStatus {
         let outhost = rest
             .strip_prefix(" OUTHOST: ")
             .ok_or_else(|| missing("OUTHOST", rest))?;
+        let (outhost, extra) = split_extra_fields(outhost);
         Ok(Self {
             nickname: nickname.to_owned(),
             starting,
@@ -255,7 +270,8 @@ impl std::str::FromStr for TunnelStatus {
             inport,
             inhost: inhost.to_owned(),
             outport,
-            outhost: strip_i2pd_proxy_fields(outhost).to_owned(),
+            outhost: outhost.to_owned(),
+            extra,
         })
     }
 }
@@ -309,18 +325,31 @@ fn missing(name: &str, at: &str) -> ReplyError {
     ReplyError::BadStatus(format!("expected field {name} at: {}", quote(at)))
 }
 
-/// Drops i2pd's ` PROXYTYPE: <t> PROXYSTART: <b>` tail from the OUTHOST rest of line, but
-/// only when all three values are space-free (see [`TunnelStatus`]).
-fn strip_i2pd_proxy_fields(rest: &str) -> &str {
-    let Some((host, tail)) = rest.split_once(' ') else {
-        return rest;
+/// Splits the OUTHOST rest of line into the host and the extra ` KEY: value` fields
+/// after it, but only when every field has a known key and a space-free value (see
+/// [`TunnelStatus`]); otherwise the whole rest is the host.
+fn split_extra_fields(rest: &str) -> (&str, Vec<(String, String)>) {
+    let Some((host, mut tail)) = rest.split_once(' ') else {
+        return (rest, Vec::new());
     };
-    let stripped = tail
-        .strip_prefix("PROXYTYPE: ")
-        .and_then(|t| t.split_once(' '))
-        .and_then(|(kind, t)| Some((kind, t.strip_prefix("PROXYSTART: ")?)))
-        .is_some_and(|(kind, start)| !kind.contains(' ') && !start.contains(' '));
-    if stripped { host } else { rest }
+    let mut extra = Vec::new();
+    loop {
+        let Some((key, after)) = tail.split_once(": ") else {
+            return (rest, Vec::new());
+        };
+        if !EXTRA_STATUS_KEYS.contains(&key) {
+            return (rest, Vec::new());
+        }
+        let (value, next) = match after.split_once(' ') {
+            Some((value, next)) => (value, Some(next)),
+            None => (after, None),
+        };
+        extra.push((key.to_owned(), value.to_owned()));
+        match next {
+            Some(next) => tail = next,
+            None => return (host, extra),
+        }
+    }
 }
 
 /// The counters of one tunnel, the reply text of the `stats` extension command

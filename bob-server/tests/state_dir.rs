@@ -355,6 +355,7 @@ async fn a_damaged_tunnel_file_loses_only_that_tunnel() {
         outhost: "localhost".into(),
         outport: Some(80),
         quiet: false,
+        kind: Default::default(),
         options: vec![],
         running: false,
     };
@@ -405,6 +406,7 @@ async fn a_legacy_state_file_is_migrated() {
         outhost: "localhost".into(),
         outport: Some(8080),
         quiet: true,
+        kind: Default::default(),
         options: vec![("inbound.length".into(), "1".into())],
         running: false,
     };
@@ -520,6 +522,7 @@ async fn restored_tunnel_that_cannot_start_is_kept_stopped() {
         outhost: "localhost".into(),
         outport: None,
         quiet: false,
+        kind: Default::default(),
         options: vec![("inbound.length".into(), "2".into())],
         running: true,
     };
@@ -593,6 +596,7 @@ async fn unusable_state_dir_and_dropped_entries_are_reported() {
             outhost: "localhost".into(),
             outport: None,
             quiet: false,
+            kind: Default::default(),
             options: vec![],
             running: false,
         })
@@ -685,6 +689,7 @@ async fn state_entries_over_the_caps_are_dropped_and_reported() {
         outhost: "localhost".into(),
         outport: None,
         quiet: false,
+        kind: Default::default(),
         options,
         running: false,
     };

@@ -624,6 +624,7 @@ mod tests {
             inhost: "127.0.0.1".into(),
             inport,
             outhost: "localhost".into(),
+            extra: Vec::new(),
             outport,
             ..TunnelStatus::default()
         }

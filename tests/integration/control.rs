@@ -143,9 +143,45 @@ async fn setters_java() {
     c.expect("quiet", "OK Quiet set").await;
     assert!(c.cmd("show").await.contains(" QUIET: false "));
     c.expect("start", "ERROR tunnel settings incomplete").await;
+    c.expect("settunneltype socks", "OK tunnel type set to SOCKS")
+        .await;
     c.expect(
-        "settunneltype socks",
-        "ERROR settunneltype is not supported: only plain BOB tunnels are available",
+        "status t1",
+        "OK DATA NICKNAME: t1 STARTING: false RUNNING: false STOPPING: false KEYS: false QUIET: false INPORT: 12345 INHOST: 127.0.0.2 OUTPORT: 65535 OUTHOST: example PROXYTYPE: SOCKS",
+    )
+    .await;
+    c.expect(
+        "settunneltype HttpProxy",
+        "OK tunnel type set to HTTP proxy",
+    )
+    .await;
+    c.expect("settunneltype udp", "OK tunnel type set to UDP")
+        .await;
+    c.expect(
+        "option bob.udp.dest=abc.b32.i2p",
+        "OK bob.udp.dest set to abc.b32.i2p",
+    )
+    .await;
+    c.expect(
+        "status t1",
+        "OK DATA NICKNAME: t1 STARTING: false RUNNING: false STOPPING: false KEYS: false QUIET: false INPORT: 12345 INHOST: 127.0.0.2 OUTPORT: 65535 OUTHOST: example TUNNELTYPE: UDP UDPDEST: abc.b32.i2p",
+    )
+    .await;
+    c.expect(
+        "settunneltype gopher",
+        "ERROR unknown tunnel type \"gopher\" (known: tcp, udp, socks, httpproxy)",
+    )
+    .await;
+    c.expect(
+        "settunneltype",
+        "ERROR no tunnel type given (tcp, udp, socks, httpproxy)",
+    )
+    .await;
+    c.expect("settunneltype tcp", "OK tunnel type set to TCP")
+        .await;
+    c.expect(
+        "status t1",
+        "OK DATA NICKNAME: t1 STARTING: false RUNNING: false STOPPING: false KEYS: false QUIET: false INPORT: 12345 INHOST: 127.0.0.2 OUTPORT: 65535 OUTHOST: example",
     )
     .await;
     c.expect("visit", "OK ").await;

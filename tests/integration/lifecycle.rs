@@ -96,6 +96,7 @@ async fn flags_follow_the_lifecycle() {
         "outhost x",
         "quiet true",
         "option a=b",
+        "settunneltype udp",
         "newkeys",
         "clear",
         "start",

@@ -23,6 +23,7 @@ fn spec(nickname: &str) -> TunnelSpec {
         nickname: nickname.to_owned(),
         keys: keys(),
         options: Vec::new(),
+        server_options: Vec::new(),
         inbound: None,
         outbound: None,
         quiet: true,

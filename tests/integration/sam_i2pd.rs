@@ -175,6 +175,7 @@ fn tunnel_spec(nick: &str, keys: &PrivateKeys, options: &Options) -> TunnelSpec 
         nickname: nick.to_owned(),
         keys: keys.clone(),
         options: options.clone(),
+        server_options: Vec::new(),
         inbound: None,
         outbound: None,
         quiet: false,

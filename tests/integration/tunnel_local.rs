@@ -31,6 +31,7 @@ fn spec(nickname: &str, keys: PrivateKeys) -> TunnelSpec {
         nickname: nickname.to_owned(),
         keys,
         options: Vec::new(),
+        server_options: Vec::new(),
         inbound: None,
         outbound: None,
         quiet: false,

@@ -9,6 +9,7 @@
 //! inbound = "127.0.0.1:8080"    # optional: listen here for applications (client side)
 //! outbound = "127.0.0.1:80"     # optional: hand incoming I2P streams here (server side)
 //! quiet = false                 # optional
+//! type = "tcp"                  # optional: tcp (BOB's, the default), udp, socks, http-proxy
 //! start = true                  # optional: start at boot (default true)
 //! [tunnel.options]              # optional: tunnel options
 //! "inbound.length" = "1"
@@ -22,7 +23,7 @@ use serde::Deserialize;
 
 use super::hints::{self, KeyShape};
 use crate::config::file::{key_before, line_of};
-use crate::tunnel::Endpoint;
+use crate::tunnel::{Endpoint, TunnelKind};
 
 /// One declared tunnel, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub struct TunnelDecl {
     pub outbound: Option<Endpoint>,
     /// quiet flag
     pub quiet: bool,
+    /// the tunnel's type (`type = …`; BOB's TCP tunnel when left out)
+    pub kind: TunnelKind,
     /// start at boot
     pub start: bool,
     /// options, sorted by key
@@ -68,6 +71,7 @@ const SHAPES: &[KeyShape] = &[
     ("inbound", "an address in quotes", "\"127.0.0.1:8080\""),
     ("outbound", "an address in quotes", "\"127.0.0.1:80\""),
     ("quiet", "true or false", "true"),
+    ("type", "a tunnel type in quotes", "\"udp\""),
     ("start", "true or false", "true"),
 ];
 
@@ -88,6 +92,8 @@ struct RawTunnel {
     outbound: Option<String>,
     #[serde(default)]
     quiet: bool,
+    #[serde(rename = "type")]
+    kind: Option<String>,
     #[serde(default = "yes")]
     start: bool,
     #[serde(default)]
@@ -192,6 +198,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
                 return Err(bad(format!("option: {e}")));
             }
         }
+        let kind = match &t.kind {
+            Some(name) => name
+                .parse::<TunnelKind>()
+                .map_err(|e| bad(format!("type: {e}")))?,
+            None => TunnelKind::default(),
+        };
         if let Some(kt) = &t.key_type {
             kt.parse::<keytools::SigType>()
                 .map_err(|e| bad(format!("key-type: {e}")))?;
@@ -202,6 +214,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
             inbound,
             outbound,
             quiet: t.quiet,
+            kind,
             start: t.start,
             options: t.options.clone().into_iter().collect(),
             name: t.name,
@@ -230,6 +243,23 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<Vec<TunnelDecl>, TunnelsFileError> {
         parse(text, Path::new("/etc/bob/tunnels.toml"))
+    }
+
+    #[test]
+    fn tunnel_types_parse() {
+        let text = "[[tunnel]]\nname = \"u\"\nkeys = \"u.keys\"\ntype = \"udp\"\noutbound = \"127.0.0.1:9\"\n\n[[tunnel]]\nname = \"p\"\nkeys = \"p.keys\"\ntype = \"http-proxy\"\ninbound = \"127.0.0.1:4444\"\n\n[[tunnel]]\nname = \"t\"\nkeys = \"t.keys\"\ninbound = \"127.0.0.1:1\"\n";
+        let decls = parse_str(text).unwrap();
+        let kinds: Vec<_> = decls.iter().map(|d| d.kind).collect();
+        assert_eq!(
+            kinds,
+            [TunnelKind::Udp, TunnelKind::HttpProxy, TunnelKind::Stream]
+        );
+        let bad = "[[tunnel]]\nname = \"u\"\nkeys = \"u.keys\"\ntype = \"gopher\"\ninbound = \"127.0.0.1:1\"\n";
+        let err = parse_str(bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with("/etc/bob/tunnels.toml:1: tunnel \"u\": type: unknown tunnel type"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::backend::{CoreError, Target};
 use crate::config::{parse_crypto_type, parse_sig_type};
 use crate::control::messages::Messages;
 use crate::registry::{Entry, Registry, RegistryError, Side};
+use crate::tunnel::TunnelKind;
 
 /// Handles one request line, appending the encoded reply to `out`.
 pub(crate) async fn handle(
@@ -137,6 +138,13 @@ pub(crate) async fn handle(
             let max_bytes = registry.max_bytes();
             update(conn, registry, m, |e| match checked {
                 Ok(Ok(pairs)) => {
+                    // the server's own UDP options are checked now, not at `start`
+                    if let Some(reason) = pairs
+                        .iter()
+                        .find_map(|(k, v)| crate::tunnel::udp::options::check(k, v).err())
+                    {
+                        return m.bad_option(&reason);
+                    }
                     if e.growth_by_options(&pairs) > e.room() {
                         return m.registry_full(max_bytes);
                     }
@@ -194,7 +202,18 @@ pub(crate) async fn handle(
         Command::Lookup(name) => lookup(front, name.as_deref(), "lookup").await,
         Command::LookupLocal(name) => lookup(front, name.as_deref(), "lookup").await,
         Command::Ping(name) => ping(conn, front, name.as_deref()).await,
-        Command::SetTunnelType(_) => m.tunnel_type_unsupported(),
+        Command::SetTunnelType(kind) => {
+            // Java's order: nickname, then active, then the operand
+            let kind = kind.as_deref().map(str::parse::<TunnelKind>);
+            update(conn, registry, m, |e| match kind {
+                Some(Ok(kind)) => {
+                    e.set_kind(kind);
+                    m.tunnel_type_set(kind.title())
+                }
+                Some(Err(unknown)) => m.bad_tunnel_type(&unknown.to_string()),
+                None => m.bad_tunnel_type("no tunnel type given (tcp, udp, socks, httpproxy)"),
+            })
+        }
     };
     service.persist_since(mark).await;
     reply.encode_into(out);

@@ -290,9 +290,14 @@ impl Messages {
         err(format!("ping failed: {reason}"))
     }
 
-    /// `settunneltype`: proxy tunnels are not implemented.
-    pub fn tunnel_type_unsupported(self) -> Reply {
-        err("settunneltype is not supported: only plain BOB tunnels are available")
+    /// `settunneltype <kind>` done (i2pd's wording: `OK tunnel type set to SOCKS`).
+    pub fn tunnel_type_set(self, title: &str) -> Reply {
+        ok(format!("tunnel type set to {title}"))
+    }
+
+    /// `settunneltype` without a kind, or with one this server does not know.
+    pub fn bad_tunnel_type(self, why: &str) -> Reply {
+        err(why)
     }
 
     /// `setnick` of a new name while the registry is full.
@@ -304,6 +309,11 @@ impl Messages {
     /// longer than 255 bytes`); the text never quotes the operand.
     pub fn bad_value(self, error: &bob_codec::types::ValueError) -> Reply {
         err(error.to_string())
+    }
+
+    /// `ERROR <reason>` for a server option (`bob.udp.*`) with a bad key or value.
+    pub fn bad_option(self, reason: &str) -> Reply {
+        err(reason)
     }
 
     /// `ERROR too many options (limit N)` (bob-server's own limit).

@@ -169,6 +169,7 @@ pub(crate) mod tests {
                 inhost: "localhost".into(),
                 outport: None,
                 outhost: "localhost".into(),
+                extra: Vec::new(),
             },
             destination: None,
             last_error: None,

@@ -145,6 +145,12 @@ impl Entry {
         self.kind
     }
 
+    /// Sets what the tunnel does with its connections (`settunneltype`, the tunnels
+    /// file); only while inactive, as every setter ([`crate::registry::Registry::update`]).
+    pub fn set_kind(&mut self, kind: TunnelKind) {
+        self.kind = kind;
+    }
+
     /// The private keys, once set.
     pub fn keys(&self) -> Option<&PrivateKeys> {
         self.keys.as_ref()
@@ -323,6 +329,7 @@ impl Entry {
             outhost: self.outhost.clone(),
             outport: self.outport,
             quiet: self.quiet,
+            kind: self.kind,
             options: self
                 .properties
                 .iter()
@@ -352,6 +359,7 @@ impl Entry {
             inhost: self.inhost.clone(),
             outport: self.outport,
             outhost: self.outhost.clone(),
+            extra: self.kind.status_fields(&self.properties),
         }
     }
 }

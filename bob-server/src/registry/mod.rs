@@ -31,7 +31,7 @@ use keytools::PrivateKeys;
 use crate::backend::{Options, Session};
 use crate::config::MAX_OPTIONS_PER_TUNNEL;
 use crate::storage::state::TunnelRecord;
-use crate::tunnel::{Endpoint, TunnelKind, TunnelSpec};
+use crate::tunnel::{Endpoint, TunnelKind, TunnelSpec, is_server_option};
 use bob_codec::types::{Host, Nickname, OptionKey, OptionValue};
 mod entry;
 
@@ -277,6 +277,7 @@ impl Registry {
         entry.outhost.clone_from(&record.outhost);
         entry.outport = record.outport;
         entry.quiet = record.quiet;
+        entry.kind = record.kind;
         entry.properties = record.options.iter().cloned().collect();
         // Remembered until the start succeeds or fails, so a save meanwhile keeps it.
         entry.autostart = record.running && entry.keys.is_some();
@@ -441,14 +442,16 @@ impl Registry {
         if entry.is_active() {
             return Err(RegistryError::Active);
         }
+        let (server_options, options) = entry
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(k, _)| is_server_option(k));
         let spec = TunnelSpec {
             nickname: entry.nickname.clone(),
             keys,
-            options: entry
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            options,
+            server_options,
             inbound: entry.inport.map(|port| Endpoint {
                 host: entry.inhost.clone(),
                 port,

@@ -172,6 +172,7 @@ pub fn prepare(
                     e.set_port(Side::Outbound, port);
                 }
                 e.set_quiet(decl.quiet);
+                e.set_kind(decl.kind);
                 e.set_options(decl.options.iter().cloned())
                     .map_err(|too_many| {
                         format!("too many options (at most {} per tunnel)", too_many.limit)
@@ -302,6 +303,7 @@ mod tests {
                 port: 8080,
             }),
             quiet: true,
+            kind: crate::tunnel::TunnelKind::default(),
             start: true,
             options: vec![("inbound.length".to_owned(), "1".to_owned())],
             line: 4,

@@ -69,6 +69,8 @@ use zeroize::Zeroizing;
 
 use keytools::keyfile::{KeyFileError, write_private_file};
 
+use crate::tunnel::TunnelKind;
+
 /// The directory of the tunnel files inside the state directory.
 pub const TUNNELS_DIR: &str = "tunnels";
 
@@ -153,6 +155,9 @@ pub struct TunnelRecord {
     /// quiet flag
     #[serde(default)]
     pub quiet: bool,
+    /// the tunnel's type (`settunneltype`); left out for BOB's TCP tunnels
+    #[serde(default, skip_serializing_if = "is_tcp", with = "kind_name")]
+    pub kind: TunnelKind,
     /// tunnel options in the order they were set
     #[serde(default)]
     pub options: Vec<(String, String)>,
@@ -171,9 +176,30 @@ impl std::fmt::Debug for TunnelRecord {
             .field("outhost", &self.outhost)
             .field("outport", &self.outport)
             .field("quiet", &self.quiet)
+            .field("kind", &self.kind)
             .field("options", &self.options)
             .field("running", &self.running)
             .finish()
+    }
+}
+
+fn is_tcp(kind: &TunnelKind) -> bool {
+    *kind == TunnelKind::Stream
+}
+
+/// A [`TunnelKind`] stored by its name (`udp`, `socks`, …).
+mod kind_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::tunnel::TunnelKind;
+
+    pub(super) fn serialize<S: Serializer>(kind: &TunnelKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TunnelKind, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(D::Error::custom)
     }
 }
 
@@ -702,6 +728,7 @@ mod tests {
             outhost: "127.0.0.1".into(),
             outport: None,
             quiet: true,
+            kind: TunnelKind::Stream,
             options: vec![
                 ("inbound.length".into(), "1".into()),
                 ("a".into(), "b".into()),
@@ -721,10 +748,17 @@ mod tests {
         let dir = tempdir("rt");
         let store = StateStore::open(&dir).unwrap();
         assert!(store.load().unwrap().tunnels.is_empty());
-        let records = vec![record("one", true), record("two", false)];
+        let mut udp = record("two", false);
+        udp.kind = TunnelKind::Udp;
+        let records = vec![record("one", true), udp];
         store.save(1, &records).unwrap();
         let loaded = StateStore::open(&dir).unwrap().load().unwrap();
         assert_eq!(loaded.tunnels, records);
+        // BOB's own tunnels are saved without a kind, as before kinds existed
+        let one = fs::read_to_string(store.tunnel_path("one")).unwrap();
+        assert!(!one.contains("kind"), "{one}");
+        let two = fs::read_to_string(store.tunnel_path("two")).unwrap();
+        assert!(two.contains("kind = \"udp\""), "{two}");
         assert!(loaded.problems.is_empty() && loaded.kept_aside.is_empty());
         assert!(store.tunnel_path("one").ends_with("tunnels/6f6e65.toml"));
         #[cfg(unix)]

@@ -11,20 +11,23 @@
 //! - `run_inbound` / `run_outbound`: the tasks a tunnel runs on its listener (from
 //!   the moment it is bound) and on its session (once it is up);
 //! - [`TunnelKind::name`] / [`str::parse`]: the kind's name (for the state file, the
-//!   tunnels file and i2pd's `settunneltype` once there is a second kind).
+//!   tunnels file and `settunneltype`);
+//! - [`TunnelKind::status_fields`]: what `list`/`status` print after OUTHOST (nothing
+//!   for BOB's own tunnels, so their lines stay Java's).
 //!
-//! Today the only kind is BOB's TCP stream tunnel, so the kind is not stored yet: the
-//! state file and [`super::TunnelSpec`] describe stream tunnels, and an entry that was
-//! never given a kind is one. The kinds other issues plan:
+//! An entry that was never given a kind is a BOB TCP tunnel ([`TunnelKind::Stream`],
+//! named `tcp`; `stream` is accepted as another name for it). The other kinds:
 //! - SOCKS and HTTP proxy tunnels: stream kinds too; they differ from
 //!   [`TunnelKind::Stream`] only in how the inbound side learns the destination (a SOCKS
 //!   handshake or an HTTP request instead of BOB's destination line), so their `run`
 //!   arm swaps the inbound accept loop and keeps the session, the relay
 //!   ([`crate::backend::ByteStream::relay`]) and the outbound side.
-//! - UDP tunnels: a datagram kind. Its data path needs datagrams from the backend, a
-//!   seam beside [`crate::backend::StreamingCore`] (see the backend module's
-//!   "Datagrams" section), and its `run` arm binds a UDP socket instead of a listener.
+//! - UDP tunnels: a datagram kind ([`super::udp`]). Its data path uses the datagram
+//!   seam beside [`crate::backend::StreamingCore`] ([`crate::backend::datagram`]) and
+//!   binds UDP sockets instead of a listener, so `launch` starts it directly and
+//!   `run_inbound`/`run_outbound` never see it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -36,7 +39,7 @@ use super::{
     ActiveTunnel, Endpoint, Launcher, StartControl, StartError, TunnelContext, TunnelLimits,
     TunnelSpec, inbound, outbound,
 };
-use crate::backend::{BoxFuture, Session, StreamingCore};
+use crate::backend::{BoxFuture, CoreError, Session, StreamingCore};
 
 /// What a tunnel does with its connections (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -47,16 +50,39 @@ pub enum TunnelKind {
     /// `outhost:outport`, after the peer's destination line unless quiet.
     #[default]
     Stream,
+    /// A UDP tunnel: datagrams between local UDP sockets and I2P (`settunneltype udp`).
+    Udp,
+    /// A SOCKS proxy on `inhost:inport` reaching I2P from the tunnel's destination
+    /// (`settunneltype socks`, as i2pd 2.57+).
+    Socks,
+    /// An HTTP proxy on `inhost:inport` reaching I2P from the tunnel's destination
+    /// (`settunneltype httpproxy`, as i2pd 2.57+).
+    HttpProxy,
 }
 
 impl TunnelKind {
     /// Every kind, in the order they are documented.
-    pub const ALL: [Self; 1] = [Self::Stream];
+    pub const ALL: [Self; 4] = [Self::Stream, Self::Udp, Self::Socks, Self::HttpProxy];
 
-    /// The kind's name, as the state file stores it.
+    /// The kind's name, as `settunneltype`, the state file and the tunnels file spell
+    /// it (other spellings [`str::parse`] accepts: `stream`, `http-proxy`, `http`).
     pub fn name(self) -> &'static str {
         match self {
-            Self::Stream => "stream",
+            Self::Stream => "tcp",
+            Self::Udp => "udp",
+            Self::Socks => "socks",
+            Self::HttpProxy => "httpproxy",
+        }
+    }
+
+    /// The kind as `settunneltype` names it in its reply (`OK tunnel type set to …`,
+    /// i2pd's wording for its two kinds).
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Stream => "TCP",
+            Self::Udp => "UDP",
+            Self::Socks => "SOCKS",
+            Self::HttpProxy => "HTTP proxy",
         }
     }
 
@@ -64,7 +90,26 @@ impl TunnelKind {
     /// [`crate::registry::Registry::begin_start`]).
     pub fn needs_a_port(self) -> bool {
         match self {
-            Self::Stream => true,
+            Self::Stream | Self::Udp | Self::Socks | Self::HttpProxy => true,
+        }
+    }
+
+    /// The fields `list`/`status` print after OUTHOST for a tunnel of this kind with
+    /// `properties`: none for BOB's TCP tunnels (their lines stay Java's), `TUNNELTYPE`
+    /// and `UDPDEST` for UDP tunnels, i2pd's `PROXYTYPE` for proxy tunnels.
+    pub fn status_fields(self, properties: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        let field = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        match self {
+            Self::Stream => Vec::new(),
+            Self::Udp => {
+                let dest = properties.get(super::udp::options::DEST).map_or_else(
+                    || "not_set".to_owned(),
+                    |d| super::udp::options::status_dest(d),
+                );
+                vec![field("TUNNELTYPE", "UDP"), field("UDPDEST", &dest)]
+            }
+            Self::Socks => vec![field("PROXYTYPE", "SOCKS")],
+            Self::HttpProxy => vec![field("PROXYTYPE", "HTTPPROXY")],
         }
     }
 
@@ -82,6 +127,18 @@ impl TunnelKind {
     ) -> BoxFuture<'static, Result<Box<dyn ActiveTunnel>, StartError>> {
         match self {
             Self::Stream => launcher(core, spec, limits, control),
+            Self::Udp => Box::pin(async move {
+                let tunnel = super::UdpTunnel::start(core, spec, limits, control).await?;
+                Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
+            }),
+            Self::Socks | Self::HttpProxy => {
+                let title = self.title();
+                Box::pin(async move {
+                    Err(StartError::Core(CoreError::Io(format!(
+                        "{title} tunnels are not built into this server yet"
+                    ))))
+                })
+            }
         }
     }
 
@@ -98,6 +155,8 @@ impl TunnelKind {
                     inbound::accept_loop(listener, context.clone()).in_current_span(),
                 );
             }
+            // never launched (see `launch`)
+            Self::Udp | Self::Socks | Self::HttpProxy => drop(listener),
         }
     }
 
@@ -118,6 +177,8 @@ impl TunnelKind {
                     outbound::accept_loop(session, outbound, context.clone()).in_current_span(),
                 );
             }
+            // never launched (see `launch`)
+            Self::Udp | Self::Socks | Self::HttpProxy => drop((session, outbound)),
         }
     }
 }
@@ -128,18 +189,33 @@ impl fmt::Display for TunnelKind {
     }
 }
 
+/// Whether option `key` configures the server (`bob.*`: UDP and proxy settings) rather
+/// than the router: such options are kept and shown like any other, but never handed to
+/// the backend.
+pub fn is_server_option(key: &str) -> bool {
+    key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("bob."))
+}
+
 /// A name that is not a tunnel kind; `Display` lists the known ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown tunnel kind {0:?} (known: stream)")]
+#[error("unknown tunnel type {0:?} (known: tcp, udp, socks, httpproxy)")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for TunnelKind {
     type Err = UnknownKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let alias = [
+            ("stream", Self::Stream),
+            ("http-proxy", Self::HttpProxy),
+            ("http", Self::HttpProxy),
+        ];
         Self::ALL
             .into_iter()
-            .find(|k| k.name().eq_ignore_ascii_case(s))
+            .map(|k| (k.name(), k))
+            .chain(alias)
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|(_, k)| k)
             .ok_or_else(|| UnknownKind(s.to_owned()))
     }
 }
@@ -155,11 +231,39 @@ mod tests {
             assert_eq!(kind.to_string(), kind.name());
         }
         assert_eq!("STREAM".parse::<TunnelKind>(), Ok(TunnelKind::Stream));
-        let err = "udp".parse::<TunnelKind>().unwrap_err();
+        assert_eq!("Tcp".parse::<TunnelKind>(), Ok(TunnelKind::Stream));
+        assert_eq!("UDP".parse::<TunnelKind>(), Ok(TunnelKind::Udp));
+        assert_eq!("HttpProxy".parse::<TunnelKind>(), Ok(TunnelKind::HttpProxy));
+        assert_eq!(
+            "http-proxy".parse::<TunnelKind>(),
+            Ok(TunnelKind::HttpProxy)
+        );
+        let err = "gopher".parse::<TunnelKind>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown tunnel kind \"udp\" (known: stream)"
+            "unknown tunnel type \"gopher\" (known: tcp, udp, socks, httpproxy)"
         );
+    }
+
+    #[test]
+    fn only_other_kinds_add_status_fields() {
+        let mut props = BTreeMap::new();
+        assert!(TunnelKind::Stream.status_fields(&props).is_empty());
+        assert_eq!(
+            TunnelKind::Socks.status_fields(&props),
+            [("PROXYTYPE".to_owned(), "SOCKS".to_owned())]
+        );
+        assert_eq!(TunnelKind::Udp.status_fields(&props)[1].1, "not_set");
+        props.insert("bob.udp.dest".to_owned(), "X.b32.i2p".to_owned());
+        assert_eq!(TunnelKind::Udp.status_fields(&props)[1].1, "x.b32.i2p");
+    }
+
+    #[test]
+    fn bob_options_are_the_servers() {
+        assert!(is_server_option("bob.udp.dest"));
+        assert!(is_server_option("BOB.x"));
+        assert!(!is_server_option("inbound.length"));
+        assert!(!is_server_option("bob"));
     }
 
     #[test]

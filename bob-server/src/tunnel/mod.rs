@@ -48,7 +48,7 @@ mod kind;
 mod outbound;
 pub mod udp;
 
-pub use kind::{TunnelKind, UnknownKind};
+pub use kind::{TunnelKind, UnknownKind, is_server_option};
 pub use udp::{UdpSnapshot, UdpTunnel};
 
 #[cfg(feature = "fuzzing")]
@@ -134,8 +134,11 @@ pub struct TunnelSpec {
     pub nickname: String,
     /// the tunnel's keys
     pub keys: PrivateKeys,
-    /// options handed to the backend session (tunnel options over server defaults)
+    /// options handed to the backend session (tunnel options over server defaults),
+    /// never a server option (`bob.*`, [`is_server_option`])
     pub options: Options,
+    /// the tunnel's server options (`bob.*`: UDP and proxy settings), which stay here
+    pub server_options: Options,
     /// inbound (client) side: listen here, if set
     pub inbound: Option<Endpoint>,
     /// outbound (server) side: connect accepted streams here, if set

@@ -311,7 +311,7 @@ impl UdpTunnel {
     ) -> Result<Self, StartError> {
         let span = tracing::info_span!("tunnel", nick = %spec.nickname);
         async move {
-            let opts = UdpOptions::from_options(&spec.options)
+            let opts = UdpOptions::from_options(&spec.server_options)
                 .map_err(|e| StartError::Core(CoreError::Io(e)))?;
             let Some(datagrams) = core.datagrams() else {
                 return Err(StartError::Core(CoreError::Io(format!(
@@ -347,11 +347,7 @@ impl UdpTunnel {
             };
             let open = tokio::time::timeout(
                 limits.session_timeout,
-                datagrams.open_datagram_session(
-                    spec.keys.clone(),
-                    options::backend_options(&spec.options),
-                    style,
-                ),
+                datagrams.open_datagram_session(spec.keys.clone(), spec.options.clone(), style),
             );
             let session = tokio::select! {
                 biased;

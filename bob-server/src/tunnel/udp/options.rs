@@ -7,9 +7,6 @@ use keytools::Destination;
 
 use crate::backend::Options;
 
-/// Prefix of every option the server handles itself (never forwarded to the router).
-pub const SERVER_PREFIX: &str = "bob.";
-
 /// `bob.udp.dest`: the fixed remote of the inport side (transparent mode).
 pub const DEST: &str = "bob.udp.dest";
 /// `bob.udp.style`: `repliable`, `raw` or `hybrid`.
@@ -80,29 +77,17 @@ impl Default for UdpOptions {
     }
 }
 
-/// Whether `key` is one of the server's own options (never forwarded to the router).
-pub fn is_server_option(key: &str) -> bool {
-    key.starts_with(SERVER_PREFIX)
-}
-
-/// The options for the backend: `options` without the server's own.
-pub fn backend_options(options: &Options) -> Options {
-    options
-        .iter()
-        .filter(|(k, _)| !is_server_option(k))
-        .cloned()
-        .collect()
-}
-
 /// Checks one `bob.udp.*` option as `option` sets it; `Err` is the text after `ERROR `.
 /// Keys outside `bob.udp.` are not checked here (`Ok`).
 ///
 /// # Errors
 /// An unknown `bob.udp.` key or a value out of range, said in one line.
 pub fn check(key: &str, value: &str) -> Result<(), String> {
+    let key = key.to_ascii_lowercase();
     if !key.starts_with("bob.udp.") {
         return Ok(());
     }
+    let key = key.as_str();
     let value = value.trim();
     match key {
         DEST => check_dest(value),
@@ -115,8 +100,9 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
 }
 
 impl UdpOptions {
-    /// Reads the `bob.udp.*` options out of a tunnel's options (the last value of a key
-    /// wins); others are ignored.
+    /// Reads the `bob.udp.*` options out of a tunnel's server options
+    /// ([`crate::tunnel::TunnelSpec::server_options`]; the last value of a key wins);
+    /// others are ignored.
     ///
     /// # Errors
     /// As [`check`], for the first bad one (options set before this server checked
@@ -126,7 +112,7 @@ impl UdpOptions {
         for (key, value) in options {
             check(key, value)?;
             let value = value.trim();
-            match key.as_str() {
+            match key.to_ascii_lowercase().as_str() {
                 DEST => out.dest = Some(value.to_owned()),
                 STYLE => out.style = parse_style(value)?,
                 MAXSIZE => out.maxsize = number(key, value, 1, MAX_MAXSIZE as u64)? as usize,
@@ -136,6 +122,15 @@ impl UdpOptions {
             }
         }
         Ok(out)
+    }
+}
+
+/// `bob.udp.dest` as `list`/`status` show it (`UDPDEST:`): a base64 destination as its
+/// `.b32.i2p` address, a name as given (lower-case), anything else as given.
+pub fn status_dest(value: &str) -> String {
+    match Destination::from_base64(value.trim()) {
+        Ok(dest) => dest.b32(),
+        Err(_) => value.trim().to_ascii_lowercase(),
     }
 }
 
@@ -242,16 +237,15 @@ mod tests {
     }
 
     #[test]
-    fn server_options_never_reach_the_backend() {
-        let all = opts(&[
-            ("inbound.length", "0"),
-            (DEST, "x.i2p"),
-            ("bob.future", "1"),
-            ("outbound.quantity", "2"),
-        ]);
-        assert_eq!(
-            backend_options(&all),
-            opts(&[("inbound.length", "0"), ("outbound.quantity", "2")])
-        );
+    fn status_shows_a_b32() {
+        let keys = keytools::PrivateKeys::generate(
+            keytools::SigType::Ed25519,
+            keytools::CryptoType::ElGamal,
+        )
+        .unwrap();
+        let dest = keys.destination();
+        assert_eq!(status_dest(&dest.to_base64()), dest.b32());
+        assert_eq!(status_dest("Peer.I2P"), "peer.i2p");
+        assert_eq!(check("BOB.UDP.RATE", "x").is_err(), true);
     }
 }

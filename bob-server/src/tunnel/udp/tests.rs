@@ -14,14 +14,17 @@ fn keys() -> PrivateKeys {
     PrivateKeys::generate(SigType::Ed25519, CryptoType::ElGamal).expect("key generation")
 }
 
+/// A spec as the registry makes it: `bob.*` options apart from the others.
 fn spec(name: &str, options: &[(&str, &str)]) -> TunnelSpec {
+    let (server_options, options) = options
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .partition(|(k, _)| crate::tunnel::is_server_option(k));
     TunnelSpec {
         nickname: name.to_owned(),
         keys: keys(),
-        options: options
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
+        options,
+        server_options,
         inbound: None,
         outbound: None,
         quiet: false,
