@@ -253,6 +253,11 @@ fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: 
                     "failed": c.failed,
                     "bytes_in": c.bytes_in,
                     "bytes_out": c.bytes_out,
+                    "extra": c
+                        .extra
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+                        .collect::<serde_json::Map<String, serde_json::Value>>(),
                 }),
             );
         }
@@ -276,6 +281,25 @@ fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: 
                 "conns:    {} accepted, {} active, {} failed\nbytes:    {} in (from I2P), {} out (to I2P)",
                 c.accepted, c.active, c.failed, c.bytes_in, c.bytes_out
             );
+            let get = |key: &str| c.extra.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+            if let (Some(received), Some(sent)) = (get("udp_received"), get("udp_sent")) {
+                let drops: Vec<String> = c
+                    .extra
+                    .iter()
+                    .filter(|(k, v)| *v > 0 && k.starts_with("udp_dropped_"))
+                    .map(|(k, v)| format!("{v} {}", &k["udp_dropped_".len()..]))
+                    .collect();
+                println!(
+                    "datagrams: {received} received (from I2P), {sent} sent (to I2P), {} dropped{}, {} peers",
+                    get("udp_dropped").unwrap_or(0),
+                    if drops.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", drops.join(", "))
+                    },
+                    get("udp_peers").unwrap_or(0),
+                );
+            }
         }
     }
 }
