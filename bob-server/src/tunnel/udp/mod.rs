@@ -79,6 +79,12 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest datagram a local UDP socket receives.
 const RECV_BUFFER: usize = 65_536;
 
+/// Receive buffer asked for on the inport socket and the `quiet false` outport socket,
+/// where every conversation's datagrams queue up (the kernel caps it at
+/// `net.core.rmem_max`): with the default ~208 KiB a burst of a few hundred 1 KiB
+/// datagrams from local applications overflows before the tunnel reads them.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
 /// The largest UDP payload (IPv4).
 const UDP_MAX: usize = 65_507;
 
@@ -335,9 +341,12 @@ impl UdpTunnel {
                 None => None,
             };
             let header_socket = match outport {
-                Some(target) if !spec.quiet => Some(Arc::new(
-                    bind_towards(target).map_err(|e| StartError::Bind(e.to_string()))?,
-                )),
+                Some(target) if !spec.quiet => {
+                    let socket =
+                        bind_towards(target).map_err(|e| StartError::Bind(e.to_string()))?;
+                    grow_buffer(&socket);
+                    Some(Arc::new(socket))
+                }
                 _ => None,
             };
             control.bound();
@@ -538,7 +547,10 @@ async fn bind_inport(endpoint: &Endpoint) -> Result<UdpSocket, StartError> {
     let mut last_error = None;
     for addr in addrs {
         match UdpSocket::bind(addr).await {
-            Ok(socket) => return Ok(socket),
+            Ok(socket) => {
+                grow_buffer(&socket);
+                return Ok(socket);
+            }
             Err(e) => last_error = Some(e),
         }
     }
@@ -546,6 +558,14 @@ async fn bind_inport(endpoint: &Endpoint) -> Result<UdpSocket, StartError> {
         Some(e) => StartError::Bind(e.to_string()),
         None => StartError::UnknownHost(endpoint.host.clone()),
     })
+}
+
+/// Asks for [`SOCKET_BUFFER`] of receive buffer (best effort: a smaller one only means
+/// less room for bursts).
+fn grow_buffer(socket: &UdpSocket) {
+    if let Err(error) = socket2::SockRef::from(socket).set_recv_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!(%error, "cannot grow the UDP receive buffer");
+    }
 }
 
 /// Resolves `outhost:outport` (IPv4 first).
