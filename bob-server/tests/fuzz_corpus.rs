@@ -19,3 +19,8 @@ fn first_line_corpus() {
 fn sam_reply_corpus() {
     replay("sam_reply", 20, bob_server::fuzzing::sam_reply);
 }
+
+#[test]
+fn udp_header_corpus() {
+    replay("udp_header", 20, bob_server::fuzzing::udp_header);
+}
