@@ -116,6 +116,14 @@ struct CreateArgs {
     /// do not send the peer destination line to the outbound application
     #[arg(long)]
     quiet: bool,
+    /// a UDP tunnel (`settunneltype udp`): --in and --out are UDP endpoints
+    /// (docs/udp.md)
+    #[arg(long)]
+    udp: bool,
+    /// UDP tunnels: send everything from --in to this destination (b64, .b32.i2p or
+    /// .i2p name; `option bob.udp.dest=`); without it each datagram names its own
+    #[arg(long, value_name = "DEST", requires = "udp")]
+    udp_dest: Option<String>,
     /// tunnel option key=value (repeatable)
     #[arg(long = "option", value_name = "KEY=VALUE")]
     options: Vec<String>,
@@ -510,7 +518,7 @@ fn plan(args: &CreateArgs) -> Result<Plan, Failure> {
         .as_deref()
         .map(|v| endpoint("--out", v))
         .transpose()?;
-    let options = args
+    let mut options: Vec<TunnelOption> = args
         .options
         .iter()
         .map(|o| {
@@ -518,6 +526,14 @@ fn plan(args: &CreateArgs) -> Result<Plan, Failure> {
                 .map_err(|e| Failure::Usage(format!("--option {o:?}: {e}")))
         })
         .collect::<Result<_, _>>()?;
+    if let Some(dest) = &args.udp_dest {
+        let option = format!("bob.udp.dest={dest}");
+        options.push(
+            option
+                .parse()
+                .map_err(|e| Failure::Usage(format!("--udp-dest {dest:?}: {e}")))?,
+        );
+    }
     let key_type = match args.newkeys.as_deref() {
         None | Some("") => None,
         Some(t) if t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
@@ -580,6 +596,20 @@ async fn configure(c: &mut Bob, plan: &Plan, args: &CreateArgs) -> Result<String
         (Some(keys), _) => c.setkeys(&keys.to_base64()).await?,
         (None, key_type) => c.newkeys(key_type.as_deref(), None).await?,
     };
+    if args.udp {
+        // a bare word: no operand to validate
+        match c.raw("settunneltype udp").await?.pop() {
+            Some(Reply::Ok(_)) => {}
+            Some(Reply::Error(text)) => {
+                return Err(Failure::Refused(format!("settunneltype udp: ERROR {text}")));
+            }
+            other => {
+                return Err(Failure::Refused(format!(
+                    "settunneltype udp: unexpected reply {other:?}"
+                )));
+            }
+        }
+    }
     if let Some((host, port)) = &plan.inbound {
         c.inhost(host).await?;
         c.inport(*port).await?;
