@@ -213,6 +213,9 @@ struct Outgoing {
     payload: Bytes,
 }
 
+/// A peer's destination hash, our I2CP port and theirs.
+type PortPair = ([u8; 32], u16, u16);
+
 /// What every task of one UDP tunnel shares.
 struct Shared {
     session: Arc<dyn DatagramSession>,
@@ -225,7 +228,7 @@ struct Shared {
     outport: Option<Outport>,
     names: Mutex<Names>,
     /// hybrid style: when each (peer, from-port, to-port) last got a repliable datagram
-    hybrid: Mutex<HashMap<([u8; 32], u16, u16), Instant>>,
+    hybrid: Mutex<HashMap<PortPair, Instant>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -245,6 +248,8 @@ struct Inport {
     socket: Arc<UdpSocket>,
     /// `bob.udp.dest` (transparent mode) or `None` (header mode)
     fixed: Option<String>,
+    /// `bob.udp.dest` parsed once when it is a base64 destination
+    fixed_b64: Option<Destination>,
     /// conversations by local source port
     convos: Mutex<HashMap<u16, Convo>>,
 }
@@ -383,6 +388,10 @@ impl UdpTunnel {
                 queue,
                 inport: inport.map(|socket| Inport {
                     socket: Arc::new(socket),
+                    fixed_b64: opts
+                        .dest
+                        .as_deref()
+                        .and_then(|d| Destination::from_base64(d.trim()).ok()),
                     fixed: opts.dest.clone(),
                     convos: Mutex::default(),
                 }),
@@ -743,6 +752,9 @@ impl Shared {
 
     /// The destination `bob.udp.dest` names, once known.
     fn fixed_dest(&self, fixed: &str) -> Option<Destination> {
+        if let Some(dest) = self.inport.as_ref().and_then(|i| i.fixed_b64.clone()) {
+            return Some(dest);
+        }
         if !fixed.to_ascii_lowercase().ends_with(".i2p") {
             return Destination::from_base64(fixed).ok();
         }
@@ -1011,6 +1023,11 @@ async fn recv_loop(shared: Arc<Shared>) {
             }
             Err(error) => {
                 tracing::debug!(%error, "receiving a datagram failed");
+                // a persistent error must not spin
+                tokio::select! {
+                    () = shared.cancel.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
                 continue;
             }
         };
@@ -1077,7 +1094,11 @@ async fn inport_loop(shared: Arc<Shared>) {
                     shared.dropped(DropReason::Oversize);
                     continue;
                 }
-                shared.send_named(fixed, port, 0, Bytes::copy_from_slice(datagram));
+                let payload = Bytes::copy_from_slice(datagram);
+                match &inport.fixed_b64 {
+                    Some(dest) => shared.enqueue(dest.clone(), port, 0, payload),
+                    None => shared.send_named(fixed, port, 0, payload),
+                }
             }
             None => {
                 let (head, payload) = match header::parse(datagram) {

@@ -246,6 +246,6 @@ mod tests {
         let dest = keys.destination();
         assert_eq!(status_dest(&dest.to_base64()), dest.b32());
         assert_eq!(status_dest("Peer.I2P"), "peer.i2p");
-        assert_eq!(check("BOB.UDP.RATE", "x").is_err(), true);
+        assert!(check("BOB.UDP.RATE", "x").is_err());
     }
 }
