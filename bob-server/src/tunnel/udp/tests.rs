@@ -518,7 +518,15 @@ async fn oversize_from_i2p_is_dropped_not_truncated() {
     )
     .await
     .unwrap();
-    assert_eq!(recv(&app).await, vec![1u8; 100]);
+    let mut buf = vec![0u8; 65_536];
+    let (n, peer_socket) = within("delivered", app.recv_from(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], &[1u8; 100][..]);
     assert_eq!(udp(&server).dropped_oversize, 1);
+    // the application's answers: one byte too many is dropped whole, the limit passes
+    app.send_to(&[2u8; 101], peer_socket).await.unwrap();
+    app.send_to(&[3u8; 100], peer_socket).await.unwrap();
+    let back = within("answer", peer.recv()).await.unwrap();
+    assert_eq!(&back.payload[..], &[3u8; 100][..]);
+    assert_eq!(udp(&server).dropped_oversize, 2);
     server.stop().await;
 }
