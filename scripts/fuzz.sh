@@ -29,6 +29,7 @@ all=(
     bob-server/first_line
     bob-server/sam_reply
     bob-server/udp_header
+    bob-server/socks_handshake
 )
 if [ $# -gt 0 ]; then
     targets=("$@")

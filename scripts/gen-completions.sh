@@ -30,11 +30,8 @@ for name in bob-server bobctl bob-keygen; do
     "$bin" --generate-completions bash >"$OUT/bash/$name"
     "$bin" --generate-completions zsh >"$OUT/zsh/_$name"
     "$bin" --generate-completions fish >"$OUT/fish/$name.fish"
-    # the man page and one per subcommand (the pages it refers to, e.g. bobctl-list(1));
-    # a binary without subcommand pages (bob-keygen's own generator) writes the one page
-    if ! "$bin" --generate-man-dir "$OUT/man/man1" >/dev/null 2>&1; then
-        "$bin" --generate-man >"$OUT/man/man1/$name.1"
-    fi
+    # the man page and one per subcommand (the pages it refers to, e.g. bobctl-list(1))
+    "$bin" --generate-man-dir "$OUT/man/man1" >/dev/null
     for f in "$OUT/bash/$name" "$OUT/zsh/_$name" "$OUT/fish/$name.fish" "$OUT/man/man1/$name.1"; do
         [ -s "$f" ] || { echo "gen-completions: $f is empty" >&2; exit 1; }
     done

@@ -15,13 +15,15 @@ CI=${CI:-false}
 # What the tests need from the system: i2pd (real-router tests), netcat (the nc-client
 # example), Python 3 with `cryptography` (keytools' second implementation of registration
 # lines, offline blobs and b33), chromium (the status page in a headless browser) and
-# pkg-config with libssl-dev (the embedded router's build).
+# pkg-config with libssl-dev (the embedded router's build), curl (the SOCKS proxy tunnel
+# tests drive a real SOCKS client).
 # Installed with apt-get when missing and we run as root.
 MISSING=()
 command -v i2pd >/dev/null 2>&1 || MISSING+=(i2pd)
 command -v nc >/dev/null 2>&1 || MISSING+=(netcat-openbsd)
 python3 -c 'import cryptography' >/dev/null 2>&1 || MISSING+=(python3-cryptography)
 command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
+command -v curl >/dev/null 2>&1 || MISSING+=(curl)
 # the embedded router's build (feature embedded-router) links OpenSSL through native-tls
 command -v pkg-config >/dev/null 2>&1 || MISSING+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || MISSING+=(libssl-dev)
@@ -31,6 +33,12 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}"
     fi
+fi
+
+# The proxy tunnel tests fail (never skip) without curl, CI or not.
+if ! command -v curl >/dev/null 2>&1; then
+    echo "ERROR: curl is needed by the SOCKS proxy tunnel tests (apt-get install curl)" >&2
+    exit 1
 fi
 
 if ! python3 -c 'import cryptography' >/dev/null 2>&1; then

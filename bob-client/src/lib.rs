@@ -88,7 +88,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use bob_codec::types::{Host, Nickname, Port, TunnelOption};
-use bob_codec::{Command, Dialect, LineCodec, LineError, Reply, TunnelCounters, TunnelStatus};
+use bob_codec::{
+    Command, Dialect, LineCodec, LineError, Operand, Reply, TunnelCounters, TunnelStatus,
+};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
@@ -459,7 +461,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`ClientError::Server`], e.g. `tunnel is active`.
     pub async fn setnick(&mut self, name: &Nickname) -> Result<()> {
-        self.ok(&Command::SetNick(Some(name.to_string())))
+        self.ok(&Command::SetNick(Operand::Valid(name.clone())))
             .await
             .map(drop)
     }
@@ -469,7 +471,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`ClientError::Server`] when there is no such tunnel.
     pub async fn getnick(&mut self, name: &Nickname) -> Result<()> {
-        self.ok(&Command::GetNick(Some(name.to_string())))
+        self.ok(&Command::GetNick(Operand::Valid(name.clone())))
             .await
             .map(drop)
     }
@@ -479,7 +481,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// Transport and protocol errors only.
     pub async fn exists(&mut self, name: &Nickname) -> Result<bool> {
-        match self.call(&Command::Status(Some(name.to_string()))).await? {
+        match self
+            .call(&Command::Status(Operand::Valid(name.clone())))
+            .await?
+        {
             Reply::Ok(_) => Ok(true),
             Reply::Error(_) => Ok(false),
             Reply::Data(_) => Err(ClientError::Protocol(
@@ -537,7 +542,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`ClientError::Server`].
     pub async fn inhost(&mut self, host: &Host) -> Result<()> {
-        self.ok(&Command::InHost(Some(host.to_string())))
+        self.ok(&Command::InHost(Operand::Valid(host.clone())))
             .await
             .map(drop)
     }
@@ -547,7 +552,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`ClientError::Server`].
     pub async fn inport(&mut self, port: Port) -> Result<()> {
-        self.ok(&Command::InPort(Some(port.to_string())))
+        self.ok(&Command::InPort(Operand::Valid(port)))
             .await
             .map(drop)
     }
@@ -557,7 +562,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`ClientError::Server`].
     pub async fn outhost(&mut self, host: &Host) -> Result<()> {
-        self.ok(&Command::OutHost(Some(host.to_string())))
+        self.ok(&Command::OutHost(Operand::Valid(host.clone())))
             .await
             .map(drop)
     }
@@ -567,7 +572,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`ClientError::Server`].
     pub async fn outport(&mut self, port: Port) -> Result<()> {
-        self.ok(&Command::OutPort(Some(port.to_string())))
+        self.ok(&Command::OutPort(Operand::Valid(port)))
             .await
             .map(drop)
     }
@@ -587,7 +592,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`ClientError::Server`], e.g. too many options.
     pub async fn option(&mut self, option: &TunnelOption) -> Result<()> {
-        self.ok(&Command::Option(vec![option.to_string()]))
+        self.ok(&Command::Option(Operand::Valid(vec![option.clone()])))
             .await
             .map(drop)
     }
@@ -645,7 +650,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`ClientError::Server`] when there is no such tunnel.
     pub async fn status(&mut self, name: &Nickname) -> Result<TunnelStatus> {
-        let text = self.ok(&Command::Status(Some(name.to_string()))).await?;
+        let text = self
+            .ok(&Command::Status(Operand::Valid(name.clone())))
+            .await?;
         TunnelStatus::from_reply(&Reply::Ok(Some(text)))
             .map_err(|e| ClientError::Protocol(e.to_string()))
     }
@@ -675,7 +682,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// [`ClientError::Server`] (other servers do not know `stats`).
     pub async fn stats(&mut self, name: Option<&Nickname>) -> Result<TunnelCounters> {
         let text = self
-            .ok(&Command::Stats(name.map(Nickname::to_string)))
+            .ok(&Command::Stats(
+                name.cloned().map_or(Operand::Missing, Operand::Valid),
+            ))
             .await?;
         TunnelCounters::from_reply(&Reply::Ok(Some(text)))
             .map_err(|e| ClientError::Protocol(e.to_string()))

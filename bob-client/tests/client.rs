@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bob_client::{Client, ClientError};
-use bob_codec::Command;
 use bob_codec::types::{Host, Nickname, Port, TunnelOption};
+use bob_codec::{Command, Operand};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::task::JoinHandle;
 
@@ -119,14 +119,20 @@ async fn injections_are_refused_before_anything_is_sent() {
     )]);
     let mut bob = Client::handshake(io).await.unwrap();
     let refused = [
-        Command::SetNick(Some("victim x".into())),
-        Command::SetNick(Some("z\nzap".into())),
-        Command::SetNick(Some("evil\rclear".into())),
-        Command::SetNick(Some("tab\tname".into())),
-        Command::SetNick(Some("nul\0".into())),
-        Command::SetNick(Some(String::new())),
-        Command::GetNick(Some("a b".into())),
-        Command::Option(vec!["a=b c".into()]),
+        Command::SetNick(Operand::from_token(Some("victim x"))),
+        Command::SetNick(Operand::from_token(Some("z\nzap"))),
+        Command::SetNick(Operand::from_token(Some("evil\rclear"))),
+        Command::SetNick(Operand::from_token(Some("tab\tname"))),
+        Command::SetNick(Operand::from_token(Some("nul\0"))),
+        Command::SetNick(Operand::from_token(Some(""))),
+        Command::GetNick(Operand::from_token(Some("a b"))),
+        Command::Option(Operand::options(&["a=b c"])),
+        // hand-built operands whose raw text does not match what the server would read
+        Command::SetNick(Operand::Invalid {
+            raw: "ok".into(),
+            error: bob_codec::ValueError::NotAPair,
+        }),
+        Command::Option(Operand::Valid(Vec::new())),
         Command::NewKeys {
             sig_type: None,
             crypto_type: Some("4".into()),

@@ -15,10 +15,10 @@
 //! dialect only picks the error texts.
 //!
 //! ```
-//! use bob_codec::{Command, Dialect};
+//! use bob_codec::{Command, Dialect, Nickname, Operand};
 //!
 //! let cmd = Command::parse("  SetNick\tmytunnel extra\r", Dialect::Java).unwrap();
-//! assert_eq!(cmd, Command::SetNick(Some("mytunnel".to_owned())));
+//! assert_eq!(cmd, Command::SetNick(Operand::Valid(Nickname::new("mytunnel").unwrap())));
 //! assert_eq!(cmd.encode(), "setnick mytunnel");
 //! let err = Command::parse("frobnicate", Dialect::Java).unwrap_err();
 //! assert_eq!(err.to_string(), "UNKNOWN COMMAND! Try help");
@@ -26,14 +26,23 @@
 
 use crate::Dialect;
 use crate::error::CommandError;
+use crate::operand::Operand;
+use crate::types::{Host, Nickname, Port, TunnelOption};
 use nom::Parser;
 use nom::bytes::complete::{take_till1, take_while};
 use nom::combinator::all_consuming;
 use nom::multi::many0;
 use nom::sequence::{preceded, terminated};
 
-/// One parsed request line. Operands are kept as the client sent them (case preserved);
-/// the server decides what a missing or malformed operand means for each command.
+/// One parsed request line.
+///
+/// Operands whose type lives in [`crate::types`] arrive validated as an [`Operand`]
+/// (nickname, host, port, options); a malformed one is kept raw beside its error, so the
+/// server still decides what a missing or malformed operand means for each command. The
+/// other operands stay as the client sent them (case preserved), because their types live
+/// elsewhere: keys and destinations (`setkeys`, `verify`) in `keytools`, signature and
+/// crypto types (`newkeys`), tunnel kinds (`settunneltype`), I2P names (`lookup`,
+/// `lookuplocal`, `ping`) and `quiet`'s flag are read by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// A blank line (only spaces/tabs/CR). Java BOB ignores it.
@@ -45,13 +54,13 @@ pub enum Command {
     /// `getkeys`
     GetKeys,
     /// `getnick <name>`
-    GetNick(Option<String>),
+    GetNick(Operand<Nickname>),
     /// `help [command]`
     Help(Option<String>),
     /// `inhost <host>`
-    InHost(Option<String>),
-    /// `inport <port>` (raw operand; see [`parse_port`])
-    InPort(Option<String>),
+    InHost(Operand<Host>),
+    /// `inport <port>` (see [`parse_port`] for the rules)
+    InPort(Operand<Port>),
     /// `list`
     List,
     /// `lookup <name>`
@@ -65,12 +74,12 @@ pub enum Command {
         /// crypto type: a number or a name, as the client sent it
         crypto_type: Option<String>,
     },
-    /// `option k=v [k=v …]` — every operand token, unparsed (see [`parse_option_pairs`])
-    Option(Vec<String>),
+    /// `option k=v [k=v …]` — every operand token, all or nothing (see [`Operand::options`])
+    Option(Operand<Vec<TunnelOption>>),
     /// `outhost <host>`
-    OutHost(Option<String>),
-    /// `outport <port>` (raw operand; see [`parse_port`])
-    OutPort(Option<String>),
+    OutHost(Operand<Host>),
+    /// `outport <port>` (see [`parse_port`] for the rules)
+    OutPort(Operand<Port>),
     /// `ping <name>` (i2pd extra)
     Ping(Option<String>),
     /// `quiet [true|false]`
@@ -80,7 +89,7 @@ pub enum Command {
     /// `setkeys <base64 keys>`
     SetKeys(Option<String>),
     /// `setnick <name>`
-    SetNick(Option<String>),
+    SetNick(Operand<Nickname>),
     /// `settunneltype <socks|httpproxy>` (i2pd extra)
     SetTunnelType(Option<String>),
     /// `show`
@@ -91,9 +100,9 @@ pub enum Command {
     Start,
     /// `stats [name]` (bob-server extension): connection and byte counters of the named
     /// tunnel, or of the selected one without a name
-    Stats(Option<String>),
+    Stats(Operand<Nickname>),
     /// `status <name>`
-    Status(Option<String>),
+    Status(Operand<Nickname>),
     /// `stop`
     Stop,
     /// `verify <base64 destination>`
@@ -173,14 +182,15 @@ impl Command {
         };
         let arg = |i: usize| tokens.get(i).map(|t| (*t).to_owned());
         let operand = arg(1);
+        let token = tokens.get(1).copied();
         let command = match word.to_ascii_lowercase().as_str() {
             "clear" => Self::Clear,
             "getdest" => Self::GetDest,
             "getkeys" => Self::GetKeys,
-            "getnick" => Self::GetNick(operand),
+            "getnick" => Self::GetNick(Operand::from_token(token)),
             "help" => Self::Help(operand),
-            "inhost" => Self::InHost(operand),
-            "inport" => Self::InPort(operand),
+            "inhost" => Self::InHost(Operand::from_token(token)),
+            "inport" => Self::InPort(Operand::from_token(token)),
             "list" => Self::List,
             "lookup" => Self::Lookup(operand),
             "lookuplocal" => Self::LookupLocal(operand),
@@ -188,20 +198,20 @@ impl Command {
                 sig_type: operand,
                 crypto_type: arg(2),
             },
-            "option" => Self::Option(tokens[1..].iter().map(|t| (*t).to_owned()).collect()),
-            "outhost" => Self::OutHost(operand),
-            "outport" => Self::OutPort(operand),
+            "option" => Self::Option(Operand::options(&tokens[1..])),
+            "outhost" => Self::OutHost(Operand::from_token(token)),
+            "outport" => Self::OutPort(Operand::from_token(token)),
             "ping" => Self::Ping(operand),
             "quiet" => Self::Quiet(operand),
             "quit" => Self::Quit,
             "setkeys" => Self::SetKeys(operand),
-            "setnick" => Self::SetNick(operand),
+            "setnick" => Self::SetNick(Operand::from_token(token)),
             "settunneltype" => Self::SetTunnelType(operand),
             "show" => Self::Show,
             "showprops" => Self::ShowProps,
             "start" => Self::Start,
-            "stats" => Self::Stats(operand),
-            "status" => Self::Status(operand),
+            "stats" => Self::Stats(Operand::from_token(token)),
+            "status" => Self::Status(Operand::from_token(token)),
             "stop" => Self::Stop,
             "verify" => Self::Verify(operand),
             "visit" => Self::Visit,
@@ -256,9 +266,10 @@ impl Command {
     /// (used by clients; `parse(encode(c)) == c` for every command whose operands hold no
     /// whitespace).
     ///
-    /// Operands are written verbatim after single spaces. An empty operand (`Some("")`)
-    /// is written as nothing, so it parses back as `None`; a `crypto_type` without a
-    /// `sig_type` cannot be expressed on the wire and is left out.
+    /// Operands are written after single spaces: a valid [`Operand`] as its value's
+    /// `Display`, an invalid one as its raw token, a raw `String` verbatim. An empty
+    /// operand (`Some("")`) is written as nothing, so it parses back as missing; a
+    /// `crypto_type` without a `sig_type` cannot be expressed on the wire and is left out.
     pub fn encode(&self) -> String {
         let mut line = String::from(self.name());
         let mut push = |operand: &str| {
@@ -268,21 +279,18 @@ impl Command {
             }
         };
         match self {
-            Self::GetNick(op)
-            | Self::Help(op)
-            | Self::InHost(op)
-            | Self::InPort(op)
+            Self::GetNick(op) | Self::SetNick(op) | Self::Stats(op) | Self::Status(op) => {
+                push(op.to_wire().as_deref().unwrap_or(""));
+            }
+            Self::InHost(op) | Self::OutHost(op) => push(op.to_wire().as_deref().unwrap_or("")),
+            Self::InPort(op) | Self::OutPort(op) => push(op.to_wire().as_deref().unwrap_or("")),
+            Self::Help(op)
             | Self::Lookup(op)
             | Self::LookupLocal(op)
-            | Self::OutHost(op)
-            | Self::OutPort(op)
             | Self::Ping(op)
             | Self::Quiet(op)
             | Self::SetKeys(op)
-            | Self::SetNick(op)
             | Self::SetTunnelType(op)
-            | Self::Stats(op)
-            | Self::Status(op)
             | Self::Verify(op) => push(op.as_deref().unwrap_or("")),
             Self::NewKeys {
                 sig_type,
@@ -293,7 +301,11 @@ impl Command {
                     push(crypto_type.as_deref().unwrap_or(""));
                 }
             }
-            Self::Option(pairs) => pairs.iter().for_each(|p| push(p)),
+            Self::Option(Operand::Missing) => {}
+            Self::Option(Operand::Valid(options)) => {
+                options.iter().for_each(|o| push(&o.to_string()));
+            }
+            Self::Option(Operand::Invalid { raw, .. }) => push(raw),
             Self::Empty
             | Self::Clear
             | Self::GetDest

@@ -4,8 +4,9 @@
 //!
 //! Not part of the stable API: only compiled with feature `fuzzing`.
 
-use crate::command::{Command, parse_option_pairs, parse_port};
+use crate::command::{Command, parse_port};
 use crate::line::{LineCodec, LineItem, MAX_LINE_LEN};
+use crate::operand::Operand;
 use crate::reply::{Reply, TunnelStatus};
 use crate::{Dialect, LineError};
 
@@ -76,20 +77,28 @@ fn check_command(line: &str, dialect: Dialect) {
             );
             match &cmd {
                 Command::InPort(op) | Command::OutPort(op) => {
-                    if let Ok(port) = parse_port(op.as_deref(), dialect) {
-                        assert_ne!(port, 0);
-                        assert_eq!(parse_port(Some(&port.to_string()), dialect), Ok(port));
+                    if let Operand::Valid(port) = op {
+                        assert_ne!(port.get(), 0);
+                        assert_eq!(parse_port(Some(&port.to_string()), dialect), Ok(port.get()));
                     }
+                    check_operand(op);
                 }
-                Command::Option(ops) => {
-                    if let Ok(pairs) = parse_option_pairs(ops, dialect) {
-                        assert_eq!(pairs.len(), ops.len());
-                        for (key, value) in pairs {
+                Command::Option(op) => {
+                    if let Operand::Valid(options) = op {
+                        assert!(!options.is_empty());
+                        for option in options {
+                            let (key, value) = (option.key().as_str(), option.value().as_str());
                             assert!(!key.is_empty() && !value.is_empty());
                             assert!(!key.contains('=') && !value.contains('='));
                         }
                     }
+                    check_operand(op);
                 }
+                Command::SetNick(op)
+                | Command::GetNick(op)
+                | Command::Status(op)
+                | Command::Stats(op) => check_operand(op),
+                Command::InHost(op) | Command::OutHost(op) => check_operand(op),
                 _ => {}
             }
         }
@@ -97,6 +106,15 @@ fn check_command(line: &str, dialect: Dialect) {
             let reply = Reply::from(&err).encode();
             assert_eq!(reply.iter().filter(|b| **b == b'\n').count(), 1);
         }
+    }
+}
+
+/// A parsed operand is never an empty token, and an invalid one keeps a token with no
+/// separator in it.
+fn check_operand<T>(op: &Operand<T>) {
+    if let Operand::Invalid { raw, .. } = op {
+        assert!(!raw.is_empty());
+        assert!(!raw.contains(['\t', '\r', '\n']));
     }
 }
 

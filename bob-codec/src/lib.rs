@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`line`](mod@line): bounded line framing (`\n` or `\r\n`), a tokio-util codec behind feature `codec`.
 //! - [`command`]: the typed [`Command`] enum and its nom parser over one complete line.
+//! - [`operand`](mod@operand): [`Operand`], a validated operand of a [`Command`] (missing,
+//!   valid, or invalid with its raw token and error).
 //! - [`reply`]: [`Reply`] lines, the greeting, the tunnel [`TunnelStatus`] record and the
 //!   [`TunnelCounters`] of the `stats` extension.
 //! - [`help`]: the help texts of both dialects, as data.
@@ -16,8 +18,7 @@
 //! # Example: one server step
 //!
 //! ```
-//! use bob_codec::command::parse_port;
-//! use bob_codec::{Command, Dialect, LineCodec, Reply};
+//! use bob_codec::{Command, CommandError, Dialect, LineCodec, Operand, Reply, ValueError};
 //!
 //! let mut framer = LineCodec::new();
 //! let mut input = b"INPORT 28400\r\ninport 80x\n".to_vec();
@@ -25,10 +26,11 @@
 //! while let Some(item) = framer.decode_line(&mut input) {
 //!     let line = item.expect("short ASCII lines");
 //!     let reply = match Command::parse(&line, Dialect::Java) {
-//!         Ok(Command::InPort(port)) => match parse_port(port.as_deref(), Dialect::Java) {
-//!             Ok(_) => Reply::ok("inbound port set"),
-//!             Err(err) => Reply::from(err),
-//!         },
+//!         Ok(Command::InPort(Operand::Valid(_port))) => Reply::ok("inbound port set"),
+//!         Ok(Command::InPort(Operand::Invalid { error: ValueError::PortOutOfRange, .. })) => {
+//!             Reply::from(CommandError::PortOutOfRange { dialect: Dialect::Java })
+//!         }
+//!         Ok(Command::InPort(_)) => Reply::from(CommandError::NotANumber { dialect: Dialect::Java }),
 //!         Ok(_) => unreachable!("only inport lines in this example"),
 //!         Err(err) => Reply::from(err),
 //!     };
@@ -65,12 +67,14 @@ pub mod error;
 pub mod fuzzing;
 pub mod help;
 pub mod line;
+pub mod operand;
 pub mod reply;
 pub mod types;
 
 pub use command::Command;
 pub use error::{CommandError, LineError, ReplyError};
 pub use line::{LineCodec, LineItem, MAX_LINE_LEN};
+pub use operand::Operand;
 pub use reply::{EXTRA_STATUS_KEYS, GREETING, Reply, TunnelCounters, TunnelStatus};
 pub use types::{Host, Nickname, OptionKey, OptionValue, Port, TunnelOption, ValueError};
 

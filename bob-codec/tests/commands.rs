@@ -1,7 +1,8 @@
 //! Known-answer tests of the request-line parser, `parse_port` and `parse_option_pairs`.
 
 use bob_codec::command::{COMMAND_NAMES, parse_option_pairs, parse_port};
-use bob_codec::{Command, CommandError, Dialect};
+use bob_codec::types::{Host, Nickname, Port, ValueError};
+use bob_codec::{Command, CommandError, Dialect, Operand};
 
 fn s(text: &str) -> Option<String> {
     Some(text.to_owned())
@@ -26,26 +27,43 @@ const BARE: &[(&str, Command)] = &[
     ("zap", Command::Zap),
 ];
 
-/// Builds a command from its optional operand.
+/// Builds a command from its optional operand (typed operands validate it as the parser
+/// does).
 type Make = fn(Option<String>) -> Command;
 
 /// Commands with one optional operand: word, constructor.
 const WITH_OPERAND: &[(&str, Make)] = &[
-    ("getnick", Command::GetNick),
+    ("getnick", |op| {
+        Command::GetNick(Operand::from_token(op.as_deref()))
+    }),
     ("help", Command::Help),
-    ("inhost", Command::InHost),
-    ("inport", Command::InPort),
+    ("inhost", |op| {
+        Command::InHost(Operand::from_token(op.as_deref()))
+    }),
+    ("inport", |op| {
+        Command::InPort(Operand::from_token(op.as_deref()))
+    }),
     ("lookup", Command::Lookup),
     ("lookuplocal", Command::LookupLocal),
-    ("outhost", Command::OutHost),
-    ("outport", Command::OutPort),
+    ("outhost", |op| {
+        Command::OutHost(Operand::from_token(op.as_deref()))
+    }),
+    ("outport", |op| {
+        Command::OutPort(Operand::from_token(op.as_deref()))
+    }),
     ("ping", Command::Ping),
     ("quiet", Command::Quiet),
     ("setkeys", Command::SetKeys),
-    ("setnick", Command::SetNick),
+    ("setnick", |op| {
+        Command::SetNick(Operand::from_token(op.as_deref()))
+    }),
     ("settunneltype", Command::SetTunnelType),
-    ("stats", Command::Stats),
-    ("status", Command::Status),
+    ("stats", |op| {
+        Command::Stats(Operand::from_token(op.as_deref()))
+    }),
+    ("status", |op| {
+        Command::Status(Operand::from_token(op.as_deref()))
+    }),
     ("verify", Command::Verify),
 ];
 
@@ -153,7 +171,7 @@ fn newkeys_known_answers() {
 
 #[test]
 fn option_known_answers() {
-    let opt = |items: &[&str]| Command::Option(items.iter().map(|t| (*t).to_owned()).collect());
+    let opt = |items: &[&str]| Command::Option(Operand::options(items));
     let table = [
         ("option", opt(&[])),
         ("option\r", opt(&[])),
@@ -168,6 +186,59 @@ fn option_known_answers() {
     }
     assert_eq!(opt(&["a=1", "b=2"]).encode(), "option a=1 b=2");
     assert_eq!(opt(&[]).name(), "option");
+}
+
+#[test]
+fn typed_operands_known_answers() {
+    let nick = |n: &str| Operand::Valid(Nickname::new(n).unwrap());
+    assert_eq!(parse("setnick web-1"), Ok(Command::SetNick(nick("web-1"))));
+    assert_eq!(parse("STATUS web-1 x"), Ok(Command::Status(nick("web-1"))));
+    assert_eq!(parse("stats"), Ok(Command::Stats(Operand::Missing)));
+    let long = "n".repeat(256);
+    assert_eq!(
+        parse(&format!("getnick {long}")),
+        Ok(Command::GetNick(Operand::Invalid {
+            raw: long.clone(),
+            error: ValueError::TooLong {
+                kind: Nickname::KIND,
+                limit: 255
+            },
+        }))
+    );
+    assert_eq!(
+        parse("setnick a\u{1}b"),
+        Ok(Command::SetNick(Operand::Invalid {
+            raw: "a\u{1}b".into(),
+            error: ValueError::Control {
+                kind: Nickname::KIND
+            },
+        }))
+    );
+    assert_eq!(
+        parse("inhost ::1"),
+        Ok(Command::InHost(Operand::Valid(Host::new("::1").unwrap())))
+    );
+    // ports: digits only, leading zeros dropped on the way back out
+    let port = Command::OutPort(Operand::Valid(Port::new(80).unwrap()));
+    assert_eq!(parse("outport 0080"), Ok(port.clone()));
+    assert_eq!(port.encode(), "outport 80");
+    for (raw, error) in [
+        ("80x", ValueError::NotANumber),
+        ("-1", ValueError::NotANumber),
+        ("0", ValueError::PortOutOfRange),
+        ("65536", ValueError::PortOutOfRange),
+    ] {
+        let expected = Command::InPort(Operand::Invalid {
+            raw: raw.into(),
+            error,
+        });
+        assert_eq!(parse(&format!("inport {raw}")), Ok(expected.clone()));
+        assert_eq!(expected.encode(), format!("inport {raw}"));
+    }
+    assert_eq!(
+        parse("inport 000000000000000000001"),
+        Ok(Command::InPort(Operand::Valid(Port::new(1).unwrap())))
+    );
 }
 
 #[test]

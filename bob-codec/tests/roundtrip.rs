@@ -1,7 +1,7 @@
 //! Property tests: decode → encode → decode round trips for commands, replies and the
 //! tunnel status record, and framing against a reference model.
 
-use bob_codec::{Command, Dialect, Reply, TunnelStatus};
+use bob_codec::{Command, Dialect, Operand, Reply, TunnelStatus};
 use proptest::prelude::*;
 
 /// An operand as a client can send it: non-empty, no separators.
@@ -34,21 +34,22 @@ fn command() -> impl Strategy<Value = Command> {
         Just(Command::Zap),
     ];
     let with_operand = (0usize..16, opt_operand()).prop_map(|(i, op)| match i {
-        0 => Command::GetNick(op),
+        // typed operands validate the token as the parser does (valid or kept raw)
+        0 => Command::GetNick(Operand::from_token(op.as_deref())),
         1 => Command::Help(op),
-        2 => Command::InHost(op),
-        3 => Command::InPort(op),
+        2 => Command::InHost(Operand::from_token(op.as_deref())),
+        3 => Command::InPort(Operand::from_token(op.as_deref())),
         4 => Command::Lookup(op),
         5 => Command::LookupLocal(op),
-        6 => Command::OutHost(op),
-        7 => Command::OutPort(op),
+        6 => Command::OutHost(Operand::from_token(op.as_deref())),
+        7 => Command::OutPort(Operand::from_token(op.as_deref())),
         8 => Command::Ping(op),
         9 => Command::Quiet(op),
         10 => Command::SetKeys(op),
-        11 => Command::SetNick(op),
+        11 => Command::SetNick(Operand::from_token(op.as_deref())),
         12 => Command::SetTunnelType(op),
-        13 => Command::Status(op),
-        14 => Command::Stats(op),
+        13 => Command::Status(Operand::from_token(op.as_deref())),
+        14 => Command::Stats(Operand::from_token(op.as_deref())),
         _ => Command::Verify(op),
     });
     let newkeys = prop_oneof![
@@ -60,7 +61,8 @@ fn command() -> impl Strategy<Value = Command> {
         sig_type,
         crypto_type,
     });
-    let option = proptest::collection::vec(operand(), 0..5).prop_map(Command::Option);
+    let option = proptest::collection::vec(operand(), 0..5)
+        .prop_map(|tokens| Command::Option(Operand::options(&tokens)));
     prop_oneof![bare, with_operand, newkeys, option]
 }
 

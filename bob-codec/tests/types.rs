@@ -2,7 +2,7 @@
 //! line, and comes back out of the parser unchanged.
 
 use bob_codec::types::{Host, Nickname, OptionKey, OptionValue, TunnelOption};
-use bob_codec::{Command, Dialect};
+use bob_codec::{Command, Dialect, Operand};
 use proptest::prelude::*;
 
 /// Strings mixing the characters that matter: letters, separators, line breaks, `=`,
@@ -29,12 +29,13 @@ proptest! {
     #[test]
     fn nickname_is_one_operand(s in tricky()) {
         if let Ok(nick) = Nickname::new(s.clone()) {
-            let line = Command::SetNick(Some(nick.to_string())).encode();
+            let line = Command::SetNick(Operand::Valid(nick.clone())).encode();
             prop_assert!(!line.contains(['\n', '\r']));
             prop_assert_eq!(
                 Command::parse(&line, Dialect::Java).unwrap(),
-                Command::SetNick(Some(s))
+                Command::SetNick(Operand::Valid(nick.clone()))
             );
+            prop_assert_eq!(nick.as_str(), s.as_str());
         } else {
             prop_assert!(s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()));
         }
@@ -43,11 +44,12 @@ proptest! {
     #[test]
     fn host_is_one_operand(s in tricky()) {
         if let Ok(host) = Host::new(s.clone()) {
-            let line = Command::OutHost(Some(host.to_string())).encode();
+            let line = Command::OutHost(Operand::Valid(host.clone())).encode();
             prop_assert_eq!(
                 Command::parse(&line, Dialect::I2pd).unwrap(),
-                Command::OutHost(Some(s))
+                Command::OutHost(Operand::Valid(host.clone()))
             );
+            prop_assert_eq!(host.as_str(), s.as_str());
         }
     }
 
@@ -57,10 +59,12 @@ proptest! {
             return Ok(());
         };
         let opt = TunnelOption::new(key, value);
-        let line = Command::Option(vec![opt.to_string()]).encode();
-        let Command::Option(operands) = Command::parse(&line, Dialect::Java).unwrap() else {
-            panic!("not an option line: {line:?}");
-        };
+        let line = Command::Option(Operand::Valid(vec![opt.clone()])).encode();
+        prop_assert_eq!(
+            Command::parse(&line, Dialect::Java).unwrap(),
+            Command::Option(Operand::Valid(vec![opt.clone()]))
+        );
+        let operands: Vec<String> = line.split(' ').skip(1).map(str::to_owned).collect();
         let pairs = bob_codec::command::parse_option_pairs(&operands, Dialect::Java).unwrap();
         prop_assert_eq!(pairs, vec![(k, v)]);
         prop_assert_eq!(opt.to_string().parse::<TunnelOption>().unwrap(), opt);

@@ -8,7 +8,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::backend::sam::proto::{self, SamError, SamReply};
 use crate::backend::{CoreError, Target};
@@ -272,5 +272,108 @@ pub fn udp_header(data: &[u8]) {
                 assert_ne!(e, HeaderError::NoNewline);
             }
         }
+    }
+}
+
+/// Target `socks_handshake`: bytes a client sends to a SOCKS proxy tunnel → the SOCKS
+/// handshake (greeting, method, username/password, request; SOCKS4/4a/5).
+///
+/// The bytes arrive at once, in chunks of 1–8 bytes (chosen by the first byte) and
+/// byte by byte. Checks that the handshake never buffers beyond its limit, that the
+/// outcome does not depend on the chunking, that nothing after the request is lost or
+/// duplicated (the early bytes plus what is unread are the same whatever the
+/// chunking), that the replies written are well-formed SOCKS steps, and that every
+/// refusal has a single-line reason and a reply of a known form.
+pub fn socks_handshake(data: &[u8]) {
+    let chunk = data.first().map_or(1, |b| usize::from(*b % 8) + 1);
+    let limit = crate::tunnel::socks_handshake_limit(0);
+    let mut sizes = vec![data.len().max(1), chunk];
+    if data.len() <= 512 {
+        sizes.push(1);
+    }
+    let mut outcomes = Vec::new();
+    for size in sizes {
+        let mut stream = Duplex {
+            reader: Chunked {
+                data,
+                at: 0,
+                chunk: size,
+            },
+            written: Vec::new(),
+        };
+        let got = futures::executor::block_on(crate::tunnel::socks_handshake_for_fuzzing(
+            &mut stream,
+            limit,
+        ));
+        let read = stream.reader.at;
+        // three messages at most, each buffered up to the limit
+        assert!(read <= 3 * limit, "read {read} bytes, limit {limit}");
+        let written = stream.written;
+        let outcome = match got {
+            Ok((summary, early)) => {
+                assert!(early.len() <= read);
+                assert_eq!(&data[read - early.len()..read], &early[..]);
+                // the replies before the final one: none (SOCKS4) or the method
+                // choice, then the password step's success
+                assert!(
+                    written.is_empty() || written == [5, 0] || written == [5, 2, 1, 0],
+                    "{written:?}"
+                );
+                let mut after = early.clone();
+                after.extend_from_slice(&data[read..]);
+                Ok((summary, after))
+            }
+            Err((reply, reason)) => {
+                assert!(!reason.is_empty());
+                assert!(!reason.contains(['\n', '\r']), "{reason:?}");
+                let known = reply.is_empty()
+                    || reply == [5, 0xFF]
+                    || reply == [1, 1]
+                    || reply == [0, 91, 0, 0, 0, 0, 0, 0]
+                    || (reply.len() == 10 && reply[0] == 5 && reply[1] != 0)
+                    || reply.starts_with(b"HTTP/1.0 400 ");
+                assert!(known, "{reply:?}");
+                Err(reply)
+            }
+        };
+        outcomes.push(outcome);
+    }
+    for pair in outcomes.windows(2) {
+        assert_eq!(pair[0], pair[1], "the outcome depends on the chunking");
+    }
+}
+
+/// [`Chunked`] for reading, a `Vec` for writing.
+struct Duplex<'a> {
+    reader: Chunked<'a>,
+    written: Vec<u8>,
+}
+
+impl AsyncRead for Duplex<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Duplex<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.written.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }

@@ -3,8 +3,8 @@
 #![cfg(target_os = "linux")]
 
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-use std::process::Stdio;
 
+use bob_testkit::process::{sigterm, spawn_listening};
 use bob_testkit::{GREETING, TestClient, scratch_dir, within};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
@@ -87,31 +87,14 @@ async fn spawn(extra: &[&str], env: &[(&str, &str)]) -> (Child, String, BufReade
     } else {
         &["--listen", "127.0.0.1:0"]
     };
-    let mut child = Command::new(BIN)
-        .args(listen)
-        .args(extra)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn bob-server");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let addr = within("listening line", async {
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            let n = stderr.read_line(&mut line).await.expect("read stderr");
-            assert!(n > 0, "bob-server exited early: {seen}");
-            if let Some(addr) = line.trim().strip_prefix("bob-server listening on ") {
-                return addr.to_owned();
-            }
-            seen.push_str(&line);
-        }
-    })
+    let s = spawn_listening(
+        Command::new(BIN)
+            .args(listen)
+            .args(extra)
+            .envs(env.iter().copied()),
+    )
     .await;
-    (child, addr, stderr)
+    (s.child, s.addr, s.stderr)
 }
 
 /// Everything the server sends until it closes the connection.
@@ -139,13 +122,7 @@ async fn log_line(stderr: &mut BufReader<ChildStderr>, needle: &str) -> String {
 
 /// SIGTERM, then a clean exit.
 async fn stop(mut child: Child) {
-    let pid = child.id().expect("running").to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = within("exit after SIGTERM", child.wait()).await.unwrap();
+    let status = sigterm(&mut child).await;
     assert!(status.success(), "{status}");
 }
 

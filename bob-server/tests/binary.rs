@@ -1,15 +1,14 @@
 //! The `bob-server` binary: start-up, refusal of remote addresses, clean exit on SIGTERM
 //! and on `zap`.
 
-use std::process::Stdio;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStderr, Command};
 
 mod support;
 
 use bob_testkit::TestClient;
+use bob_testkit::process::{sigterm, spawn_listening};
 use support::within;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
@@ -21,30 +20,13 @@ async fn spawn_server() -> (Child, String, Vec<String>, BufReader<ChildStderr>) 
 
 /// Like [`spawn_server`] with extra arguments.
 async fn spawn_server_with(extra: &[&str]) -> (Child, String, Vec<String>, BufReader<ChildStderr>) {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn bob-server");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut seen = Vec::new();
-    let addr = within("listening line", async {
-        loop {
-            let mut line = String::new();
-            let n = stderr.read_line(&mut line).await.expect("read stderr");
-            assert!(n > 0, "bob-server exited early: {seen:?}");
-            if let Some(addr) = line.trim().strip_prefix("bob-server listening on ") {
-                return addr.to_owned();
-            }
-            seen.push(line);
-        }
-    })
+    let s = spawn_listening(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra),
+    )
     .await;
-    (child, addr, seen, stderr)
+    (s.child, s.addr, s.seen, s.stderr)
 }
 
 /// One command; the reply line with its `\n`.
@@ -98,15 +80,7 @@ async fn sigterm_stops_tunnels_and_exits_zero() {
         .await
         .expect("tunnel listens");
 
-    let pid = child.id().expect("pid").to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = within("exit after SIGTERM", child.wait())
-        .await
-        .expect("wait");
+    let status = sigterm(&mut child).await;
     assert!(status.success(), "exit status {status:?}");
     expect_eof(&mut c).await;
     assert!(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStderr, Command};
 
@@ -903,4 +903,63 @@ async fn limits_beyond_the_runtime_are_clamped_and_work() {
     .unwrap();
     assert!(reply.starts_with("ERROR "), "{reply:?}");
     let _ = child.kill().await;
+}
+
+#[tokio::test]
+async fn a_socks_tunnel_from_the_tunnels_file() {
+    let dir = scratch_dir("socksboot");
+    let echo = echo_server().await;
+    let socks_port = free_port();
+    let file = write(
+        &dir,
+        "tunnels.toml",
+        &format!(
+            r#"
+[[tunnel]]
+name = "srv"
+keys = "srv.keys"
+outbound = "127.0.0.1:{echo}"
+quiet = true
+
+[[tunnel]]
+name = "px"
+keys = "px.keys"
+type = "socks"
+inbound = "127.0.0.1:{socks_port}"
+"#
+        ),
+    );
+    let (mut child, addr, _log, _err) = spawn_until(
+        bob().args(["--tunnels", s(&file)]),
+        "bob-server tunnels ready",
+    )
+    .await;
+    let srv = bob_server::storage::keyfile::read_key_file(&dir.join("srv.keys")).unwrap();
+    let b32 = srv.destination().b32();
+    // SOCKS5: greeting, CONNECT to the server tunnel's b32, then a line to echo
+    let mut app = TcpStream::connect(("127.0.0.1", socks_port))
+        .await
+        .expect("the SOCKS tunnel listens");
+    let mut request = vec![5, 1, 0, 5, 1, 0, 3, u8::try_from(b32.len()).unwrap()];
+    request.extend_from_slice(b32.as_bytes());
+    request.extend_from_slice(&[0, 80]);
+    request.extend_from_slice(b"hello via socks\n");
+    app.write_all(&request).await.unwrap();
+    let mut replies = [0u8; 12];
+    within("socks replies", app.read_exact(&mut replies))
+        .await
+        .unwrap();
+    assert_eq!(replies[..4], [5, 0, 5, 0]);
+    let mut app = BufReader::new(app);
+    let mut echoed = String::new();
+    within("echo", app.read_line(&mut echoed)).await.unwrap();
+    assert_eq!(echoed, "hello via socks\n");
+    let mut c = control(&addr).await;
+    let px = command(&mut c, "status px").await;
+    assert!(
+        px.contains("RUNNING: true") && px.ends_with(" PROXYTYPE: SOCKS\n"),
+        "{px}"
+    );
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,14 +7,14 @@
 #![cfg(feature = "embedded-router")]
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::process::Command;
 
 mod support;
+use bob_testkit::process::{Listening, drain, sigterm, spawn_listening_within};
 use bob_testkit::{DEADLINE, echo_app, pattern};
 use support::{Bob, free_port};
 
@@ -22,47 +22,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
 /// Bound on each router-side step in real time.
 const LIMIT: Duration = Duration::from_secs(180);
 
-async fn spawn(state: &Path) -> (Child, String, Vec<String>, BufReader<ChildStderr>) {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--router", "devnet"])
-        .args(["--router-shutdown-grace", "3"])
-        .arg("--state-dir")
-        .arg(state)
-        .env("RUST_LOG", "info")
-        .env_remove("BOB_ROUTER")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn bob-server");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut seen = Vec::new();
-    let addr = tokio::time::timeout(LIMIT, async {
-        loop {
-            let mut line = String::new();
-            let n = stderr.read_line(&mut line).await.expect("read stderr");
-            assert!(n > 0, "bob-server exited early: {seen:#?}");
-            if let Some(addr) = line.trim().strip_prefix("bob-server listening on ") {
-                return addr.to_owned();
-            }
-            seen.push(line);
-        }
-    })
+async fn spawn(state: &Path) -> Listening {
+    spawn_listening_within(
+        LIMIT,
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--router", "devnet"])
+            .args(["--router-shutdown-grace", "3"])
+            .arg("--state-dir")
+            .arg(state)
+            .env_remove("BOB_ROUTER"),
+    )
     .await
-    .expect("listening line");
-    // keep draining the log so that the server never blocks on a full pipe
-    (child, addr, seen, stderr)
-}
-
-fn drain(mut stderr: BufReader<ChildStderr>) -> tokio::task::JoinHandle<Vec<String>> {
-    tokio::spawn(async move {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        while stderr.read_line(&mut line).await.unwrap_or(0) > 0 {
-            lines.push(std::mem::take(&mut line));
-        }
-        lines
-    })
 }
 
 async fn slow(bob: &mut Bob, line: &str) -> String {
@@ -72,24 +42,16 @@ async fn slow(bob: &mut Bob, line: &str) -> String {
     reply
 }
 
-async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    let pid = child.id().expect("pid");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits within the shutdown grace")
-        .expect("wait")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_session_over_a_devnet_binary() {
     let state = std::env::temp_dir().join(format!("bob-embedded-bin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
-    let (mut child, addr, seen, stderr) = spawn(&state).await;
+    let Listening {
+        mut child,
+        addr,
+        seen,
+        stderr,
+    } = spawn(&state).await;
     let log = drain(stderr);
     assert!(
         seen.iter()
@@ -148,7 +110,12 @@ async fn readme_session_over_a_devnet_binary() {
     );
 
     // same state dir: the tunnel comes back with the same destination
-    let (mut child, addr, _, stderr) = spawn(&state).await;
+    let Listening {
+        mut child,
+        addr,
+        stderr,
+        ..
+    } = spawn(&state).await;
     let _log = drain(stderr);
     let mut bob = Bob::connect(&addr).await;
     bob.ok("getnick myserver").await;

@@ -24,3 +24,8 @@ fn sam_reply_corpus() {
 fn udp_header_corpus() {
     replay("udp_header", 20, bob_server::fuzzing::udp_header);
 }
+
+#[test]
+fn socks_handshake_corpus() {
+    replay("socks_handshake", 20, bob_server::fuzzing::socks_handshake);
+}

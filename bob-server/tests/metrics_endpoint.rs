@@ -11,12 +11,13 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 
 mod support;
 
+use bob_testkit::process::{sigterm, spawn_listening};
 use support::{Bob, within};
 
 /// Scrapers that send a request and never read the reply.
@@ -44,49 +45,29 @@ impl Server {
     async fn spawn() -> Self {
         let bin = std::env::var("BOB_METRICS_TEST_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bob-server").to_owned());
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn bob-server");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut metrics = None;
-            loop {
-                let mut line = String::new();
-                match stderr.read_line(&mut line).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let text = line.trim();
-                if let Some(rest) = text.strip_prefix("bob-server metrics on http://") {
-                    metrics = rest.strip_suffix("/metrics").map(str::to_owned);
-                }
-                if let Some(addr) = text.strip_prefix("bob-server listening on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send((addr.to_owned(), metrics.take()));
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let (control, metrics) = within("listening line", rx)
-            .await
-            .unwrap_or_else(|_| panic!("bob-server exited early: {:?}", log.lock().unwrap()));
+        let (child, control, log) = spawn_listening(Command::new(bin).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ]))
+        .await
+        .share_log();
+        let metrics = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|line| {
+                line.trim()
+                    .strip_prefix("bob-server metrics on http://")?
+                    .strip_suffix("/metrics")
+                    .map(str::to_owned)
+            })
+            .expect("metrics address printed before the listening line");
         Self {
             child,
             control: control.parse().expect("control address"),
-            metrics: metrics
-                .expect("metrics address printed before the listening line")
-                .parse()
-                .expect("metrics address"),
+            metrics: metrics.parse().expect("metrics address"),
             log,
         }
     }
@@ -225,18 +206,7 @@ async fn stalled_scrapers_keep_memory_bounded_and_do_not_block_control_or_sigter
     );
 
     // SIGTERM with the scrapers still stalled: the server exits, the port is released
-    let pid = server.child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let status = within(
-        "exit after SIGTERM with stalled scrapers",
-        server.child.wait(),
-    )
-    .await
-    .expect("wait");
+    let status = sigterm(&mut server.child).await;
     assert!(
         status.success(),
         "{status:?}: {:?}",

@@ -4,7 +4,6 @@
 //! kept aside.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
+use bob_testkit::process::{sigterm, spawn_listening};
 use support::{Bob, free_port, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bob-server");
@@ -44,38 +44,13 @@ impl Proc {
     }
 
     async fn spawn_with(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn bob-server");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            loop {
-                let mut line = String::new();
-                match stderr.read_line(&mut line).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                if let Some(addr) = line.trim().strip_prefix("bob-server listening on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr.to_owned());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = within("listening line", rx)
-            .await
-            .unwrap_or_else(|_| panic!("bob-server exited early: {:?}", log.lock().unwrap()));
+        let (child, addr, log) = spawn_listening(
+            Command::new(BIN)
+                .args(["--listen", "127.0.0.1:0"])
+                .args(args),
+        )
+        .await
+        .share_log();
         Self { child, addr, log }
     }
 
@@ -94,15 +69,7 @@ impl Proc {
 
     /// SIGTERM and a clean exit.
     async fn terminate(mut self) {
-        let pid = self.child.id().expect("pid").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let status = within("exit after SIGTERM", self.child.wait())
-            .await
-            .unwrap();
+        let status = sigterm(&mut self.child).await;
         assert!(status.success(), "{status:?}");
     }
 }

@@ -6,6 +6,8 @@
 //!   directory.
 //! - [`pattern`], [`pattern_seeded`]: deterministic test bytes.
 //! - [`echo_app`], [`line_echo`]: applications behind tunnels.
+//! - [`process`]: the bob-server binary in a test ([`process::spawn_listening`] up to its
+//!   listening line, [`process::drain`] of its log, [`process::sigterm`]).
 //! - [`TestClient`]: a BOB control connection for tests of servers, on
 //!   [`bob_client::Client`], that checks reply bytes exactly and can send raw bytes.
 //!
@@ -23,6 +25,8 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::mpsc;
 
 pub use bob_client;
+
+pub mod process;
 
 /// Upper bound for any single step of a test: a broken server fails the test, never
 /// hangs it.

@@ -110,15 +110,27 @@ struct CreateArgs {
     /// inbound side: listen on HOST:PORT for applications that want to reach I2P
     #[arg(long = "in", value_name = "HOST:PORT")]
     inbound: Option<String>,
-    /// outbound side: hand incoming I2P streams to HOST:PORT
+    /// outbound side: hand incoming I2P streams to HOST:PORT (with --socks or
+    /// --http-proxy: the upstream outproxy for hosts outside I2P)
     #[arg(long = "out", value_name = "HOST:PORT")]
     outbound: Option<String>,
+    /// a SOCKS proxy tunnel (SOCKS4, 4a, 5 into I2P) listening on HOST:PORT
+    /// (`settunneltype socks`)
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["inbound", "http_proxy"])]
+    socks: Option<String>,
+    /// an HTTP proxy tunnel into I2P listening on HOST:PORT (`settunneltype httpproxy`)
+    #[arg(
+        long = "http-proxy",
+        value_name = "HOST:PORT",
+        conflicts_with = "inbound"
+    )]
+    http_proxy: Option<String>,
     /// do not send the peer destination line to the outbound application
     #[arg(long)]
     quiet: bool,
     /// a UDP tunnel (`settunneltype udp`): --in and --out are UDP endpoints
     /// (docs/udp.md)
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["socks", "http_proxy"])]
     udp: bool,
     /// UDP tunnels: send everything from --in to this destination (b64, .b32.i2p or
     /// .i2p name; `option bob.udp.dest=`); without it each datagram names its own
@@ -227,6 +239,12 @@ fn status_json(s: &TunnelStatus) -> serde_json::Value {
         "inhost": s.inhost,
         "outport": s.outport,
         "outhost": s.outhost,
+        // fields after OUTHOST (proxy and UDP tunnels), keys lower-cased
+        "extra": s
+            .extra
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), serde_json::Value::from(v.as_str())))
+            .collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -284,6 +302,10 @@ fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: 
             s.outhost,
             port(s.outport)
         );
+        for (key, value) in &s.extra {
+            let key = format!("{}:", key.to_ascii_lowercase());
+            println!("{key:<9} {value}");
+        }
         if let Some(c) = counters {
             println!(
                 "conns:    {} accepted, {} active, {} failed\nbytes:    {} in (from I2P), {} out (to I2P)",
@@ -497,22 +519,32 @@ struct Plan {
     inbound: Option<(Host, Port)>,
     outbound: Option<(Host, Port)>,
     options: Vec<TunnelOption>,
+    /// `settunneltype` operand for a proxy or UDP tunnel
+    tunnel_type: Option<&'static str>,
 }
 
 fn plan(args: &CreateArgs) -> Result<Plan, Failure> {
     let name = nickname(&args.name)?;
-    if args.inbound.is_none() && args.outbound.is_none() {
-        return Err(Failure::Usage(
-            "create needs --in HOST:PORT (a client tunnel), --out HOST:PORT (a server \
-             tunnel), or both"
-                .into(),
-        ));
-    }
-    let inbound = args
-        .inbound
-        .as_deref()
-        .map(|v| endpoint("--in", v))
-        .transpose()?;
+    let (tunnel_type, inbound) = match (&args.socks, &args.http_proxy) {
+        (Some(addr), _) => (Some("socks"), Some(endpoint("--socks", addr)?)),
+        (None, Some(addr)) => (Some("httpproxy"), Some(endpoint("--http-proxy", addr)?)),
+        (None, None) => {
+            if args.inbound.is_none() && args.outbound.is_none() {
+                return Err(Failure::Usage(
+                    "create needs --in HOST:PORT (a client tunnel), --out HOST:PORT (a \
+                     server tunnel), or both; or --socks HOST:PORT / --http-proxy HOST:PORT \
+                     (a proxy tunnel)"
+                        .into(),
+                ));
+            }
+            let inbound = args
+                .inbound
+                .as_deref()
+                .map(|v| endpoint("--in", v))
+                .transpose()?;
+            (args.udp.then_some("udp"), inbound)
+        }
+    };
     let outbound = args
         .outbound
         .as_deref()
@@ -551,6 +583,7 @@ fn plan(args: &CreateArgs) -> Result<Plan, Failure> {
         inbound,
         outbound,
         options,
+        tunnel_type,
     })
 }
 
@@ -596,19 +629,8 @@ async fn configure(c: &mut Bob, plan: &Plan, args: &CreateArgs) -> Result<String
         (Some(keys), _) => c.setkeys(&keys.to_base64()).await?,
         (None, key_type) => c.newkeys(key_type.as_deref(), None).await?,
     };
-    if args.udp {
-        // a bare word: no operand to validate
-        match c.raw("settunneltype udp").await?.pop() {
-            Some(Reply::Ok(_)) => {}
-            Some(Reply::Error(text)) => {
-                return Err(Failure::Refused(format!("settunneltype udp: ERROR {text}")));
-            }
-            other => {
-                return Err(Failure::Refused(format!(
-                    "settunneltype udp: unexpected reply {other:?}"
-                )));
-            }
-        }
+    if let Some(kind) = plan.tunnel_type {
+        c.ok(&Command::SetTunnelType(Some(kind.to_owned()))).await?;
     }
     if let Some((host, port)) = &plan.inbound {
         c.inhost(host).await?;

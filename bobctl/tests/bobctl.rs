@@ -654,6 +654,94 @@ async fn counters_move_when_data_flows() {
 }
 
 #[tokio::test]
+async fn create_a_socks_proxy_tunnel_and_see_its_counters() {
+    let server = start_server(true).await;
+    let metrics = server.metrics.expect("metrics bound");
+    let echo_addr = bob_testkit::line_echo().await;
+    ok(
+        &server,
+        &[
+            "create",
+            "srv",
+            "--out",
+            &echo_addr.to_string(),
+            "--quiet",
+            "--start",
+        ],
+    )
+    .await;
+    let b32 = json(&server, &["status", "srv"]).await;
+    assert_eq!(
+        b32["extra"],
+        serde_json::json!({}),
+        "plain tunnels: no extra"
+    );
+    let dest = ok(&server, &["dest", "srv"]).await.trim().to_owned();
+    let b32 = keytools::verify_bob(&dest).unwrap().b32();
+    // --socks and --in are two inbound sides: refused by the argument parser
+    fails(
+        &server,
+        &[
+            "create",
+            "px",
+            "--socks",
+            "127.0.0.1:1",
+            "--in",
+            "127.0.0.1:2",
+        ],
+        2,
+    )
+    .await;
+    let mut port = None;
+    for _ in 0..5 {
+        let p = free_port();
+        let addr = format!("127.0.0.1:{p}");
+        let out = bobctl(&server, &["create", "px", "--socks", &addr, "--start"]).await;
+        if out.status.success() {
+            port = Some(p);
+            break;
+        }
+    }
+    let port = port.expect("a free port for the SOCKS tunnel");
+    let status = within("px running", async {
+        loop {
+            let s = json(&server, &["status", "px"]).await;
+            if s["running"] == true {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(status["extra"]["proxytype"], "SOCKS", "{status}");
+    let human = ok(&server, &["status", "px"]).await;
+    assert!(human.contains("\nproxytype: SOCKS\n"), "{human}");
+
+    // SOCKS5 to the server tunnel's b32, then a line through the echo
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut request = vec![5, 1, 0, 5, 1, 0, 3, u8::try_from(b32.len()).unwrap()];
+    request.extend_from_slice(b32.as_bytes());
+    request.extend_from_slice(&[0, 80]);
+    request.extend_from_slice(b"ping\n");
+    s.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 17];
+    within("echo", s.read_exact(&mut reply)).await.unwrap();
+    assert_eq!(&reply[..4], [5, 0, 5, 0]);
+    assert_eq!(&reply[12..], b"ping\n");
+    let px = counters_when(&server, "px", |c| c["bytes_in"] == 5).await;
+    assert_eq!(
+        (px["accepted"].as_u64(), px["active"].as_u64()),
+        (Some(1), Some(1)),
+        "{px}"
+    );
+    let text = metrics_text(metrics).await;
+    assert_eq!(metric(&text, "bob_tunnel_connections_active", "px"), 1);
+    assert_eq!(metric(&text, "bob_tunnel_bytes_out_total", "px"), 5);
+    drop(s);
+    counters_when(&server, "px", |c| c["active"] == 0).await;
+}
+
+#[tokio::test]
 async fn udp_tunnels_are_created_and_counted() {
     let server = start_server(true).await;
     let metrics = server.metrics.expect("metrics bound");

@@ -88,10 +88,23 @@ pub fn generate(
 
 /// The hook for `main`: if the process was started with a generator flag, prints the
 /// completions or man page of `cmd()` to stdout and returns the exit code to leave
-/// with; otherwise `None` and the binary goes on as usual.
+/// with; otherwise `None` and the binary goes on as usual. Errors are reported on stderr
+/// as `BIN_NAME: message`.
 #[must_use]
 pub fn handle_generate_args(
     bin_name: &str,
+    cmd: impl FnOnce() -> clap::Command,
+) -> Option<ExitCode> {
+    handle_generate_args_as(bin_name, bin_name, cmd)
+}
+
+/// [`handle_generate_args`] for a binary whose error lines start with another word
+/// than its name (`bob-keygen` writes `error: message`, like clap): errors are reported
+/// on stderr as `ERROR_PREFIX: message`.
+#[must_use]
+pub fn handle_generate_args_as(
+    bin_name: &str,
+    error_prefix: &str,
     cmd: impl FnOnce() -> clap::Command,
 ) -> Option<ExitCode> {
     let args: Vec<OsString> = std::env::args_os().skip(1).take(2).collect();
@@ -103,13 +116,13 @@ pub fn handle_generate_args(
             Some(match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("{bin_name}: {e}");
+                    eprintln!("{error_prefix}: {e}");
                     ExitCode::FAILURE
                 }
             })
         }
         Err(message) => {
-            eprintln!("{bin_name}: {message}");
+            eprintln!("{error_prefix}: {message}");
             Some(ExitCode::from(2))
         }
     }

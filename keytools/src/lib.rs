@@ -15,6 +15,13 @@
 //!
 //! `unsafe` is denied in this crate except in [`vanity::multibuf`] (CPU intrinsics).
 //!
+//! # Features
+//! - `cli` (default): builds the `bob-keygen` binary (clap, anyhow, indicatif, ctrlc and the
+//!   workspace's `cli-docs`). The library needs none of it: depend on keytools with
+//!   `default-features = false`.
+//! - `fuzzing`: the `fuzzing` module with the bodies of the cargo-fuzz targets in
+//!   `keytools/fuzz/` (internal; the stable corpus replay test and the proptests use it).
+//!
 //! # Example
 //! ```
 //! use keytools::{CryptoType, PrivateKeys, SigType, verify_bob};
@@ -35,11 +42,13 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 mod crypto;
 pub mod destination;
 pub mod encoding;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(unix)]

@@ -11,6 +11,7 @@ mod harden;
 mod hostile;
 mod lifecycle;
 mod multi;
+mod proxy_socks;
 mod relay_bounded;
 mod sam_bob_i2pd;
 mod sam_fake_router;

@@ -173,3 +173,70 @@ async fn bob_tunnels_over_i2pd() {
         t0.elapsed()
     );
 }
+
+/// A SOCKS proxy tunnel over the real router: curl `--socks5-hostname` to a server
+/// tunnel's b32, which publishes a small web server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks_tunnel_over_i2pd() {
+    let Some(sam) = sam_addr() else { return };
+    let mut sam_cfg = SamConfig::new(sam);
+    sam_cfg.session_timeout = ROUTER_LIMIT;
+    let core: Arc<dyn StreamingCore> = Arc::new(SamCore::new(sam_cfg));
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let server = Server::bind(config, Arc::clone(&core)).await.unwrap();
+    let bob_addr = server.local_addr();
+    let shutdown = CancellationToken::new();
+    let server_task = tokio::spawn(server.run(shutdown.clone()));
+    let web = crate::proxy_socks::web_server().await;
+
+    let mut srv = Bob::connect(bob_addr).await;
+    let mut px = Bob::connect(bob_addr).await;
+    let srv_dest = srv.new_tunnel("web").await;
+    srv.ok("outhost 127.0.0.1").await;
+    srv.ok(&format!("outport {web}")).await;
+    srv.ok("quiet true").await;
+    px.new_tunnel("px").await;
+    assert_eq!(
+        px.cmd("settunneltype socks").await,
+        "OK tunnel type set to SOCKS"
+    );
+    px.ok("inhost 127.0.0.1").await;
+    let port = crate::support::free_port();
+    px.ok(&format!("inport {port}")).await;
+    let (a, b) = tokio::join!(srv.cmd("start"), px.cmd("start"));
+    assert_eq!(
+        (a.as_str(), b.as_str()),
+        ("OK tunnel starting", "OK tunnel starting")
+    );
+
+    // the router may need a moment before the LeaseSet is found: curl until it works
+    let url = format!("http://{}/over-i2pd", srv_dest.b32());
+    let proxy = format!("127.0.0.1:{port}");
+    let t = Instant::now();
+    let body = within("a GET through the SOCKS tunnel", async {
+        loop {
+            let out = tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "60", "--socks5-hostname", &proxy, &url])
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("curl must be installed (scripts/test.sh installs it)");
+            if out.status.success() {
+                return out.stdout;
+            }
+            eprintln!("curl: {}", String::from_utf8_lossy(&out.stderr).trim());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert_eq!(String::from_utf8_lossy(&body), "hello /over-i2pd\n");
+    eprintln!("SOCKS over i2pd: first GET after {:.1?}", t.elapsed());
+
+    assert_eq!(px.cmd("stop").await, "OK tunnel stopping");
+    assert_eq!(srv.cmd("stop").await, "OK tunnel stopping");
+    shutdown.cancel();
+    within("server exit", server_task).await.unwrap().unwrap();
+}

@@ -145,20 +145,7 @@ fn field(line: &str, key: &str) -> Option<String> {
 
 /// A router that accepts every session and keeps control sockets open until EOF.
 async fn serve_session(mut c: FakeConn, cmd: &str) -> bool {
-    if cmd.starts_with("SESSION CREATE") {
-        let dest = field(cmd, "DESTINATION").unwrap_or_default();
-        c.send(&format!("SESSION STATUS RESULT=OK DESTINATION={dest}"))
-            .await;
-        c.until_eof().await;
-        c.fake
-            .commands
-            .lock()
-            .unwrap()
-            .push("<control closed>".into());
-        true
-    } else {
-        false
-    }
+    serve_session_ref(&mut c, cmd).await
 }
 
 /// `fut`, or a test failure after [`LIMIT`] (a broken client must fail, not hang).
@@ -429,7 +416,7 @@ fn connect_router(replies: Vec<&'static str>, lookups: Vec<String>) -> Handler {
     })
 }
 
-/// Like [`serve_session`] but keeps the connection owned by the caller's future.
+/// [`serve_session`] on a connection the caller's future keeps owning.
 async fn serve_session_ref(c: &mut FakeConn, cmd: &str) -> bool {
     if cmd.starts_with("SESSION CREATE") {
         let dest = field(cmd, "DESTINATION").unwrap_or_default();

@@ -26,6 +26,19 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// A client tunnel (inbound on `inbound`, new keys) on `core`.
+async fn client_tunnel(
+    core: &Arc<dyn StreamingCore>,
+    inbound: Endpoint,
+    limits: TunnelLimits,
+) -> RunningTunnel {
+    let mut client_spec = spec("client", keys());
+    client_spec.inbound = Some(inbound);
+    RunningTunnel::start(core.clone(), client_spec, limits)
+        .await
+        .expect("client tunnel starts")
+}
+
 fn spec(nickname: &str, keys: PrivateKeys) -> TunnelSpec {
     TunnelSpec {
         nickname: nickname.to_owned(),
@@ -73,11 +86,7 @@ impl Pair {
         let server = RunningTunnel::start(core.clone(), server_spec, limits.clone())
             .await
             .expect("server tunnel starts");
-        let mut client_spec = spec("client", keys());
-        client_spec.inbound = Some(local(0));
-        let client = RunningTunnel::start(core.clone(), client_spec, limits)
-            .await
-            .expect("client tunnel starts");
+        let client = client_tunnel(&core, local(0), limits).await;
         Self {
             core,
             server,
@@ -85,20 +94,28 @@ impl Pair {
         }
     }
 
+    /// A pair on a fresh [`LocalCore`] with the default limits.
+    async fn to_port(outport: u16, quiet: bool) -> Self {
+        Self::start(LocalCore::new(), outport, quiet, TunnelLimits::default()).await
+    }
+
     async fn echo(quiet: bool) -> Self {
-        Self::start(
-            LocalCore::new(),
-            echo_server().await,
-            quiet,
-            TunnelLimits::default(),
-        )
-        .await
+        Self::to_port(echo_server().await, quiet).await
     }
 
     async fn connect(&self) -> TcpStream {
         TcpStream::connect(self.client.inbound_addr().unwrap())
             .await
             .unwrap()
+    }
+
+    /// A connection to the client tunnel that names the server tunnel and sends `first`.
+    async fn open(&self, first: &str) -> TcpStream {
+        let mut app = self.connect().await;
+        app.write_all(format!("{}{first}", self.server_line()).as_bytes())
+            .await
+            .unwrap();
+        app
     }
 
     fn server_line(&self) -> String {
@@ -153,17 +170,8 @@ async fn ten_mib_echo_is_byte_exact() {
 #[tokio::test]
 async fn not_quiet_sends_peer_line_first() {
     let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let pair = Pair::start(
-        LocalCore::new(),
-        sink.local_addr().unwrap().port(),
-        false,
-        TunnelLimits::default(),
-    )
-    .await;
-    let mut app = pair.connect().await;
-    app.write_all(format!("{}hello", pair.server_line()).as_bytes())
-        .await
-        .unwrap();
+    let pair = Pair::to_port(sink.local_addr().unwrap().port(), false).await;
+    let mut app = pair.open("hello").await;
     let (mut sunk, _) = within("sink accept", sink.accept()).await.unwrap();
     let expected = format!("{}\n", pair.client.destination().to_base64());
     let mut line = vec![0u8; expected.len()];
@@ -182,17 +190,8 @@ async fn not_quiet_sends_peer_line_first() {
 #[tokio::test]
 async fn quiet_sends_data_only() {
     let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let pair = Pair::start(
-        LocalCore::new(),
-        sink.local_addr().unwrap().port(),
-        true,
-        TunnelLimits::default(),
-    )
-    .await;
-    let mut app = pair.connect().await;
-    app.write_all(format!("{}hello", pair.server_line()).as_bytes())
-        .await
-        .unwrap();
+    let pair = Pair::to_port(sink.local_addr().unwrap().port(), true).await;
+    let mut app = pair.open("hello").await;
     app.shutdown().await.unwrap();
     let (sunk, _) = within("sink accept", sink.accept()).await.unwrap();
     assert_eq!(read_all(sunk).await, b"hello");
@@ -224,14 +223,11 @@ async fn hosts_name_target() {
     let _server = RunningTunnel::start(core.clone(), server_spec, limits.clone())
         .await
         .unwrap();
-    let mut client_spec = spec("client", keys());
-    client_spec.inbound = Some(Endpoint {
+    let localhost = Endpoint {
         host: "localhost".to_owned(),
         port: 0,
-    });
-    let client = RunningTunnel::start(core, client_spec, limits)
-        .await
-        .unwrap();
+    };
+    let client = client_tunnel(&core, localhost, limits).await;
     // like Java: `localhost` binds the IPv4 loopback
     let addr = client.inbound_addr().unwrap();
     assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
@@ -358,10 +354,7 @@ async fn half_close_still_receives_full_echo() {
 #[tokio::test]
 async fn stop_ends_live_connections_and_frees_the_port() {
     let pair = Pair::echo(true).await;
-    let mut app = pair.connect().await;
-    app.write_all(format!("{}live", pair.server_line()).as_bytes())
-        .await
-        .unwrap();
+    let mut app = pair.open("live").await;
     let mut got = [0u8; 4];
     within("echo", app.read_exact(&mut got)).await.unwrap();
     assert_eq!(&got, b"live");
@@ -444,17 +437,8 @@ async fn outbound_connect_failure_closes_the_stream() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap().port()
     };
-    let pair = Pair::start(
-        LocalCore::new(),
-        closed_port,
-        false,
-        TunnelLimits::default(),
-    )
-    .await;
-    let mut app = pair.connect().await;
-    app.write_all(format!("{}data", pair.server_line()).as_bytes())
-        .await
-        .unwrap();
+    let pair = Pair::to_port(closed_port, false).await;
+    let mut app = pair.open("data").await;
     let mut rest = Vec::new();
     let _ = within("close", app.read_to_end(&mut rest)).await;
     assert!(rest.is_empty());
@@ -475,11 +459,7 @@ async fn tunnel_without_outbound_refuses_streams() {
     let silent = RunningTunnel::start(core.clone(), spec("silent", keys()), limits.clone())
         .await
         .unwrap();
-    let mut client_spec = spec("client", keys());
-    client_spec.inbound = Some(local(0));
-    let client = RunningTunnel::start(core, client_spec, limits)
-        .await
-        .unwrap();
+    let client = client_tunnel(&core, local(0), limits).await;
     // like Java: `localhost` binds the IPv4 loopback
     let addr = client.inbound_addr().unwrap();
     assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
@@ -499,11 +479,8 @@ async fn many_parallel_connections() {
         .map(|i| {
             let pair = pair.clone();
             tokio::spawn(async move {
-                let mut app = pair.connect().await;
                 let msg = format!("message {i}");
-                app.write_all(format!("{}{msg}", pair.server_line()).as_bytes())
-                    .await
-                    .unwrap();
+                let mut app = pair.open(&msg).await;
                 app.shutdown().await.unwrap();
                 let got = String::from_utf8(read_all(&mut app).await).unwrap();
                 // not quiet: the echo server returns the client's destination line too

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p bob-server --example bob-bench -- [--server PATH] [BENCH...]
-//! BENCH = throughput | setup | scale | control | soak | router | hostile | hostile-save | udp | all
-//!         (default: all but soak, router, hostile, udp; hostile-save: only hostile's save cost)
+//! BENCH = throughput | setup | scale | control | soak | router | hostile | hostile-save | proxy | udp | all
+//!         (default: all but soak, router, hostile, proxy, udp; hostile-save: only hostile's save cost)
 //! ```
 //! Every benchmark prints a table and one `JSON {...}` line. All traffic stays on
 //! loopback; every loop is bounded in count and time. The server is started as a child
@@ -12,12 +12,13 @@
 //! its memory can be read from `/proc`.
 //!
 //! One file per benchmark: `throughput`, `setup`, `scale`, `control`, `soak`, `router`,
-//! `hostile`, `udp`;
+//! `hostile`, `proxy`, `udp`;
 //! `common` holds the server process, the BOB client and the sinks.
 
 mod common;
 mod control;
 mod hostile;
+mod proxy;
 mod router;
 mod scale;
 mod setup;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 use crate::common::*;
 use crate::control::*;
 use crate::hostile::*;
+use crate::proxy::*;
 use crate::router::*;
 use crate::scale::*;
 use crate::setup::*;
@@ -87,14 +89,17 @@ async fn main() -> std::process::ExitCode {
     let mut failed = false;
     for bench in &args {
         let result = match bench.as_str() {
-            "throughput" | "setup" | "soak" => match ServerProc::start(&binary, &[]).await {
-                Ok(server) => match bench.as_str() {
-                    "throughput" => bench_throughput(&server).await,
-                    "setup" => bench_setup(&server).await,
-                    _ => bench_soak(&server, soak_bytes, soak_conns()).await,
-                },
-                Err(e) => Err(e),
-            },
+            "throughput" | "setup" | "soak" | "proxy" => {
+                match ServerProc::start(&binary, &[]).await {
+                    Ok(server) => match bench.as_str() {
+                        "throughput" => bench_throughput(&server).await,
+                        "setup" => bench_setup(&server).await,
+                        "proxy" => bench_proxy(&server).await,
+                        _ => bench_soak(&server, soak_bytes, soak_conns()).await,
+                    },
+                    Err(e) => Err(e),
+                }
+            }
             "scale" => bench_scale(&binary, scale_conns).await,
             "control" => bench_control(&binary).await,
             "router" => bench_router(&binary).await,

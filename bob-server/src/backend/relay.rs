@@ -71,6 +71,17 @@ where
     let (mut b_read, mut b_write) = tokio::io::split(b);
     let forward = copy_half(&mut a_read, &mut b_write, &counters.out);
     let backward = copy_half(&mut b_read, &mut a_write, &counters.back);
+    both_ways(forward, backward, cancel).await
+}
+
+/// Runs the two directions of a relay at once until both have ended, one fails (the
+/// other is dropped), or `cancel` fires: the rules every relay keeps (see the module
+/// documentation), in one place.
+pub(crate) async fn both_ways(
+    forward: impl Future<Output = io::Result<()>>,
+    backward: impl Future<Output = io::Result<()>>,
+    cancel: &CancellationToken,
+) -> RelayEnd {
     tokio::select! {
         result = async { tokio::try_join!(forward, backward) } => match result {
             Ok(_) => RelayEnd::Finished,
@@ -106,45 +117,60 @@ where
     shutdown(to).await
 }
 
+/// What the relay tests of every backend share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use tokio::task::JoinHandle;
+
+    use super::RelayCounters;
+
+    /// Counters for a relay and the two totals a test reads while it runs:
+    /// (counters, out, back).
+    pub(crate) fn shared_counters() -> (RelayCounters, Arc<AtomicU64>, Arc<AtomicU64>) {
+        let counters = RelayCounters::default();
+        let (out, back) = (counters.out.clone(), counters.back.clone());
+        (counters, out, back)
+    }
+
+    /// An application that writes `data`, shuts its write side down, then reads the
+    /// reply to its end; the task yields the reply.
+    pub(crate) fn half_closing_app<S>(mut app: S, data: Vec<u8>) -> JoinHandle<Vec<u8>>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        tokio::spawn(async move {
+            app.write_all(&data).await.unwrap();
+            app.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            app.read_to_end(&mut back).await.unwrap();
+            back
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{half_closing_app, shared_counters};
     use super::*;
 
     /// Half-close through a pipe of two duplex pairs: the left end writes and shuts
     /// down, the right end echoes after reading everything, the left end gets it all.
     #[tokio::test]
     async fn half_close_delivers_reply() {
-        let (mut left, a) = tokio::io::duplex(1024);
+        let (left, a) = tokio::io::duplex(1024);
         let (b, mut right) = tokio::io::duplex(1024);
-        let up = Arc::new(AtomicU64::new(0));
-        let down = Arc::new(AtomicU64::new(0));
+        let (counters, up, down) = shared_counters();
         let cancel = CancellationToken::new();
         let task = tokio::spawn({
-            let (up, down, cancel) = (up.clone(), down.clone(), cancel.clone());
-            async move {
-                copy(
-                    a,
-                    b,
-                    RelayCounters {
-                        out: up,
-                        back: down,
-                    },
-                    &cancel,
-                )
-                .await
-            }
+            let cancel = cancel.clone();
+            async move { copy(a, b, counters, &cancel).await }
         });
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let writer = {
-            let data = data.clone();
-            tokio::spawn(async move {
-                left.write_all(&data).await.unwrap();
-                left.shutdown().await.unwrap();
-                let mut back = Vec::new();
-                left.read_to_end(&mut back).await.unwrap();
-                back
-            })
-        };
+        let writer = half_closing_app(left, data.clone());
         let mut got = Vec::new();
         right.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, data);

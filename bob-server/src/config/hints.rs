@@ -1,5 +1,6 @@
-//! Messages for mistakes in the configuration and tunnels files: the nearest valid key
-//! for an unknown one, and what a key's value should look like when it is not valid TOML.
+//! Messages for mistakes in the configuration and tunnels files: the line of the
+//! mistake, the nearest valid key for an unknown one, and what a key's value should look
+//! like when it is not valid TOML.
 
 /// One key of a file and what its value looks like: (key, what it is, an example value).
 pub(crate) type KeyShape = (&'static str, &'static str, &'static str);
@@ -41,6 +42,44 @@ pub(crate) fn unknown_key(message: &str) -> Option<String> {
 pub(crate) fn value_shape(key: &str, shapes: &[KeyShape]) -> Option<String> {
     let (key, what, example) = shapes.iter().find(|(k, _, _)| *k == key)?;
     Some(format!("{key}: expected {what}, e.g. {key} = {example}"))
+}
+
+/// The 1-based line of byte `offset` in `text` (for `FILE:LINE` error messages).
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The key of a `key = value` line when `offset` points into the value (toml's value
+/// errors carry the value's position but not the key's name).
+pub(crate) fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[line_start..offset].split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty()).then_some(key)
+}
+
+/// A TOML or serde error of a file's `text` as its 1-based line and the message users
+/// see: for a value that is not TOML at all (an unquoted address reads as a bad float)
+/// what the key expects (from `shapes`) instead of what the TOML parser stumbled on, an
+/// unknown key with the nearest valid one, or the error prefixed with its key.
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error, shapes: &[KeyShape]) -> (usize, String) {
+    let start = e.span().map_or(0, |s| s.start);
+    let message = e.message().trim();
+    let key = key_before(text, start);
+    let syntax = text.parse::<toml::Table>().is_err();
+    let shape = key.filter(|_| syntax).and_then(|k| value_shape(k, shapes));
+    let message = match (shape, unknown_key(message), key) {
+        (Some(shape), _, _) => shape,
+        (None, Some(unknown), _) => unknown,
+        (None, None, Some(key)) => format!("{key}: {message}"),
+        (None, None, None) => message.to_owned(),
+    };
+    (line_of(text, start), message)
 }
 
 #[cfg(test)]

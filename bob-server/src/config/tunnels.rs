@@ -23,8 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::hints::{self, KeyShape};
-use crate::config::file::{key_before, line_of};
+use super::hints::{self, KeyShape, line_of};
 use crate::tunnel::{Endpoint, TunnelKind};
 
 /// One declared tunnel, validated.
@@ -142,20 +141,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
         message,
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let start = e.span().map_or(0, |s| s.start);
-        let message = e.message().trim();
-        let key = key_before(text, start);
-        let syntax = text.parse::<toml::Table>().is_err();
-        let shape = key
-            .filter(|_| syntax)
-            .and_then(|k| hints::value_shape(k, SHAPES));
-        let message = match (shape, hints::unknown_key(message), key) {
-            (Some(shape), _, _) => shape,
-            (None, Some(unknown), _) => unknown,
-            (None, None, Some(key)) => format!("{key}: {message}"),
-            (None, None, None) => message.to_owned(),
-        };
-        err(line_of(text, start), message)
+        let (line, message) = hints::toml_error(text, &e, SHAPES);
+        err(line, message)
     })?;
     let base = path.parent().unwrap_or_else(|| Path::new(""));
     let mut seen = BTreeMap::new();

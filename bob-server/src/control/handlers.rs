@@ -7,9 +7,8 @@
 //! With a state directory, a command that changed the registry has its change saved
 //! (durably) before its reply is written.
 
-use bob_codec::command::{parse_option_pairs, parse_port};
-use bob_codec::types::{Host, Nickname, OptionKey, OptionValue, Port};
-use bob_codec::{Command, Dialect, Reply, help};
+use bob_codec::types::{Host, Nickname, Port, TunnelOption, ValueError};
+use bob_codec::{Command, CommandError, Dialect, Operand, Reply, help};
 use keytools::{Destination, PrivateKeys};
 use tracing::{debug, info};
 
@@ -64,20 +63,25 @@ pub(crate) async fn handle(
             None => m.no_such_command(),
         },
         Command::SetNick(name) => set_nick(conn, registry, m, name),
-        Command::GetNick(name) => match name {
-            Some(name) if registry.contains(&name) => {
-                let reply = m.nickname_set(&name);
-                conn.nickname = Some(name);
+        // the registry only holds valid nicknames, so an invalid one is never found
+        Command::GetNick(name) => match name.into_valid() {
+            Some(name) if registry.contains(name.as_str()) => {
+                let reply = m.nickname_set(name.as_str());
+                conn.nickname = Some(name.into_inner());
                 reply
             }
             _ => m.no_nickname(),
         },
-        Command::Status(name) => match name.and_then(|n| registry.status(&n)) {
+        Command::Status(name) => match name.valid().and_then(|n| registry.status(n.as_str())) {
             Some(status) => m.status(&status),
             None => m.no_nickname(),
         },
         Command::Stats(name) => {
-            let name = name.or_else(|| conn.nickname.clone());
+            let name = match name {
+                Operand::Missing => conn.nickname.clone(),
+                Operand::Valid(name) => Some(name.into_inner()),
+                Operand::Invalid { .. } => None,
+            };
             match name.and_then(|n| registry.counters(&n)) {
                 Some(counters) => m.stats(&counters),
                 None => m.no_nickname(),
@@ -126,18 +130,11 @@ pub(crate) async fn handle(
                 m.quiet_set()
             })
         }
-        Command::Option(operands) => {
-            let parsed = parse_option_pairs(&operands, dialect);
-            let checked = parsed.map(|pairs| {
-                for (key, value) in &pairs {
-                    OptionKey::new(key.as_str())?;
-                    OptionValue::new(value.as_str())?;
-                }
-                Ok(pairs)
-            });
+        Command::Option(options) => {
             let max_bytes = registry.max_bytes();
-            update(conn, registry, m, |e| match checked {
-                Ok(Ok(pairs)) => {
+            update(conn, registry, m, |e| match options {
+                Operand::Valid(options) => {
+                    let pairs = option_pairs(options);
                     // the server's own UDP options are checked now, not at `start`
                     if let Some(reason) = pairs
                         .iter()
@@ -154,8 +151,13 @@ pub(crate) async fn handle(
                         Err(too_many) => m.too_many_options(too_many.limit),
                     }
                 }
-                Ok(Err(invalid)) => m.bad_value(&invalid),
-                Err(err) => m.command_error(&err),
+                // not key=value (Java's rules) in any token, or no token at all
+                Operand::Missing
+                | Operand::Invalid {
+                    error: ValueError::NotAPair,
+                    ..
+                } => m.command_error(&CommandError::BadOption { dialect }),
+                Operand::Invalid { error, .. } => m.bad_value(&error),
             })
         }
         Command::SetKeys(blob) => {
@@ -256,18 +258,17 @@ fn set_nick(
     conn: &mut Connection,
     registry: &Registry,
     m: Messages,
-    name: Option<String>,
+    name: Operand<Nickname>,
 ) -> Reply {
-    let Some(name) = name else {
-        return m.no_nickname();
+    let name = match name {
+        Operand::Missing => return m.no_nickname(),
+        Operand::Invalid { error, .. } => return m.bad_value(&error),
+        Operand::Valid(name) => name,
     };
-    if let Err(invalid) = Nickname::new(name.as_str()) {
-        return m.bad_value(&invalid);
-    }
-    match registry.create(&name) {
+    match registry.create(name.as_str()) {
         Ok(()) => {
-            let reply = m.nickname_set(&name);
-            conn.nickname = Some(name);
+            let reply = m.nickname_set(name.as_str());
+            conn.nickname = Some(name.into_inner());
             reply
         }
         Err(RegistryError::Full(limit)) => m.too_many_tunnels(limit),
@@ -285,7 +286,7 @@ fn set_host(
     conn: &Connection,
     registry: &Registry,
     m: Messages,
-    host: Option<String>,
+    host: Operand<Host>,
     inbound: bool,
 ) -> Reply {
     let side = if inbound {
@@ -294,8 +295,8 @@ fn set_host(
         Side::Outbound
     };
     let max_bytes = registry.max_bytes();
-    update(conn, registry, m, |e| match host.map(Host::new) {
-        Some(Ok(host)) => {
+    update(conn, registry, m, |e| match host {
+        Operand::Valid(host) => {
             let grows = host.as_str().len().saturating_sub(e.host(side).len());
             if grows > e.room() {
                 return m.registry_full(max_bytes);
@@ -303,8 +304,8 @@ fn set_host(
             e.set_host(side, host);
             m.host_set(inbound)
         }
-        Some(Err(err)) => m.bad_value(&err),
-        None => m.empty_host(inbound),
+        Operand::Invalid { error, .. } => m.bad_value(&error),
+        Operand::Missing => m.empty_host(inbound),
     })
 }
 
@@ -313,7 +314,7 @@ fn set_port(
     registry: &Registry,
     m: Messages,
     dialect: Dialect,
-    operand: Option<String>,
+    operand: Operand<Port>,
     inbound: bool,
 ) -> Reply {
     let side = if inbound {
@@ -321,19 +322,30 @@ fn set_port(
     } else {
         Side::Outbound
     };
-    let parsed = operand.as_deref().map(|p| parse_port(Some(p), dialect));
-    update(conn, registry, m, |e| match parsed {
-        Some(Ok(port)) => match Port::new(port) {
-            Ok(port) => {
-                e.set_port(side, port);
-                m.port_set(inbound)
-            }
-            Err(err) => m.bad_value(&err),
-        },
-        // the stored port is kept (Java deleted it first)
-        Some(Err(err)) => m.command_error(&err),
-        None => m.empty_port(inbound),
+    update(conn, registry, m, |e| match operand {
+        Operand::Valid(port) => {
+            e.set_port(side, port);
+            m.port_set(inbound)
+        }
+        // the stored port is kept (Java deleted it first); Java's two texts
+        Operand::Invalid {
+            error: ValueError::PortOutOfRange,
+            ..
+        } => m.command_error(&CommandError::PortOutOfRange { dialect }),
+        Operand::Invalid { .. } => m.command_error(&CommandError::NotANumber { dialect }),
+        Operand::Missing => m.empty_port(inbound),
     })
+}
+
+/// The validated options as the registry stores them.
+fn option_pairs(options: Vec<TunnelOption>) -> Vec<(String, String)> {
+    options
+        .into_iter()
+        .map(|option| {
+            let (key, value) = option.into_parts();
+            (key.into_inner(), value.into_inner())
+        })
+        .collect()
 }
 
 async fn new_keys(

@@ -263,13 +263,18 @@ pub(crate) async fn first_line_for_fuzzing<R: AsyncRead + Unpin>(
 }
 
 /// Sends `ERROR <reason>\n`, then closes without provoking a reset (see [`LINGER_TIME`]).
-async fn reject(mut socket: TcpStream, shared: &TunnelContext, reason: &str) {
+async fn reject(socket: TcpStream, shared: &TunnelContext, reason: &str) {
     shared.stats.count_failure();
     tracing::debug!(reason, "rejecting connection");
+    reply_and_close(socket, format!("ERROR {reason}\n").as_bytes()).await;
+}
+
+/// Writes `reply`, then closes without provoking a reset (see [`LINGER_TIME`]): reads
+/// and discards what the application still sends, bounded by [`LINGER_BYTES`] and
+/// [`LINGER_TIME`]. Shared with the proxy tunnels' error replies.
+pub(super) async fn reply_and_close(mut socket: TcpStream, reply: &[u8]) {
     let linger = async {
-        socket
-            .write_all(format!("ERROR {reason}\n").as_bytes())
-            .await?;
+        socket.write_all(reply).await?;
         socket.shutdown().await?;
         let mut sink = vec![0u8; 4096];
         let mut discarded = 0;

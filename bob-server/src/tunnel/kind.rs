@@ -35,11 +35,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use super::proxy::{self, Protocol, ProxySettings};
 use super::{
-    ActiveTunnel, Endpoint, Launcher, StartControl, StartError, TunnelContext, TunnelLimits,
-    TunnelSpec, inbound, outbound,
+    ActiveTunnel, Endpoint, Launcher, RunningTunnel, StartControl, StartError, TunnelContext,
+    TunnelLimits, TunnelSpec, inbound, outbound,
 };
-use crate::backend::{BoxFuture, CoreError, Session, StreamingCore};
+use crate::backend::{BoxFuture, Session, StreamingCore};
 
 /// What a tunnel does with its connections (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -131,21 +132,28 @@ impl TunnelKind {
                 let tunnel = super::UdpTunnel::start(core, spec, limits, control).await?;
                 Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
             }),
-            Self::Socks | Self::HttpProxy => {
-                let title = self.title();
-                Box::pin(async move {
-                    Err(StartError::Core(CoreError::Io(format!(
-                        "{title} tunnels are not built into this server yet"
-                    ))))
-                })
-            }
+            Self::Socks | Self::HttpProxy => Box::pin(async move {
+                if spec.inbound.is_none() {
+                    return Err(StartError::Settings(format!(
+                        "a {} tunnel needs inport (the proxy listens on inhost:inport)",
+                        self.title()
+                    )));
+                }
+                let tunnel = RunningTunnel::start_with(self, core, spec, limits, control).await?;
+                Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
+            }),
         }
     }
 
     /// Starts the kind's tasks on the inbound `listener` as soon as it is bound, while
     /// the session may still be coming up: connections made meanwhile wait for it
     /// ([`super::SessionSlot::ready`]).
-    pub(super) fn run_inbound(self, context: &TunnelContext, listener: TcpListener) {
+    pub(super) fn run_inbound(
+        self,
+        context: &TunnelContext,
+        listener: TcpListener,
+        spec: &TunnelSpec,
+    ) {
         match self {
             Self::Stream => {
                 super::spawn_watched(
@@ -155,8 +163,28 @@ impl TunnelKind {
                     inbound::accept_loop(listener, context.clone()).in_current_span(),
                 );
             }
+            Self::Socks | Self::HttpProxy => {
+                let protocol = if self == Self::Socks {
+                    Protocol::Socks
+                } else {
+                    Protocol::Http
+                };
+                // A proxy tunnel's outhost:outport is its outproxy (off unless outport
+                // is set), as in i2pd; its `bob.*` options are the handlers' settings.
+                let settings = Arc::new(ProxySettings {
+                    outproxy: spec.outbound.clone(),
+                    options: spec.server_options.clone(),
+                });
+                super::spawn_watched(
+                    &context.tracker,
+                    &context.stats,
+                    "inbound",
+                    proxy::accept_loop(listener, context.clone(), protocol, settings)
+                        .in_current_span(),
+                );
+            }
             // never launched (see `launch`)
-            Self::Udp | Self::Socks | Self::HttpProxy => drop(listener),
+            Self::Udp => drop(listener),
         }
     }
 
@@ -177,8 +205,20 @@ impl TunnelKind {
                     outbound::accept_loop(session, outbound, context.clone()).in_current_span(),
                 );
             }
+            // A proxy tunnel's destination serves nothing (outhost:outport is the
+            // outproxy): incoming streams are refused at once, as on a BOB tunnel
+            // without an outbound side.
+            Self::Socks | Self::HttpProxy => {
+                drop(outbound);
+                super::spawn_watched(
+                    &context.tracker,
+                    &context.stats,
+                    "outbound",
+                    outbound::accept_loop(session, None, context.clone()).in_current_span(),
+                );
+            }
             // never launched (see `launch`)
-            Self::Udp | Self::Socks | Self::HttpProxy => drop((session, outbound)),
+            Self::Udp => drop((session, outbound)),
         }
     }
 }

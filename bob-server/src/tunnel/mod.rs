@@ -46,6 +46,7 @@ use crate::backend::{BoxFuture, BoxStream, CoreError, Options, Session, Streamin
 mod inbound;
 mod kind;
 mod outbound;
+mod proxy;
 pub mod udp;
 
 pub use kind::{TunnelKind, UnknownKind, is_server_option};
@@ -53,6 +54,8 @@ pub use udp::{UdpSnapshot, UdpTunnel};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use inbound::first_line_for_fuzzing;
+#[cfg(feature = "fuzzing")]
+pub(crate) use proxy::{socks_handshake_for_fuzzing, socks_handshake_limit};
 
 /// A started tunnel as the registry holds it.
 ///
@@ -193,6 +196,9 @@ pub enum StartError {
     /// The session did not come up within the limit.
     #[error("timed out waiting for the session")]
     Timeout,
+    /// The tunnel's settings do not allow a start of its kind (the reason).
+    #[error("{0}")]
+    Settings(String),
     /// The start was cancelled (`stop`, `zap`, shutdown) before the session was up.
     #[error("tunnel stopped")]
     Stopped,
@@ -604,7 +610,7 @@ impl RunningTunnel {
                 tracker: TaskTracker::new(),
             };
             if let Some(listener) = listener {
-                kind.run_inbound(&shared, listener);
+                kind.run_inbound(&shared, listener, &spec);
             }
             control.bound();
             let open = tokio::time::timeout(

@@ -187,39 +187,14 @@ enum Format {
     Binary,
 }
 
-/// `bob-keygen --generate-completions SHELL` / `--generate-man` (hidden; used by
-/// `scripts/gen-completions.sh`): prints completions or a man page made from the clap
-/// definition, so they never drift from the real flags. `None` for any other arguments.
-fn generate_docs() -> Option<ExitCode> {
-    use clap::CommandFactory;
-    use clap_complete::Shell;
-    let mut args = std::env::args().skip(1);
-    let mut out = io::stdout().lock();
-    let result = match args.next().as_deref() {
-        Some("--generate-man") => clap_mangen::Man::new(Cli::command()).render(&mut out),
-        Some("--generate-completions") => {
-            let Some(shell) = args.next().and_then(|s| s.parse::<Shell>().ok()) else {
-                eprintln!(
-                    "error: --generate-completions needs a shell: bash, elvish, fish, powershell, zsh"
-                );
-                return Some(ExitCode::from(2));
-            };
-            clap_complete::generate(shell, &mut Cli::command(), "bob-keygen", &mut out);
-            Ok(())
-        }
-        _ => return None,
-    };
-    Some(match result.and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    })
-}
-
 fn main() -> ExitCode {
-    if let Some(code) = generate_docs() {
+    // hidden `--generate-completions SHELL` / `--generate-man` / `--generate-man-dir DIR`
+    // (scripts/gen-completions.sh); errors as `error: ...` like every other failure here
+    if let Some(code) = cli_docs::handle_generate_args_as(
+        "bob-keygen",
+        "error",
+        <Cli as clap::CommandFactory>::command,
+    ) {
         return code;
     }
     let cli = Cli::parse();

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 #[cfg(target_os = "linux")]
 use super::Pipe;
 use super::{LocalStream, Received};
-use crate::backend::relay::{RelayCounters, RelayEnd, shutdown};
+use crate::backend::relay::{RelayCounters, RelayEnd, both_ways, shutdown};
 
 /// Largest chunk read from a socket at once into a local stream.
 pub const PIPE_BUFFER: usize = 256 * 1024;
@@ -54,13 +54,7 @@ pub(super) async fn relay_local(
     let (read, write) = socket.split();
     let forward = socket_to_local(read, &local, &counters.out);
     let backward = local_to_socket(&local, write, &counters.back);
-    tokio::select! {
-        result = async { tokio::try_join!(forward, backward) } => match result {
-            Ok(_) => RelayEnd::Finished,
-            Err(e) => RelayEnd::Failed(e),
-        },
-        () = cancel.cancelled() => RelayEnd::Cancelled,
-    }
+    both_ways(forward, backward, cancel).await
 }
 
 /// Reads `socket` into chunks queued on `local` until end of stream, then shuts down
@@ -280,6 +274,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+    use crate::backend::relay::testing::{half_closing_app, shared_counters};
 
     /// A TCP connection over loopback: (client end, server end).
     async fn tcp_pair() -> (TcpStream, TcpStream) {
@@ -297,32 +292,16 @@ mod tests {
     /// Linux), half-close, then a reply the other way; the pipe is closed at the end.
     #[tokio::test]
     async fn local_relay_bulk_half_close_and_reply() {
-        let (mut app, server_side) = tcp_pair().await;
+        let (app, server_side) = tcp_pair().await;
         let (ours, theirs) = LocalStream::pair(256 * 1024);
-        let up = Arc::new(AtomicU64::new(0));
-        let down = Arc::new(AtomicU64::new(0));
+        let (counters, up, down) = shared_counters();
         let cancel = CancellationToken::new();
         let task = tokio::spawn({
-            let (up, down, cancel) = (up.clone(), down.clone(), cancel.clone());
-            async move {
-                let counters = RelayCounters {
-                    out: up,
-                    back: down,
-                };
-                relay_local(server_side, ours, &counters, &cancel).await
-            }
+            let cancel = cancel.clone();
+            async move { relay_local(server_side, ours, &counters, &cancel).await }
         });
         let data = pattern(8 << 20);
-        let writer = {
-            let data = data.clone();
-            tokio::spawn(async move {
-                app.write_all(&data).await.unwrap();
-                app.shutdown().await.unwrap();
-                let mut back = Vec::new();
-                app.read_to_end(&mut back).await.unwrap();
-                back
-            })
-        };
+        let writer = half_closing_app(app, data.clone());
         // Read through the chunk/pipe interface, as the other tunnel does.
         let (mut got, mut piped_items) = (Vec::new(), 0);
         while let Some(item) = theirs.recv().await {
