@@ -28,6 +28,7 @@ all=(
     keytools/private_keys
     bob-server/first_line
     bob-server/sam_reply
+    bob-server/udp_header
     bob-server/socks_handshake
 )
 if [ $# -gt 0 ]; then

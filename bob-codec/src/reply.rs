@@ -393,6 +393,10 @@ pub struct TunnelCounters {
     pub bytes_in: u64,
     /// bytes from local applications into I2P streams
     pub bytes_out: u64,
+    /// further counters of some tunnel kinds, written after `bytes_out` in this order
+    /// (a UDP tunnel's `udp_received=…`, `udp_dropped=…`, …); reading keeps every
+    /// numeric `key=value` token this version does not know here
+    pub extra: Vec<(String, u64)>,
     /// the last failed start, unless one succeeded since: when (seconds since the Unix
     /// epoch) and why (`last_error_at=SECS last_error=REASON…`, the reason running to
     /// the end of the line)
@@ -438,6 +442,9 @@ impl std::fmt::Display for TunnelCounters {
             self.bytes_in,
             self.bytes_out,
         )?;
+        for (key, value) in &self.extra {
+            write!(f, " {key}={value}")?;
+        }
         if let Some((at, reason)) = &self.last_error {
             let reason: String = one_line(reason).map(char::from).collect();
             write!(f, " last_error_at={at} last_error={reason}")?;
@@ -458,6 +465,7 @@ impl std::str::FromStr for TunnelCounters {
         let mut nickname = None;
         let mut running = None;
         let mut numbers: [Option<u64>; 6] = [None; 6];
+        let mut extra = Vec::new();
         const NUMBERS: [&str; 6] = [
             "accepted",
             "active",
@@ -502,7 +510,14 @@ impl std::str::FromStr for TunnelCounters {
                 }
                 _ => {
                     let Some(i) = NUMBERS.iter().position(|n| *n == key) else {
-                        continue; // a counter this version does not know
+                        // a counter this version does not know: kept when numeric
+                        if let Ok(n) = value.parse::<u64>() {
+                            if extra.iter().any(|(k, _)| k == key) {
+                                return Err(duplicate());
+                            }
+                            extra.push((key.to_owned(), n));
+                        }
+                        continue;
                     };
                     let n = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
                         .then(|| value.parse::<u64>().ok())
@@ -524,6 +539,7 @@ impl std::str::FromStr for TunnelCounters {
             failed: number(2)?,
             bytes_in: number(3)?,
             bytes_out: number(4)?,
+            extra,
             last_error: match (numbers[5], last_error) {
                 (Some(at), Some(reason)) => Some((at, reason)),
                 (None, None) => None,

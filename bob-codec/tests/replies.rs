@@ -519,6 +519,7 @@ fn tunnel_counters_round_trip_and_reject_malformed_text() {
         failed: 2,
         bytes_in: 10,
         bytes_out: u64::MAX,
+        extra: Vec::new(),
         last_error: None,
     };
     let failed = TunnelCounters {
@@ -531,7 +532,7 @@ fn tunnel_counters_round_trip_and_reject_malformed_text() {
         text.ends_with(" last_error_at=1765000000 last_error=router error: I2P_ERROR: no tunnels"),
         "{text}"
     );
-    assert_eq!(text.parse::<TunnelCounters>(), Ok(failed));
+    assert_eq!(text.parse::<TunnelCounters>(), Ok(failed.clone()));
     let line = format!(
         "OK STATS nickname=web running=true accepted=3 active=1 failed=2 bytes_in=10 bytes_out={}\n",
         u64::MAX
@@ -550,6 +551,22 @@ fn tunnel_counters_round_trip_and_reject_malformed_text() {
         (1, 4, 5)
     );
     assert!(!shuffled.running);
+    // numeric keys this version does not know are kept, in order, and written back
+    let udp = TunnelCounters {
+        extra: vec![("udp_received".into(), 7), ("udp_peers".into(), 2)],
+        ..failed.clone()
+    };
+    let text = udp.to_string();
+    assert!(
+        text.contains(" bytes_out=18446744073709551615 udp_received=7 udp_peers=2 last_error_at="),
+        "{text}"
+    );
+    assert_eq!(text.parse::<TunnelCounters>(), Ok(udp));
+    assert!(
+        "STATS nickname=x running=true accepted=1 active=1 failed=1 bytes_in=1 bytes_out=1 u=1 u=2"
+            .parse::<TunnelCounters>()
+            .is_err()
+    );
     for bad in [
         "",
         "STATS",

@@ -221,6 +221,60 @@ fn check_error(e: &SamError) {
     assert!(!core.contains(['\n', '\r']), "{core:?}");
 }
 
+/// Target `udp_header`: a datagram a local application sends to a UDP tunnel in header
+/// mode (or as a `quiet false` reply) → [`crate::tunnel::udp::header::parse`].
+///
+/// Checks against a plain model that a header is found exactly when a `\n` comes within
+/// the line limit, that the payload is exactly the bytes after that first `\n` (nothing
+/// truncated or lost), that a parsed destination survives its own encoding and a name is
+/// a lower-case `.i2p` name, that [`crate::tunnel::udp::header::format`] is read back
+/// as written, and that every error text is one line.
+pub fn udp_header(data: &[u8]) {
+    use crate::tunnel::udp::header::{self, HeaderError, HeaderTarget, MAX_HEADER_LINE};
+
+    let newline = data
+        .iter()
+        .take(MAX_HEADER_LINE + 1)
+        .position(|&b| b == b'\n');
+    match header::parse(data) {
+        Ok((head, payload)) => {
+            let at = newline.expect("a header without a newline");
+            assert_eq!(
+                payload,
+                &data[at + 1..],
+                "the payload is all after the line"
+            );
+            let line = &data[..at];
+            assert!(line.is_ascii());
+            match &head.target {
+                HeaderTarget::Destination(dest) => {
+                    let b64 = dest.to_base64();
+                    let again = header::format(dest, payload);
+                    let (head2, payload2) = header::parse(&again).expect("own format parses");
+                    assert_eq!(head2.target, head.target);
+                    assert_eq!(payload2, payload);
+                    assert_eq!(&again[..b64.len()], b64.as_bytes());
+                }
+                HeaderTarget::Name(name) => {
+                    assert!(name.ends_with(".i2p") && name.len() > 4, "{name:?}");
+                    assert_eq!(name, &name.to_ascii_lowercase());
+                    assert!(!name.contains([' ', '\t', '\r', '\n']));
+                }
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            assert!(!text.contains(['\n', '\r']), "{text:?}");
+            assert!(text.len() < 200, "{text:?}");
+            if newline.is_none() {
+                assert_eq!(e, HeaderError::NoNewline);
+            } else {
+                assert_ne!(e, HeaderError::NoNewline);
+            }
+        }
+    }
+}
+
 /// Target `socks_handshake`: bytes a client sends to a SOCKS proxy tunnel → the SOCKS
 /// handshake (greeting, method, username/password, request; SOCKS4/4a/5).
 ///

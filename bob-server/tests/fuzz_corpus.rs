@@ -21,6 +21,11 @@ fn sam_reply_corpus() {
 }
 
 #[test]
+fn udp_header_corpus() {
+    replay("udp_header", 20, bob_server::fuzzing::udp_header);
+}
+
+#[test]
 fn socks_handshake_corpus() {
     replay("socks_handshake", 20, bob_server::fuzzing::socks_handshake);
 }

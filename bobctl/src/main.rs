@@ -128,6 +128,14 @@ struct CreateArgs {
     /// do not send the peer destination line to the outbound application
     #[arg(long)]
     quiet: bool,
+    /// a UDP tunnel (`settunneltype udp`): --in and --out are UDP endpoints
+    /// (docs/udp.md)
+    #[arg(long, conflicts_with_all = ["socks", "http_proxy"])]
+    udp: bool,
+    /// UDP tunnels: send everything from --in to this destination (b64, .b32.i2p or
+    /// .i2p name; `option bob.udp.dest=`); without it each datagram names its own
+    #[arg(long, value_name = "DEST", requires = "udp")]
+    udp_dest: Option<String>,
     /// tunnel option key=value (repeatable)
     #[arg(long = "option", value_name = "KEY=VALUE")]
     options: Vec<String>,
@@ -277,6 +285,11 @@ fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: 
                     "failed": c.failed,
                     "bytes_in": c.bytes_in,
                     "bytes_out": c.bytes_out,
+                    "extra": c
+                        .extra
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+                        .collect::<serde_json::Map<String, serde_json::Value>>(),
                 }),
             );
             if let Some((at, reason)) = &c.last_error {
@@ -312,6 +325,25 @@ fn print_status(status: &TunnelStatus, counters: Option<&TunnelCounters>, json: 
             );
             if let Some((at, reason)) = &c.last_error {
                 println!("error:    start failed {}: {reason}", when(*at));
+            }
+            let get = |key: &str| c.extra.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+            if let (Some(received), Some(sent)) = (get("udp_received"), get("udp_sent")) {
+                let drops: Vec<String> = c
+                    .extra
+                    .iter()
+                    .filter(|(k, v)| *v > 0 && k.starts_with("udp_dropped_"))
+                    .map(|(k, v)| format!("{v} {}", &k["udp_dropped_".len()..]))
+                    .collect();
+                println!(
+                    "datagrams: {received} received (from I2P), {sent} sent (to I2P), {} dropped{}, {} peers",
+                    get("udp_dropped").unwrap_or(0),
+                    if drops.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", drops.join(", "))
+                    },
+                    get("udp_peers").unwrap_or(0),
+                );
             }
         }
     }
@@ -502,7 +534,7 @@ struct Plan {
     inbound: Option<(Host, Port)>,
     outbound: Option<(Host, Port)>,
     options: Vec<TunnelOption>,
-    /// `settunneltype` operand for a proxy tunnel
+    /// `settunneltype` operand for a proxy or UDP tunnel
     tunnel_type: Option<&'static str>,
 }
 
@@ -525,7 +557,7 @@ fn plan(args: &CreateArgs) -> Result<Plan, Failure> {
                 .as_deref()
                 .map(|v| endpoint("--in", v))
                 .transpose()?;
-            (None, inbound)
+            (args.udp.then_some("udp"), inbound)
         }
     };
     let outbound = args
@@ -533,7 +565,7 @@ fn plan(args: &CreateArgs) -> Result<Plan, Failure> {
         .as_deref()
         .map(|v| endpoint("--out", v))
         .transpose()?;
-    let options = args
+    let mut options: Vec<TunnelOption> = args
         .options
         .iter()
         .map(|o| {
@@ -541,6 +573,14 @@ fn plan(args: &CreateArgs) -> Result<Plan, Failure> {
                 .map_err(|e| Failure::Usage(format!("--option {o:?}: {e}")))
         })
         .collect::<Result<_, _>>()?;
+    if let Some(dest) = &args.udp_dest {
+        let option = format!("bob.udp.dest={dest}");
+        options.push(
+            option
+                .parse()
+                .map_err(|e| Failure::Usage(format!("--udp-dest {dest:?}: {e}")))?,
+        );
+    }
     let key_type = match args.newkeys.as_deref() {
         None | Some("") => None,
         Some(t) if t.chars().any(|c| c.is_whitespace() || c.is_control()) => {

@@ -814,3 +814,89 @@ async fn create_a_socks_proxy_tunnel_and_see_its_counters() {
     drop(s);
     counters_when(&server, "px", |c| c["active"] == 0).await;
 }
+
+#[tokio::test]
+async fn udp_tunnels_are_created_and_counted() {
+    let server = start_server(true).await;
+    let metrics = server.metrics.expect("metrics bound");
+    // an unmodified UDP echo server
+    let echo = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    ok(
+        &server,
+        &[
+            "create",
+            "usrv",
+            "--udp",
+            "--out",
+            &echo_addr.to_string(),
+            "--quiet",
+            "--start",
+        ],
+    )
+    .await;
+    let dest = ok(&server, &["dest", "usrv"]).await.trim().to_owned();
+    let b32 = keytools::Destination::from_base64(&dest).unwrap().b32();
+    // --udp-dest needs --udp
+    fails(
+        &server,
+        &["create", "x", "--in", "127.0.0.1:1", "--udp-dest", &b32],
+        2,
+    )
+    .await;
+    let mut inport = None;
+    for _ in 0..5 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = bobctl(
+            &server,
+            &[
+                "create",
+                "ucli",
+                "--udp",
+                "--udp-dest",
+                &b32,
+                "--in",
+                &format!("127.0.0.1:{port}"),
+                "--start",
+            ],
+        )
+        .await;
+        if out.status.success() {
+            inport = Some(port);
+            break;
+        }
+    }
+    let inport = inport.expect("a free UDP port");
+    let app = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    app.send_to(b"datagram", ("127.0.0.1", inport))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = within("echo", app.recv(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], b"datagram");
+
+    let cli = counters_when(&server, "ucli", |c| c["extra"]["udp_received"] == 1).await;
+    assert_eq!(cli["extra"]["udp_sent"], 1, "{cli}");
+    assert_eq!(cli["extra"]["udp_peers"], 1, "{cli}");
+    assert_eq!(cli["bytes_out"], 8, "{cli}");
+    let human = ok(&server, &["status", "ucli"]).await;
+    assert!(
+        human.contains("datagrams: 1 received (from I2P), 1 sent (to I2P), 0 dropped, 1 peers"),
+        "{human}"
+    );
+    let text = metrics_text(metrics).await;
+    assert_eq!(metric(&text, "bob_tunnel_udp_sent_total", "ucli"), 1);
+    assert_eq!(metric(&text, "bob_tunnel_udp_received_total", "usrv"), 1);
+    assert_eq!(metric(&text, "bob_tunnel_udp_peers", "usrv"), 1);
+    drop(server);
+}

@@ -28,3 +28,4 @@ mod support;
 mod transcripts;
 mod tunnel_local;
 mod tunnels;
+mod udp;

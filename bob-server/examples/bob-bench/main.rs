@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p bob-server --example bob-bench -- [--server PATH] [BENCH...]
-//! BENCH = throughput | setup | scale | control | soak | router | hostile | hostile-save | proxy | all
-//!         (default: all but soak, router, hostile, proxy; hostile-save: only hostile's save cost)
+//! BENCH = throughput | setup | scale | control | soak | router | hostile | hostile-save | proxy | udp | all
+//!         (default: all but soak, router, hostile, proxy, udp; hostile-save: only hostile's save cost)
 //! ```
 //! Every benchmark prints a table and one `JSON {...}` line. All traffic stays on
 //! loopback; every loop is bounded in count and time. The server is started as a child
@@ -12,7 +12,7 @@
 //! its memory can be read from `/proc`.
 //!
 //! One file per benchmark: `throughput`, `setup`, `scale`, `control`, `soak`, `router`,
-//! `hostile`, `proxy`;
+//! `hostile`, `proxy`, `udp`;
 //! `common` holds the server process, the BOB client and the sinks.
 
 mod common;
@@ -24,6 +24,7 @@ mod scale;
 mod setup;
 mod soak;
 mod throughput;
+mod udp;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,7 @@ use crate::scale::*;
 use crate::setup::*;
 use crate::soak::*;
 use crate::throughput::*;
+use crate::udp::*;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -103,6 +105,7 @@ async fn main() -> std::process::ExitCode {
             "router" => bench_router(&binary).await,
             "hostile" => bench_hostile(&binary).await,
             "hostile-save" => save_cost(&binary).await,
+            "udp" => bench_udp(&binary).await,
             other => Err(format!("unknown benchmark {other:?}").into()),
         };
         if let Err(e) = result {

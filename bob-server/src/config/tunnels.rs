@@ -14,6 +14,8 @@
 //! [tunnel.options]              # optional: tunnel options
 //! "inbound.length" = "1"
 //! ```
+//! A UDP tunnel (`type = "udp"`, docs/udp.md) takes its server options the same way,
+//! checked at load: `"bob.udp.dest" = "xyz.b32.i2p"`, `"bob.udp.rate" = "500"`, ….
 //! Every error names the file and the line of the entry it is about.
 
 use std::collections::BTreeMap;
@@ -182,6 +184,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<TunnelDecl>, TunnelsFileErro
             let checked = bob_codec::types::OptionKey::new(k.as_str())
                 .and_then(|_| bob_codec::types::OptionValue::new(v.as_str()));
             if let Err(e) = checked {
+                return Err(bad(format!("option: {e}")));
+            }
+            // the server's UDP options, as `option` checks them
+            if let Err(e) = crate::tunnel::udp::options::check(k, v) {
                 return Err(bad(format!("option: {e}")));
             }
         }
@@ -379,6 +385,20 @@ start = false
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn udp_options_are_checked_at_load() {
+        let good = "[[tunnel]]\nname = \"u\"\nkeys = \"u.keys\"\ntype = \"udp\"\ninbound = \"127.0.0.1:5000\"\n[tunnel.options]\n\"bob.udp.dest\" = \"peer.i2p\"\n\"bob.udp.rate\" = \"500\"\n";
+        let decls = parse_str(good).unwrap();
+        assert_eq!(decls[0].kind, TunnelKind::Udp);
+        assert_eq!(decls[0].options.len(), 2);
+        let bad = good.replace("\"500\"", "\"fast\"");
+        let err = parse_str(&bad).unwrap_err().to_string();
+        assert!(
+            err.ends_with("option: bob.udp.rate must be a number from 0 to 1000000, not \"fast\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -135,6 +135,13 @@ pub(crate) async fn handle(
             update(conn, registry, m, |e| match options {
                 Operand::Valid(options) => {
                     let pairs = option_pairs(options);
+                    // the server's own UDP options are checked now, not at `start`
+                    if let Some(reason) = pairs
+                        .iter()
+                        .find_map(|(k, v)| crate::tunnel::udp::options::check(k, v).err())
+                    {
+                        return m.bad_option(&reason);
+                    }
                     if e.growth_by_options(&pairs) > e.room() {
                         return m.registry_full(max_bytes);
                     }

@@ -311,6 +311,11 @@ impl Messages {
         err(error.to_string())
     }
 
+    /// `ERROR <reason>` for a server option (`bob.udp.*`) with a bad key or value.
+    pub fn bad_option(self, reason: &str) -> Reply {
+        err(reason)
+    }
+
     /// `ERROR too many options (limit N)` (bob-server's own limit).
     pub fn too_many_options(self, limit: usize) -> Reply {
         err(format!("too many options (limit {limit})"))

@@ -104,6 +104,9 @@ pub(super) fn render_capped(tunnels: &[TunnelView], cap: usize) -> String {
             }
         }
     }
+    if lines_left == 0 {
+        lines_left = render_extra(&mut out, tunnels, &labels, room);
+    }
     if lines_left > 0 {
         let _ = writeln!(
             out,
@@ -113,10 +116,86 @@ pub(super) fn render_capped(tunnels: &[TunnelView], cap: usize) -> String {
     out
 }
 
+/// The further counters some tunnel kinds keep ([`TunnelMetrics::extra`], a UDP
+/// tunnel's `udp_*`), one family per key as `bob_tunnel_<key>`: a gauge for `*peers`,
+/// else a counter (`_total`). Only tunnels that have the key get a sample. Returns how
+/// many samples did not fit in `room`.
+fn render_extra(out: &mut String, tunnels: &[TunnelView], labels: &[String], room: usize) -> usize {
+    let mut keys: Vec<&str> = Vec::new();
+    for t in tunnels {
+        for (key, _) in &t.counters.extra {
+            if !keys.contains(&key.as_str()) && is_metric_name(key) {
+                keys.push(key);
+            }
+        }
+    }
+    let mut line = String::new();
+    let mut left = 0usize;
+    for key in keys {
+        let (name, kind) = if key.ends_with("peers") {
+            (format!("bob_tunnel_{key}"), "gauge")
+        } else {
+            (format!("bob_tunnel_{key}_total"), "counter")
+        };
+        let samples: Vec<(usize, u64)> = tunnels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                t.counters
+                    .extra
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| (i, *v))
+            })
+            .collect();
+        if left > 0 {
+            left += samples.len();
+            continue;
+        }
+        line.clear();
+        let help = key.replace('_', " ");
+        let _ = write!(line, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        if !push_capped(out, &line, room) {
+            left += samples.len();
+            continue;
+        }
+        for (n, (i, value)) in samples.iter().enumerate() {
+            line.clear();
+            let _ = writeln!(line, "{name}{{tunnel=\"{}\"}} {value}", labels[*i]);
+            if !push_capped(out, &line, room) {
+                left += samples.len() - n;
+                break;
+            }
+        }
+    }
+    left
+}
+
+/// Whether `key` can be part of a metric name (`[a-z0-9_]`).
+fn is_metric_name(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::tests::{sample, view};
+
+    #[test]
+    fn udp_counters_get_their_own_families() {
+        let mut tunnels = sample();
+        tunnels[0].counters.extra = vec![("udp_received".into(), 5), ("udp_peers".into(), 2)];
+        let text = render(&tunnels);
+        assert!(text.contains("# TYPE bob_tunnel_udp_received_total counter\n"));
+        assert!(text.contains("bob_tunnel_udp_received_total{tunnel=\"web\"} 5\n"));
+        assert!(text.contains("# TYPE bob_tunnel_udp_peers gauge\n"));
+        assert!(text.contains("bob_tunnel_udp_peers{tunnel=\"web\"} 2\n"));
+        // the other tunnel is no UDP tunnel: no sample
+        assert_eq!(text.matches("bob_tunnel_udp_peers{").count(), 1);
+    }
 
     #[test]
     fn renders_every_family_for_every_tunnel() {

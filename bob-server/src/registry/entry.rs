@@ -309,6 +309,15 @@ impl Entry {
             failed: c.failed,
             bytes_in: c.bytes_in,
             bytes_out: c.bytes_out,
+            extra: c
+                .udp
+                .map(|u| {
+                    u.pairs()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect()
+                })
+                .unwrap_or_default(),
             last_error: self.last_error.as_ref().map(|e| {
                 let at =
                     e.at.duration_since(std::time::UNIX_EPOCH)

@@ -22,9 +22,10 @@
 //!   handshake or an HTTP request instead of BOB's destination line), so their `run`
 //!   arm swaps the inbound accept loop and keeps the session, the relay
 //!   ([`crate::backend::ByteStream::relay`]) and the outbound side.
-//! - UDP tunnels: a datagram kind. Its data path needs datagrams from the backend, a
-//!   seam beside [`crate::backend::StreamingCore`] (see the backend module's
-//!   "Datagrams" section), and its `run` arm binds a UDP socket instead of a listener.
+//! - UDP tunnels: a datagram kind ([`super::udp`]). Its data path uses the datagram
+//!   seam beside [`crate::backend::StreamingCore`] ([`crate::backend::datagram`]) and
+//!   binds UDP sockets instead of a listener, so `launch` starts it directly and
+//!   `run_inbound`/`run_outbound` never see it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,7 +40,7 @@ use super::{
     ActiveTunnel, Endpoint, Launcher, RunningTunnel, StartControl, StartError, TunnelContext,
     TunnelLimits, TunnelSpec, inbound, outbound,
 };
-use crate::backend::{BoxFuture, CoreError, Session, StreamingCore};
+use crate::backend::{BoxFuture, Session, StreamingCore};
 
 /// What a tunnel does with its connections (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -102,10 +103,11 @@ impl TunnelKind {
         match self {
             Self::Stream => Vec::new(),
             Self::Udp => {
-                let dest = properties
-                    .get("bob.udp.dest")
-                    .map_or("not_set", String::as_str);
-                vec![field("TUNNELTYPE", "UDP"), field("UDPDEST", dest)]
+                let dest = properties.get(super::udp::options::DEST).map_or_else(
+                    || "not_set".to_owned(),
+                    |d| super::udp::options::status_dest(d),
+                );
+                vec![field("TUNNELTYPE", "UDP"), field("UDPDEST", &dest)]
             }
             Self::Socks => vec![field("PROXYTYPE", "SOCKS")],
             Self::HttpProxy => vec![field("PROXYTYPE", "HTTPPROXY")],
@@ -126,6 +128,10 @@ impl TunnelKind {
     ) -> BoxFuture<'static, Result<Box<dyn ActiveTunnel>, StartError>> {
         match self {
             Self::Stream => launcher(core, spec, limits, control),
+            Self::Udp => Box::pin(async move {
+                let tunnel = super::UdpTunnel::start(core, spec, limits, control).await?;
+                Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
+            }),
             Self::Socks | Self::HttpProxy => Box::pin(async move {
                 if spec.inbound.is_none() {
                     return Err(StartError::Settings(format!(
@@ -140,14 +146,6 @@ impl TunnelKind {
                 let tunnel = RunningTunnel::start_with(self, core, spec, limits, control).await?;
                 Ok(Box::new(tunnel) as Box<dyn ActiveTunnel>)
             }),
-            Self::Udp => {
-                let title = self.title();
-                Box::pin(async move {
-                    Err(StartError::Core(CoreError::Io(format!(
-                        "{title} tunnels are not built into this server yet"
-                    ))))
-                })
-            }
         }
     }
 
@@ -300,7 +298,7 @@ mod tests {
             [("PROXYTYPE".to_owned(), "SOCKS".to_owned())]
         );
         assert_eq!(TunnelKind::Udp.status_fields(&props)[1].1, "not_set");
-        props.insert("bob.udp.dest".to_owned(), "x.b32.i2p".to_owned());
+        props.insert("bob.udp.dest".to_owned(), "X.b32.i2p".to_owned());
         assert_eq!(TunnelKind::Udp.status_fields(&props)[1].1, "x.b32.i2p");
     }
 

@@ -47,8 +47,10 @@ mod inbound;
 mod kind;
 mod outbound;
 mod proxy;
+pub mod udp;
 
 pub use kind::{TunnelKind, UnknownKind, is_server_option};
+pub use udp::{UdpSnapshot, UdpTunnel};
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use inbound::first_line_for_fuzzing;
@@ -395,6 +397,10 @@ pub struct TunnelStats {
     bytes_out: Arc<AtomicU64>,
     /// an accept loop of the tunnel ended by a panic: it takes no more connections
     loop_failed: std::sync::atomic::AtomicBool,
+    /// a datagram (UDP) tunnel: `udp` counts and `accepted`/`active` count peer mappings
+    datagram: std::sync::atomic::AtomicBool,
+    /// datagram counters (UDP tunnels only)
+    udp: udp::UdpCounters,
 }
 
 /// A copy of [`TunnelStats`] at one moment.
@@ -410,6 +416,8 @@ pub struct StatsSnapshot {
     pub bytes_in: u64,
     /// bytes from local applications to I2P
     pub bytes_out: u64,
+    /// datagram counters, for UDP tunnels
+    pub udp: Option<UdpSnapshot>,
 }
 
 impl TunnelStats {
@@ -421,7 +429,20 @@ impl TunnelStats {
             failed: self.failed.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            udp: self.udp_snapshot(),
         }
+    }
+
+    /// The datagram counters, for a UDP tunnel.
+    pub fn udp_snapshot(&self) -> Option<UdpSnapshot> {
+        self.datagram
+            .load(Ordering::Relaxed)
+            .then(|| self.udp.snapshot())
+    }
+
+    /// Marks these as a UDP tunnel's counters.
+    fn mark_datagram(&self) {
+        self.datagram.store(true, Ordering::Relaxed);
     }
 
     /// Counts a new connection; the guard counts it as no longer active when dropped.

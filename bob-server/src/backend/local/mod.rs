@@ -40,11 +40,13 @@ use super::{
     BoxFuture, BoxStream, ByteStream, CoreError, Incoming, Options, Session, StreamingCore, Target,
 };
 
+mod datagram;
 mod relay;
 #[cfg(target_os = "linux")]
 mod splice;
 mod stream;
 
+pub use datagram::{DATAGRAM_BACKLOG, DatagramFaults, LOCAL_MAX_DATAGRAM};
 pub use relay::PIPE_BUFFER;
 pub use stream::LocalStream;
 #[cfg(target_os = "linux")]
@@ -171,6 +173,7 @@ impl LocalCore {
                 sessions: Mutex::default(),
                 hosts,
                 next_id: AtomicU64::new(0),
+                datagrams: datagram::DatagramNet::default(),
             }),
         }
     }
@@ -244,6 +247,10 @@ impl StreamingCore for LocalCore {
         let result = self.network.lookup(name);
         Box::pin(async move { result })
     }
+
+    fn datagrams(&self) -> Option<&dyn super::datagram::DatagramCore> {
+        Some(self)
+    }
 }
 
 /// The shared state of one local network.
@@ -255,6 +262,8 @@ struct Network {
     hosts: HashMap<String, Destination>,
     /// serial numbers for registrations
     next_id: AtomicU64,
+    /// datagram sessions (see `datagram`)
+    datagrams: datagram::DatagramNet,
 }
 
 /// One open session as the network sees it.
@@ -310,11 +319,13 @@ impl Network {
         if lower.ends_with(".b32.i2p") {
             // A b32 address is a hash: only a running session can turn it back into
             // a destination (a router would fetch its LeaseSet).
-            return self
+            let stream = self
                 .lock()
                 .values()
                 .find(|r| r.b32 == lower)
-                .map(|r| r.destination.clone())
+                .map(|r| r.destination.clone());
+            return stream
+                .or_else(|| self.datagrams.find_b32(&lower))
                 .ok_or(CoreError::NotFound);
         }
         if lower.ends_with(".i2p") {
