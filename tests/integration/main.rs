@@ -29,3 +29,4 @@ mod transcripts;
 mod tunnel_local;
 mod tunnels;
 mod udp;
+mod udp_sam_i2pd;
