@@ -22,7 +22,7 @@ use bob_server::backend::sam::{SamConfig, SamCore};
 use bob_server::tunnel::udp::header;
 use keytools::Destination;
 use tokio::net::UdpSocket;
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 
 use super::sam_i2pd::env;
 
@@ -136,7 +136,7 @@ async fn udp_tunnels_over_i2pd() {
     )
     .await;
     let hdr_port = free_udp_port();
-    let hdr = udp_tunnel(
+    udp_tunnel(
         &mut c,
         "hdr",
         &options,
@@ -195,7 +195,6 @@ async fn udp_tunnels_over_i2pd() {
         .await;
         c.expect("stop", "OK tunnel stopping").await;
     }
-    let _ = hdr;
     server.stop().await;
     eprintln!("UDP tunnels over i2pd done after {:?}", t0.elapsed());
 }
