@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bob_testkit::{free_port, within_for};
@@ -47,7 +48,10 @@ impl OwnI2pd {
             eprintln!("\n!!!!!!!! NOT RUN: {msg} !!!!!!!!\n");
             return None;
         }
-        let dir = bob_testkit::scratch_dir("own-i2pd");
+        // one directory per router: several tests run their own at once
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = bob_testkit::scratch_dir(&format!("own-i2pd-{n}"));
         for _ in 0..3 {
             let mut ports: Vec<u16> = Vec::new();
             while ports.len() < 4 {
