@@ -13,14 +13,19 @@ use super::router::{RouterHandle, RouterStatus};
 use super::{EmbeddedConfig, EmbeddedError, RouterKind};
 use crate::backend::sam::{SamConfig, SamCore};
 use crate::backend::{
-    BoxFuture, BoxStream, CoreError, Incoming, Options, Session, StreamingCore, Target,
+    BoxFuture, BoxStream, CoreError, Incoming, Options, RouterReport, Session, StreamingCore,
+    Target,
 };
 
 /// How long the router's SAM port may take to answer at start.
 const START_PROBE: Duration = Duration::from_secs(30);
 
-/// How long opening a session retries a destination that is still in use.
-const DUPLICATE_RETRY: Duration = Duration::from_secs(10);
+/// How long opening a session retries a destination that is still in use: emissary
+/// 0.4.0 keeps a closed session's destination until each of its streams has closed
+/// gracefully, at most 60 s (`GRACEFUL_SHUTDOWN_TIMEOUT` of its stream manager), and
+/// answers `DUPLICATE_DEST` until then. Longer than that, so a tunnel `stop`/`start`
+/// with a peer that never acknowledges the close still starts.
+const DUPLICATE_RETRY: Duration = Duration::from_secs(75);
 
 /// How long a core-level lookup (BOB `lookup`) retries a `.b32.i2p` name.
 const LOOKUP_RETRY: Duration = Duration::from_secs(30);
@@ -98,8 +103,9 @@ impl EmbeddedCore {
                 a.key, a.from, a.key, a.to, self.quirks.router
             );
         }
-        // A session closed a moment ago (tunnel stop, server restart) is still on the
-        // router for some milliseconds: retry DUPLICATE_DEST for a while.
+        // A session closed a moment ago (tunnel stop, server restart) stays on the
+        // router until its streams have closed (see DUPLICATE_RETRY): retry
+        // DUPLICATE_DEST until then.
         let deadline = tokio::time::Instant::now() + DUPLICATE_RETRY;
         let inner = loop {
             match self.sam.open_session(keys.clone(), options.clone()).await {
@@ -183,6 +189,10 @@ pub(crate) fn sam_config(
 impl StreamingCore for EmbeddedCore {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn router_report(&self) -> Option<RouterReport> {
+        Some(self.status.report(self.name))
     }
 
     fn open_session(
