@@ -318,7 +318,18 @@ impl Server {
         let metrics_task = metrics.map(|(listener, addr)| {
             info!(%addr, "serving Prometheus metrics on http://{addr}/metrics and the status page on http://{addr}/");
             let source = metrics::registry_source(service.registry().clone());
-            tokio::spawn(metrics::serve(listener, source, service.stopping().clone()))
+            let router = service
+                .core()
+                .router_report()
+                .is_some()
+                .then(|| metrics::core_router_source(Arc::clone(service.core())));
+            tokio::spawn(metrics::serve_with_router(
+                listener,
+                source,
+                router,
+                service.stopping().clone(),
+                metrics::Limits::default(),
+            ))
         });
         if service.persists() {
             service.spawn(restore::restart(service.clone(), restore.to_start));

@@ -6,9 +6,9 @@
 //! virtual clock, so minutes of router time take seconds of wall time.
 #![cfg(feature = "embedded-router")]
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bob_server::backend::datagram::{Datagram, DatagramError, DatagramSession, DatagramStyle};
@@ -66,6 +66,7 @@ async fn ready(started: &Started) {
 
 struct Running {
     addr: SocketAddr,
+    metrics: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -83,16 +84,38 @@ impl Running {
 async fn serve(started: &Started, state_dir: Option<PathBuf>) -> Running {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         newkeys_sig: SigType::Ed25519,
         state_dir,
         ..Config::default()
     };
     let server = Server::bind(config, started.core.clone()).await.unwrap();
     let addr = server.local_addr();
+    let metrics = server.metrics_addr().unwrap();
     let stop = CancellationToken::new();
     let token = stop.clone();
     let task = tokio::spawn(async move { server.run(token).await.unwrap() });
-    Running { addr, stop, task }
+    Running {
+        addr,
+        metrics,
+        stop,
+        task,
+    }
+}
+
+/// The body of `GET /metrics` from the server's metrics endpoint.
+async fn scrape(metrics: SocketAddr) -> String {
+    let mut s = TcpStream::connect(metrics).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(DEADLINE, s.read_to_string(&mut out))
+        .await
+        .expect("metrics answer")
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    out
 }
 
 /// A command whose reply may take router time (`start`, `lookup`).
@@ -153,6 +176,15 @@ async fn echo_through(inport: u16, target: &str, len: usize) {
 /// exchange many messages over loopback under router timeouts (bulk transfers, netDb
 /// lookups).
 async fn stepped<F: Future>(fut: F) -> F::Output {
+    stepped_by(Duration::from_millis(1), fut).await
+}
+
+/// [`stepped`] moving the clock by `tick` per 100 µs of wall time. NetDb lookups need
+/// `tick` ≤ 100 µs (router time no faster than wall time): emissary gives a floodfill
+/// query 1.6 s of router time, and at 10× a loaded machine's tunnels and loopback do
+/// not answer within 160 ms of wall time (a `.b32.i2p` lookup failed so in 1 of 6
+/// loaded runs).
+async fn stepped_by<F: Future>(tick: Duration, fut: F) -> F::Output {
     let done = CancellationToken::new();
     let ticker = tokio::spawn({
         let done = done.clone();
@@ -161,7 +193,7 @@ async fn stepped<F: Future>(fut: F) -> F::Output {
                 // blocks this (the only) runtime thread on purpose: wall time passes
                 // for the kernel while virtual time stands still
                 std::thread::sleep(Duration::from_micros(100));
-                tokio::time::advance(Duration::from_millis(1)).await;
+                tokio::time::advance(tick).await;
                 tokio::task::yield_now().await;
             }
         }
@@ -170,6 +202,21 @@ async fn stepped<F: Future>(fut: F) -> F::Output {
     done.cancel();
     ticker.await.unwrap();
     out
+}
+
+/// Polls `status NICK` until the tunnel is RUNNING and no longer STARTING.
+async fn until_running(bob: &mut Bob, nick: &str) {
+    tokio::time::timeout(ROUTER_LIMIT, async {
+        loop {
+            let r = bob.cmd(&format!("status {nick}")).await;
+            if r.contains("STARTING: false RUNNING: true") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("tunnel {nick} is not running"));
 }
 
 async fn echo_through_stepped(inport: u16, target: &str, len: usize) {
@@ -194,16 +241,29 @@ async fn echo_through_stepped(inport: u16, target: &str, len: usize) {
     .expect("echo through the devnet");
 }
 
-// Known flaky (issue 15, left open): on CI's clean run of 2026-12-07 the 1 MiB echo ended
-// in "early eof" although the `stepped` clock passed 10 of 10 stress runs before. It is
-// kept compiled and runs with `cargo test … -- --ignored`; the binary test
-// (embedded_binary.rs) still carries data over a devnet in every run.
-#[ignore = "flaky under paused time: 1 MiB echo may end early (issue 15)"]
+/// DSA refused, 0 hops clamped, 1 MiB echoed both ways with the peer line, the router's
+/// state in the report and the metrics endpoint.
 #[tokio::test(start_paused = true)]
 async fn bob_tunnels_over_a_devnet() {
+    devnet_session(0xa7, false).await;
+}
+
+// Known flaky (issue 15): in 4 of 29 loaded loop runs the `.b32.i2p` lookup answered
+// `Address Not found`, or the client after the restart got `NoFloodfills` from emissary's
+// netDb for its whole connect timeout (see docs/embedded-router.md, "Tests"). The 1 MiB
+// echo passed in all 29 and runs in `bob_tunnels_over_a_devnet`.
+/// Everything of [`bob_tunnels_over_a_devnet`], then a `.b32.i2p` lookup and echo, and
+/// the server tunnel's stop/start reached by a new client.
+#[ignore = "flaky: emissary's netDb on a 4-router devnet (NoFloodfills); issue 15"]
+#[tokio::test(start_paused = true)]
+async fn b32_lookup_and_restart_over_a_devnet() {
+    devnet_session(0xab, true).await;
+}
+
+async fn devnet_session(net_id: u8, lookup_and_restart: bool) {
     log();
     let wall = std::time::Instant::now();
-    let started = devnet(0xa7).await;
+    let started = devnet(net_id).await;
     ready(&started).await;
     let server = serve(&started, None).await;
     let mut bob = Bob::connect(server.addr).await;
@@ -227,31 +287,33 @@ async fn bob_tunnels_over_a_devnet() {
     let peer = peers.recv().await.unwrap();
     assert_eq!(peer.trim_end(), cli, "peer destination line");
 
-    // .b32.i2p: lookup, and as the destination line
-    let b32 = keytools::Destination::from_base64(&srv).unwrap().b32();
-    let r = stepped(slow(&mut bob, &format!("lookup {b32}"))).await;
-    assert_eq!(r, format!("OK {srv}"));
-    echo_through(inport, &b32, 4096).await;
-    assert_eq!(peers.recv().await.unwrap().trim_end(), cli);
+    if lookup_and_restart {
+        lookup_and_restart_srv(&mut bob, &srv, (&cli, inport), &mut peers).await;
+    }
 
-    // stop/start the server tunnel: same destination, reachable again. A new client
-    // session is used: emissary 0.4.0 keeps using the LeaseSet it cached for the old
-    // session until that expires (minutes), so the old client cannot reach it sooner.
-    bob.ok("getnick srv").await;
-    let r = slow(&mut bob, "stop").await;
-    assert!(r.starts_with("OK"), "{r}");
-    let r = slow(&mut bob, "start").await;
-    assert!(r.starts_with("OK"), "{r}");
-    assert_eq!(bob.ok("getdest").await, format!("OK {srv}"));
-    let (cli2, inport2) = client_tunnel(&mut bob, "cli2").await;
-    echo_through(inport2, &b32, 64 * 1024).await;
-    let peer = peers.recv().await.unwrap();
-    assert_eq!(peer.trim_end(), cli2, "peer line after the restart");
-
-    let status = &started.routers.status;
-    assert!(status.connected_routers.load(Ordering::Relaxed) > 0);
-    assert!(status.build_success().is_some_and(|s| s > 0.0));
-    assert!(status.sam_healthy.load(Ordering::Relaxed));
+    // the router's state as the metrics endpoint and status page get it
+    let report = started
+        .core
+        .router_report()
+        .expect("a devnet reports its router");
+    assert_eq!(report.kind, "devnet");
+    assert!(report.known_routers >= 4, "{report:?}");
+    assert!(report.connected_routers > 0, "{report:?}");
+    assert!(report.build_success().is_some_and(|s| s > 0.0));
+    assert!(report.sam_healthy);
+    let text = stepped(scrape(server.metrics)).await;
+    assert!(
+        text.contains("\nbob_router_info{kind=\"devnet\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nbob_router_sam_healthy 1\n"), "{text}");
+    let built: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("bob_router_tunnels_built "))
+        .expect("tunnels_built gauge")
+        .parse()
+        .unwrap();
+    assert!(built > 0, "{text}");
 
     bob.ok("quit").await;
     server.halt().await;
@@ -350,6 +412,48 @@ async fn datagrams_over_a_devnet() {
     started.shutdown().await;
 }
 
+/// `.b32.i2p` lookup and echo, then `stop`/`start` of `srv` reached by a new client.
+async fn lookup_and_restart_srv(
+    bob: &mut Bob,
+    srv: &str,
+    (cli, inport): (&str, u16),
+    peers: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    // .b32.i2p: lookup, and as the destination line
+    let b32 = keytools::Destination::from_base64(srv).unwrap().b32();
+    let r = stepped_by(
+        Duration::from_micros(100),
+        slow(bob, &format!("lookup {b32}")),
+    )
+    .await;
+    assert_eq!(r, format!("OK {srv}"));
+    echo_through(inport, &b32, 4096).await;
+    assert_eq!(peers.recv().await.unwrap().trim_end(), cli);
+
+    // stop/start the server tunnel: same destination, reachable again.
+    //
+    // emissary 0.4.0 holds the old session's destination until its streams have closed
+    // gracefully (up to 60 s), refusing the new session with DUPLICATE_DEST meanwhile,
+    // so `start` may answer OK while the tunnel is still STARTING. A client that looks
+    // the destination up before the new session is up gets the old LeaseSet from the
+    // floodfills, caches it, and never asks again while it is valid (minutes): every
+    // SYN goes to the old session's dead tunnels and the connection fails with
+    // `ERROR timed out`. This was the "early eof" of the flaky runs. So the test waits
+    // for RUNNING, then uses a new client session (the old client has cached the old
+    // LeaseSet too).
+    bob.ok("getnick srv").await;
+    let r = slow(bob, "stop").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let r = slow(bob, "start").await;
+    assert!(r.starts_with("OK"), "{r}");
+    stepped(until_running(bob, "srv")).await;
+    assert_eq!(bob.ok("getdest").await, format!("OK {srv}"));
+    let (cli2, inport2) = client_tunnel(bob, "cli2").await;
+    echo_through(inport2, &b32, 64 * 1024).await;
+    let peer = peers.recv().await.unwrap();
+    assert_eq!(peer.trim_end(), cli2, "peer line after the restart");
+}
+
 #[tokio::test(start_paused = true)]
 async fn state_dir_restart_keeps_the_destination() {
     log();
@@ -418,6 +522,10 @@ async fn embedded_router_reseeded_from_devnet_files_keeps_its_identity() {
     let mut c = EmbeddedConfig::new(RouterKind::Embedded);
     c.dir = Some(dir.join("router"));
     c.net_id = Some(net_id);
+    // --router-host: the address published in the RouterInfo (another loopback address
+    // than the devnet's, so it is seen to come from the setting); the devnet's routers
+    // reach the embedded router there when they build tunnels through it
+    c.host = Some(Ipv4Addr::new(127, 0, 0, 2));
     c.reseed_files = vec![seeds.clone()];
     c.net_reseed = false;
     c.shutdown_grace = Duration::from_secs(2);
@@ -430,6 +538,13 @@ async fn embedded_router_reseeded_from_devnet_files_keeps_its_identity() {
         infos.len() as u64
     );
     ready(&emb).await;
+    let published = reseed::published_addresses(&emb.routers.router_info).expect("RouterInfo");
+    let ports = std::fs::read_to_string(dir.join("router/ports.toml")).unwrap();
+    assert!(!published.is_empty(), "no published address");
+    for a in &published {
+        assert_eq!(a.ip(), Ipv4Addr::new(127, 0, 0, 2), "{published:?}");
+        assert!(ports.contains(&format!("ntcp2 = {}", a.port())), "{ports}");
+    }
     let key_files = || {
         ["static.key", "signing.key", "ntcp2.keys"]
             .map(|k| std::fs::read(dir.join("router").join(k)).unwrap())
@@ -469,6 +584,111 @@ async fn embedded_router_reseeded_from_devnet_files_keeps_its_identity() {
     );
     emb.shutdown().await;
     on_dev.halt().await;
+    devnet.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A local HTTPS reseed server: the TLS certificate in `tests/data` (self-signed, for
+/// 127.0.0.1), serving `bundle` at `/i2pseeds.su3`. Returns its URL and a count of the
+/// bundles it served.
+async fn https_reseed_stand_in(bundle: Vec<u8>) -> (String, std::sync::Arc<AtomicUsize>) {
+    use tokio_native_tls::native_tls::{Identity, TlsAcceptor};
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let cert = std::fs::read(data.join("reseed-stand-in.pem")).unwrap();
+    let key = std::fs::read(data.join("reseed-stand-in.key")).unwrap();
+    let acceptor = tokio_native_tls::TlsAcceptor::from(
+        TlsAcceptor::new(Identity::from_pkcs8(&cert, &key).unwrap()).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, bundle, count) = (acceptor.clone(), bundle.clone(), count.clone());
+            tokio::spawn(async move {
+                // a client that does not trust the certificate fails the handshake
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    if tls.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let reply = if head.starts_with("GET /i2pseeds.su3 HTTP/1.1\r\n") {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        bundle.len()
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(&bundle);
+                    r
+                } else {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec()
+                };
+                let _ = tls.write_all(&reply).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (url, served)
+}
+
+#[tokio::test(start_paused = true)]
+async fn embedded_router_reseeds_over_https_from_a_local_stand_in() {
+    log();
+    let net_id = 0xaa;
+    let devnet = devnet(net_id).await;
+    let mut infos = devnet.routers.devnet_router_infos.clone();
+    infos.push(devnet.routers.router_info.clone());
+    let bundle = reseed::su3_bundle(&infos).unwrap();
+    let (url, served) = https_reseed_stand_in(bundle).await;
+    let ca = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/reseed-stand-in.pem");
+    let hosts = [url.clone()];
+
+    // the stand-in's certificate is trusted only through --router-reseed-ca
+    let e = match stepped(reseed::https_from(&hosts, None, false)).await {
+        Ok(got) => panic!("{} routers without the CA", got.len()),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains(&url) && e.contains("certificate"), "{e}");
+    // the real network's rule: the bundle must be signed by a known reseed signer
+    let e = match stepped(reseed::https_from(&hosts, Some(&ca), true)).await {
+        Ok(got) => panic!("{} routers from an unsigned bundle", got.len()),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("not signed by a known reseed signer"), "{e}");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+
+    // an embedded router on the private network with an empty netDb reseeds from it
+    let dir = temp_dir("https-reseed");
+    let mut c = EmbeddedConfig::new(RouterKind::Embedded);
+    c.dir = Some(dir.join("router"));
+    c.net_id = Some(net_id);
+    c.reseed_hosts = hosts.to_vec();
+    c.reseed_ca = Some(ca);
+    c.shutdown_grace = Duration::from_secs(2);
+    let emb = stepped(embedded::start(&c, None))
+        .await
+        .expect("embedded router starts");
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    let report = emb.core.router_report().unwrap();
+    assert_eq!(report.known_routers, infos.len() as u64, "{report:?}");
+    emb.shutdown().await;
     devnet.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

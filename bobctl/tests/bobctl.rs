@@ -900,3 +900,149 @@ async fn udp_tunnels_are_created_and_counted() {
     assert_eq!(metric(&text, "bob_tunnel_udp_peers", "usrv"), 1);
     drop(server);
 }
+
+/// The local core with a router report, as the embedded router's core has one; the
+/// test changes the report and sees bobctl follow.
+#[derive(Debug)]
+struct WithRouter {
+    local: bob_server::backend::local::LocalCore,
+    report: std::sync::Arc<std::sync::Mutex<bob_server::backend::RouterReport>>,
+}
+
+impl bob_server::backend::StreamingCore for WithRouter {
+    fn name(&self) -> &'static str {
+        "devnet"
+    }
+
+    fn open_session(
+        &self,
+        keys: PrivateKeys,
+        options: bob_server::backend::Options,
+    ) -> bob_server::backend::BoxFuture<
+        '_,
+        Result<std::sync::Arc<dyn bob_server::backend::Session>, bob_server::backend::CoreError>,
+    > {
+        self.local.open_session(keys, options)
+    }
+
+    fn lookup(
+        &self,
+        name: &str,
+    ) -> bob_server::backend::BoxFuture<
+        '_,
+        Result<keytools::Destination, bob_server::backend::CoreError>,
+    > {
+        self.local.lookup(name)
+    }
+
+    fn router_report(&self) -> Option<bob_server::backend::RouterReport> {
+        Some(*self.report.lock().unwrap())
+    }
+}
+
+#[tokio::test]
+async fn router_state_from_the_metrics_endpoint() {
+    use bob_server::backend::RouterReport;
+    let report = std::sync::Arc::new(std::sync::Mutex::new(RouterReport {
+        kind: "devnet",
+        known_routers: 5,
+        connected_routers: 3,
+        tunnels_built: 9,
+        tunnel_build_failures: 1,
+        transit_tunnels: 4,
+        sam_healthy: true,
+    }));
+    let config = bob_server::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..bob_server::config::Config::default()
+    };
+    let core = WithRouter {
+        local: bob_server::backend::local::LocalCore::new(),
+        report: report.clone(),
+    };
+    let server = bob_server::server::Server::bind(config, std::sync::Arc::new(core))
+        .await
+        .unwrap();
+    let (addr, metrics) = (server.local_addr(), server.metrics_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(server.run(stop.clone()));
+    let (bob, metrics) = (addr.to_string(), metrics.to_string());
+    let router = |json: bool| {
+        let (bob, metrics) = (bob.clone(), metrics.clone());
+        async move {
+            let mut args = vec!["router", "--metrics", metrics.as_str()];
+            if json {
+                args.insert(0, "--json");
+            }
+            bobctl_at(&bob, &args).await
+        }
+    };
+
+    let out = router(false).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "router    devnet (in the server's process)",
+        "SAM port  healthy",
+        "routers   5 known at start, 3 connected",
+        "tunnels   9 built, 1 failed (90 % succeeded)",
+        "transit   4 tunnels for other routers",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
+    assert!(!text.contains("note"), "{text}");
+
+    let out = router(true).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "devnet");
+    assert_eq!(v["connected_routers"], 3);
+    assert_eq!(v["tunnels_built"], 9);
+    assert_eq!(v["sam_healthy"], true);
+
+    // a router that has built nothing yet, then one whose SAM port is dead: the note
+    // says why tunnels do not start
+    *report.lock().unwrap() = RouterReport {
+        kind: "embedded",
+        known_routers: 0,
+        ..RouterReport::default()
+    };
+    report.lock().unwrap().sam_healthy = true;
+    let text = stdout(&router(false).await);
+    assert!(text.contains("router    embedded"), "{text}");
+    assert!(
+        text.contains("tunnels   0 built, 0 failed (none finished yet)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note      the router has built no tunnel yet"),
+        "{text}"
+    );
+    report.lock().unwrap().sam_healthy = false;
+    let text = stdout(&router(false).await);
+    assert!(text.contains("SAM port  NOT ANSWERING"), "{text}");
+    assert!(text.contains("no tunnel can start"), "{text}");
+    stop.cancel();
+
+    // a server without a router in its process: refused (1); nothing listening: 3
+    let plain = start_server(true).await;
+    let out = bobctl(
+        &plain,
+        &["router", "--metrics", &plain.metrics.unwrap().to_string()],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("runs no router in its process"),
+        "{}",
+        stderr(&out)
+    );
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let out = bobctl(&plain, &["router", "--metrics", &nobody]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read metrics from"),
+        "{}",
+        stderr(&out)
+    );
+}

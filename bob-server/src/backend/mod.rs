@@ -129,10 +129,46 @@ fn unsupported(backend: &str) -> String {
     }
 }
 
+/// The state of a router running in this process (`--router embedded|devnet`), as the
+/// metrics endpoint and status page show it: why tunnels may not be ready yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouterReport {
+    /// the router kind (`embedded`, `devnet`)
+    pub kind: &'static str,
+    /// routers the netDb held at start (stored, reseed files, HTTPS reseed)
+    pub known_routers: u64,
+    /// routers connected now
+    pub connected_routers: u64,
+    /// tunnels built so far (exploratory and client)
+    pub tunnels_built: u64,
+    /// tunnel builds that failed so far
+    pub tunnel_build_failures: u64,
+    /// transit tunnels carried for other routers now
+    pub transit_tunnels: u64,
+    /// whether the router's SAM port answered the last health check
+    pub sam_healthy: bool,
+}
+
+impl RouterReport {
+    /// The share of tunnel builds that succeeded, 0.0..=1.0 (`None` before the first).
+    pub fn build_success(&self) -> Option<f64> {
+        let total = self.tunnels_built + self.tunnel_build_failures;
+        // counts stay far below 2^52, the conversion is exact
+        #[allow(clippy::cast_precision_loss)]
+        (total > 0).then(|| self.tunnels_built as f64 / total as f64)
+    }
+}
+
 /// A streaming core: the I2P network as the server sees it.
 pub trait StreamingCore: Send + Sync + fmt::Debug + 'static {
     /// Short name for logs and `--help` (`"local"`, `"sam"`).
     fn name(&self) -> &'static str;
+
+    /// The state of the router this core runs in this process; `None` (the default) for
+    /// cores without one (`local`, an external router over SAM).
+    fn router_report(&self) -> Option<RouterReport> {
+        None
+    }
 
     /// Creates a session for `keys` with `options`; resolves only once the session can
     /// connect and accept (for SAM: after `SESSION CREATE` succeeded).

@@ -22,7 +22,9 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{History, Limits, MAX_REQUEST_HEAD, MetricsSource, page, prometheus};
+use super::{
+    History, Limits, MAX_BODY, MAX_REQUEST_HEAD, MetricsSource, RouterSource, page, prometheus,
+};
 
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const PAGE_TYPE: &str = "text/html; charset=utf-8";
@@ -56,8 +58,21 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     limits: Limits,
 ) {
+    serve_with_router(listener, source, None, shutdown, limits).await;
+}
+
+/// [`serve_with`] that also shows the state of the router in this process (`router`):
+/// `bob_router_*` gauges in `/metrics` and a router line on the status page.
+pub async fn serve_with_router(
+    listener: TcpListener,
+    source: MetricsSource,
+    router: Option<RouterSource>,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
     let shared = Arc::new(Shared {
         source,
+        router,
         limits,
         history: Mutex::new(History::default()),
         metrics: tokio::sync::Mutex::new(None),
@@ -119,6 +134,7 @@ type Slot = tokio::sync::Mutex<Option<(Instant, Weak<Rendered>)>>;
 /// What the connections share: the source, the sampled history and the last bodies.
 struct Shared {
     source: MetricsSource,
+    router: Option<RouterSource>,
     limits: Limits,
     history: Mutex<History>,
     metrics: Slot,
@@ -151,11 +167,25 @@ impl Shared {
         let me = Arc::clone(self);
         let rendered = tokio::task::spawn_blocking(move || {
             let views = (me.source)();
+            let router = me.router.as_ref().and_then(|r| r());
             match resource {
-                Resource::Metrics => prometheus::render(&views),
+                Resource::Metrics => {
+                    // the router's gauges are a few hundred bytes, always shown whole
+                    let mut text = router
+                        .map(|r| prometheus::render_router(&r))
+                        .unwrap_or_default();
+                    let room = MAX_BODY.saturating_sub(text.len());
+                    text.push_str(&prometheus::render_capped(&views, room));
+                    text
+                }
                 Resource::Page => {
                     let history = me.history.lock().unwrap_or_else(|e| e.into_inner());
-                    page::render_page(&views, &history, me.limits.sample_every)
+                    page::render_page_with_router(
+                        &views,
+                        router.as_ref(),
+                        &history,
+                        me.limits.sample_every,
+                    )
                 }
             }
         })

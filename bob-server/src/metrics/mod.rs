@@ -32,12 +32,13 @@ use std::time::Duration;
 
 use bob_codec::TunnelStatus;
 
+use crate::backend::{RouterReport, StreamingCore};
 use crate::registry::{Entry, Registry};
 
 pub use history::{HISTORY_SAMPLES, History};
-pub use http::{serve, serve_with};
-pub use page::render_page;
-pub use prometheus::render;
+pub use http::{serve, serve_with, serve_with_router};
+pub use page::{render_page, render_page_with_router};
+pub use prometheus::{render, render_router};
 
 /// One tunnel's numbers at one moment: the same record the `stats` command answers with.
 pub use bob_codec::TunnelCounters as TunnelMetrics;
@@ -91,6 +92,15 @@ impl TunnelView {
 /// Where the endpoint gets its numbers from: called at most once per render and once
 /// per history sample.
 pub type MetricsSource = Arc<dyn Fn() -> Vec<TunnelView> + Send + Sync>;
+
+/// Where the endpoint gets the state of an in-process router from (`--router
+/// embedded|devnet`); called once per render. `None` from it: no such router.
+pub type RouterSource = Arc<dyn Fn() -> Option<RouterReport> + Send + Sync>;
+
+/// The source asking `core` for its router's state.
+pub fn core_router_source(core: Arc<dyn StreamingCore>) -> RouterSource {
+    Arc::new(move || core.router_report())
+}
 
 /// The source reading `registry` (one short lock per tunnel, so control commands are
 /// never held up for a whole render).
@@ -173,6 +183,18 @@ pub(crate) mod tests {
             },
             destination: None,
             last_error: None,
+        }
+    }
+
+    pub(crate) fn router() -> RouterReport {
+        RouterReport {
+            kind: "devnet",
+            known_routers: 5,
+            connected_routers: 3,
+            tunnels_built: 9,
+            tunnel_build_failures: 1,
+            transit_tunnels: 4,
+            sam_healthy: true,
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::history::{History, Rate};
 use super::{HISTORY_SAMPLES, MAX_BODY, TunnelView, push_capped};
+use crate::backend::RouterReport;
 
 /// Room kept for the end of the page and the note saying rows were left out.
 const TAIL_ROOM: usize = 512;
@@ -150,11 +151,49 @@ fn row(v: &TunnelView, history: &History, window: f64) -> String {
 /// Renders the page for `views`, charting `history` sampled every `sample_every`; at
 /// most [`MAX_BODY`] bytes (rows that do not fit are left out, and the page says so).
 pub fn render_page(views: &[TunnelView], history: &History, sample_every: Duration) -> String {
-    render_page_capped(views, history, sample_every, MAX_BODY)
+    render_page_capped(views, None, history, sample_every, MAX_BODY)
+}
+
+/// [`render_page`] with a line about the router in this process (`--router
+/// embedded|devnet`) above the tunnels.
+pub fn render_page_with_router(
+    views: &[TunnelView],
+    router: Option<&RouterReport>,
+    history: &History,
+    sample_every: Duration,
+) -> String {
+    render_page_capped(views, router, history, sample_every, MAX_BODY)
+}
+
+/// The router line: its numbers, and why tunnels may not be ready yet.
+fn router_line(r: &RouterReport) -> String {
+    let success = r
+        .build_success()
+        .map_or_else(|| "none yet".to_owned(), |s| format!("{:.0} %", s * 100.0));
+    let hint = if !r.sam_healthy {
+        " <span class=\"error\">SAM port not answering: no tunnel can start</span>"
+    } else if r.tunnels_built == 0 {
+        " <span class=\"starting state\">building its first tunnels: tunnels start after that</span>"
+    } else {
+        ""
+    };
+    format!(
+        "<p class=\"summary\">Router <b>{}</b> (in this process): {} routers known at start, \
+{} connected · tunnels built {}, failed {} (success {success}) · {} transit tunnels · \
+SAM port {}{hint}</p>\n",
+        escape(r.kind),
+        r.known_routers,
+        r.connected_routers,
+        r.tunnels_built,
+        r.tunnel_build_failures,
+        r.transit_tunnels,
+        if r.sam_healthy { "healthy" } else { "DOWN" },
+    )
 }
 
 pub(super) fn render_page_capped(
     views: &[TunnelView],
+    router: Option<&RouterReport>,
     history: &History,
     sample_every: Duration,
     cap: usize,
@@ -170,12 +209,13 @@ pub(super) fn render_page_capped(
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
 <title>bob-server status</title><style>{STYLE}</style></head>\n<body>\
 <h1>bob-server</h1><p class=\"summary\">{} tunnels, {running} running · refreshes every {refresh} s · \
-<a href=\"/metrics\">Prometheus metrics</a></p>\n\
+<a href=\"/metrics\">Prometheus metrics</a></p>\n{}\
 <table><thead><tr><th>Tunnel</th><th>State</th><th>Destination</th><th>Inbound</th>\
 <th>Outbound</th><th>Connections<br>active / accepted / failed</th><th>Bytes<br>in / out</th>\
 <th>Throughput, last {} min<br><span class=\"legend\"><span class=\"in\">■ in</span> \
 <span class=\"out\">■ out</span></span></th><th>Last error</th></tr></thead>\n<tbody>\n",
         views.len(),
+        router.map(router_line).unwrap_or_default(),
         (window_secs / 60.0).round(),
     );
     let room = cap.saturating_sub(TAIL_ROOM);
@@ -203,8 +243,39 @@ pub(super) fn render_page_capped(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::tests::{sample, view};
+    use crate::metrics::tests::{router, sample, view};
     use tokio::time::Instant;
+
+    #[test]
+    fn the_router_line_says_why_tunnels_may_wait() {
+        let h = History::default();
+        let every = Duration::from_secs(10);
+        let without = render_page(&sample(), &h, every);
+        assert!(!without.contains("Router <b>"), "{without}");
+        let page = render_page_with_router(&sample(), Some(&router()), &h, every);
+        assert!(
+            page.contains(
+                "Router <b>devnet</b> (in this process): 5 routers known at start, 3 connected \
+· tunnels built 9, failed 1 (success 90 %) · 4 transit tunnels · SAM port healthy</p>"
+            ),
+            "{page}"
+        );
+        let fresh = RouterReport {
+            tunnels_built: 0,
+            tunnel_build_failures: 0,
+            ..router()
+        };
+        let page = render_page_with_router(&[], Some(&fresh), &h, every);
+        assert!(page.contains("(success none yet)"), "{page}");
+        assert!(page.contains("building its first tunnels"), "{page}");
+        let dead = RouterReport {
+            sam_healthy: false,
+            ..router()
+        };
+        let page = render_page_with_router(&[], Some(&dead), &h, every);
+        assert!(page.contains("SAM port DOWN"), "{page}");
+        assert!(page.contains("no tunnel can start"), "{page}");
+    }
 
     #[test]
     fn every_user_string_is_escaped() {
@@ -270,7 +341,13 @@ mod tests {
         let views: Vec<_> = (0..50).map(|i| view(&format!("t{i}"), false)).collect();
         let full = render_page(&views, &History::default(), Duration::from_secs(10));
         let cap = full.len() / 2;
-        let page = render_page_capped(&views, &History::default(), Duration::from_secs(10), cap);
+        let page = render_page_capped(
+            &views,
+            None,
+            &History::default(),
+            Duration::from_secs(10),
+            cap,
+        );
         assert!(page.len() <= cap);
         assert!(page.ends_with("</tbody></table></body></html>\n"));
         let shown = page.matches("<tr class=\"tunnel\">").count();
@@ -304,7 +381,7 @@ mod tests {
         for i in 0..HISTORY_SAMPLES as u32 {
             h.record(&views, t0 + Duration::from_secs(10) * i);
         }
-        let uncapped = render_page_capped(&views, &h, Duration::from_secs(10), usize::MAX);
+        let uncapped = render_page_capped(&views, None, &h, Duration::from_secs(10), usize::MAX);
         let page = render_page(&views, &h, Duration::from_secs(10));
         assert!(page.len() <= MAX_BODY);
         println!(

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{MAX_BODY, TunnelMetrics, TunnelView, push_capped};
+use crate::backend::RouterReport;
 
 /// Room kept at the end of a capped body for the note that says it was cut.
 const NOTE_ROOM: usize = 128;
@@ -67,6 +68,51 @@ const FAMILIES: [(&str, &str, &str, Getter); 7] = [
         |t| t.last_error.as_ref().map_or(0, |e| e.0),
     ),
 ];
+
+/// The `bob_router_*` gauges of an in-process router (`--router embedded|devnet`).
+pub fn render_router(r: &RouterReport) -> String {
+    let families: [(&str, &str, u64); 6] = [
+        (
+            "known_routers",
+            "routers the netDb held at start",
+            r.known_routers,
+        ),
+        (
+            "connected_routers",
+            "routers connected now",
+            r.connected_routers,
+        ),
+        ("tunnels_built", "tunnels built so far", r.tunnels_built),
+        (
+            "tunnel_build_failures",
+            "tunnel builds that failed so far",
+            r.tunnel_build_failures,
+        ),
+        (
+            "transit_tunnels",
+            "transit tunnels carried now",
+            r.transit_tunnels,
+        ),
+        (
+            "sam_healthy",
+            "1 if the router's SAM port answered the last health check",
+            u64::from(r.sam_healthy),
+        ),
+    ];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP bob_router_info the router in this process (value 1)\n# TYPE bob_router_info gauge\nbob_router_info{{kind=\"{}\"}} 1",
+        escape_label(r.kind)
+    );
+    for (name, help, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP bob_router_{name} {help}\n# TYPE bob_router_{name} gauge\nbob_router_{name} {value}"
+        );
+    }
+    out
+}
 
 /// Renders `tunnels`, at most [`MAX_BODY`] bytes.
 pub fn render(tunnels: &[TunnelView]) -> String {
@@ -182,7 +228,28 @@ fn is_metric_name(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::tests::{sample, view};
+    use crate::metrics::tests::{router, sample, view};
+
+    #[test]
+    fn router_gauges_are_one_sample_each() {
+        let text = render_router(&router());
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "bob_router_info{kind=\"devnet\"} 1",
+                "bob_router_known_routers 5",
+                "bob_router_connected_routers 3",
+                "bob_router_tunnels_built 9",
+                "bob_router_tunnel_build_failures 1",
+                "bob_router_transit_tunnels 4",
+                "bob_router_sam_healthy 1",
+            ]
+        );
+        // every sample has its HELP and TYPE
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP ")).count(), 7);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE ")).count(), 7);
+    }
 
     #[test]
     fn udp_counters_get_their_own_families() {

@@ -16,14 +16,19 @@ use crate::backend::datagram::{
 };
 use crate::backend::sam::{SamConfig, SamCore};
 use crate::backend::{
-    BoxFuture, BoxStream, CoreError, Incoming, Options, Session, StreamingCore, Target,
+    BoxFuture, BoxStream, CoreError, Incoming, Options, RouterReport, Session, StreamingCore,
+    Target,
 };
 
 /// How long the router's SAM port may take to answer at start.
 const START_PROBE: Duration = Duration::from_secs(30);
 
-/// How long opening a session retries a destination that is still in use.
-const DUPLICATE_RETRY: Duration = Duration::from_secs(10);
+/// How long opening a session retries a destination that is still in use: emissary
+/// 0.4.0 keeps a closed session's destination until each of its streams has closed
+/// gracefully, at most 60 s (`GRACEFUL_SHUTDOWN_TIMEOUT` of its stream manager), and
+/// answers `DUPLICATE_DEST` until then. Longer than that, so a tunnel `stop`/`start`
+/// with a peer that never acknowledges the close still starts.
+const DUPLICATE_RETRY: Duration = Duration::from_secs(75);
 
 /// How long a core-level lookup (BOB `lookup`) retries a `.b32.i2p` name.
 const LOOKUP_RETRY: Duration = Duration::from_secs(30);
@@ -292,6 +297,10 @@ pub(crate) fn sam_config(
 impl StreamingCore for EmbeddedCore {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn router_report(&self) -> Option<RouterReport> {
+        Some(self.status.report(self.name))
     }
 
     fn open_session(

@@ -130,6 +130,8 @@ pub struct EmbeddedConfig {
     pub reseed_files: Vec<PathBuf>,
     /// HTTPS reseed hosts (`https://host/`); empty: emissary's built-in list.
     pub reseed_hosts: Vec<String>,
+    /// PEM file of CA certificates trusted for `reseed_hosts` besides the system's.
+    pub reseed_ca: Option<PathBuf>,
     /// Reseed over HTTPS when the netDb knows fewer than `reseed_threshold` routers.
     pub net_reseed: bool,
     /// See `net_reseed`.
@@ -172,6 +174,7 @@ impl EmbeddedConfig {
             ssu2_port: None,
             reseed_files: Vec::new(),
             reseed_hosts: Vec::new(),
+            reseed_ca: None,
             net_reseed: true,
             reseed_threshold: defaults::RESEED_THRESHOLD,
             net_id: None,

@@ -18,9 +18,10 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::{EmbeddedConfig, EmbeddedError, MAINNET_ID, reseed};
-use crate::backend::BoxFuture;
+use crate::backend::{BoxFuture, RouterReport};
 
-/// The embedded router's state as the server shows it (`bobctl status`, metrics).
+/// The embedded router's state as the server shows it (metrics endpoint, status page,
+/// `bobctl router`).
 /// Updated once a second from emissary's status events.
 #[derive(Debug, Default)]
 pub struct RouterStatus {
@@ -39,61 +40,18 @@ pub struct RouterStatus {
 }
 
 impl RouterStatus {
-    /// The share of tunnel builds that succeeded, 0.0..=1.0 (`None` before the first).
-    pub fn build_success(&self) -> Option<f64> {
-        let ok = self.tunnels_built.load(Ordering::Relaxed);
-        let failed = self.tunnel_build_failures.load(Ordering::Relaxed);
-        let total = ok + failed;
-        // counts stay far below 2^52, the conversion is exact
-        #[allow(clippy::cast_precision_loss)]
-        (total > 0).then(|| ok as f64 / total as f64)
-    }
-
-    /// `name value` lines (Prometheus text, `bob_router_` prefix).
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let g = |n: &str, help: &str, v: u64, out: &mut String| {
-            out.push_str(&format!(
-                "# HELP bob_router_{n} {help}\n# TYPE bob_router_{n} gauge\nbob_router_{n} {v}\n"
-            ));
-        };
-        g(
-            "known_routers",
-            "routers known at start",
-            self.known_routers.load(Ordering::Relaxed),
-            &mut out,
-        );
-        g(
-            "connected_routers",
-            "routers connected now",
-            self.connected_routers.load(Ordering::Relaxed),
-            &mut out,
-        );
-        g(
-            "tunnels_built",
-            "tunnels built so far",
-            self.tunnels_built.load(Ordering::Relaxed),
-            &mut out,
-        );
-        g(
-            "tunnel_build_failures",
-            "tunnel builds failed so far",
-            self.tunnel_build_failures.load(Ordering::Relaxed),
-            &mut out,
-        );
-        g(
-            "transit_tunnels",
-            "transit tunnels now",
-            self.transit_tunnels.load(Ordering::Relaxed),
-            &mut out,
-        );
-        g(
-            "sam_healthy",
-            "1 if the SAM port answered the last check",
-            u64::from(self.sam_healthy.load(Ordering::Relaxed)),
-            &mut out,
-        );
-        out
+    /// A snapshot for the status surfaces (metrics endpoint, status page).
+    pub fn report(&self, kind: &'static str) -> RouterReport {
+        let get = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        RouterReport {
+            kind,
+            known_routers: get(&self.known_routers),
+            connected_routers: get(&self.connected_routers),
+            tunnels_built: get(&self.tunnels_built),
+            tunnel_build_failures: get(&self.tunnel_build_failures),
+            transit_tunnels: get(&self.transit_tunnels),
+            sam_healthy: self.sam_healthy.load(Ordering::Relaxed),
+        }
     }
 
     fn absorb(&self, event: Event) {
@@ -237,8 +195,9 @@ impl RouterHandle {
         let storage = open_storage(&dir).await?;
         let net_id = config.net_id.unwrap_or(MAINNET_ID);
         let private = net_id != MAINNET_ID;
-        // reseed: the netDb, then the files, then HTTPS (real network only)
-        let mut extra = reseed::load_files(&config.reseed_files)?;
+        // reseed: the netDb, then the files, then HTTPS (a private network only from the
+        // hosts given, its bundles unsigned: no reseed signer signs a private network)
+        let mut extra = reseed::load_files_verified(&config.reseed_files, !private)?;
         for ri in &extra {
             if let Err(e) = storage
                 .store_router_info(ri.name.clone(), ri.router_info.clone())
@@ -247,9 +206,16 @@ impl RouterHandle {
                 warn!("cannot store reseeded router {}: {e}", ri.name);
             }
         }
-        let known = storage.load().await.routers.len();
-        if known < config.reseed_threshold && config.net_reseed && !private {
-            match reseed::https(&config.reseed_hosts).await {
+        let mut known = storage.load().await.routers.len();
+        let from_https = !private || !config.reseed_hosts.is_empty();
+        if known < config.reseed_threshold && config.net_reseed && from_https {
+            let got = if config.reseed_hosts.is_empty() {
+                reseed::https(&[]).await
+            } else {
+                reseed::https_from(&config.reseed_hosts, config.reseed_ca.as_deref(), !private)
+                    .await
+            };
+            match got {
                 Ok(got) => {
                     info!(routers = got.len(), "HTTPS reseed succeeded");
                     for ri in &got {
@@ -258,6 +224,7 @@ impl RouterHandle {
                             .await;
                     }
                     extra.extend(got);
+                    known = storage.load().await.routers.len();
                 }
                 Err(e) => warn!(
                     known,

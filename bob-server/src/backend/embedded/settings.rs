@@ -88,6 +88,19 @@ pub struct RouterSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reseed_host: Option<Vec<String>>,
 
+    /// Embedded router: PEM file of CA certificates trusted for the --router-reseed-host
+    /// hosts besides the system's (a private network's own reseed server)
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "router-reseed-ca",
+            value_name = "FILE",
+            env = "BOB_ROUTER_RESEED_CA"
+        )
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reseed_ca: Option<PathBuf>,
+
     /// Embedded router: reseed over HTTPS when the netDb is small [default: true]
     #[cfg_attr(feature = "cli", arg(
         long = "router-net-reseed",
@@ -176,6 +189,7 @@ impl RouterSettings {
             ssu2_port: self.ssu2_port.or(lower.ssu2_port),
             reseed_file: self.reseed_file.or(lower.reseed_file),
             reseed_host: self.reseed_host.or(lower.reseed_host),
+            reseed_ca: self.reseed_ca.or(lower.reseed_ca),
             net_reseed: self.net_reseed.or(lower.net_reseed),
             reseed_threshold: self.reseed_threshold.or(lower.reseed_threshold),
             net_id: self.net_id.or(lower.net_id),
@@ -193,6 +207,9 @@ impl RouterSettings {
         for f in self.reseed_file.iter_mut().flatten() {
             *f = base.join(&*f);
         }
+        if let Some(f) = &mut self.reseed_ca {
+            *f = base.join(&*f);
+        }
     }
 
     /// The embedded configuration for `kind`; unset fields take their defaults.
@@ -204,6 +221,7 @@ impl RouterSettings {
         c.ssu2_port = self.ssu2_port;
         c.reseed_files = self.reseed_file.unwrap_or_default();
         c.reseed_hosts = self.reseed_host.unwrap_or_default();
+        c.reseed_ca = self.reseed_ca;
         c.net_reseed = self.net_reseed.unwrap_or(true);
         c.reseed_threshold = self.reseed_threshold.unwrap_or(defaults::RESEED_THRESHOLD);
         c.net_id = self.net_id;
@@ -236,6 +254,7 @@ mod tests {
             ssu2_port: Some(2),
             reseed_file: Some(vec!["f".into()]),
             reseed_host: Some(vec!["https://x/".into()]),
+            reseed_ca: Some("ca.pem".into()),
             net_reseed: Some(false),
             reseed_threshold: Some(3),
             net_id: Some(4),
@@ -259,7 +278,7 @@ mod tests {
             let var = format!("BOB_{}", long.replace('-', "_").to_uppercase());
             assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(var.as_str()));
         }
-        assert_eq!(n, 12, "{text}");
+        assert_eq!(n, 13, "{text}");
         assert_eq!(toml::from_str::<RouterSettings>(&text).unwrap(), full);
     }
 
