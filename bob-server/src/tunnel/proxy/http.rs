@@ -66,6 +66,9 @@
 //! count against the tunnel's connection cap like BOB connections (an idle kept-alive
 //! connection too, until its header timeout ends it).
 
+mod refusal;
+mod rewrite;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,6 +89,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use self::refusal::Refusal;
+use self::rewrite::{clean_request_headers, helper_target, remove_hop_by_hop, split_helper};
 use super::{ConnectError, Host, ProxyContext, classify_host};
 use crate::backend::{BoxStream, Target};
 
@@ -531,127 +536,6 @@ fn refusal(error: ConnectError, host: &str) -> Refusal {
     }
 }
 
-/// Splits the address helper off a query: its (percent-decoded) value if present, and
-/// the query without it (every `i2paddresshelper` pair removed, the others in order).
-fn split_helper(query: Option<&str>) -> (Option<String>, String) {
-    let Some(query) = query else {
-        return (None, String::new());
-    };
-    let mut helper = None;
-    let mut rest = Vec::new();
-    for pair in query.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key.eq_ignore_ascii_case(HELPER_PARAM) {
-            if helper.is_none() {
-                let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
-                helper = Some(decoded.into_owned());
-            }
-        } else {
-            rest.push(pair);
-        }
-    }
-    (helper, rest.join("&"))
-}
-
-/// The destination an address helper names: a `.b32.i2p` address (with or without the
-/// suffix) or a base64 destination.
-fn helper_target(value: &str) -> Result<Target, Refusal> {
-    let value = value.trim();
-    let lower = value.to_ascii_lowercase();
-    if lower.ends_with(".b32.i2p") {
-        return Ok(Target::Name(lower));
-    }
-    // 52 characters for a b32 address, 56 or more for an encrypted-LeaseSet b33.
-    if lower.len() >= 52
-        && lower
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'))
-    {
-        return Ok(Target::Name(format!("{lower}.b32.i2p")));
-    }
-    Destination::from_base64(value)
-        .map(Target::Destination)
-        .map_err(|e| {
-            Refusal::BadRequest(format!(
-                "the {HELPER_PARAM} value is neither a b32 address nor a destination ({e})"
-            ))
-        })
-}
-
-/// Headers never passed on by a proxy (RFC 9110 §7.6.1), besides those `Connection`
-/// names.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
-
-/// Request headers that identify the user or their machine (removed unless kept).
-const IDENTIFYING: [&str; 11] = [
-    "referer",
-    "accept-language",
-    "accept-charset",
-    "from",
-    "via",
-    "forwarded",
-    "x-real-ip",
-    "client-ip",
-    "true-client-ip",
-    "x-client-ip",
-    "dnt",
-];
-
-/// Prefixes of identifying request header names (removed unless kept).
-const IDENTIFYING_PREFIXES: [&str; 2] = ["x-forwarded-", "sec-ch-ua"];
-
-/// Removes the hop-by-hop headers, including every header `Connection` names.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
-/// What a request's headers become upstream: no hop-by-hop headers, and unless
-/// `keep_identifying`, none of the identifying ones and the common `User-Agent`.
-fn clean_request_headers(headers: &mut HeaderMap, keep_identifying: bool) {
-    remove_hop_by_hop(headers);
-    if keep_identifying {
-        return;
-    }
-    for name in IDENTIFYING {
-        headers.remove(name);
-    }
-    let prefixed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            IDENTIFYING_PREFIXES
-                .iter()
-                .any(|prefix| name.as_str().starts_with(prefix))
-        })
-        .cloned()
-        .collect();
-    for name in prefixed {
-        headers.remove(name);
-    }
-    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-}
-
 /// A body passed through, its data bytes added to `counter` as they go by.
 fn counted(body: Incoming, counter: Arc<AtomicU64>) -> ProxyBody {
     body.map_frame(move |frame| {
@@ -665,95 +549,6 @@ fn counted(body: Incoming, counter: Arc<AtomicU64>) -> ProxyBody {
 
 fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
-}
-
-/// Why a request got an error page instead of an upstream response.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum Refusal {
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    #[error("{0} is not an I2P host and there is no outproxy")]
-    Clearnet(String),
-    #[error("{0} is not known to any naming source")]
-    NotFound(String),
-    #[error("{host} cannot be reached: {why}")]
-    Unreachable { host: String, why: String },
-    #[error("{0} did not answer in time")]
-    Timeout(String),
-    #[error("{host} broke the exchange: {why}")]
-    BadGateway { host: String, why: String },
-    #[error("the tunnel is not running: {0}")]
-    NotRunning(String),
-    #[error("the tunnel is misconfigured: {0}")]
-    Misconfigured(String),
-}
-
-impl Refusal {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Clearnet(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unreachable { .. } | Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
-            Self::NotRunning(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "Not a proxy request",
-            Self::Clearnet(_) => "Not an I2P site",
-            Self::NotFound(_) => "Unknown I2P host",
-            Self::Unreachable { .. } => "I2P site unreachable",
-            Self::Timeout(_) => "I2P site did not answer",
-            Self::BadGateway { .. } => "Bad answer from the I2P site",
-            Self::NotRunning(_) => "Proxy tunnel not running",
-            Self::Misconfigured(_) => "Proxy tunnel misconfigured",
-        }
-    }
-
-    /// The HTML error page (`Cache-Control: no-store`, the status of [`Refusal::status`]).
-    fn page(&self) -> Response<ProxyBody> {
-        let status = self.status();
-        let title = self.title();
-        let body = format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\n\
-             <body><h1>{title}</h1>\n<p>{detail}</p>\n<hr><p>bob HTTP proxy</p></body></html>\n",
-            code = status.as_u16(),
-            detail = escape_html(&self.to_string()),
-        );
-        let mut response = Response::new(
-            Full::new(Bytes::from(body))
-                .map_err(|never| match never {})
-                .boxed(),
-        );
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
-    }
-}
-
-/// Escapes text for an HTML page (host names and error texts come from the request).
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+use super::refusal::escape_html;
 use super::*;
 
 fn b64_destination() -> Destination {
