@@ -20,7 +20,7 @@ use keytools::{Destination, PrivateKeys};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{LocalCore, Network};
+use super::{LocalCore, Network, Registered};
 use crate::backend::datagram::{
     Datagram, DatagramCore, DatagramError, DatagramSession, DatagramStyle,
 };
@@ -45,7 +45,7 @@ pub struct DatagramFaults {
 #[derive(Default)]
 pub(super) struct DatagramNet {
     /// open datagram sessions by destination hash
-    sessions: Mutex<HashMap<[u8; 32], Registered>>,
+    sessions: Mutex<HashMap<[u8; 32], Registered<Datagram>>>,
     /// the injected faults
     faults: Mutex<DatagramFaults>,
     /// state of the loss generator (xorshift64)
@@ -54,15 +54,8 @@ pub(super) struct DatagramNet {
     lost: AtomicU64,
 }
 
-struct Registered {
-    id: u64,
-    destination: Destination,
-    b32: String,
-    inbox: mpsc::Sender<Datagram>,
-}
-
 impl DatagramNet {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Registered>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Registered<Datagram>>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -139,21 +132,13 @@ impl DatagramCore for LocalCore {
             let hash = destination.hash();
             let (tx, rx) = mpsc::channel(DATAGRAM_BACKLOG);
             let id = self.network.next_id.fetch_add(1, Ordering::Relaxed);
-            {
-                let mut sessions = self.network.datagrams.lock();
-                if sessions.contains_key(&hash) {
-                    return Err(CoreError::DuplicateDestination);
-                }
-                sessions.insert(
-                    hash,
-                    Registered {
-                        id,
-                        destination: destination.clone(),
-                        b32: destination.b32(),
-                        inbox: tx,
-                    },
-                );
-            }
+            super::register(
+                &mut self.network.datagrams.lock(),
+                hash,
+                id,
+                &destination,
+                tx,
+            )?;
             tracing::debug!(b32 = %destination.b32(), "local datagram session registered");
             let session: Arc<dyn DatagramSession> = Arc::new(LocalDatagramSession {
                 destination,

@@ -215,21 +215,7 @@ impl StreamingCore for LocalCore {
             let hash = destination.hash();
             let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
             let id = self.network.next_id.fetch_add(1, Ordering::Relaxed);
-            {
-                let mut sessions = self.network.lock();
-                if sessions.contains_key(&hash) {
-                    return Err(CoreError::DuplicateDestination);
-                }
-                sessions.insert(
-                    hash,
-                    Registered {
-                        id,
-                        destination: destination.clone(),
-                        b32: destination.b32(),
-                        inbox: tx,
-                    },
-                );
-            }
+            register(&mut self.network.lock(), hash, id, &destination, tx)?;
             tracing::debug!(b32 = %destination.b32(), "local session registered");
             let session: Arc<dyn Session> = Arc::new(LocalSession {
                 destination,
@@ -267,15 +253,39 @@ struct Network {
 }
 
 /// One open session as the network sees it.
-struct Registered {
+struct Registered<T = Incoming> {
     /// which registration this is (see the module docs)
     id: u64,
     /// the session's destination, for b32 lookups and `Incoming::peer`
     destination: Destination,
     /// lower-case `.b32.i2p` address, for name lookups
     b32: String,
-    /// where `connect` delivers new streams
-    inbox: mpsc::Sender<Incoming>,
+    /// where `connect` delivers new streams (or `send_to` datagrams)
+    inbox: mpsc::Sender<T>,
+}
+
+/// Registers `destination` in `sessions` (the stream or the datagram table) under
+/// `hash`, refusing a destination that is already there.
+fn register<T>(
+    sessions: &mut HashMap<[u8; 32], Registered<T>>,
+    hash: [u8; 32],
+    id: u64,
+    destination: &Destination,
+    inbox: mpsc::Sender<T>,
+) -> Result<(), CoreError> {
+    if sessions.contains_key(&hash) {
+        return Err(CoreError::DuplicateDestination);
+    }
+    sessions.insert(
+        hash,
+        Registered {
+            id,
+            destination: destination.clone(),
+            b32: destination.b32(),
+            inbox,
+        },
+    );
+    Ok(())
 }
 
 /// Logs that the `local` core reaches only this server's tunnels, when a name or a
