@@ -26,7 +26,10 @@
 #     the routers' logs.
 #
 # Environment: BOB_SERVER (binary; default: built into target/embedded with the feature),
-#   INTEROP_CACHE, INTEROP_I2PD (2..5), INTEROP_NET_ID (default: random 100..199),
+#   INTEROP_CACHE, INTEROP_I2PD (2..5), INTEROP_I2PD_BIN (another i2pd binary, e.g.
+#   /usr/sbin/i2pd 2.45.1 to see why that one cannot: no fetch then), INTEROP_SSU2=1 (SSU2
+#   on every router besides NTCP2), INTEROP_HOPS (tunnel length, default 1),
+#   INTEROP_SAM_OPTS (the i2pd SAM sessions' options), INTEROP_NET_ID (default: random 100..199),
 #   INTEROP_BYTES (payload per direction, default 65536), INTEROP_TIMEOUT (seconds per
 #   direction, default 240), INTEROP_KEEP=1 (keep the run directory).
 # Needs: apt-get (with access to deb.debian.org's trixie suite on the first run), python3,
@@ -75,13 +78,20 @@ fetch_i2pd() {
     for p in "$A"/debs/*.deb; do dpkg-deb -x "$p" "$R"; done
     rm -rf "$A/lists" "$A/cache"
 }
-i2pd_bin() { "$LDSO" --library-path "$R/usr/lib/x86_64-linux-gnu" "$R/usr/bin/i2pd" "$@"; }
-if ! [ -x "$LDSO" ] || ! i2pd_bin --version > /dev/null 2>&1; then
+# the command line that runs i2pd: trixie's through its own loader, or INTEROP_I2PD_BIN
+if [ -n "${INTEROP_I2PD_BIN:-}" ]; then
+    I2PD_CMD=("$INTEROP_I2PD_BIN")
+else
+    I2PD_CMD=("$LDSO" --library-path "$R/usr/lib/x86_64-linux-gnu" "$R/usr/bin/i2pd")
+fi
+i2pd_bin() { "${I2PD_CMD[@]}" "$@"; }
+if [ -z "${INTEROP_I2PD_BIN:-}" ] && { ! [ -x "$LDSO" ] || ! i2pd_bin --version > /dev/null 2>&1; }; then
     fetch_i2pd
 fi
 I2PD_VERSION=$(i2pd_bin --version 2>/dev/null || true)
 I2PD_VERSION=${I2PD_VERSION%%$'\n'*}
-say "$I2PD_VERSION (from $R, through trixie's ld.so)"
+I2PD_FROM="from $R, through trixie's ld.so"
+say "$I2PD_VERSION (${INTEROP_I2PD_BIN:-$I2PD_FROM})"
 
 # --- bob-server with the embedded router ----------------------------------------------
 if [ -z "${BOB_SERVER:-}" ]; then
@@ -118,15 +128,23 @@ trap 'exit 130' INT TERM
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # --- 2. i2pd routers ----------------------------------------------------------------------
-# ports: per router NTCP2 + HTTP console; SAM on router 1; then BOB for bob-server
-pick_ports $((2 * NI2PD + 2))
-NTCP=() HTTP=()
+# ports: per router NTCP2 + HTTP console (+ SSU2, UDP); SAM on router 0; BOB for bob-server
+SSU2=${INTEROP_SSU2:-0}
+pick_ports $((3 * NI2PD + 2))
+NTCP=() HTTP=() UDP=()
 for i in $(seq 0 $((NI2PD - 1))); do
-    NTCP+=("${PORTS[$((2 * i))]}")
-    HTTP+=("${PORTS[$((2 * i + 1))]}")
+    NTCP+=("${PORTS[$((3 * i))]}")
+    HTTP+=("${PORTS[$((3 * i + 1))]}")
+    UDP+=("${PORTS[$((3 * i + 2))]}")
 done
-SAM=${PORTS[$((2 * NI2PD))]}
-BOB=${PORTS[$((2 * NI2PD + 1))]}
+SAM=${PORTS[$((3 * NI2PD))]}
+BOB=${PORTS[$((3 * NI2PD + 1))]}
+SSU2_ON=false
+EMB_SSU2=()
+if [ "$SSU2" = 1 ]; then
+    SSU2_ON=true
+    EMB_SSU2=(--router-ssu2-port 0)
+fi
 
 write_conf() { # DIR INDEX
     local d=$1 i=$2 sam=false
@@ -155,7 +173,9 @@ published = true
 port = ${NTCP[$i]}
 
 [ssu2]
-enabled = false
+enabled = $SSU2_ON
+published = true
+port = ${UDP[$i]}
 
 [http]
 enabled = true
@@ -199,8 +219,7 @@ start_i2pd() { # INDEX
     local d=$W/i2pd$1
     : > "$d/i2pd.log"
     # the loader itself in the background (not a function's subshell): $! is i2pd
-    "$LDSO" --library-path "$R/usr/lib/x86_64-linux-gnu" "$R/usr/bin/i2pd" \
-        --datadir="$d" --conf="$d/i2pd.conf" --tunconf="$d/tunnels.conf" \
+    "${I2PD_CMD[@]}" --datadir="$d" --conf="$d/i2pd.conf" --tunconf="$d/tunnels.conf" \
         > "$d/stdout.log" 2>&1 < /dev/null &
     echo $! > "$d/pid"
     PIDS+=("$!")
@@ -214,7 +233,9 @@ stop_pid() {
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
 }
 
-say "net id $NET_ID; $NI2PD i2pd routers on NTCP2 ports ${NTCP[*]}, SAM on $SAM (router 0); run dir $W"
+SSU2_NOTE=""
+[ "$SSU2" = 1 ] && SSU2_NOTE=" and SSU2 ports ${UDP[*]}"
+say "net id $NET_ID; $NI2PD i2pd routers on NTCP2 ports ${NTCP[*]}$SSU2_NOTE, SAM on $SAM (router 0); run dir $W"
 # first start: each router makes its keys and router.info
 for i in $(seq 0 $((NI2PD - 1))); do
     mkdir -p "$W/i2pd$i"
@@ -272,6 +293,7 @@ RUST_LOG=${INTEROP_RUST_LOG:-info,emissary_core=debug} "$BOB_SERVER" \
     --router-net-reseed=false \
     --router-reseed-file "$W/seeds" \
     --router-shutdown-grace 3 \
+    "${EMB_SSU2[@]}" \
     > "$W/bob/stdout.log" 2> "$W/bob/server.log" < /dev/null &
 PIDS+=("$!")
 BOBPID=$!

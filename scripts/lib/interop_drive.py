@@ -408,6 +408,7 @@ def evidence(d, n, brief=False):
     logs = [(f"i2pd {i}", os.path.join(d, f"i2pd{i}", "i2pd.log"), i2pd_patterns(emissary_id)) for i in range(n)]
     logs.append(("bob-server (emissary)", os.path.join(d, "bob", "server.log"), EMISSARY_PATTERNS))
     print(f"---- evidence: log line counts (embedded router {emissary_id}; logs in {d}) ----")
+    seen = {}
     for name, path, patterns in logs:
         try:
             text = open(path, errors="replace").read().splitlines()
@@ -418,6 +419,7 @@ def evidence(d, n, brief=False):
         for label, pat in patterns:
             rx = re.compile(pat)
             hits = [line for line in text if rx.search(line)]
+            seen[(name, label)] = len(hits)
             if hits:
                 counts.append(f"{label}: {len(hits)}")
                 samples.append(hits[-1][-200:])
@@ -429,6 +431,38 @@ def evidence(d, n, brief=False):
         t = open(f, errors="replace").read().strip()
         if t:
             print(f"{f}: {t[-300:]}")
+    if not brief:
+        diagnose(seen, n)
+
+
+def diagnose(seen, n):
+    """What the counts say, most basic cause first."""
+    i2pds = [f"i2pd {i}" for i in range(n)]
+    emi = "bob-server (emissary)"
+    said = False
+    if any(seen.get((r, "refused loopback inbound"), 0) for r in i2pds):
+        print(
+            "DIAGNOSIS: i2pd refuses inbound NTCP2 from 127.0.0.1 whatever `reservedrange` says "
+            "(i2pd before 2.51, e.g. Debian bookworm's 2.45.1): no router-to-router links, so no tunnels"
+        )
+        said = True
+    if not seen.get((emi, "tunnels built"), 0):
+        print(
+            "DIAGNOSIS: the embedded router built no tunnel (emissary needs at least two reachable "
+            "routers besides itself, connected over NTCP2/SSU2)"
+        )
+        said = True
+    if not any(seen.get((r, "has the embedded router's RouterInfo"), 0) for r in i2pds):
+        print("DIAGNOSIS: no i2pd router learned the embedded router's RouterInfo (no link, no flood)")
+        said = True
+    if seen.get((emi, "lookup failures"), 0):
+        print("DIAGNOSIS: the embedded router's LeaseSet lookups failed (see its log's lookup lines)")
+        said = True
+    if any(seen.get((r, "tunnel builds declined/failed"), 0) for r in i2pds):
+        print("DIAGNOSIS: i2pd tunnel builds were declined or failed (see the i2pd logs)")
+        said = True
+    if not said:
+        print("DIAGNOSIS: nothing in the counts; read the logs in the run directory")
 
 
 def main():
