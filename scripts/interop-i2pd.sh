@@ -10,7 +10,7 @@
 #     unpacks them under $INTEROP_CACHE (default target/interop-i2pd); later runs reuse it.
 #     The binary runs through trixie's own ld.so (bookworm's glibc is too old for it).
 #  2. Starts $INTEROP_I2PD (default 3) i2pd routers on a private net id: floodfill,
-#     reservedrange = false, NTCP2 on loopback, SSU2 off, SAM on the first. A first
+#     reservedrange = false, NTCP2 on loopback, SSU2 off, SAM and BOB on the first. A first
 #     start writes each router's router.info; each router's netDb is then seeded with the
 #     others' and they start again.
 #  3. Starts bob-server --router embedded on the same net id, reseeded from the i2pd
@@ -21,9 +21,12 @@
 #     first i2pd, STREAM FORWARD to a local echo server); a BOB client tunnel on
 #     bob-server connects to it by its base64 destination; (b) a BOB server tunnel on
 #     bob-server in front of a local echo server, reached from an i2pd SAM session with
-#     STREAM CONNECT. Payloads are random bytes checked byte-exact; it prints the time to
-#     the first byte and the whole echo. On failure it says which step failed and quotes
-#     the routers' logs.
+#     STREAM CONNECT; (a32)/(b32) the same by .b32.i2p names; (c) i2pd's own BOB: a client
+#     tunnel on i2pd to bob-server's server tunnel, and (d) a server tunnel on i2pd reached
+#     from bob-server's client tunnel (BOB to BOB across the two implementations).
+#     Payloads are random bytes checked byte-exact; it prints the time to the first byte
+#     and the whole echo. On failure it says which step failed, the routers' log counts
+#     and a DIAGNOSIS.
 #
 # Environment: BOB_SERVER (binary; default: built into target/embedded with the feature),
 #   INTEROP_CACHE, INTEROP_I2PD (2..5), INTEROP_I2PD_BIN (another i2pd binary, e.g.
@@ -130,7 +133,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # --- 2. i2pd routers ----------------------------------------------------------------------
 # ports: per router NTCP2 + HTTP console (+ SSU2, UDP); SAM on router 0; BOB for bob-server
 SSU2=${INTEROP_SSU2:-0}
-pick_ports $((3 * NI2PD + 2))
+pick_ports $((3 * NI2PD + 3))
 NTCP=() HTTP=() UDP=()
 for i in $(seq 0 $((NI2PD - 1))); do
     NTCP+=("${PORTS[$((3 * i))]}")
@@ -139,6 +142,7 @@ for i in $(seq 0 $((NI2PD - 1))); do
 done
 SAM=${PORTS[$((3 * NI2PD))]}
 BOB=${PORTS[$((3 * NI2PD + 1))]}
+I2PD_BOB=${PORTS[$((3 * NI2PD + 2))]}
 SSU2_ON=false
 EMB_SSU2=()
 if [ "$SSU2" = 1 ]; then
@@ -194,7 +198,9 @@ address = 127.0.0.1
 port = $SAM
 
 [bob]
-enabled = false
+enabled = $sam
+address = 127.0.0.1
+port = $I2PD_BOB
 
 [i2cp]
 enabled = false
@@ -235,7 +241,7 @@ stop_pid() {
 
 SSU2_NOTE=""
 [ "$SSU2" = 1 ] && SSU2_NOTE=" and SSU2 ports ${UDP[*]}"
-say "net id $NET_ID; $NI2PD i2pd routers on NTCP2 ports ${NTCP[*]}$SSU2_NOTE, SAM on $SAM (router 0); run dir $W"
+say "net id $NET_ID; $NI2PD i2pd routers on NTCP2 ports ${NTCP[*]}$SSU2_NOTE, SAM on $SAM and i2pd's BOB on $I2PD_BOB (router 0); run dir $W"
 # first start: each router makes its keys and router.info
 for i in $(seq 0 $((NI2PD - 1))); do
     mkdir -p "$W/i2pd$i"
@@ -307,5 +313,5 @@ say "bob-server (embedded router) on BOB 127.0.0.1:$BOB, $(awk -v a="$T0" -v b="
 
 # --- 4. both directions -------------------------------------------------------------------
 python3 scripts/lib/interop_drive.py run \
-    --bob "127.0.0.1:$BOB" --sam "127.0.0.1:$SAM" --dir "$W" --i2pd "$NI2PD" \
+    --bob "127.0.0.1:$BOB" --sam "127.0.0.1:$SAM" --i2pd-bob "127.0.0.1:$I2PD_BOB" --dir "$W" --i2pd "$NI2PD" \
     --bytes "${INTEROP_BYTES:-65536}" --timeout "${INTEROP_TIMEOUT:-240}"

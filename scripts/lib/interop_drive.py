@@ -205,11 +205,11 @@ def bob(c, cmd, want="OK", timeout=60):
 BOB_OPTS = [f"inbound.length={HOPS}", f"outbound.length={HOPS}", "inbound.quantity=2", "outbound.quantity=2"]
 
 
-def bob_tunnel(addr, nick, extra):
+def bob_tunnel(addr, nick, extra, opts=None):
     c = bob_conn(addr)
     bob(c, f"setnick {nick}")
     dest = bob(c, "newkeys").split(" ", 1)[1]
-    for o in BOB_OPTS:
+    for o in BOB_OPTS if opts is None else opts:
         bob(c, f"option {o}")
     for e in extra:
         bob(c, e)
@@ -337,11 +337,38 @@ def run(a):
 
             return once
 
+        # i2pd's own BOB (never `stop`/`clear` there: 2.56 crashes on that; closing the
+        # control connection leaves the tunnels up until i2pd stops)
+        step = "i2pd BOB: client tunnel and server tunnel"
+        echo_d = Echo("behind i2pd's BOB")
+        i2pd_bob_opts = BOB_OPTS + ["i2cp.leaseSetType=3", "i2cp.leaseSetEncType=4"]
+        iport_sock = socket.socket()
+        iport_sock.bind(("127.0.0.1", 0))
+        i2pd_inport = iport_sock.getsockname()[1]
+        iport_sock.close()
+        ibc, _ = bob_tunnel(a.i2pd_bob, "ibcli", ["inhost 127.0.0.1", f"inport {i2pd_inport}"], i2pd_bob_opts)
+        ibs, i2pd_bob_dest = bob_tunnel(
+            a.i2pd_bob, "ibsrv", ["outhost 127.0.0.1", f"outport {echo_d.port}", "quiet true"], i2pd_bob_opts
+        )
+
+        def once_tcp(port, target, payload):
+            def once(deadline):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                try:
+                    s.sendall(target.encode() + b"\n")
+                    return exchange(s, payload, deadline)
+                finally:
+                    s.close()
+
+            return once
+
         cases = [
             ("a", "bob-server BOB client tunnel -> i2pd destination, base64", once_a(i2pd_pub, payload_a)),
             ("b", "i2pd SAM STREAM CONNECT -> bob-server BOB server tunnel, base64", once_b(bob_dest, payload_b)),
             ("a32", "bob-server BOB client tunnel -> i2pd destination, " + b32_of(i2pd_pub), once_a(b32_of(i2pd_pub), payload_a)),
             ("b32", "i2pd SAM STREAM CONNECT -> bob-server server tunnel, " + b32_of(bob_dest), once_b(b32_of(bob_dest), payload_b)),
+            ("c", "i2pd BOB client tunnel -> bob-server BOB server tunnel, base64", once_tcp(i2pd_inport, bob_dest, payload_b)),
+            ("d", "bob-server BOB client tunnel -> i2pd BOB server tunnel, base64", once_tcp(inport, i2pd_bob_dest, payload_a)),
         ]
         for key, what, once in cases:
             step = f"({key}) {what}"
@@ -353,7 +380,7 @@ def run(a):
                 f"({key}) OK byte-exact: {a.bytes} B after {tries} tries, {elapsed:.1f} s; "
                 f"successful try: first byte {ttfb:.2f} s, whole echo {total:.2f} s"
             )
-        for c in (srv, cli):
+        for c in (srv, cli, ibc, ibs):
             c.close()
         for c in sessions.values():
             c.close()
@@ -473,6 +500,7 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("--bob", required=True)
     r.add_argument("--sam", required=True)
+    r.add_argument("--i2pd-bob", required=True)
     r.add_argument("--dir", required=True)
     r.add_argument("--i2pd", type=int, required=True)
     r.add_argument("--bytes", type=int, default=65536)
