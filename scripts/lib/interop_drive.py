@@ -7,7 +7,9 @@
 A destination hosted on i2pd (SAM session + STREAM FORWARD to a local echo server) is
 reached from a BOB client tunnel on bob-server (embedded emissary router), and a BOB
 server tunnel on bob-server (in front of a local echo server) is reached from an i2pd SAM
-session. Payloads are random; the echo must come back byte-exact. Prints the time to the
+session; both by base64 and by .b32.i2p. Then BOB to BOB: a client tunnel on i2pd's own
+BOB reaches the bob-server server tunnel, and the bob-server client tunnel reaches a server
+tunnel on i2pd's BOB. Payloads are random; the echo must come back byte-exact. Prints the time to the
 first echoed byte and to the whole echo, and on failure the step that failed plus the
 routers' log lines that say why.
 """
