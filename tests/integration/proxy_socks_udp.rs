@@ -215,6 +215,9 @@ async fn a_python_client_reaches_an_echo_server_by_name_and_by_b32() {
     assert_eq!(stats["udp_sent"], 4, "{stats:?}");
     assert_eq!(stats["udp_received"], 4, "{stats:?}");
     assert_eq!(stats["udp_dropped"], 0, "{stats:?}");
+    // payloads: "ping" + "again" out, "echo:ping" + "echo:again" back, twice
+    assert_eq!(stats["bytes_out"], 2 * 9, "{stats:?}");
+    assert_eq!(stats["bytes_in"], 2 * 19, "{stats:?}");
 }
 
 /// A raw SOCKS5 client: the control connection, its UDP socket and the relay.

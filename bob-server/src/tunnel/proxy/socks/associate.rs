@@ -499,7 +499,12 @@ impl Association {
             request.payload,
         );
         match sent.await {
-            Ok(()) => hub.stats.udp.count_sent(),
+            Ok(()) => {
+                hub.stats.udp.count_sent();
+                hub.stats
+                    .bytes_out
+                    .fetch_add(request.payload.len() as u64, Ordering::Relaxed);
+            }
             Err(DatagramError::Oversize { .. }) => hub.dropped(DropReason::Oversize),
             Err(error) => {
                 tracing::debug!(%error, "sending a datagram failed");
@@ -568,9 +573,16 @@ impl Association {
             hub.dropped(DropReason::Oversize);
             return;
         }
-        if let Err(error) = udp.send_to(&bytes, client).await {
-            tracing::debug!(%error, "delivering a datagram to the client failed");
-            hub.dropped(DropReason::SendFailed);
+        match udp.send_to(&bytes, client).await {
+            Ok(_) => {
+                hub.stats
+                    .bytes_in
+                    .fetch_add(datagram.payload.len() as u64, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::debug!(%error, "delivering a datagram to the client failed");
+                hub.dropped(DropReason::SendFailed);
+            }
         }
     }
 }
