@@ -387,6 +387,45 @@ async fn status_shows_the_proxy_type_only_on_proxy_tunnels() {
 }
 
 #[tokio::test]
+async fn the_i2pd_dialect_adds_proxystart_as_i2pd_does() {
+    let server = start_server_with(
+        test_config(Dialect::I2pd),
+        Arc::new(LocalCore::new()) as Arc<dyn StreamingCore>,
+    )
+    .await;
+    let mut bob = server.client().await;
+    bob.new_tunnel("plain").await;
+    bob.new_tunnel("sx").await;
+    bob.expect("settunneltype socks", "OK tunnel type set to SOCKS")
+        .await;
+    bob.expect("inhost 127.0.0.1", "OK inhost set").await;
+    let stopped = bob.line("status sx").await;
+    assert!(
+        stopped.ends_with(" PROXYTYPE: SOCKS PROXYSTART: false"),
+        "{stopped}"
+    );
+    bob.start_inbound().await;
+    let running = bob.wait_status("sx", "RUNNING: true").await;
+    assert!(
+        running.ends_with(" PROXYTYPE: SOCKS PROXYSTART: true\n"),
+        "{running}"
+    );
+    let listed = bob.list().await;
+    assert!(
+        listed
+            .iter()
+            .any(|l| l.contains("NICKNAME: sx ") && l.ends_with(" PROXYSTART: true")),
+        "{listed:?}"
+    );
+    let plain = bob.line("status plain").await;
+    assert!(!plain.contains("PROXY"), "{plain}");
+    bob.expect("stop", "OK Tunnel stopping").await;
+    let stopped = bob.wait_status("sx", "RUNNING: false").await;
+    assert!(stopped.ends_with(" PROXYSTART: false\n"), "{stopped}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn bind_in_use_is_a_start_error() {
     let mut net = Net::start().await;
     let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();

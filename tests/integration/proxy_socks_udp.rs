@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bob_codec::Dialect;
 use bob_integration_tests::{BobClient, TestServer, start_server_with, test_config};
+use bob_server::backend::datagram::{DatagramCore, DatagramSession, DatagramStyle};
 use bob_server::backend::local::LocalCore;
 use bob_server::backend::{BoxFuture, CoreError, Options, Session, StreamingCore};
 use keytools::{Destination, PrivateKeys};
@@ -425,15 +426,55 @@ impl StreamingCore for NoDatagrams {
     }
 }
 
+/// The local core with datagrams, but (like SAM) not for a destination that has a
+/// stream session: `shares_destinations` keeps its default, `false`.
+#[derive(Debug)]
+struct NoSharing(LocalCore);
+
+impl StreamingCore for NoSharing {
+    fn name(&self) -> &'static str {
+        "nosharing"
+    }
+
+    fn open_session(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+    ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
+        self.0.open_session(keys, options)
+    }
+
+    fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>> {
+        self.0.lookup(name)
+    }
+
+    fn datagrams(&self) -> Option<&dyn DatagramCore> {
+        Some(self)
+    }
+}
+
+impl DatagramCore for NoSharing {
+    fn open_datagram_session(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+        style: DatagramStyle,
+    ) -> BoxFuture<'_, Result<Arc<dyn DatagramSession>, CoreError>> {
+        self.0.open_datagram_session(keys, options, style)
+    }
+}
+
 #[tokio::test]
 async fn a_backend_that_cannot_is_answered_command_not_supported() {
-    let mut net = Net::start_on(
-        Some(|local| Arc::new(NoDatagrams(local)) as Arc<dyn StreamingCore>),
-        &[],
-    )
-    .await;
-    let mut control = TcpStream::connect(("127.0.0.1", net.socks)).await.unwrap();
-    let reply = associate_reply(&mut control, "127.0.0.1:0".parse().unwrap()).await;
-    assert_eq!(reply[1], 7, "command not supported: {reply:?}");
-    net.wait_stat("failed", 1).await;
+    let no_datagrams = |local| Arc::new(NoDatagrams(local)) as Arc<dyn StreamingCore>;
+    let no_sharing = |local| Arc::new(NoSharing(local)) as Arc<dyn StreamingCore>;
+    for wrap in [no_datagrams, no_sharing] {
+        let mut net = Net::start_on(Some(wrap), &[]).await;
+        let mut control = TcpStream::connect(("127.0.0.1", net.socks)).await.unwrap();
+        let reply = associate_reply(&mut control, "127.0.0.1:0".parse().unwrap()).await;
+        assert_eq!(reply[1], 7, "command not supported: {reply:?}");
+        net.wait_stat("failed", 1).await;
+        // the tunnel opened no datagram session: no udp_* counters
+        assert!(!net.stats().await.contains_key("udp_sent"));
+    }
 }
