@@ -659,6 +659,28 @@ mod tests {
     }
 
     #[test]
+    fn socks_drop_reasons_show_once_not_zero() {
+        let stats = TunnelStats::default();
+        let keys = |stats: &TunnelStats| -> Vec<&'static str> {
+            stats
+                .udp
+                .snapshot()
+                .pairs()
+                .iter()
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        assert!(!keys(&stats).contains(&"udp_dropped_fragment"));
+        assert_eq!(keys(&stats).last(), Some(&"udp_peers"));
+        stats.udp.drop_one(DropReason::Fragment);
+        let with = keys(&stats);
+        assert!(with.contains(&"udp_dropped_foreign"), "{with:?}");
+        assert_eq!(with.last(), Some(&"udp_peers"));
+        let snapshot = stats.udp.snapshot();
+        assert_eq!((snapshot.dropped_fragment, snapshot.dropped()), (1, 1));
+    }
+
+    #[test]
     fn the_peer_table_is_bounded_and_counted() {
         let stats = Arc::new(TunnelStats::default());
         let dest = PrivateKeys::generate(keytools::SigType::Ed25519, keytools::CryptoType::ElGamal)
