@@ -411,12 +411,12 @@ async fn rate_sweep(binary: &PathBuf, local: &ServerProc) -> Res<()> {
         warm.join(", ")
     );
     // the paths take turns step by step, so the machine's load hits them alike
-    for i in 0..RATES.len() {
+    for (i, rate) in RATES.iter().enumerate() {
         for _ in 0..repeat {
             for path in &mut paths {
                 path.run(i)
                     .await
-                    .map_err(|e| format!("{} at {}/s: {e}", path.name, RATES[i]))?;
+                    .map_err(|e| format!("{} at {rate}/s: {e}", path.name))?;
             }
         }
     }
@@ -463,9 +463,15 @@ async fn rate_sweep(binary: &PathBuf, local: &ServerProc) -> Res<()> {
         "| offered/s | path | lost at the inport (never read) | dropped by bob-server (send queue full) | lost between the tunnels (sent by client, not received by server) | of which the kernel dropped at the router's SAM UDP socket | lost after the server tunnel |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
     for (i, rate) in RATES.iter().enumerate() {
         for path in paths.iter().filter(|p| p.tunnels.is_some()) {
             let [offered, queue, sent, received, got, bridge] = path.split[i];
+            rows.push(format!(
+                "{{\"offered\":{rate},\"path\":\"{}\",\"sent_by_app\":{offered},\"queue_full\":{queue},\"sent_by_client\":{sent},\"received_by_server\":{received},\"delivered\":{got},\"bridge_kernel_drops\":{}}}",
+                path.name,
+                path.bridge.map_or_else(|| "null".to_owned(), |_| bridge.to_string())
+            ));
             let pct = |n: u64| 100.0 * n as f64 / offered.max(1) as f64;
             println!(
                 "| {rate} | {} | {:.2} % | {:.2} % | {:.2} % | {} | {:.2} % |",
@@ -474,11 +480,12 @@ async fn rate_sweep(binary: &PathBuf, local: &ServerProc) -> Res<()> {
                 pct(queue),
                 pct(sent.saturating_sub(received)),
                 path.bridge
-                    .map_or("-".to_owned(), |_| format!("{:.2} %", pct(bridge))),
+                    .map_or_else(|| "-".to_owned(), |_| format!("{:.2} %", pct(bridge))),
                 pct(received.saturating_sub(got))
             );
         }
     }
+    json_line("udp-loss", &[("rows", format!("[{}]", rows.join(",")))]);
     Ok(())
 }
 
