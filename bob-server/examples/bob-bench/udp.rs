@@ -375,10 +375,10 @@ async fn rate_sweep(binary: &PathBuf, local: &ServerProc) -> Res<()> {
             );
             let (t_fast, t_paced) = (t_fast?, t_paced?);
             println!(
-                "\n# i2pd: four SAM datagram sessions running after {:.1} s, first datagrams through {:.1} s / {:.1} s later",
+                "\n# i2pd: four SAM datagram sessions running after {:.1} s, first probes through {} ms / {} ms later",
                 up.as_secs_f64(),
-                t_fast.as_secs_f64(),
-                t_paced.as_secs_f64()
+                t_fast.as_millis(),
+                t_paced.as_millis()
             );
             drain(&fast_sink).await;
             drain(&paced_sink).await;
