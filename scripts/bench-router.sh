@@ -3,7 +3,9 @@
 # offline i2pd started here on free loopback ports (scripts/start-i2pd-offline.sh) and
 # stopped at exit. Prints a table and JSON lines (bob-bench `router`).
 #
-#   scripts/bench-router.sh            BOB_BENCH_ROUTER_MIB=16 (payload per run) by default
+#   scripts/bench-router.sh            BOB_BENCH_ROUTER_MIB=32 (payload per run) and
+#                                      BOB_BENCH_ROUTER_RUNS=5 (runs per side) by default;
+#                                      min/median/max MiB/s per side
 #
 # Without i2pd installed it says so and exits 0: a skipped benchmark, not a failure.
 # Builds the release binaries unless BOB_BENCH_NO_BUILD=1.
