@@ -138,7 +138,14 @@ def exchange(sock, payload, deadline):
     start = time.monotonic()
     got = bytearray()
     first = None
-    sender = threading.Thread(target=lambda: sock.sendall(payload), daemon=True)
+    def send():
+        # a refused try closes the socket under this thread: the retry reports it, not this
+        try:
+            sock.sendall(payload)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=send, daemon=True)
     sender.start()
     while len(got) < len(payload):
         left = deadline - time.monotonic()
