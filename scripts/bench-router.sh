@@ -4,6 +4,10 @@
 # stopped at exit. Prints a table and JSON lines (bob-bench `router`).
 #
 #   scripts/bench-router.sh            BOB_BENCH_ROUTER_MIB=16 (payload per run) by default
+#   scripts/bench-router.sh --devnet   bob-bench `devnet` instead: `--router devnet` (the
+#       embedded router, built with --features embedded-router in target/embedded) against
+#       the same i2pd through its BOB and its SAM: TTFB, MiB/s, RSS idle and with 100
+#       tunnels (BOB_BENCH_DEVNET_{MIB,RUNS,TUNNELS,WAIT_S}; see bob-bench/devnet.rs)
 #
 # Without i2pd installed it says so and exits 0: a skipped benchmark, not a failure.
 # Builds the release binaries unless BOB_BENCH_NO_BUILD=1.
@@ -15,11 +19,19 @@ if ! command -v i2pd >/dev/null 2>&1; then
     exit 0
 fi
 
+BENCH=router FEATURES=() TARGET=${CARGO_TARGET_DIR:-target}
+case "${1:-}" in
+    '') ;;
+    --devnet) BENCH=devnet FEATURES=(--features embedded-router) TARGET=target/embedded ;;
+    *) echo "usage: $0 [--devnet]" >&2; exit 2 ;;
+esac
+
 # shellcheck source=lib/ports.sh
 . scripts/lib/ports.sh
 
 if [ "${BOB_BENCH_NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -p bob-server --bin bob-server --example bob-bench
+    CARGO_TARGET_DIR=$TARGET cargo build --release -p bob-server "${FEATURES[@]}" \
+        --bin bob-server --example bob-bench
 fi
 
 I2PD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/bob-bench-i2pd.XXXXXX")
@@ -34,5 +46,8 @@ start_i2pd_on_free_ports "$I2PD_DIR" || exit 1
 export BOB_BENCH_SAM="127.0.0.1:${PORTS[0]}"
 export BOB_BENCH_I2PD_BOB="127.0.0.1:${PORTS[1]}"
 export BOB_BENCH_SAM_OPTS="inbound.length=0 outbound.length=0 inbound.quantity=1 outbound.quantity=1 i2cp.leaseSetType=1 i2cp.leaseSetEncType=0"
+export BOB_BENCH_I2PD_PID
+BOB_BENCH_I2PD_PID=$(cat "$I2PD_DIR/i2pd.pid")
 echo "i2pd $(i2pd --version 2>/dev/null | head -n 1 | awk '{print $3}'): SAM $BOB_BENCH_SAM, BOB $BOB_BENCH_I2PD_BOB"
-timeout 600 target/release/examples/bob-bench router
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-); load:$(uptime | sed 's/.*load/ load/')"
+timeout 1800 "$TARGET/release/examples/bob-bench" "$BENCH"

@@ -3,20 +3,22 @@
 //!
 //! ```text
 //! cargo run --release -p bob-server --example bob-bench -- [--server PATH] [BENCH...]
-//! BENCH = throughput | setup | scale | control | soak | router | hostile | hostile-save | proxy | udp | all
-//!         (default: all but soak, router, hostile, proxy, udp; hostile-save: only hostile's save cost)
+//! BENCH = throughput | setup | scale | control | soak | router | devnet | hostile | hostile-save | proxy | udp | all
+//!         (default: all but soak, router, devnet, hostile, proxy, udp; hostile-save: only hostile's save cost;
+//!         devnet: a server built with --features embedded-router)
 //! ```
 //! Every benchmark prints a table and one `JSON {...}` line. All traffic stays on
 //! loopback; every loop is bounded in count and time. The server is started as a child
 //! process (`--server`, default: the `bob-server` binary next to this example) so that
 //! its memory can be read from `/proc`.
 //!
-//! One file per benchmark: `throughput`, `setup`, `scale`, `control`, `soak`, `router`,
+//! One file per benchmark: `throughput`, `setup`, `scale`, `control`, `soak`, `router`, `devnet`,
 //! `hostile`, `proxy`, `udp`;
 //! `common` holds the server process, the BOB client and the sinks.
 
 mod common;
 mod control;
+mod devnet;
 mod hostile;
 mod proxy;
 mod router;
@@ -30,6 +32,7 @@ use std::path::PathBuf;
 
 use crate::common::*;
 use crate::control::*;
+use crate::devnet::*;
 use crate::hostile::*;
 use crate::proxy::*;
 use crate::router::*;
@@ -103,6 +106,7 @@ async fn main() -> std::process::ExitCode {
             "scale" => bench_scale(&binary, scale_conns).await,
             "control" => bench_control(&binary).await,
             "router" => bench_router(&binary).await,
+            "devnet" => bench_devnet(&binary).await,
             "hostile" => bench_hostile(&binary).await,
             "hostile-save" => save_cost(&binary).await,
             "udp" => bench_udp(&binary).await,
