@@ -3,7 +3,9 @@
 # offline i2pd started here on free loopback ports (scripts/start-i2pd-offline.sh) and
 # stopped at exit. Prints a table and JSON lines (bob-bench `router`).
 #
-#   scripts/bench-router.sh            BOB_BENCH_ROUTER_MIB=16 (payload per run) by default
+#   scripts/bench-router.sh            BOB_BENCH_ROUTER_MIB=32 (payload per run) and
+#                                      BOB_BENCH_ROUTER_RUNS=5 (runs per side) by default;
+#                                      min/median/max MiB/s per side
 #   scripts/bench-router.sh --devnet   bob-bench `devnet` instead: `--router devnet` (the
 #       embedded router, built with --features embedded-router in target/embedded) against
 #       the same i2pd through its BOB and its SAM: TTFB, MiB/s, RSS idle and with 100

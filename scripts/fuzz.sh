@@ -30,6 +30,7 @@ all=(
     bob-server/sam_reply
     bob-server/udp_header
     bob-server/socks_handshake
+    bob-server/socks_udp
 )
 if [ $# -gt 0 ]; then
     targets=("$@")

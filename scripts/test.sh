@@ -14,7 +14,8 @@ CI=${CI:-false}
 
 # What the tests need from the system: i2pd (real-router tests), netcat (the nc-client
 # example), Python 3 with `cryptography` (keytools' second implementation of registration
-# lines, offline blobs and b33), chromium (the status page in a headless browser) and
+# lines, offline blobs and b33; its standard library is the SOCKS5 UDP ASSOCIATE client of
+# tests/integration/proxy_socks_udp.rs), chromium (the status page in a headless browser) and
 # pkg-config with libssl-dev (the embedded router's build), curl (the SOCKS and HTTP proxy
 # tunnel tests drive a real SOCKS and HTTP proxy client).
 # Installed with apt-get when missing and we run as root.

@@ -343,6 +343,57 @@ pub fn socks_handshake(data: &[u8]) {
     }
 }
 
+/// Target `socks_udp`: a datagram a SOCKS client sends to a `UDP ASSOCIATE` relay
+/// socket → the SOCKS5 UDP header (RFC 1928 §7).
+///
+/// Checks against a plain model that a header parses exactly when RSV is zero, the
+/// address type is known and every field is there; that the payload is exactly the
+/// bytes after DST.PORT (nothing truncated or lost); that a name header written by the
+/// relay's own `format` reads back as written; and that every error text is one line.
+pub fn socks_udp(data: &[u8]) {
+    use crate::tunnel::SocksRequestHost as RequestHost;
+    use crate::tunnel::socks_udp_header::{self as header, ReplySource, UdpHeaderError};
+
+    // the model: the header's length, if the bytes hold a whole one
+    let model = match data {
+        [0, 0, _, 1, ..] => Some(4 + 4 + 2),
+        [0, 0, _, 4, ..] => Some(4 + 16 + 2),
+        [0, 0, _, 3, len, ..] if *len > 0 => Some(4 + 1 + usize::from(*len) + 2),
+        _ => None,
+    }
+    .filter(|&len| len <= data.len());
+    match header::parse(data) {
+        Ok(request) => {
+            let len = model.expect("a header the model rejects");
+            assert_eq!(request.payload, &data[len..], "the payload is all after");
+            assert_eq!(request.frag, data[2]);
+            assert_eq!(
+                request.port,
+                u16::from_be_bytes([data[len - 2], data[len - 1]])
+            );
+            if let RequestHost::Name(name) = &request.host
+                && let Ok(name) = std::str::from_utf8(name)
+            {
+                let again = header::format(ReplySource::Name(name), request.port, request.payload);
+                let back = header::parse(&again).expect("own format parses");
+                assert_eq!(back.host, request.host);
+                assert_eq!((back.frag, back.port), (0, request.port));
+                assert_eq!(back.payload, request.payload);
+            }
+        }
+        Err(e) => {
+            assert!(model.is_none(), "the model accepts what parse refused: {e}");
+            let text = e.to_string();
+            assert!(!text.contains(['\n', '\r']), "{text:?}");
+            if data.len() < 4 {
+                assert_eq!(e, UdpHeaderError::Short);
+            }
+        }
+    }
+    let anonymous = header::format(ReplySource::Anonymous, 7, data);
+    assert_eq!(header::parse(&anonymous).expect("parses").payload, data);
+}
+
 /// [`Chunked`] for reading, a `Vec` for writing.
 struct Duplex<'a> {
     reader: Chunked<'a>,

@@ -26,6 +26,11 @@ fn udp_header_corpus() {
 }
 
 #[test]
+fn socks_udp_corpus() {
+    replay("socks_udp", 20, bob_server::fuzzing::socks_udp);
+}
+
+#[test]
 fn socks_handshake_corpus() {
     replay("socks_handshake", 20, bob_server::fuzzing::socks_handshake);
 }

@@ -16,6 +16,7 @@ mod multi;
 mod own_i2pd;
 mod proxy_http;
 mod proxy_socks;
+mod proxy_socks_udp;
 mod relay_bounded;
 mod sam_bob_i2pd;
 mod sam_datagram_i2pd;

@@ -261,13 +261,10 @@ async fn failures_get_socks_error_replies_not_dropped_connections() {
         socks5_reply_code(port, &[5, 1, 0, 1, 127, 0, 0, 1, 0, 80]).await,
         2
     );
-    // BIND and UDP ASSOCIATE: command not supported (7); address type 9: 8
+    // BIND: command not supported (7); address type 9: 8 (UDP ASSOCIATE:
+    // proxy_socks_udp.rs)
     assert_eq!(
         socks5_reply_code(port, &[5, 2, 0, 1, 127, 0, 0, 1, 0, 80]).await,
-        7
-    );
-    assert_eq!(
-        socks5_reply_code(port, &[5, 3, 0, 1, 0, 0, 0, 0, 0, 0]).await,
         7
     );
     assert_eq!(socks5_reply_code(port, &[5, 1, 0, 9]).await, 8);
@@ -281,7 +278,7 @@ async fn failures_get_socks_error_replies_not_dropped_connections() {
     assert_eq!(code, 97, "{err}");
     assert!(err.to_lowercase().contains("rejected"), "{err}");
     let counters = stats(&mut net.bob, "sx").await;
-    assert_eq!(counters["failed"], 9, "{counters:?}");
+    assert_eq!(counters["failed"], 8, "{counters:?}");
     net.server.stop().await;
 }
 
@@ -387,6 +384,45 @@ async fn status_shows_the_proxy_type_only_on_proxy_tunnels() {
     let web = net.bob.line("status web").await;
     assert!(!web.contains("PROXYTYPE"), "{web}");
     net.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_i2pd_dialect_adds_proxystart_as_i2pd_does() {
+    let server = start_server_with(
+        test_config(Dialect::I2pd),
+        Arc::new(LocalCore::new()) as Arc<dyn StreamingCore>,
+    )
+    .await;
+    let mut bob = server.client().await;
+    bob.new_tunnel("plain").await;
+    bob.new_tunnel("sx").await;
+    bob.expect("settunneltype socks", "OK tunnel type set to SOCKS")
+        .await;
+    bob.expect("inhost 127.0.0.1", "OK inhost set").await;
+    let stopped = bob.line("status sx").await;
+    assert!(
+        stopped.ends_with(" PROXYTYPE: SOCKS PROXYSTART: false"),
+        "{stopped}"
+    );
+    bob.start_inbound().await;
+    let running = bob.wait_status("sx", "RUNNING: true").await;
+    assert!(
+        running.ends_with(" PROXYTYPE: SOCKS PROXYSTART: true\n"),
+        "{running}"
+    );
+    let listed = bob.list().await;
+    assert!(
+        listed
+            .iter()
+            .any(|l| l.contains("NICKNAME: sx ") && l.ends_with(" PROXYSTART: true")),
+        "{listed:?}"
+    );
+    let plain = bob.line("status plain").await;
+    assert!(!plain.contains("PROXY"), "{plain}");
+    bob.expect("stop", "OK Tunnel stopping").await;
+    let stopped = bob.wait_status("sx", "RUNNING: false").await;
+    assert!(stopped.ends_with(" PROXYSTART: false\n"), "{stopped}");
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -254,6 +254,22 @@ async fn proxy_tunnels_over_i2pd() {
         eprintln!("{what} over i2pd: first GET after {:.1?}", t.elapsed());
     }
 
+    // SOCKS5 UDP ASSOCIATE: over SAM the proxy's destination cannot also hold a
+    // datagram session, so the answer is 7 (command not supported), not a hang
+    {
+        let mut control = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        control.write_all(&[5, 1, 0]).await.unwrap();
+        control
+            .write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+            .await
+            .unwrap();
+        let mut reply = [0u8; 12];
+        within("the UDP ASSOCIATE reply", control.read_exact(&mut reply))
+            .await
+            .unwrap();
+        assert_eq!(reply, [5, 0, 5, 7, 0, 1, 0, 0, 0, 0, 0, 0]);
+    }
+
     assert_eq!(px.cmd("stop").await, "OK tunnel stopping");
     assert_eq!(hp.cmd("stop").await, "OK tunnel stopping");
     assert_eq!(srv.cmd("stop").await, "OK tunnel stopping");

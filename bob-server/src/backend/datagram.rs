@@ -140,6 +140,15 @@ pub trait DatagramCore: Send + Sync + fmt::Debug {
         options: Options,
         style: DatagramStyle,
     ) -> BoxFuture<'_, Result<Arc<dyn DatagramSession>, CoreError>>;
+
+    /// Whether a datagram session may be opened for a destination that has a stream
+    /// session open at the same time (a SOCKS proxy tunnel's UDP ASSOCIATE sends from
+    /// the tunnel's own destination). `false` (the default) on SAM, where one
+    /// destination belongs to one session (`DUPLICATED_DEST`) and a stream session
+    /// plus a datagram session would need SAM 3.3 PRIMARY sessions.
+    fn shares_destinations(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -192,9 +192,27 @@ impl Messages {
         ok("cleared")
     }
 
+    /// The record as this dialect prints it: with `--dialect i2pd` a proxy tunnel's
+    /// ` PROXYTYPE: …` is followed by i2pd's ` PROXYSTART: <bool>` (whether the proxy
+    /// exists: the tunnel is starting or running), as i2pd 2.57+ prints it. Plain
+    /// tunnels get neither field in either dialect (txi2p reads OUTHOST to the end of
+    /// the line), and Java's dialect prints no `PROXYSTART`.
+    fn record(self, status: &TunnelStatus) -> String {
+        let is_proxy = status.extra.iter().any(|(k, _)| k == "PROXYTYPE");
+        if self.dialect == Dialect::Java || !is_proxy {
+            return status.to_string();
+        }
+        let mut status = status.clone();
+        let started = status.starting || status.running;
+        status
+            .extra
+            .push(("PROXYSTART".to_owned(), started.to_string()));
+        status.to_string()
+    }
+
     /// One `list` line: `DATA NICKNAME: …`.
     pub fn list_line(self, status: &TunnelStatus) -> Reply {
-        Reply::Data(status.to_string())
+        Reply::Data(self.record(status))
     }
 
     /// `OK Listing done`.
@@ -204,12 +222,12 @@ impl Messages {
 
     /// `status` reply: `OK DATA NICKNAME: …`.
     pub fn status(self, status: &TunnelStatus) -> Reply {
-        ok(format!("DATA {status}"))
+        ok(format!("DATA {}", self.record(status)))
     }
 
     /// `show` reply: `OK NICKNAME: …`.
     pub fn show(self, status: &TunnelStatus) -> Reply {
-        ok(status.to_string())
+        ok(self.record(status))
     }
 
     /// `stats` reply (extension, both dialects): `OK STATS nickname=… running=… …`.
@@ -363,5 +381,37 @@ mod tests {
             text(j.properties([("a", "1"), ("b", "2")])),
             "OK PROPERTIES: {a=1, b=2}\n"
         );
+    }
+
+    #[test]
+    fn i2pd_adds_proxystart_to_proxy_tunnels_only() {
+        let mut status = TunnelStatus {
+            nickname: "p".to_owned(),
+            starting: false,
+            running: true,
+            stopping: false,
+            keys: true,
+            quiet: false,
+            inport: Some(4447),
+            inhost: "127.0.0.1".to_owned(),
+            outport: None,
+            outhost: "localhost".to_owned(),
+            extra: vec![("PROXYTYPE".to_owned(), "SOCKS".to_owned())],
+        };
+        let j = Messages::new(Dialect::Java);
+        let i = Messages::new(Dialect::I2pd);
+        assert!(text(j.status(&status)).ends_with(" OUTHOST: localhost PROXYTYPE: SOCKS\n"));
+        assert!(
+            text(i.status(&status))
+                .ends_with(" OUTHOST: localhost PROXYTYPE: SOCKS PROXYSTART: true\n")
+        );
+        assert!(text(i.list_line(&status)).ends_with(" PROXYSTART: true\n"));
+        assert!(text(i.show(&status)).ends_with(" PROXYSTART: true\n"));
+        status.running = false;
+        assert!(text(i.status(&status)).ends_with(" PROXYTYPE: SOCKS PROXYSTART: false\n"));
+        status.extra.clear();
+        assert!(text(i.status(&status)).ends_with(" OUTHOST: localhost\n"));
+        status.extra = vec![("TUNNELTYPE".to_owned(), "UDP".to_owned())];
+        assert!(!text(i.status(&status)).contains("PROXY"));
     }
 }

@@ -157,6 +157,7 @@ impl TunnelKind {
         context: &TunnelContext,
         listener: TcpListener,
         spec: &TunnelSpec,
+        core: &Arc<dyn StreamingCore>,
     ) {
         match self {
             Self::Stream => {
@@ -175,9 +176,18 @@ impl TunnelKind {
                 };
                 // A proxy tunnel's outhost:outport is its outproxy (off unless outport
                 // is set), as in i2pd; its `bob.*` options are the handlers' settings.
+                // SOCKS5 UDP ASSOCIATE opens its datagram session on first use.
+                let udp = (protocol == Protocol::Socks).then(|| {
+                    Arc::new(proxy::socks::associate::UdpRelay::new(
+                        Arc::clone(core),
+                        spec,
+                        context,
+                    ))
+                });
                 let settings = Arc::new(ProxySettings {
                     outproxy: spec.outbound.clone(),
                     options: spec.server_options.clone(),
+                    udp,
                 });
                 super::spawn_watched(
                     &context.tracker,

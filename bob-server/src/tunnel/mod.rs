@@ -57,7 +57,9 @@ pub use udp::{UdpSnapshot, UdpTunnel};
 #[cfg(feature = "fuzzing")]
 pub(crate) use inbound::first_line_for_fuzzing;
 #[cfg(feature = "fuzzing")]
-pub(crate) use proxy::{socks_handshake_for_fuzzing, socks_handshake_limit};
+pub(crate) use proxy::{
+    SocksRequestHost, socks_handshake_for_fuzzing, socks_handshake_limit, socks_udp_header,
+};
 
 /// A started tunnel as the registry holds it.
 ///

@@ -85,7 +85,7 @@ impl RunningTunnel {
                 tracker: TaskTracker::new(),
             };
             if let Some(listener) = listener {
-                kind.run_inbound(&shared, listener, &spec);
+                kind.run_inbound(&shared, listener, &spec, &core);
             }
             control.bound();
             let open = tokio::time::timeout(

@@ -151,6 +151,11 @@ impl DatagramCore for LocalCore {
             Ok(session)
         })
     }
+
+    /// The stream and datagram tables are separate: a destination can be in both.
+    fn shares_destinations(&self) -> bool {
+        true
+    }
 }
 
 /// A datagram session on the local network.

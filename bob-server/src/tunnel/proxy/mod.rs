@@ -43,7 +43,8 @@ pub(super) mod socks;
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use socks::{
-    handshake_for_fuzzing as socks_handshake_for_fuzzing, handshake_limit as socks_handshake_limit,
+    RequestHost as SocksRequestHost, handshake_for_fuzzing as socks_handshake_for_fuzzing,
+    handshake_limit as socks_handshake_limit, udp_header as socks_udp_header,
 };
 
 /// Serial numbers for proxy connections, for log spans.
@@ -68,6 +69,8 @@ pub(crate) struct ProxySettings {
     /// the tunnel's options in order (the `bob.*` ones too): handler settings such as
     /// whether the HTTP proxy keeps identifying headers
     pub options: Options,
+    /// SOCKS tunnels: the UDP side of `UDP ASSOCIATE` ([`socks::associate`])
+    pub udp: Option<Arc<socks::associate::UdpRelay>>,
 }
 
 /// Accepts connections on a proxy tunnel's listener until the tunnel stops; each is
@@ -143,6 +146,11 @@ impl ProxyContext {
     /// The upstream outproxy for hosts outside I2P, if the tunnel has one.
     pub(crate) fn outproxy(&self) -> Option<&Endpoint> {
         self.settings.outproxy.as_ref()
+    }
+
+    /// The UDP side of a SOCKS tunnel (`None` for HTTP proxies).
+    pub(crate) fn udp_relay(&self) -> Option<&socks::associate::UdpRelay> {
+        self.settings.udp.as_deref()
     }
 
     /// The value of tunnel option `key` (the last one set wins).

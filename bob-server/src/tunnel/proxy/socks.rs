@@ -1,6 +1,7 @@
 //! The SOCKS handler (`settunneltype socks`): SOCKS5 (RFC 1928; no authentication, or
-//! username/password per RFC 1929 with any credentials accepted), SOCKS4a and SOCKS4,
-//! `CONNECT` only.
+//! username/password per RFC 1929 with any credentials accepted), SOCKS4a and SOCKS4;
+//! `CONNECT`, and SOCKS5 `UDP ASSOCIATE` on backends where the tunnel's destination
+//! can send datagrams beside its streams ([`associate`]).
 //!
 //! # Hosts and ports
 //! A `.i2p` name, a `.b32.i2p` address or a base64 destination is connected through
@@ -15,7 +16,7 @@
 //! | failure | SOCKS5 | SOCKS4 |
 //! |---|---|---|
 //! | no acceptable method | method `0xFF`, close | — |
-//! | BIND, UDP ASSOCIATE, unknown command | 7 command not supported | 91 |
+//! | BIND, unknown command, UDP ASSOCIATE where the backend cannot ([`associate`]) | 7 command not supported | 91 |
 //! | unknown address type | 8 address type not supported | — |
 //! | non-I2P host, no outproxy | 2 not allowed by ruleset | 91 |
 //! | unknown name, unreachable destination, bad name | 4 host unreachable | 91 |
@@ -45,15 +46,18 @@ use tokio::net::TcpStream;
 use super::{ConnectError, Host, ProxyContext, classify_host};
 use crate::backend::BoxStream;
 
+pub(crate) mod associate;
+pub(crate) mod udp_header;
+
 /// SOCKS5 reply codes (RFC 1928 §6).
-mod rep {
-    pub(super) const SUCCEEDED: u8 = 0;
-    pub(super) const GENERAL_FAILURE: u8 = 1;
-    pub(super) const NOT_ALLOWED: u8 = 2;
-    pub(super) const HOST_UNREACHABLE: u8 = 4;
-    pub(super) const TTL_EXPIRED: u8 = 6;
-    pub(super) const COMMAND_NOT_SUPPORTED: u8 = 7;
-    pub(super) const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 8;
+pub(crate) mod rep {
+    pub(crate) const SUCCEEDED: u8 = 0;
+    pub(crate) const GENERAL_FAILURE: u8 = 1;
+    pub(crate) const NOT_ALLOWED: u8 = 2;
+    pub(crate) const HOST_UNREACHABLE: u8 = 4;
+    pub(crate) const TTL_EXPIRED: u8 = 6;
+    pub(crate) const COMMAND_NOT_SUPPORTED: u8 = 7;
+    pub(crate) const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 8;
 }
 
 /// SOCKS4 reply codes.
@@ -83,11 +87,23 @@ pub(crate) enum RequestHost {
     Name(Vec<u8>),
 }
 
-/// A CONNECT request, read and acknowledged up to the final reply.
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// `CONNECT` (SOCKS4/4a/5): a stream
+    Connect,
+    /// SOCKS5 `UDP ASSOCIATE`: a UDP relay ([`associate`]); the request's host and
+    /// port are where the client will send its datagrams from (zeros: not known yet)
+    UdpAssociate,
+}
+
+/// A CONNECT or UDP ASSOCIATE request, read and acknowledged up to the final reply.
 #[derive(Debug)]
 pub(crate) struct Request {
     /// the version the client spoke (the final reply's format)
     pub version: Version,
+    /// what the client asks for
+    pub command: Command,
     /// where to
     pub host: RequestHost,
     /// the port (ignored for I2P destinations)
@@ -151,10 +167,16 @@ pub(crate) async fn serve(mut socket: TcpStream, proxy: ProxyContext) {
     };
     let Request {
         version,
+        command,
         host,
         port,
         early,
     } = request;
+    if command == Command::UdpAssociate {
+        drop(early);
+        associate::serve(socket, proxy, host, port).await;
+        return;
+    }
     let mut stream = match open(&proxy, host, port).await {
         Ok(stream) => stream,
         Err((code, reason)) => {
@@ -236,7 +258,7 @@ fn connect_error_code(e: &ConnectError) -> u8 {
 /// The reply to a request in the client's version: SOCKS5 `code`, or SOCKS4 granted
 /// (`code` 0) / rejected. The bound address is unspecified (0.0.0.0:0): the stream has
 /// no local address a client could use.
-fn final_reply(version: Version, code: u8) -> Vec<u8> {
+pub(crate) fn final_reply(version: Version, code: u8) -> Vec<u8> {
     match version {
         Version::V5 => vec![5, code, 0, 1, 0, 0, 0, 0, 0, 0],
         Version::V4 | Version::V4a => {
@@ -419,6 +441,7 @@ fn parse_socks4(buf: &[u8]) -> Parsed<Request> {
         };
         let request = Request {
             version: Version::V4a,
+            command: Command::Connect,
             host: RequestHost::Name(buf[start..host_end].to_vec()),
             port,
             early: BytesMut::new(),
@@ -427,6 +450,7 @@ fn parse_socks4(buf: &[u8]) -> Parsed<Request> {
     }
     let request = Request {
         version: Version::V4,
+        command: Command::Connect,
         host: RequestHost::Ip(IpAddr::V4(ip)),
         port,
         early: BytesMut::new(),
@@ -471,17 +495,20 @@ fn parse_request(buf: &[u8]) -> Parsed<Request> {
     let Some(&command) = buf.get(1) else {
         return Ok(None);
     };
-    if command != 1 {
-        let what = match command {
-            2 => "BIND".to_owned(),
-            3 => "UDP ASSOCIATE".to_owned(),
-            other => format!("command {other}"),
-        };
-        return Err(failure(
-            rep::COMMAND_NOT_SUPPORTED,
-            format!("SOCKS5 {what} is not supported (only CONNECT)"),
-        ));
-    }
+    let command = match command {
+        1 => Command::Connect,
+        3 => Command::UdpAssociate,
+        other => {
+            let what = match other {
+                2 => "BIND".to_owned(),
+                other => format!("command {other}"),
+            };
+            return Err(failure(
+                rep::COMMAND_NOT_SUPPORTED,
+                format!("SOCKS5 {what} is not supported (only CONNECT and UDP ASSOCIATE)"),
+            ));
+        }
+    };
     let Some(&address_type) = buf.get(3) else {
         return Ok(None);
     };
@@ -523,6 +550,7 @@ fn parse_request(buf: &[u8]) -> Parsed<Request> {
     };
     let request = Request {
         version: Version::V5,
+        command,
         host,
         port: u16::from_be_bytes([port[0], port[1]]),
         early: BytesMut::new(),
@@ -540,7 +568,10 @@ pub(crate) async fn handshake_for_fuzzing<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(String, Vec<u8>), (Vec<u8>, String)> {
     match handshake(stream, limit).await {
         Ok(request) => Ok((
-            format!("{:?} {:?} {}", request.version, request.host, request.port),
+            format!(
+                "{:?} {:?} {:?} {}",
+                request.version, request.command, request.host, request.port
+            ),
             request.early.to_vec(),
         )),
         Err(refusal) => Err((refusal.reply, refusal.reason)),

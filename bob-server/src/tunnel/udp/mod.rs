@@ -111,6 +111,12 @@ pub enum DropReason {
     QueueFull,
     /// the backend or a local socket failed to send it
     SendFailed,
+    /// SOCKS5 UDP ASSOCIATE: a fragment (FRAG ≠ 0), which is not reassembled
+    Fragment,
+    /// SOCKS5 UDP ASSOCIATE: from an address other than the association's client
+    Foreign,
+    /// SOCKS5 UDP ASSOCIATE: to an IP address or a name outside I2P
+    NotI2p,
 }
 
 /// The datagram counters of a UDP tunnel (part of [`TunnelStats`]).
@@ -118,7 +124,7 @@ pub enum DropReason {
 pub struct UdpCounters {
     received: AtomicU64,
     sent: AtomicU64,
-    dropped: [AtomicU64; 7],
+    dropped: [AtomicU64; 10],
     peers: AtomicU64,
 }
 
@@ -143,6 +149,12 @@ pub struct UdpSnapshot {
     pub dropped_queue_full: u64,
     /// dropped: a send failed
     pub dropped_send_failed: u64,
+    /// dropped (SOCKS UDP): a fragment
+    pub dropped_fragment: u64,
+    /// dropped (SOCKS UDP): from a foreign address
+    pub dropped_foreign: u64,
+    /// dropped (SOCKS UDP): to a host outside I2P
+    pub dropped_not_i2p: u64,
     /// live conversations and peers
     pub peers: u64,
 }
@@ -157,11 +169,16 @@ impl UdpSnapshot {
             + self.dropped_peers_full
             + self.dropped_queue_full
             + self.dropped_send_failed
+            + self.dropped_fragment
+            + self.dropped_foreign
+            + self.dropped_not_i2p
     }
 
-    /// The counters as `key=value` pairs, as `stats` and the metrics endpoint add them.
+    /// The counters as `key=value` pairs, as `stats` and the metrics endpoint add them
+    /// (the SOCKS-only drop reasons only when one of them is not zero, so a UDP
+    /// tunnel's line stays as it was).
     pub fn pairs(&self) -> Vec<(&'static str, u64)> {
-        vec![
+        let mut pairs = vec![
             ("udp_received", self.received),
             ("udp_sent", self.sent),
             ("udp_dropped", self.dropped()),
@@ -173,7 +190,16 @@ impl UdpSnapshot {
             ("udp_dropped_queue_full", self.dropped_queue_full),
             ("udp_dropped_send_failed", self.dropped_send_failed),
             ("udp_peers", self.peers),
-        ]
+        ];
+        let socks = [
+            ("udp_dropped_fragment", self.dropped_fragment),
+            ("udp_dropped_foreign", self.dropped_foreign),
+            ("udp_dropped_not_i2p", self.dropped_not_i2p),
+        ];
+        if socks.iter().any(|(_, n)| *n > 0) {
+            pairs.splice(pairs.len() - 1..pairs.len() - 1, socks);
+        }
+        pairs
     }
 }
 
@@ -191,12 +217,35 @@ impl UdpCounters {
             dropped_peers_full: d(DropReason::PeersFull),
             dropped_queue_full: d(DropReason::QueueFull),
             dropped_send_failed: d(DropReason::SendFailed),
+            dropped_fragment: d(DropReason::Fragment),
+            dropped_foreign: d(DropReason::Foreign),
+            dropped_not_i2p: d(DropReason::NotI2p),
             peers: self.peers.load(Ordering::Relaxed),
         }
     }
 
-    fn drop_one(&self, reason: DropReason) {
+    pub(in crate::tunnel) fn drop_one(&self, reason: DropReason) {
         self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a datagram sent into I2P.
+    pub(in crate::tunnel) fn count_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a datagram received from I2P (and delivered).
+    pub(in crate::tunnel) fn count_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `added` live peers and removes `removed` from the `udp_peers` gauge.
+    pub(in crate::tunnel) fn peers_changed(&self, added: u64, removed: u64) {
+        if added > 0 {
+            self.peers.fetch_add(added, Ordering::Relaxed);
+        }
+        if removed > 0 {
+            self.peers.fetch_sub(removed, Ordering::Relaxed);
+        }
     }
 }
 

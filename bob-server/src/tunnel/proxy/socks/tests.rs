@@ -32,8 +32,15 @@ fn socks5_requests() {
     for cut in 0..msg.len() {
         assert!(parse_request(&msg[..cut]).unwrap().is_none(), "cut {cut}");
     }
-    let udp = parse_request(&[5, 3, 0, 1]).unwrap_err();
-    assert_eq!(udp.reply[1], rep::COMMAND_NOT_SUPPORTED);
+    let bind = parse_request(&[5, 2, 0, 1]).unwrap_err();
+    assert_eq!(bind.reply[1], rep::COMMAND_NOT_SUPPORTED);
+    let (udp, used) = request(parse_request(&[5, 3, 0, 1, 127, 0, 0, 1, 0x10, 0x00]));
+    assert_eq!(
+        (udp.command, udp.port, used),
+        (Command::UdpAssociate, 4096, 10)
+    );
+    assert_eq!(udp.host, RequestHost::Ip("127.0.0.1".parse().unwrap()));
+    assert_eq!(r.command, Command::Connect);
     let atyp = parse_request(&[5, 1, 0, 9]).unwrap_err();
     assert_eq!(atyp.reply[1], rep::ADDRESS_TYPE_NOT_SUPPORTED);
     let (r, _) = request(parse_request(&[
