@@ -6,8 +6,8 @@
 #   scripts/bench-router.sh            BOB_BENCH_ROUTER_MIB=32 (payload per run) and
 #                                      BOB_BENCH_ROUTER_RUNS=5 (runs per side) by default;
 #                                      min/median/max MiB/s per side
-#   scripts/bench-router.sh --devnet   bob-bench `devnet` instead: `--router devnet` (the
-#       embedded router, built with --features embedded-router in target/embedded) against
+#   scripts/bench-router.sh --devnet   `bob-bench --router devnet` instead: bob-server
+#       --router devnet (built with --features embedded-router in target/embedded) against
 #       the same i2pd through its BOB and its SAM: TTFB, MiB/s, RSS idle and with 100
 #       tunnels (BOB_BENCH_DEVNET_{MIB,RUNS,TUNNELS,WAIT_S}; see bob-bench/devnet.rs)
 #
@@ -21,10 +21,10 @@ if ! command -v i2pd >/dev/null 2>&1; then
     exit 0
 fi
 
-BENCH=router FEATURES=() TARGET=${CARGO_TARGET_DIR:-target}
+ROUTER=sam FEATURES=() TARGET=${CARGO_TARGET_DIR:-target}
 case "${1:-}" in
     '') ;;
-    --devnet) BENCH=devnet FEATURES=(--features embedded-router) TARGET=target/embedded ;;
+    --devnet) ROUTER=devnet FEATURES=(--features embedded-router) TARGET=target/embedded ;;
     *) echo "usage: $0 [--devnet]" >&2; exit 2 ;;
 esac
 
@@ -52,4 +52,4 @@ export BOB_BENCH_I2PD_PID
 BOB_BENCH_I2PD_PID=$(cat "$I2PD_DIR/i2pd.pid")
 echo "i2pd $(i2pd --version 2>/dev/null | head -n 1 | awk '{print $3}'): SAM $BOB_BENCH_SAM, BOB $BOB_BENCH_I2PD_BOB"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-); load:$(uptime | sed 's/.*load/ load/')"
-timeout 1800 "$TARGET/release/examples/bob-bench" "$BENCH"
+timeout 1800 "$TARGET/release/examples/bob-bench" --router "$ROUTER"
