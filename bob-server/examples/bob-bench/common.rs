@@ -22,10 +22,22 @@ pub(crate) const STEP_DEADLINE: Duration = Duration::from_secs(300);
 pub(crate) struct ServerProc {
     pub(crate) child: Child,
     pub(crate) addr: SocketAddr,
+    /// The `--metrics` address, when the server was given one.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl ServerProc {
     pub(crate) async fn start(binary: &PathBuf, extra: &[&str]) -> Res<Self> {
+        Self::start_within(binary, extra, Duration::from_secs(30)).await
+    }
+
+    /// [`ServerProc::start`] waiting up to `limit` for the listening line (a devnet
+    /// starts its routers first).
+    pub(crate) async fn start_within(
+        binary: &PathBuf,
+        extra: &[&str],
+        limit: Duration,
+    ) -> Res<Self> {
         let mut child = Process::new(binary)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
@@ -38,8 +50,12 @@ impl ServerProc {
             .map_err(|e| format!("starting {}: {e}", binary.display()))?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let mut lines = BufReader::new(stderr).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut metrics = None;
+        let addr = tokio::time::timeout(limit, async {
             while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix("bob-server metrics on http://") {
+                    metrics = rest.trim().trim_end_matches("/metrics").parse().ok();
+                }
                 if let Some(rest) = line.strip_prefix("bob-server listening on ") {
                     return Ok::<_, std::io::Error>(Some(rest.trim().parse::<SocketAddr>().ok()));
                 }
@@ -52,7 +68,11 @@ impl ServerProc {
         .ok_or("server exited before listening")?;
         // Keep draining stderr so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, addr })
+        Ok(Self {
+            child,
+            addr,
+            metrics,
+        })
     }
 
     pub(crate) fn pid(&self) -> u32 {

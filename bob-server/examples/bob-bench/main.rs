@@ -2,21 +2,25 @@
 //! process on loopback, each against a baseline measured in the same run.
 //!
 //! ```text
-//! cargo run --release -p bob-server --example bob-bench -- [--server PATH] [BENCH...]
-//! BENCH = throughput | setup | scale | control | soak | router | hostile | hostile-save | proxy | udp | all
-//!         (default: all but soak, router, hostile, proxy, udp; hostile-save: only hostile's save cost)
+//! cargo run --release -p bob-server --example bob-bench -- [--server PATH] [--router sam|devnet] [BENCH...]
+//! BENCH = throughput | setup | scale | control | soak | router | devnet | hostile | hostile-save | proxy | udp | all
+//!         (default: all but soak, router, devnet, hostile, proxy, udp; hostile-save: only hostile's save cost;
+//!         devnet: a server built with --features embedded-router)
+//! --router sam = router (i2pd's BOB vs bob-server over i2pd's SAM),
+//! --router devnet = devnet (bob-server --router devnet vs both of those)
 //! ```
 //! Every benchmark prints a table and one `JSON {...}` line. All traffic stays on
 //! loopback; every loop is bounded in count and time. The server is started as a child
 //! process (`--server`, default: the `bob-server` binary next to this example) so that
 //! its memory can be read from `/proc`.
 //!
-//! One file per benchmark: `throughput`, `setup`, `scale`, `control`, `soak`, `router`,
+//! One file per benchmark: `throughput`, `setup`, `scale`, `control`, `soak`, `router`, `devnet`,
 //! `hostile`, `proxy`, `udp`;
 //! `common` holds the server process, the BOB client and the sinks.
 
 mod common;
 mod control;
+mod devnet;
 mod hostile;
 mod proxy;
 mod router;
@@ -30,6 +34,7 @@ use std::path::PathBuf;
 
 use crate::common::*;
 use crate::control::*;
+use crate::devnet::*;
 use crate::hostile::*;
 use crate::proxy::*;
 use crate::router::*;
@@ -67,6 +72,21 @@ async fn main() -> std::process::ExitCode {
         binary = PathBuf::from(args.remove(i + 1));
         args.remove(i);
     }
+    if let Some(i) = args.iter().position(|a| a == "--router") {
+        let bench = match args.get(i + 1).map(String::as_str) {
+            Some("sam") => "router",
+            Some("devnet") => "devnet",
+            other => {
+                eprintln!(
+                    "--router needs sam or devnet, not {:?}",
+                    other.unwrap_or("")
+                );
+                return std::process::ExitCode::from(2);
+            }
+        };
+        args.drain(i..=i + 1);
+        args.push(bench.into());
+    }
     let scale_conns = std::env::var("BOB_BENCH_SCALE_CONNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -103,6 +123,7 @@ async fn main() -> std::process::ExitCode {
             "scale" => bench_scale(&binary, scale_conns).await,
             "control" => bench_control(&binary).await,
             "router" => bench_router(&binary).await,
+            "devnet" => bench_devnet(&binary).await,
             "hostile" => bench_hostile(&binary).await,
             "hostile-save" => save_cost(&binary).await,
             "udp" => bench_udp(&binary).await,

@@ -14,9 +14,9 @@ use crate::common::*;
 /// Where the real router is: i2pd's own BOB port, its SAM bridge and the session options
 /// an offline i2pd needs. Set by `scripts/bench-router.sh` (or `scripts/test.sh`'s names).
 pub(crate) struct RouterEnv {
-    i2pd_bob: SocketAddr,
-    sam: String,
-    options: Vec<String>,
+    pub(crate) i2pd_bob: SocketAddr,
+    pub(crate) sam: String,
+    pub(crate) options: Vec<String>,
 }
 
 pub(crate) fn env_either(a: &str, b: &str) -> Option<String> {

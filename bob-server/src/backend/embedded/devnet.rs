@@ -1,8 +1,16 @@
-//! `--router devnet[=N]`: a private I2P network in this process. N emissary routers (the
-//! first two floodfills) on 127.0.0.1 with a private network id, plus the router the
-//! tunnels use, which knows all of them. Real tunnels, real crypto, real LeaseSets; it
-//! reaches no real I2P network (another net id, loopback addresses only). Nothing is
-//! kept on disk: every start is a fresh network.
+//! `--router devnet[=N]`: a private I2P network in this process. N emissary routers (all
+//! floodfills) on 127.0.0.1 with a private network id, plus the router the tunnels use,
+//! which knows all of them. Real tunnels, real crypto, real LeaseSets; it reaches no real
+//! I2P network (another net id, loopback addresses only). Nothing is kept on disk: every
+//! start is a fresh network.
+//!
+//! Why every router is a floodfill: emissary (0.4.0, `netdb::query_lease_set` and
+//! `Query::handle_timeout`) asks one floodfill at a time, 1.6 s each, and fails a
+//! LeaseSet lookup with `NoFloodfills` as soon as every floodfill it knows was asked
+//! once. With two floodfills, two slow or lost replies (a tunnel being rebuilt, a loaded
+//! machine) failed a lookup after 3.2 s, and a destination's LeaseSet lived on at most
+//! two routers. With all N, a lookup gets N tries (up to emissary's 20 s query limit)
+//! and a published LeaseSet is flooded to three more routers.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
@@ -17,9 +25,6 @@ use tracing::info;
 
 use super::router::{RouterHandle, RouterStatus, Runner};
 use super::{EmbeddedConfig, EmbeddedError, MAINNET_ID};
-
-/// Floodfills among the devnet's routers.
-const FLOODFILLS: usize = 2;
 
 /// Random bytes from the OS.
 fn random<const N: usize>() -> Result<[u8; N], EmbeddedError> {
@@ -118,8 +123,7 @@ pub async fn start(config: &EmbeddedConfig, routers: usize) -> Result<RouterHand
     let mut runners = Vec::with_capacity(routers + 1);
     for i in 0..routers {
         let keys = Keys::new()?;
-        let (router, events, info) =
-            build(&keys, net_id, i < FLOODFILLS, infos.clone(), None, 5000).await?;
+        let (router, events, info) = build(&keys, net_id, true, infos.clone(), None, 5000).await?;
         infos.push(info);
         runners.push(Runner::spawn(
             format!("devnet-{i}"),

@@ -82,6 +82,9 @@ pub(crate) type Factory = Arc<
         + Sync,
 >;
 
+/// How long an immediate router shutdown may take before the router is left behind.
+const IMMEDIATE_STOP: Duration = Duration::from_secs(5);
+
 /// One running router task: stop it (graceful, then immediate).
 ///
 /// There is no in-process restart: emissary 0.4.0's SAM server and subsystems are tasks
@@ -127,7 +130,16 @@ impl Runner {
             if tokio::time::timeout(grace, &mut router).await.is_err() {
                 info!(router = %name, "graceful shutdown took longer than {grace:?}; stopping at once");
                 router.shutdown();
-                let _ = (&mut router).await;
+                // bounded too: emissary 0.4.0's router waits for every subsystem to
+                // confirm, and a tunnel pool that died during the shutdown (its
+                // `debug_assert!` on a build message it can no longer send, in builds
+                // with debug assertions) never does
+                if tokio::time::timeout(IMMEDIATE_STOP, &mut router)
+                    .await
+                    .is_err()
+                {
+                    warn!(router = %name, "emissary router did not stop within {IMMEDIATE_STOP:?} of the immediate shutdown; leaving it");
+                }
             }
         });
         Self {
