@@ -149,6 +149,15 @@ pub trait DatagramCore: Send + Sync + fmt::Debug {
     fn shares_destinations(&self) -> bool {
         false
     }
+
+    /// Whether a datagram session may be opened for `destination` while its stream
+    /// session is open: [`Self::shares_destinations`], or (SAM) whether that stream
+    /// session was opened as a PRIMARY session
+    /// ([`super::StreamingCore::open_session_sharing`]) that takes datagram subsessions.
+    fn shares_destination(&self, destination: &Destination) -> bool {
+        let _ = destination;
+        self.shares_destinations()
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use keytools::{Destination, PrivateKeys};
 use tracing::debug;
 
 use self::proto::ResultCode;
-use self::session::{Link, LinkState, SamSession};
+use self::session::{Link, LinkState, LinkStyle, SamSession};
 use super::datagram::DatagramCore;
 use super::{BoxFuture, CoreError, Options, Session, StreamingCore};
 
@@ -166,6 +166,9 @@ pub(crate) struct SamState {
     /// woken when an entry leaves `creating`
     released: tokio::sync::Notify,
     serial: AtomicU64,
+    /// PRIMARY sessions by destination bytes: a datagram session for one of these
+    /// destinations is added to it as a subsession (see `datagram`)
+    primaries: std::sync::Mutex<HashMap<Vec<u8>, std::sync::Weak<Link>>>,
 }
 
 struct Parked {
@@ -196,6 +199,7 @@ impl SamCore {
                 creating: std::sync::Mutex::new(HashSet::new()),
                 released: tokio::sync::Notify::new(),
                 serial: AtomicU64::new(0),
+                primaries: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -224,6 +228,7 @@ impl SamCore {
         &self,
         keys: PrivateKeys,
         options: Options,
+        primary: bool,
     ) -> Result<Arc<dyn Session>, CoreError> {
         let cfg = Arc::clone(&self.shared.cfg);
         let options = merge_options(&cfg.default_options, options);
@@ -250,6 +255,7 @@ impl SamCore {
         if let Some(p) = parked {
             if p.options == options
                 && same_keys(&p.keys, &keys)
+                && p.link.is_primary() == primary
                 && p.link.state() != LinkState::Closed
             {
                 debug!("reusing a parked SAM session");
@@ -273,7 +279,7 @@ impl SamCore {
         let create_keys = keys.clone();
         let create_options = options.clone();
         tokio::spawn(async move {
-            let result = create_link(cfg, &create_keys, create_options, replaced).await;
+            let result = create_link(cfg, &create_keys, create_options, replaced, primary).await;
             if let Err(Ok(link)) = tx.send(result) {
                 debug!("closing a SAM session whose start was abandoned");
                 link.shutdown().await;
@@ -283,6 +289,15 @@ impl SamCore {
         let link = rx
             .await
             .map_err(|_| CoreError::Io("SAM session task ended".into()))??;
+        if link.is_primary()
+            && let Ok(mut primaries) = self.shared.primaries.lock()
+        {
+            primaries.retain(|_, l| l.strong_count() > 0);
+            primaries.insert(
+                keys.destination().as_bytes().to_vec(),
+                Arc::downgrade(&link),
+            );
+        }
         Ok(Arc::new(SamSession::start(
             Arc::clone(&self.shared),
             link,
@@ -324,11 +339,28 @@ async fn create_link(
     keys: &PrivateKeys,
     options: Options,
     replaced: bool,
+    mut primary: bool,
 ) -> Result<Arc<Link>, CoreError> {
     let started = tokio::time::Instant::now();
     loop {
-        match Link::create(Arc::clone(&cfg), keys, options.clone()).await {
+        let style = if primary {
+            LinkStyle::Primary
+        } else {
+            LinkStyle::Stream
+        };
+        match Link::create_styled(Arc::clone(&cfg), keys, style, options.clone()).await {
             Ok(link) => return Ok(link),
+            // a router without SAM 3.3 PRIMARY sessions (i2pd 2.45: `Unknown STYLE`, or
+            // one that refuses a STREAM subsession) gets a plain stream session
+            Err(e)
+                if primary
+                    && e.code().is_some_and(|c| {
+                        !matches!(c, ResultCode::DuplicatedDest | ResultCode::DuplicatedId)
+                    }) =>
+            {
+                debug!(error = %e, "no SAM PRIMARY session; opening a plain stream session");
+                primary = false;
+            }
             // the router may need a moment to drop the session we just closed
             Err(e)
                 if replaced
@@ -340,6 +372,17 @@ async fn create_link(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The open PRIMARY session of `destination`, if it has one.
+pub(crate) fn primary_of(shared: &SamState, destination: &Destination) -> Option<Arc<Link>> {
+    shared
+        .primaries
+        .lock()
+        .ok()?
+        .get(destination.as_bytes())?
+        .upgrade()
+        .filter(|l| l.state() != LinkState::Closed)
 }
 
 /// Marks a destination whose `SESSION CREATE` is under way; cleared (and waiters
@@ -419,7 +462,18 @@ impl StreamingCore for SamCore {
         keys: PrivateKeys,
         options: Options,
     ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
-        Box::pin(self.do_open(keys, options))
+        Box::pin(self.do_open(keys, options, false))
+    }
+
+    /// A SAM 3.3 PRIMARY session with a STREAM subsession where the router has them
+    /// (emissary 0.4), so that a datagram session for the same destination can be added
+    /// to it; a plain stream session where it has not (i2pd 2.45: `Unknown STYLE`).
+    fn open_session_sharing(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+    ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
+        Box::pin(self.do_open(keys, options, true))
     }
 
     fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>> {
