@@ -298,6 +298,7 @@ pub(crate) fn sam_config(
         warn!("the embedded router has no SAM UDP port: UDP tunnels cannot send");
     }
     sam.datagram_buffer = Some(quirks.datagrams.udp_buffer);
+    sam.datagram_ports = quirks.datagrams.sends_ports;
     sam.connect_retry = sam.connect_retry.max(quirks.connect_retry);
     if !quirks.reuse_sessions {
         sam.reuse_grace = Duration::ZERO;

@@ -157,7 +157,7 @@ async fn open_sub(
         .map_err(|e| CoreError::Io(format!("SAM bridge connection: {e}")))?
         .ip();
     let kind = BridgeKind::from_hello_version(probe.version());
-    let ports = bridge_has_ports(probe.version());
+    let ports = bridge_has_ports(probe.version()) && cfg.datagram_ports;
     let buffer = cfg.datagram_buffer.unwrap_or_else(|| kind.udp_buffer());
     drop(probe);
     let bridge = resolve_bridge(&cfg, local_ip).await?;

@@ -80,6 +80,11 @@ pub struct SamConfig {
     /// sends. `None`: told by `HELLO` (SAM 3.1 at most is i2pd, 32,768; any other router
     /// gets the smallest buffer known, emissary's 8,192, so nothing is ever cut).
     pub datagram_buffer: Option<usize>,
+    /// The router sends datagrams with the I2CP ports the header asks for. Default true;
+    /// false for emissary 0.4, which sends every datagram from port 0 to port 0: a
+    /// datagram session on a PRIMARY session then sends from its port-0 subsession and
+    /// gives replies the ports it last sent to that peer with (as for SAM 3.1 bridges).
+    pub datagram_ports: bool,
 }
 
 impl SamConfig {
@@ -99,6 +104,7 @@ impl SamConfig {
             forward_half_close: false,
             udp_addr: None,
             datagram_buffer: None,
+            datagram_ports: true,
         }
     }
 }
