@@ -702,7 +702,7 @@ async fn embedded_router_reseeds_over_https_from_a_local_stand_in() {
 #[tokio::test(start_paused = true)]
 async fn socks_udp_associate_over_a_devnet() {
     log();
-    let started = devnet(0xab).await;
+    let started = devnet(0xb1).await;
     ready(&started).await;
     let running = serve(&started, None).await;
 

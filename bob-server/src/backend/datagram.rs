@@ -141,11 +141,11 @@ pub trait DatagramCore: Send + Sync + fmt::Debug {
         style: DatagramStyle,
     ) -> BoxFuture<'_, Result<Arc<dyn DatagramSession>, CoreError>>;
 
-    /// Whether a datagram session may be opened for a destination that has a stream
+    /// Whether a datagram session may be opened for any destination that has a stream
     /// session open at the same time (a SOCKS proxy tunnel's UDP ASSOCIATE sends from
     /// the tunnel's own destination). `false` (the default) on SAM, where one
-    /// destination belongs to one session (`DUPLICATED_DEST`) and a stream session
-    /// plus a datagram session would need SAM 3.3 PRIMARY sessions.
+    /// destination belongs to one session (`DUPLICATED_DEST`) unless that session is a
+    /// SAM 3.3 PRIMARY session (see [`Self::shares_destination`]).
     fn shares_destinations(&self) -> bool {
         false
     }

@@ -8,6 +8,11 @@
 //!   [`Session`] handle (fresh connection per `STREAM CONNECT`, a pool of background
 //!   `STREAM ACCEPT`s, `NAMING LOOKUP`).
 //!
+//! A SOCKS proxy tunnel's session is a SAM 3.3 PRIMARY session where the router has
+//! them (`StreamingCore::open_session_sharing`): streams use its STREAM subsession, and
+//! a datagram session for the same destination (UDP ASSOCIATE) becomes DATAGRAM
+//! subsessions on its control socket (`datagram`). Other tunnels get plain sessions.
+//!
 //! A closed session is parked for [`SamConfig::reuse_grace`]: opening a session with the
 //! same keys and options within that time reuses the router session instead of waiting
 //! for another `SESSION CREATE` (i2pd 2.45 takes ~20 s for one).
@@ -380,8 +385,17 @@ async fn create_link(
     }
 }
 
-/// The open PRIMARY session of `destination`, if it has one.
+/// The PRIMARY session of `destination` while a tunnel holds it (not once it is closed
+/// or only parked), if it has one.
 pub(crate) fn primary_of(shared: &SamState, destination: &Destination) -> Option<Arc<Link>> {
+    let held = shared
+        .active
+        .lock()
+        .ok()
+        .is_some_and(|a| a.contains(destination.as_bytes()));
+    if !held {
+        return None;
+    }
     shared
         .primaries
         .lock()
