@@ -58,38 +58,18 @@ say() { printf '[interop %s] %s\n' "$(date +%T)" "$*"; }
 die() { say "FAILED: $*"; exit 1; }
 
 # --- 1. i2pd 2.56 from trixie --------------------------------------------------------
-PKGS="i2pd libc6 libstdc++6 libgcc-s1 libboost-program-options1.83.0 libssl3t64 libminiupnpc18 zlib1g libzstd1"
-R=$CACHE/root
-LDSO=$R/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
-fetch_i2pd() {
-    local A=$CACHE/apt
-    rm -rf "$A" "$R"
-    mkdir -p "$A/lists/partial" "$A/archives/partial" "$A/cache" "$A/debs" "$R"
-    echo 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main' \
-        > "$A/trixie.list"
-    local O=(-o "Dir::Etc::sourcelist=$A/trixie.list" -o Dir::Etc::sourceparts=-
-        -o "Dir::State::lists=$A/lists" -o "Dir::Cache=$A/cache"
-        -o "Dir::Cache::archives=$A/archives" -o APT::Get::List-Cleanup=0)
-    say "fetching i2pd 2.56 and its libraries from Debian trixie into $A"
-    apt-get -qq "${O[@]}" update || die "apt-get update of the trixie suite failed"
-    # shellcheck disable=SC2086
-    (cd "$A/debs" && apt-get -qq "${O[@]}" download $PKGS 2>&1 | grep -v unsandboxed) || true
-    local p
-    for p in $PKGS; do
-        ls "$A/debs/${p}"_*.deb > /dev/null 2>&1 || die "apt-get download $p (trixie) failed"
-    done
-    for p in "$A"/debs/*.deb; do dpkg-deb -x "$p" "$R"; done
-    rm -rf "$A/lists" "$A/cache"
-}
+# shellcheck source=lib/i2pd-trixie.sh
+. scripts/lib/i2pd-trixie.sh
+R=$TRIXIE_ROOT
 # the command line that runs i2pd: trixie's through its own loader, or INTEROP_I2PD_BIN
 if [ -n "${INTEROP_I2PD_BIN:-}" ]; then
     I2PD_CMD=("$INTEROP_I2PD_BIN")
 else
-    I2PD_CMD=("$LDSO" --library-path "$R/usr/lib/x86_64-linux-gnu" "$R/usr/bin/i2pd")
+    I2PD_CMD=("${TRIXIE_CMD[@]}")
 fi
 i2pd_bin() { "${I2PD_CMD[@]}" "$@"; }
-if [ -z "${INTEROP_I2PD_BIN:-}" ] && { ! [ -x "$LDSO" ] || ! i2pd_bin --version > /dev/null 2>&1; }; then
-    fetch_i2pd
+if [ -z "${INTEROP_I2PD_BIN:-}" ] && ! trixie_i2pd_ready; then
+    fetch_i2pd_trixie
 fi
 I2PD_VERSION=$(i2pd_bin --version 2>/dev/null || true)
 I2PD_VERSION=${I2PD_VERSION%%$'\n'*}

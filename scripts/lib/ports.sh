@@ -1,4 +1,4 @@
-# Sourced by scripts that start i2pd on loopback (test.sh, bench-router.sh).
+# Sourced by scripts that start i2pd on loopback (test.sh, bench-router.sh, bench-udp.sh).
 
 # Picks N distinct ports in 20000-31999 (below the usual ephemeral range) that nothing
 # listens on; sets PORTS.

@@ -207,9 +207,40 @@ pub(crate) async fn router_push(
     }
 }
 
+/// min, median and max of `samples` (MiB/s); the median of an even count is the mean
+/// of the middle two.
+pub(crate) fn spread(samples: &[f64]) -> (f64, f64, f64) {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (v[0], median, v[n - 1])
+}
+
+fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+fn json_list(samples: &[f64]) -> String {
+    let items: Vec<String> = samples.iter().map(|v| format!("{v:.2}")).collect();
+    format!("[{}]", items.join(","))
+}
+
 /// Benchmark 5: the same transfers through (A) i2pd's own BOB server and (B) bob-server
-/// with `--router sam://` on the same i2pd; reports MiB/s and B/A. Skipped (not failed)
-/// without a router.
+/// with `--router sam://` on the same i2pd, `BOB_BENCH_ROUTER_RUNS` (default 5) times
+/// each, A and B alternating; reports min/median/max MiB/s per side and the ratio of the
+/// medians. Skipped (not failed) without a router.
 pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
     let env = match router_env() {
         Ok(env) => env,
@@ -218,11 +249,8 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
             return Ok(());
         }
     };
-    let mib: u64 = std::env::var("BOB_BENCH_ROUTER_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(16);
+    let mib = env_count("BOB_BENCH_ROUTER_MIB", 32);
+    let runs = env_count("BOB_BENCH_ROUTER_RUNS", 5) as usize;
     let payload = mib << 20;
     let mut args = vec!["--router".to_string(), format!("sam://{}", env.sam)];
     for kv in &env.options {
@@ -235,9 +263,11 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
     let (sink_a, total_a) = counting_sink().await?;
     let (sink_b, total_b) = counting_sink().await?;
     let setup = Instant::now();
-    // both pairs are built at once: the router builds tunnels in parallel
+    // both pairs are built at once: the router builds tunnels in parallel. i2pd's BOB
+    // keeps tunnels after their control connection closes: nicknames unique per run
+    let tag = format!("i2pd-{}", std::process::id());
     let (a, b) = tokio::join!(
-        router_pair(env.i2pd_bob, sink_a, "i2pd", &env.options),
+        router_pair(env.i2pd_bob, sink_a, &tag, &env.options),
         router_pair(ours.addr, sink_b, "ours", &[]),
     );
     let (in_a, dest_a, _keep_a) = a.map_err(|e| format!("i2pd BOB setup: {e}"))?;
@@ -249,8 +279,8 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
     let ready_a = ready_a.map_err(|e| format!("i2pd BOB: {e}"))?;
     let ready_b = ready_b.map_err(|e| format!("bob-server: {e}"))?;
     println!(
-        "\n## router: i2pd's BOB (A) vs bob-server over SAM (B), same offline i2pd, {} MiB payload",
-        mib
+        "\n## router: i2pd's BOB (A) vs bob-server over SAM (B), same offline i2pd, \
+         {mib} MiB payload, {runs} runs per side"
     );
     println!(
         "setup: both pairs built in {:.1} s (A ready after {:.1} s, B after {:.1} s of probing)",
@@ -258,49 +288,74 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
         ready_a.as_secs_f64(),
         ready_b.as_secs_f64()
     );
-    println!("| connections | bytes | A: i2pd BOB MiB/s | B: bob-server MiB/s | B/A |");
+    println!(
+        "| connections | bytes | A: i2pd BOB MiB/s min / median / max | \
+         B: bob-server MiB/s min / median / max | B/A (medians) |"
+    );
     println!("|---|---|---|---|---|");
     let mut worst = f64::INFINITY;
+    let mut runs_text = Vec::new();
     for conns in [1usize, 4] {
         let per = payload / conns as u64;
-        // warm-up (the first streams pay for lookups), then the best of three runs,
-        // alternating A and B so that neither gets a quieter machine
+        let bytes = per * conns as u64;
+        // warm-up (the first streams pay for lookups), then the runs, alternating A
+        // and B so that neither gets a quieter machine
         router_push(in_a, &dest_a, conns, 256 << 10, &total_a).await?;
         router_push(in_b, &dest_b, conns, 256 << 10, &total_b).await?;
-        let (mut ta, mut tb) = (Duration::MAX, Duration::MAX);
-        for _ in 0..3 {
-            ta = ta.min(
-                router_push(in_a, &dest_a, conns, per, &total_a)
-                    .await
-                    .map_err(|e| format!("i2pd BOB: {e}"))?,
-            );
-            tb = tb.min(
-                router_push(in_b, &dest_b, conns, per, &total_b)
-                    .await
-                    .map_err(|e| format!("bob-server: {e}"))?,
-            );
+        let (mut sa, mut sb) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let ta = router_push(in_a, &dest_a, conns, per, &total_a)
+                .await
+                .map_err(|e| format!("i2pd BOB: {e}"))?;
+            sa.push(mib_s(bytes, ta));
+            let tb = router_push(in_b, &dest_b, conns, per, &total_b)
+                .await
+                .map_err(|e| format!("bob-server: {e}"))?;
+            sb.push(mib_s(bytes, tb));
         }
-        let bytes = per * conns as u64;
-        let (ma, mb) = (mib_s(bytes, ta), mib_s(bytes, tb));
-        worst = worst.min(mb / ma);
+        let (a_min, a_med, a_max) = spread(&sa);
+        let (b_min, b_med, b_max) = spread(&sb);
+        let ratio = b_med / a_med;
+        worst = worst.min(ratio);
         println!(
-            "| {conns} | {} MiB | {ma:.1} | {mb:.1} | {:.2} |",
+            "| {conns} | {} MiB | {a_min:.1} / {a_med:.1} / {a_max:.1} | \
+             {b_min:.1} / {b_med:.1} / {b_max:.1} | {ratio:.2} |",
             bytes >> 20,
-            mb / ma
         );
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        runs_text.push(format!(
+            "{conns} connection(s), in run order: A {} | B {}",
+            list(&sa),
+            list(&sb)
+        ));
         json_line(
             "router",
             &[
                 ("connections", conns.to_string()),
                 ("bytes", bytes.to_string()),
-                ("i2pd_bob_mib_s", format!("{ma:.2}")),
-                ("bob_server_mib_s", format!("{mb:.2}")),
-                ("ratio", format!("{:.3}", mb / ma)),
+                ("runs", runs.to_string()),
+                ("i2pd_bob_min_mib_s", format!("{a_min:.2}")),
+                ("i2pd_bob_median_mib_s", format!("{a_med:.2}")),
+                ("i2pd_bob_max_mib_s", format!("{a_max:.2}")),
+                ("bob_server_min_mib_s", format!("{b_min:.2}")),
+                ("bob_server_median_mib_s", format!("{b_med:.2}")),
+                ("bob_server_max_mib_s", format!("{b_max:.2}")),
+                ("ratio", format!("{ratio:.3}")),
+                ("i2pd_bob_mib_s_runs", json_list(&sa)),
+                ("bob_server_mib_s_runs", json_list(&sb)),
             ],
         );
     }
+    for line in runs_text {
+        println!("{line}");
+    }
     println!(
-        "goal B/A >= 0.9: {}",
+        "goal B/A >= 0.9 (medians): {}",
         if worst >= 0.9 { "met" } else { "MISSED" }
     );
     Ok(())
