@@ -727,3 +727,160 @@ async fn embedded_router_reseeds_over_https_from_a_local_stand_in() {
     devnet.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// SOCKS5 UDP ASSOCIATE over the embedded router: emissary has SAM PRIMARY sessions, so
+/// the SOCKS tunnel's destination is a PRIMARY session (streams on its STREAM
+/// subsession) and the association's datagrams leave from it through DATAGRAM
+/// subsessions. A datagram to a quiet UDP server tunnel in front of a UDP echo app comes
+/// back with the SOCKS UDP header naming the server's `.b32.i2p`; `CONNECT` through the
+/// same proxy still reaches a stream server tunnel.
+#[tokio::test(start_paused = true)]
+async fn socks_udp_associate_over_a_devnet() {
+    log();
+    let started = devnet(0xb1).await;
+    ready(&started).await;
+    let running = serve(&started, None).await;
+
+    // a UDP echo app behind a quiet UDP server tunnel
+    let echo = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    let echo_task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = echo.recv_from(&mut buf).await.unwrap();
+            let mut out = b"echo:".to_vec();
+            out.extend_from_slice(&buf[..n]);
+            echo.send_to(&out, from).await.unwrap();
+        }
+    });
+    let mut udp_srv = Bob::connect(running.addr).await;
+    udp_srv.ok("setnick uecho").await;
+    let udp_dest = udp_srv.ok("newkeys").await[3..].to_owned();
+    udp_srv.ok("settunneltype udp").await;
+    udp_srv.ok("outhost 127.0.0.1").await;
+    udp_srv.ok(&format!("outport {echo_port}")).await;
+    udp_srv.ok("quiet true").await;
+    udp_srv.ok("option inbound.length=1").await;
+    udp_srv.ok("option outbound.length=1").await;
+    let r = slow(&mut udp_srv, "start").await;
+    assert!(r.starts_with("OK"), "start uecho: {r}");
+    let udp_b32 = keytools::Destination::from_base64(&udp_dest).unwrap().b32();
+
+    // a stream echo app behind a quiet server tunnel
+    let (app, _peers) = echo_app(true).await;
+    let mut srv = Bob::connect(running.addr).await;
+    let srv_dest = server_tunnel(&mut srv, "tcpecho", app, &["quiet true"]).await;
+    let srv_b32 = keytools::Destination::from_base64(&srv_dest).unwrap().b32();
+
+    // the SOCKS proxy tunnel
+    let mut px = Bob::connect(running.addr).await;
+    let inport = free_port();
+    px.ok("setnick px").await;
+    px.ok("newkeys").await;
+    px.ok("settunneltype socks").await;
+    px.ok("inhost 127.0.0.1").await;
+    px.ok(&format!("inport {inport}")).await;
+    px.ok("option inbound.length=1").await;
+    px.ok("option outbound.length=1").await;
+    let r = slow(&mut px, "start").await;
+    assert!(r.starts_with("OK"), "start px: {r}");
+    for nick in ["uecho", "tcpecho", "px"] {
+        until_running(&mut px, nick).await;
+    }
+
+    // UDP ASSOCIATE
+    let mut control = TcpStream::connect(("127.0.0.1", inport)).await.unwrap();
+    control.write_all(&[5, 1, 0]).await.unwrap();
+    let mut greeting = [0u8; 2];
+    control.read_exact(&mut greeting).await.unwrap();
+    assert_eq!(greeting, [5, 0]);
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut request = vec![5, 3, 0, 1, 127, 0, 0, 1];
+    request.extend_from_slice(&client.local_addr().unwrap().port().to_be_bytes());
+    control.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 10];
+    tokio::time::timeout(ROUTER_LIMIT, control.read_exact(&mut reply))
+        .await
+        .expect("the UDP ASSOCIATE reply")
+        .unwrap();
+    assert_eq!(reply[..4], [5, 0, 0, 1], "UDP ASSOCIATE refused: {reply:?}");
+    let relay = SocketAddr::from((
+        Ipv4Addr::new(reply[4], reply[5], reply[6], reply[7]),
+        u16::from_be_bytes([reply[8], reply[9]]),
+    ));
+    // to I2CP port 0: emissary hands a plain datagram session only what is sent to its
+    // FROM_PORT (0 for the UDP server tunnel)
+    let header = |name: &str| {
+        let mut h = vec![0, 0, 0, 3, u8::try_from(name.len()).unwrap()];
+        h.extend_from_slice(name.as_bytes());
+        h.extend_from_slice(&0u16.to_be_bytes());
+        h
+    };
+    let mut packet = header(&udp_b32);
+    packet.extend_from_slice(b"ping");
+    let got = tokio::time::timeout(ROUTER_LIMIT, async {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            client.send_to(&packet, relay).await.unwrap();
+            if let Ok(r) =
+                tokio::time::timeout(Duration::from_secs(2), client.recv_from(&mut buf)).await
+            {
+                let (n, from) = r.unwrap();
+                assert_eq!(from, relay, "answer from the relay");
+                return buf[..n].to_vec();
+            }
+        }
+    })
+    .await
+    .expect("an echo through the SOCKS UDP relay");
+    let mut expected = header(&udp_b32);
+    expected.extend_from_slice(b"echo:ping");
+    assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(&got));
+
+    // CONNECT through the same proxy (streams on the PRIMARY session's STREAM subsession)
+    let data = pattern(64 * 1024);
+    let back = stepped(async {
+        tokio::time::timeout(ROUTER_LIMIT, async {
+            loop {
+                let mut s = TcpStream::connect(("127.0.0.1", inport)).await.unwrap();
+                s.write_all(&[5, 1, 0]).await.unwrap();
+                let mut g = [0u8; 2];
+                s.read_exact(&mut g).await.unwrap();
+                let mut req = vec![5, 1, 0, 3, u8::try_from(srv_b32.len()).unwrap()];
+                req.extend_from_slice(srv_b32.as_bytes());
+                req.extend_from_slice(&80u16.to_be_bytes());
+                s.write_all(&req).await.unwrap();
+                let mut r = [0u8; 10];
+                s.read_exact(&mut r).await.unwrap();
+                if r[1] != 0 {
+                    eprintln!("SOCKS CONNECT answered {}; retrying", r[1]);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                s.write_all(&data).await.unwrap();
+                let mut back = vec![0u8; data.len()];
+                s.read_exact(&mut back).await.unwrap();
+                return back;
+            }
+        })
+        .await
+        .expect("CONNECT through the SOCKS tunnel")
+    })
+    .await;
+    assert!(back == data, "stream echo differs");
+
+    drop(control);
+    for (bob, nick) in [
+        (&mut px, "px"),
+        (&mut srv, "tcpecho"),
+        (&mut udp_srv, "uecho"),
+    ] {
+        let r = slow(bob, &format!("getnick {nick}")).await;
+        assert!(r.starts_with("OK"), "{r}");
+        let r = slow(bob, "stop").await;
+        assert!(r.starts_with("OK"), "stop {nick}: {r}");
+    }
+    echo_task.abort();
+    running.halt().await;
+    started.shutdown().await;
+}

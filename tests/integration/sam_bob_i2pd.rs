@@ -276,3 +276,83 @@ async fn proxy_tunnels_over_i2pd() {
     shutdown.cancel();
     within("server exit", server_task).await.unwrap().unwrap();
 }
+
+/// Why `UDP ASSOCIATE` over SAM answers 7 (see the test above and `docs/proxies.md`):
+/// the SAM 3.3 way to give one destination a stream and a datagram session, a
+/// PRIMARY session with subsessions, cannot carry datagrams on i2pd 2.45.1. It knows
+/// only the older style name `MASTER`, adds `STREAM` subsessions, and refuses `DATAGRAM`
+/// ones. When this test fails, the router has learnt datagram subsessions and the SAM
+/// backend can open the proxy tunnel's datagram session as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i2pd_has_no_datagram_subsessions() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let Some(sam) = sam_addr() else { return };
+    let tag = format!(
+        "prim{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+
+    /// One SAM control connection after `HELLO`.
+    struct Sam(BufReader<TcpStream>);
+    impl Sam {
+        async fn open(addr: &str) -> Self {
+            let mut sam = Self(BufReader::new(TcpStream::connect(addr).await.unwrap()));
+            let hello = sam.cmd("HELLO VERSION MIN=3.1 MAX=3.3").await;
+            assert!(hello.starts_with("HELLO REPLY RESULT=OK"), "{hello}");
+            sam
+        }
+        /// Sends `line`, returns the reply line ("" when the router closed).
+        async fn cmd(&mut self, line: &str) -> String {
+            self.0
+                .get_mut()
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .unwrap();
+            let mut reply = String::new();
+            within(line, self.0.read_line(&mut reply)).await.unwrap();
+            reply.trim_end().to_owned()
+        }
+    }
+
+    let mut s = Sam::open(&sam).await;
+    let reply = s
+        .cmd(&format!(
+            "SESSION CREATE STYLE=PRIMARY ID={tag}p DESTINATION=TRANSIENT SIGNATURE_TYPE=7 \
+             {I2PD_OFFLINE_OPTS}"
+        ))
+        .await;
+    assert_eq!(
+        reply, "SESSION STATUS RESULT=I2P_ERROR MESSAGE=\"Unknown STYLE\"",
+        "i2pd now knows STYLE=PRIMARY"
+    );
+
+    let mut m = Sam::open(&sam).await;
+    let reply = m
+        .cmd(&format!(
+            "SESSION CREATE STYLE=MASTER ID={tag} DESTINATION=TRANSIENT SIGNATURE_TYPE=7 \
+             {I2PD_OFFLINE_OPTS}"
+        ))
+        .await;
+    assert!(reply.starts_with("SESSION STATUS RESULT=OK"), "{reply}");
+    // FROM_PORT is needed: without it i2pd 2.45.1 never answers (`stoi` exception)
+    let reply = m
+        .cmd(&format!("SESSION ADD STYLE=STREAM ID={tag}-s FROM_PORT=0"))
+        .await;
+    assert!(reply.starts_with("SESSION STATUS RESULT=OK"), "{reply}");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let reply = m
+        .cmd(&format!(
+            "SESSION ADD STYLE=DATAGRAM ID={tag}-d FROM_PORT=0 PORT={} HOST=127.0.0.1",
+            udp.local_addr().unwrap().port()
+        ))
+        .await;
+    assert_eq!(
+        reply, "SESSION STATUS RESULT=I2P_ERROR MESSAGE=\"Unsupported STYLE\"",
+        "i2pd now adds DATAGRAM subsessions: UDP ASSOCIATE over SAM can be built on them"
+    );
+}

@@ -141,13 +141,22 @@ pub trait DatagramCore: Send + Sync + fmt::Debug {
         style: DatagramStyle,
     ) -> BoxFuture<'_, Result<Arc<dyn DatagramSession>, CoreError>>;
 
-    /// Whether a datagram session may be opened for a destination that has a stream
+    /// Whether a datagram session may be opened for any destination that has a stream
     /// session open at the same time (a SOCKS proxy tunnel's UDP ASSOCIATE sends from
     /// the tunnel's own destination). `false` (the default) on SAM, where one
-    /// destination belongs to one session (`DUPLICATED_DEST`) and a stream session
-    /// plus a datagram session would need SAM 3.3 PRIMARY sessions.
+    /// destination belongs to one session (`DUPLICATED_DEST`) unless that session is a
+    /// SAM 3.3 PRIMARY session (see [`Self::shares_destination`]).
     fn shares_destinations(&self) -> bool {
         false
+    }
+
+    /// Whether a datagram session may be opened for `destination` while its stream
+    /// session is open: [`Self::shares_destinations`], or (SAM) whether that stream
+    /// session was opened as a PRIMARY session
+    /// ([`super::StreamingCore::open_session_sharing`]) that takes datagram subsessions.
+    fn shares_destination(&self, destination: &Destination) -> bool {
+        let _ = destination;
+        self.shares_destinations()
     }
 }
 

@@ -178,6 +178,17 @@ pub trait StreamingCore: Send + Sync + fmt::Debug + 'static {
         options: Options,
     ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>>;
 
+    /// As [`Self::open_session`], for a tunnel that may also open a datagram session
+    /// for the same destination (a SOCKS proxy tunnel's UDP ASSOCIATE): SAM opens a
+    /// PRIMARY session where the router has them. The default is `open_session`.
+    fn open_session_sharing(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+    ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
+        self.open_session(keys, options)
+    }
+
     /// Resolves a `.b32.i2p` address, a host name or a base64 destination without a session.
     fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>>;
 

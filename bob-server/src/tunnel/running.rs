@@ -88,10 +88,14 @@ impl RunningTunnel {
                 kind.run_inbound(&shared, listener, &spec, &core);
             }
             control.bound();
-            let open = tokio::time::timeout(
-                shared.limits.session_timeout,
-                core.open_session(spec.keys.clone(), spec.options.clone()),
-            );
+            // a SOCKS tunnel's destination may also need a datagram session (UDP
+            // ASSOCIATE); other tunnels keep plain sessions
+            let open_session = if kind == TunnelKind::Socks {
+                core.open_session_sharing(spec.keys.clone(), spec.options.clone())
+            } else {
+                core.open_session(spec.keys.clone(), spec.options.clone())
+            };
+            let open = tokio::time::timeout(shared.limits.session_timeout, open_session);
             // Dropping `open` on cancel closes the backend's half-built session (for
             // SAM: its control socket, which makes the router abandon it).
             let opened = tokio::select! {

@@ -111,10 +111,17 @@ impl EmbeddedCore {
         &self,
         keys: PrivateKeys,
         options: Options,
+        sharing: bool,
     ) -> Result<Arc<dyn Session>, CoreError> {
         let options = self.options(&keys, options)?;
-        let inner =
-            retry_duplicate(|| self.sam.open_session(keys.clone(), options.clone())).await?;
+        let inner = retry_duplicate(|| {
+            if sharing {
+                self.sam.open_session_sharing(keys.clone(), options.clone())
+            } else {
+                self.sam.open_session(keys.clone(), options.clone())
+            }
+        })
+        .await?;
         Ok(Arc::new(EmbeddedSession {
             inner,
             lookups: Arc::clone(&self.lookups),
@@ -223,6 +230,10 @@ impl DatagramCore for EmbeddedCore {
     ) -> BoxFuture<'_, Result<Arc<dyn DatagramSession>, CoreError>> {
         Box::pin(self.open_datagrams(keys, options, style))
     }
+
+    fn shares_destination(&self, destination: &Destination) -> bool {
+        self.sam.shares_destination(destination)
+    }
 }
 
 /// A SAM session whose names are resolved through the core's lookup session.
@@ -287,6 +298,7 @@ pub(crate) fn sam_config(
         warn!("the embedded router has no SAM UDP port: UDP tunnels cannot send");
     }
     sam.datagram_buffer = Some(quirks.datagrams.udp_buffer);
+    sam.datagram_ports = quirks.datagrams.sends_ports;
     sam.connect_retry = sam.connect_retry.max(quirks.connect_retry);
     if !quirks.reuse_sessions {
         sam.reuse_grace = Duration::ZERO;
@@ -308,7 +320,17 @@ impl StreamingCore for EmbeddedCore {
         keys: PrivateKeys,
         options: Options,
     ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
-        Box::pin(self.open(keys, options))
+        Box::pin(self.open(keys, options, false))
+    }
+
+    /// emissary 0.4 has SAM PRIMARY sessions: a SOCKS tunnel's destination can carry
+    /// datagram subsessions beside its streams (UDP ASSOCIATE).
+    fn open_session_sharing(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+    ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
+        Box::pin(self.open(keys, options, true))
     }
 
     fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>> {

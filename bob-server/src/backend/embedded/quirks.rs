@@ -50,6 +50,10 @@ pub struct DatagramLimits {
     /// Datagram destinations must be base64 (no `.b32.i2p`): names are resolved with
     /// the core's lookup session before a datagram is sent.
     pub base64_only: bool,
+    /// Datagrams leave with the I2CP ports the SAM header names. emissary 0.4.0: never
+    /// (every datagram goes from port 0 to port 0; its listeners match the to-port
+    /// exactly), so SOCKS UDP associations are told apart by the peer's last ports.
+    pub sends_ports: bool,
 }
 
 /// One router implementation's SAM differences.
@@ -123,6 +127,7 @@ pub const EMISSARY: Quirks = Quirks {
         datagram2: false,
         datagram3: false,
         port_required: true,
+        sends_ports: false,
         base64_only: true,
     },
     connect_retry: Duration::from_secs(120),

@@ -24,7 +24,9 @@ use super::dgram::{
     BridgeKind, MAX_UDP_DATAGRAM, UdpLimit, bridge_has_ports, parse_forwarded, send_header,
     session_style,
 };
-use super::session::{Link, LinkState, LinkStyle, MAX_SESSION_ID_LEN, resolve_until};
+use super::session::{
+    DatagramSub, Link, LinkState, LinkStyle, MAX_SESSION_ID_LEN, MAX_SUB_ID_LEN, resolve_until,
+};
 use super::{Claim, DATAGRAM_RESERVED, SamConfig, SamCore, SamState, merge_options, proto};
 use crate::backend::datagram::{
     Datagram, DatagramCore, DatagramError, DatagramSession, DatagramStyle,
@@ -51,6 +53,12 @@ impl DatagramCore for SamCore {
             Ok(Arc::new(session) as Arc<dyn DatagramSession>)
         })
     }
+
+    /// True for a destination whose stream session is a PRIMARY session: the datagram
+    /// session is added to it as subsessions.
+    fn shares_destination(&self, destination: &Destination) -> bool {
+        super::primary_of(&self.shared, destination).is_some()
+    }
 }
 
 /// Opens a datagram session (see the module docs).
@@ -75,6 +83,9 @@ pub(crate) async fn open(
         options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     )
     .map_err(|e| CoreError::Router(e.to_string()))?;
+    if let Some(link) = super::primary_of(shared, keys.destination()) {
+        return open_sub(shared, link, style).await;
+    }
     let key = keys.destination().as_bytes().to_vec();
     let claim = Claim::new(shared, key.clone())?;
     // A stream session with these keys parked for a fast restart goes first: i2pd would
@@ -127,6 +138,52 @@ pub(crate) async fn open(
         buf: tokio::sync::Mutex::new(vec![0u8; MAX_UDP_DATAGRAM]),
         dropped: AtomicU64::new(0),
         claim: std::sync::Mutex::new(Some(claim)),
+        sub_ports: None,
+    })
+}
+
+/// A datagram session on the PRIMARY session `link` of a stream tunnel: datagram
+/// subsessions (one per I2CP port sent from, added on first use) forwarding to our
+/// socket. Closing it leaves the PRIMARY session to its stream tunnel.
+async fn open_sub(
+    shared: &Arc<SamState>,
+    link: Arc<Link>,
+    style: DatagramStyle,
+) -> Result<SamDatagramSession, CoreError> {
+    let cfg = Arc::clone(&shared.cfg);
+    let probe = SamConn::open(&cfg.addr, cfg.command_timeout).await?;
+    let local_ip = probe
+        .local_addr()
+        .map_err(|e| CoreError::Io(format!("SAM bridge connection: {e}")))?
+        .ip();
+    let kind = BridgeKind::from_hello_version(probe.version());
+    let ports = bridge_has_ports(probe.version()) && cfg.datagram_ports;
+    let buffer = cfg.datagram_buffer.unwrap_or_else(|| kind.udp_buffer());
+    drop(probe);
+    let bridge = resolve_bridge(&cfg, local_ip).await?;
+    let socket = bind_udp(local_ip)?;
+    let forward = socket
+        .local_addr()
+        .map_err(|e| CoreError::Io(format!("datagram socket: {e}")))?;
+    debug!(%forward, %bridge, router = %kind, buffer, ports, "SAM datagram subsessions for a PRIMARY session");
+    Ok(SamDatagramSession {
+        link,
+        cfg,
+        socket,
+        bridge,
+        style,
+        ports,
+        port_memory: std::sync::Mutex::new(PortMemory::default()),
+        limit: UdpLimit {
+            buffer,
+            max_id_len: MAX_SUB_ID_LEN,
+        },
+        cancel: CancellationToken::new(),
+        closed: AtomicBool::new(false),
+        buf: tokio::sync::Mutex::new(vec![0u8; MAX_UDP_DATAGRAM]),
+        dropped: AtomicU64::new(0),
+        claim: std::sync::Mutex::new(None),
+        sub_ports: Some(tokio::sync::Mutex::new(std::collections::HashSet::new())),
     })
 }
 
@@ -181,6 +238,8 @@ pub(crate) struct SamDatagramSession {
     /// the seam has no counter for them, each drop is logged at debug level)
     dropped: AtomicU64,
     claim: std::sync::Mutex<Option<Claim>>,
+    /// on a PRIMARY session: the I2CP ports whose datagram subsession was added
+    sub_ports: Option<tokio::sync::Mutex<std::collections::HashSet<u16>>>,
 }
 
 impl fmt::Debug for SamDatagramSession {
@@ -204,11 +263,45 @@ impl Drop for SamDatagramSession {
 }
 
 impl SamDatagramSession {
+    /// The session id for datagrams from I2CP port `from_port` (on a PRIMARY session:
+    /// its subsession's, added first when it is new).
+    async fn sender_id(&self, from_port: u16) -> Result<Arc<str>, DatagramError> {
+        let Some(ports) = &self.sub_ports else {
+            return self.current_id();
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(DatagramError::Closed);
+        }
+        {
+            let mut added = ports.lock().await;
+            if !added.contains(&from_port) {
+                let forward = self
+                    .socket
+                    .local_addr()
+                    .map_err(|e| DatagramError::Io(format!("datagram socket: {e}")))?;
+                self.link
+                    .add_datagram_sub(DatagramSub {
+                        port: from_port,
+                        style: session_style(self.style),
+                        forward,
+                    })
+                    .await
+                    .map_err(|e| DatagramError::Router(e.to_string()))?;
+                added.insert(from_port);
+            }
+        }
+        Self::id_of(self.link.datagram_sub_id(from_port))
+    }
+
     fn current_id(&self) -> Result<Arc<str>, DatagramError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(DatagramError::Closed);
         }
-        match self.link.state() {
+        Self::id_of(self.link.state())
+    }
+
+    fn id_of(state: LinkState) -> Result<Arc<str>, DatagramError> {
+        match state {
             LinkState::Up(id) => Ok(id),
             LinkState::Down(reason) => Err(DatagramError::Router(format!(
                 "router unavailable: {reason}"
@@ -231,7 +324,6 @@ impl SamDatagramSession {
                 max,
             });
         }
-        let id = self.current_id()?;
         // SAM 3.1 has no ports: sent without them (see `bridge_has_ports`), and
         // remembered so that the peer's replies get them back
         let (from_port, to_port) = if self.ports {
@@ -242,6 +334,7 @@ impl SamDatagramSession {
             }
             (0, 0)
         };
+        let id = self.sender_id(from_port).await?;
         let header = send_header(&id, &to.to_base64(), from_port, to_port);
         if !self.limit.fits(header.len(), payload.len()) {
             return Err(DatagramError::Oversize {
@@ -315,6 +408,13 @@ impl SamDatagramSession {
             return;
         }
         self.cancel.cancel();
+        if self.sub_ports.is_some() {
+            // the PRIMARY session belongs to its stream tunnel
+            if let Ok(forward) = self.socket.local_addr() {
+                self.link.forget_datagram_subs(forward);
+            }
+            return;
+        }
         // closing the control socket ends the session on the router
         self.link.shutdown().await;
         let claim = self.claim.lock().ok().and_then(|mut c| c.take());

@@ -8,6 +8,11 @@
 //!   [`Session`] handle (fresh connection per `STREAM CONNECT`, a pool of background
 //!   `STREAM ACCEPT`s, `NAMING LOOKUP`).
 //!
+//! A SOCKS proxy tunnel's session is a SAM 3.3 PRIMARY session where the router has
+//! them (`StreamingCore::open_session_sharing`): streams use its STREAM subsession, and
+//! a datagram session for the same destination (UDP ASSOCIATE) becomes DATAGRAM
+//! subsessions on its control socket (`datagram`). Other tunnels get plain sessions.
+//!
 //! A closed session is parked for [`SamConfig::reuse_grace`]: opening a session with the
 //! same keys and options within that time reuses the router session instead of waiting
 //! for another `SESSION CREATE` (i2pd 2.45 takes ~20 s for one).
@@ -29,7 +34,7 @@ use keytools::{Destination, PrivateKeys};
 use tracing::debug;
 
 use self::proto::ResultCode;
-use self::session::{Link, LinkState, SamSession};
+use self::session::{Link, LinkState, LinkStyle, SamSession};
 use super::datagram::DatagramCore;
 use super::{BoxFuture, CoreError, Options, Session, StreamingCore};
 
@@ -80,6 +85,11 @@ pub struct SamConfig {
     /// sends. `None`: told by `HELLO` (SAM 3.1 at most is i2pd, 32,768; any other router
     /// gets the smallest buffer known, emissary's 8,192, so nothing is ever cut).
     pub datagram_buffer: Option<usize>,
+    /// The router sends datagrams with the I2CP ports the header asks for. Default true;
+    /// false for emissary 0.4, which sends every datagram from port 0 to port 0: a
+    /// datagram session on a PRIMARY session then sends from its port-0 subsession and
+    /// gives replies the ports it last sent to that peer with (as for SAM 3.1 bridges).
+    pub datagram_ports: bool,
 }
 
 impl SamConfig {
@@ -99,6 +109,7 @@ impl SamConfig {
             forward_half_close: false,
             udp_addr: None,
             datagram_buffer: None,
+            datagram_ports: true,
         }
     }
 }
@@ -166,6 +177,9 @@ pub(crate) struct SamState {
     /// woken when an entry leaves `creating`
     released: tokio::sync::Notify,
     serial: AtomicU64,
+    /// PRIMARY sessions by destination bytes: a datagram session for one of these
+    /// destinations is added to it as a subsession (see `datagram`)
+    primaries: std::sync::Mutex<HashMap<Vec<u8>, std::sync::Weak<Link>>>,
 }
 
 struct Parked {
@@ -196,6 +210,7 @@ impl SamCore {
                 creating: std::sync::Mutex::new(HashSet::new()),
                 released: tokio::sync::Notify::new(),
                 serial: AtomicU64::new(0),
+                primaries: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -224,6 +239,7 @@ impl SamCore {
         &self,
         keys: PrivateKeys,
         options: Options,
+        primary: bool,
     ) -> Result<Arc<dyn Session>, CoreError> {
         let cfg = Arc::clone(&self.shared.cfg);
         let options = merge_options(&cfg.default_options, options);
@@ -250,6 +266,7 @@ impl SamCore {
         if let Some(p) = parked {
             if p.options == options
                 && same_keys(&p.keys, &keys)
+                && p.link.is_primary() == primary
                 && p.link.state() != LinkState::Closed
             {
                 debug!("reusing a parked SAM session");
@@ -273,7 +290,7 @@ impl SamCore {
         let create_keys = keys.clone();
         let create_options = options.clone();
         tokio::spawn(async move {
-            let result = create_link(cfg, &create_keys, create_options, replaced).await;
+            let result = create_link(cfg, &create_keys, create_options, replaced, primary).await;
             if let Err(Ok(link)) = tx.send(result) {
                 debug!("closing a SAM session whose start was abandoned");
                 link.shutdown().await;
@@ -283,6 +300,15 @@ impl SamCore {
         let link = rx
             .await
             .map_err(|_| CoreError::Io("SAM session task ended".into()))??;
+        if link.is_primary()
+            && let Ok(mut primaries) = self.shared.primaries.lock()
+        {
+            primaries.retain(|_, l| l.strong_count() > 0);
+            primaries.insert(
+                keys.destination().as_bytes().to_vec(),
+                Arc::downgrade(&link),
+            );
+        }
         Ok(Arc::new(SamSession::start(
             Arc::clone(&self.shared),
             link,
@@ -324,11 +350,28 @@ async fn create_link(
     keys: &PrivateKeys,
     options: Options,
     replaced: bool,
+    mut primary: bool,
 ) -> Result<Arc<Link>, CoreError> {
     let started = tokio::time::Instant::now();
     loop {
-        match Link::create(Arc::clone(&cfg), keys, options.clone()).await {
+        let style = if primary {
+            LinkStyle::Primary
+        } else {
+            LinkStyle::Stream
+        };
+        match Link::create_styled(Arc::clone(&cfg), keys, style, options.clone()).await {
             Ok(link) => return Ok(link),
+            // a router without SAM 3.3 PRIMARY sessions (i2pd 2.45: `Unknown STYLE`, or
+            // one that refuses a STREAM subsession) gets a plain stream session
+            Err(e)
+                if primary
+                    && e.code().is_some_and(|c| {
+                        !matches!(c, ResultCode::DuplicatedDest | ResultCode::DuplicatedId)
+                    }) =>
+            {
+                debug!(error = %e, "no SAM PRIMARY session; opening a plain stream session");
+                primary = false;
+            }
             // the router may need a moment to drop the session we just closed
             Err(e)
                 if replaced
@@ -340,6 +383,26 @@ async fn create_link(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The PRIMARY session of `destination` while a tunnel holds it (not once it is closed
+/// or only parked), if it has one.
+pub(crate) fn primary_of(shared: &SamState, destination: &Destination) -> Option<Arc<Link>> {
+    let held = shared
+        .active
+        .lock()
+        .ok()
+        .is_some_and(|a| a.contains(destination.as_bytes()));
+    if !held {
+        return None;
+    }
+    shared
+        .primaries
+        .lock()
+        .ok()?
+        .get(destination.as_bytes())?
+        .upgrade()
+        .filter(|l| l.state() != LinkState::Closed)
 }
 
 /// Marks a destination whose `SESSION CREATE` is under way; cleared (and waiters
@@ -419,7 +482,18 @@ impl StreamingCore for SamCore {
         keys: PrivateKeys,
         options: Options,
     ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
-        Box::pin(self.do_open(keys, options))
+        Box::pin(self.do_open(keys, options, false))
+    }
+
+    /// A SAM 3.3 PRIMARY session with a STREAM subsession where the router has them
+    /// (emissary 0.4), so that a datagram session for the same destination can be added
+    /// to it; a plain stream session where it has not (i2pd 2.45: `Unknown STYLE`).
+    fn open_session_sharing(
+        &self,
+        keys: PrivateKeys,
+        options: Options,
+    ) -> BoxFuture<'_, Result<Arc<dyn Session>, CoreError>> {
+        Box::pin(self.do_open(keys, options, true))
     }
 
     fn lookup(&self, name: &str) -> BoxFuture<'_, Result<Destination, CoreError>> {

@@ -47,6 +47,41 @@ pub(crate) struct Link {
     state: watch::Receiver<LinkState>,
     cancel: CancellationToken,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// a PRIMARY session: its datagram subsessions are added through this channel to
+    /// the supervisor, which owns the control socket
+    subs: Option<mpsc::Sender<SubCommand>>,
+}
+
+/// A datagram subsession of a PRIMARY session: `SESSION ADD STYLE=<style>
+/// ID=<primary>-d<port> FROM_PORT=<port> PORT=… HOST=…`. The router hands it the
+/// datagrams to I2CP port `port` (emissary routes by exact to-port, so each I2CP port
+/// a tunnel sends from gets its own subsession, all forwarding to the same socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DatagramSub {
+    pub(crate) port: u16,
+    pub(crate) style: &'static str,
+    pub(crate) forward: std::net::SocketAddr,
+}
+
+/// What the supervisor of a PRIMARY session is asked to do.
+#[derive(Debug)]
+pub(crate) enum SubCommand {
+    /// `SESSION ADD` a datagram subsession (and again after a re-creation)
+    Add(
+        DatagramSub,
+        tokio::sync::oneshot::Sender<Result<(), SamError>>,
+    ),
+    /// stop re-adding the subsessions forwarding to this address (their session closed;
+    /// the router keeps them until the primary session ends: SAM has no portable
+    /// `SESSION REMOVE`, emissary 0.4 knows none)
+    Forget(std::net::SocketAddr),
+}
+
+/// The id of subsession `suffix` of the PRIMARY session whose stream subsession is
+/// `stream_id` (`<primary>-s`).
+fn sub_id(stream_id: &str, suffix: &str) -> String {
+    let base = stream_id.strip_suffix("-s").unwrap_or(stream_id);
+    format!("{base}-{suffix}")
 }
 
 impl fmt::Debug for Link {
@@ -65,22 +100,13 @@ impl Drop for Link {
 }
 
 impl Link {
-    /// Creates the session (returns after `SESSION STATUS RESULT=OK`) and starts its
-    /// supervisor.
+    /// Creates a session of `style` (returns after `SESSION STATUS RESULT=OK`) and
+    /// starts its supervisor (a datagram session re-created by the supervisor keeps its
+    /// forwarding address, a PRIMARY session its subsessions).
     ///
     /// # Errors
     /// The router's refusal, [`SamError::Timeout`] after `cfg.session_timeout`, or
     /// [`SamError::Unavailable`].
-    pub(crate) async fn create(
-        cfg: Arc<SamConfig>,
-        keys: &PrivateKeys,
-        options: Options,
-    ) -> Result<Arc<Self>, SamError> {
-        Self::create_styled(cfg, keys, LinkStyle::Stream, options).await
-    }
-
-    /// As [`Self::create`], for a session of `style` (a datagram session re-created by
-    /// the supervisor keeps its forwarding address).
     pub(crate) async fn create_styled(
         cfg: Arc<SamConfig>,
         keys: &PrivateKeys,
@@ -88,9 +114,15 @@ impl Link {
         options: Options,
     ) -> Result<Arc<Self>, SamError> {
         let keys_b64 = SecretB64(keys.to_base64());
-        let (conn, id) = create_session(&cfg, &keys_b64.0, &style, &options).await?;
+        let (conn, id) = create_session(&cfg, &keys_b64.0, &style, &options, &[]).await?;
         let (tx, rx) = watch::channel(LinkState::Up(id));
         let cancel = CancellationToken::new();
+        let (subs, sub_rx) = if style == LinkStyle::Primary {
+            let (stx, srx) = mpsc::channel(16);
+            (Some(stx), Some(srx))
+        } else {
+            (None, None)
+        };
         let supervisor = Supervisor {
             cfg,
             keys_b64,
@@ -98,6 +130,8 @@ impl Link {
             options,
             state: tx,
             cancel: cancel.clone(),
+            sub_rx,
+            datagram_subs: Vec::new(),
         };
         let task = tokio::spawn(supervisor.run(conn));
         Ok(Arc::new(Self {
@@ -105,7 +139,48 @@ impl Link {
             state: rx,
             cancel,
             task: std::sync::Mutex::new(Some(task)),
+            subs,
         }))
+    }
+
+    /// Whether this is a PRIMARY session (datagram subsessions can be added).
+    pub(crate) fn is_primary(&self) -> bool {
+        self.subs.is_some()
+    }
+
+    /// Adds datagram subsession `sub` (kept, and added again when the session is
+    /// re-created); resolves once the router answered.
+    ///
+    /// # Errors
+    /// The router's refusal, or [`SamError::Unavailable`] when the session is down or
+    /// not a PRIMARY session.
+    pub(crate) async fn add_datagram_sub(&self, sub: DatagramSub) -> Result<(), SamError> {
+        let tx = self
+            .subs
+            .as_ref()
+            .ok_or_else(|| SamError::Unavailable("not a PRIMARY session".into()))?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tx.send(SubCommand::Add(sub, reply))
+            .await
+            .map_err(|_| SamError::Unavailable("SAM session closed".into()))?;
+        answer
+            .await
+            .map_err(|_| SamError::Unavailable("SAM session closed".into()))?
+    }
+
+    /// Stops re-adding the datagram subsessions that forward to `forward`.
+    pub(crate) fn forget_datagram_subs(&self, forward: std::net::SocketAddr) {
+        if let Some(tx) = &self.subs {
+            let _ = tx.try_send(SubCommand::Forget(forward));
+        }
+    }
+
+    /// The id of the datagram subsession for I2CP port `port`, while the session is up.
+    pub(crate) fn datagram_sub_id(&self, port: u16) -> LinkState {
+        match self.state() {
+            LinkState::Up(id) => LinkState::Up(Arc::from(sub_id(&id, &format!("d{port}")))),
+            other => other,
+        }
     }
 
     /// The session's destination.
@@ -136,6 +211,9 @@ impl Link {
 /// counter + two separators (datagram headers carry the id; their size cap allows for it).
 pub(crate) const MAX_SESSION_ID_LEN: usize = 3 + 8 + 1 + 8 + 1 + 20;
 
+/// The longest datagram subsession id: a session id + `-d65535`.
+pub(crate) const MAX_SUB_ID_LEN: usize = MAX_SESSION_ID_LEN + 7;
+
 /// A fresh, unique session id (`ID=`); unique per process and across processes sharing
 /// a router.
 fn session_id() -> String {
@@ -153,6 +231,9 @@ fn session_id() -> String {
 pub(crate) enum LinkStyle {
     /// `STYLE=STREAM`
     Stream,
+    /// `STYLE=PRIMARY` with a `STREAM` subsession `<id>-s` (the id streams use), for a
+    /// destination that may also carry datagram subsessions (SAM 3.3)
+    Primary,
     /// `STYLE=DATAGRAM|RAW PORT=… HOST=…`: datagrams forwarded to that UDP address.
     Datagram {
         /// the `STYLE=` value
@@ -166,14 +247,16 @@ pub(crate) enum LinkStyle {
 async fn create_session(
     cfg: &SamConfig,
     keys_b64: &str,
-    style: &LinkStyle,
+    link_style: &LinkStyle,
     options: &Options,
+    subs: &[DatagramSub],
 ) -> Result<(SamConn, Arc<str>), SamError> {
     with_timeout(cfg.session_timeout, async {
         let mut conn = SamConn::open(&cfg.addr, cfg.session_timeout).await?;
         let id = session_id();
-        let (style, port, host) = match style {
+        let (style, port, host) = match link_style {
             LinkStyle::Stream => ("STREAM", None, None),
+            LinkStyle::Primary => ("PRIMARY", None, None),
             LinkStyle::Datagram { style, forward } => (
                 *style,
                 Some(forward.port().to_string()),
@@ -195,9 +278,52 @@ async fn create_session(
         .chain(options.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         conn.call("SESSION CREATE", pairs, "SESSION STATUS").await?;
         debug!(session = %id, "SAM session created");
-        Ok((conn, Arc::from(id)))
+        if *link_style != LinkStyle::Primary {
+            return Ok((conn, Arc::from(id)));
+        }
+        // FROM_PORT is sent although 0 is its default: i2pd 2.45 never answers an ADD
+        // without it
+        let stream_id = format!("{id}-s");
+        conn.call(
+            "SESSION ADD",
+            [
+                ("STYLE", "STREAM"),
+                ("ID", stream_id.as_str()),
+                ("FROM_PORT", "0"),
+            ],
+            "SESSION STATUS",
+        )
+        .await?;
+        for sub in subs {
+            add_sub(&mut conn, &stream_id, sub).await?;
+        }
+        Ok((conn, Arc::from(stream_id)))
     })
     .await
+}
+
+/// `SESSION ADD` of datagram subsession `sub` on a PRIMARY session's control socket.
+async fn add_sub(conn: &mut SamConn, stream_id: &str, sub: &DatagramSub) -> Result<(), SamError> {
+    let id = sub_id(stream_id, &format!("d{}", sub.port));
+    let (port, from_port, host) = (
+        sub.forward.port().to_string(),
+        sub.port.to_string(),
+        sub.forward.ip().to_string(),
+    );
+    conn.call(
+        "SESSION ADD",
+        [
+            ("STYLE", sub.style),
+            ("ID", id.as_str()),
+            ("FROM_PORT", from_port.as_str()),
+            ("PORT", port.as_str()),
+            ("HOST", host.as_str()),
+        ],
+        "SESSION STATUS",
+    )
+    .await?;
+    debug!(subsession = %id, "SAM datagram subsession added");
+    Ok(())
 }
 
 /// The task that owns a session's control socket.
@@ -208,6 +334,18 @@ struct Supervisor {
     options: Options,
     state: watch::Sender<LinkState>,
     cancel: CancellationToken,
+    /// commands of a PRIMARY session's handles
+    sub_rx: Option<mpsc::Receiver<SubCommand>>,
+    /// the datagram subsessions added, re-added with the session
+    datagram_subs: Vec<DatagramSub>,
+}
+
+/// The next command for a PRIMARY session's supervisor (never, for other sessions).
+async fn next_command(rx: &mut Option<mpsc::Receiver<SubCommand>>) -> Option<SubCommand> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The private-key blob as sent in `DESTINATION=`; wiped when dropped (best effort: do
@@ -223,27 +361,74 @@ impl Drop for SecretB64 {
 }
 
 impl Supervisor {
-    async fn run(self, conn: SamConn) {
+    /// Carries out `command` on the control socket `conn` (or refuses it while down).
+    async fn command(&mut self, conn: Option<&mut SamConn>, command: SubCommand) {
+        match command {
+            SubCommand::Forget(forward) => self.datagram_subs.retain(|s| s.forward != forward),
+            SubCommand::Add(sub, reply) => {
+                let stream_id = match &*self.state.borrow() {
+                    LinkState::Up(id) => Some(Arc::clone(id)),
+                    _ => None,
+                };
+                let result = match (conn, stream_id) {
+                    (Some(c), Some(id)) => {
+                        with_timeout(self.cfg.command_timeout, add_sub(c, &id, &sub)).await
+                    }
+                    _ => Err(SamError::Unavailable("SAM session is down".into())),
+                };
+                if result.is_ok() && !self.datagram_subs.contains(&sub) {
+                    self.datagram_subs.push(sub);
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn run(mut self, conn: SamConn) {
         let mut conn = Some(conn);
         let mut backoff = self.cfg.reconnect_min;
         loop {
             if let Some(c) = conn.as_mut() {
-                let reason = tokio::select! {
+                // `read_line` keeps a partial line buffered: a command may interrupt it
+                let event = tokio::select! {
                     () = self.cancel.cancelled() => break,
-                    reason = watch_control(c) => reason,
+                    reason = watch_control(c) => Err(reason),
+                    Some(command) = next_command(&mut self.sub_rx) => Ok(command),
+                };
+                let reason = match event {
+                    Ok(command) => {
+                        self.command(Some(c), command).await;
+                        continue;
+                    }
+                    Err(reason) => reason,
                 };
                 warn!(%reason, "SAM session lost; re-creating it");
                 conn = None;
                 self.state.send_replace(LinkState::Down(reason));
                 backoff = self.cfg.reconnect_min;
             } else {
-                tokio::select! {
-                    () = self.cancel.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                let sleep = tokio::time::sleep(backoff);
+                tokio::pin!(sleep);
+                loop {
+                    let command = tokio::select! {
+                        () = self.cancel.cancelled() => break,
+                        () = &mut sleep => break,
+                        Some(command) = next_command(&mut self.sub_rx) => command,
+                    };
+                    self.command(None, command).await;
+                }
+                if self.cancel.is_cancelled() {
+                    break;
                 }
                 let attempt = tokio::select! {
                     () = self.cancel.cancelled() => break,
-                    r = create_session(&self.cfg, &self.keys_b64.0, &self.style, &self.options) => r,
+                    r = create_session(
+                        &self.cfg,
+                        &self.keys_b64.0,
+                        &self.style,
+                        &self.options,
+                        &self.datagram_subs,
+                    ) => r,
                 };
                 match attempt {
                     Ok((c, id)) => {

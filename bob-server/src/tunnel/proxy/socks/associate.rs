@@ -32,10 +32,12 @@
 //!
 //! # Backends
 //! Only where a destination can hold a datagram session beside its stream session
-//! ([`crate::backend::datagram::DatagramCore::shares_destinations`]): the `local`
-//! core. On SAM (and the embedded router, which is SAM) one destination is one
-//! session, so `UDP ASSOCIATE` is answered with 7 (command not supported) and a log
-//! line saying why.
+//! ([`crate::backend::datagram::DatagramCore::shares_destination`]): the `local`
+//! core, and SAM routers with PRIMARY sessions (the SOCKS tunnel's session is opened
+//! with [`crate::backend::StreamingCore::open_session_sharing`]; emissary 0.4, the
+//! embedded router). On other SAM routers (i2pd 2.45) one destination is one session,
+//! so `UDP ASSOCIATE` is answered with 7 (command not supported) and a log line saying
+//! why.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -131,10 +133,10 @@ impl UdpRelay {
         let name = self.core.name();
         match self.core.datagrams() {
             None => Some(format!("the {name} backend carries no datagrams")),
-            Some(d) if !d.shares_destinations() => Some(format!(
-                "on the {name} backend a destination cannot have a datagram session beside \
-                 its stream session (one destination, one SAM session; it would need SAM 3.3 \
-                 PRIMARY sessions)"
+            Some(d) if !d.shares_destination(self.keys.destination()) => Some(format!(
+                "on the {name} backend this destination cannot have a datagram session beside \
+                 its stream session (one destination, one SAM session: the router has no SAM \
+                 3.3 PRIMARY sessions with DATAGRAM subsessions)"
             )),
             Some(_) => None,
         }
