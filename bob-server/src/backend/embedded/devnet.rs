@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use emissary_core::events::EventSubscriber;
 use emissary_core::router::Router;
-use emissary_core::{BandwidthConfig, Config, Ntcp2Config, SamConfig, TransitConfig};
+use emissary_core::{Config, Ntcp2Config, SamConfig, TransitConfig};
 use emissary_util::runtime::tokio::Runtime;
 use tracing::info;
 
@@ -64,14 +64,6 @@ impl Keys {
     }
 }
 
-/// Bytes per second each devnet router may move (emissary's `BandwidthConfig`, in plus
-/// out, per one-second slot). emissary's default is 1 MB/s with 90 % for transit; over it,
-/// `subsystem::bandwidth::BandwidthTracker::should_drop` drops tunnel messages silently, and
-/// one dropped streaming packet stalls a 0.4 stream until its 9 s RTO timer fires
-/// (docs/embedded-router.md, "Throughput"). Every byte of a devnet stream crosses the hops
-/// and the tunnel router of this one process, so the cap is only the machine's: 1 GB/s.
-const DEVNET_BANDWIDTH: usize = 1_000_000_000;
-
 async fn build(
     keys: &Keys,
     net_id: u8,
@@ -107,10 +99,6 @@ async fn build(
         }),
         transit: Some(TransitConfig {
             max_tunnels: Some(transit),
-        }),
-        bandwidth: Some(BandwidthConfig {
-            bandwidth: DEVNET_BANDWIDTH,
-            share_ratio: 0.9,
         }),
         ..Default::default()
     };
