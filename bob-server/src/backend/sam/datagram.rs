@@ -94,52 +94,27 @@ pub(crate) async fn open(
     if let Some(p) = parked {
         p.link.shutdown().await;
     }
-    // Which IP the bridge reaches us at (our end of a control connection), and which
-    // router it is (for the size cap).
-    let probe = SamConn::open(&cfg.addr, cfg.command_timeout).await?;
-    let local_ip = probe
-        .local_addr()
-        .map_err(|e| CoreError::Io(format!("SAM bridge connection: {e}")))?
-        .ip();
-    let kind = BridgeKind::from_hello_version(probe.version());
-    let ports = bridge_has_ports(probe.version());
-    let buffer = cfg.datagram_buffer.unwrap_or_else(|| kind.udp_buffer());
-    drop(probe);
-    let bridge = resolve_bridge(&cfg, local_ip).await?;
-    let socket = bind_udp(local_ip)?;
-    let forward = socket
-        .local_addr()
-        .map_err(|e| CoreError::Io(format!("datagram socket: {e}")))?;
+    let ep = Endpoint::prepare(&cfg, false).await?;
     let link = Link::create_styled(
         Arc::clone(&cfg),
         &keys,
         LinkStyle::Datagram {
             style: session_style(style),
-            forward,
+            forward: ep.forward,
         },
         options,
     )
     .await?;
-    debug!(%forward, %bridge, router = %kind, buffer, ports, "SAM datagram session created");
-    Ok(SamDatagramSession {
+    debug!(forward = %ep.forward, bridge = %ep.bridge, router = %ep.kind, buffer = ep.buffer, ports = ep.ports, "SAM datagram session created");
+    Ok(SamDatagramSession::new(
         link,
         cfg,
-        socket,
-        bridge,
+        ep,
         style,
-        ports,
-        port_memory: std::sync::Mutex::new(PortMemory::default()),
-        limit: UdpLimit {
-            buffer,
-            max_id_len: MAX_SESSION_ID_LEN,
-        },
-        cancel: CancellationToken::new(),
-        closed: AtomicBool::new(false),
-        buf: tokio::sync::Mutex::new(vec![0u8; MAX_UDP_DATAGRAM]),
-        dropped: AtomicU64::new(0),
-        claim: std::sync::Mutex::new(Some(claim)),
-        sub_ports: None,
-    })
+        MAX_SESSION_ID_LEN,
+        Some(claim),
+        None,
+    ))
 }
 
 /// A datagram session on the PRIMARY session `link` of a stream tunnel: datagram
@@ -151,40 +126,91 @@ async fn open_sub(
     style: DatagramStyle,
 ) -> Result<SamDatagramSession, CoreError> {
     let cfg = Arc::clone(&shared.cfg);
-    let probe = SamConn::open(&cfg.addr, cfg.command_timeout).await?;
-    let local_ip = probe
-        .local_addr()
-        .map_err(|e| CoreError::Io(format!("SAM bridge connection: {e}")))?
-        .ip();
-    let kind = BridgeKind::from_hello_version(probe.version());
-    let ports = bridge_has_ports(probe.version()) && cfg.datagram_ports;
-    let buffer = cfg.datagram_buffer.unwrap_or_else(|| kind.udp_buffer());
-    drop(probe);
-    let bridge = resolve_bridge(&cfg, local_ip).await?;
-    let socket = bind_udp(local_ip)?;
-    let forward = socket
-        .local_addr()
-        .map_err(|e| CoreError::Io(format!("datagram socket: {e}")))?;
-    debug!(%forward, %bridge, router = %kind, buffer, ports, "SAM datagram subsessions for a PRIMARY session");
-    Ok(SamDatagramSession {
+    let ep = Endpoint::prepare(&cfg, true).await?;
+    debug!(forward = %ep.forward, bridge = %ep.bridge, router = %ep.kind, buffer = ep.buffer, ports = ep.ports, "SAM datagram subsessions for a PRIMARY session");
+    Ok(SamDatagramSession::new(
         link,
         cfg,
-        socket,
-        bridge,
+        ep,
         style,
-        ports,
-        port_memory: std::sync::Mutex::new(PortMemory::default()),
-        limit: UdpLimit {
+        MAX_SUB_ID_LEN,
+        None,
+        Some(tokio::sync::Mutex::new(std::collections::HashSet::new())),
+    ))
+}
+
+/// Our side of a datagram session: the UDP socket the router forwards to, the bridge's
+/// UDP port we send to, and what the router is (size cap, I2CP ports).
+struct Endpoint {
+    socket: UdpSocket,
+    forward: SocketAddr,
+    bridge: SocketAddr,
+    kind: BridgeKind,
+    ports: bool,
+    buffer: usize,
+}
+
+impl Endpoint {
+    /// Asks the bridge which IP it reaches us at (our end of a control connection) and
+    /// which router it is, then binds our socket on that IP. `subsessions`: datagram
+    /// subsessions of a PRIMARY session, whose I2CP ports also depend on
+    /// [`SamConfig::datagram_ports`].
+    async fn prepare(cfg: &SamConfig, subsessions: bool) -> Result<Self, CoreError> {
+        let probe = SamConn::open(&cfg.addr, cfg.command_timeout).await?;
+        let local_ip = probe
+            .local_addr()
+            .map_err(|e| CoreError::Io(format!("SAM bridge connection: {e}")))?
+            .ip();
+        let kind = BridgeKind::from_hello_version(probe.version());
+        let ports = bridge_has_ports(probe.version()) && (!subsessions || cfg.datagram_ports);
+        let buffer = cfg.datagram_buffer.unwrap_or_else(|| kind.udp_buffer());
+        drop(probe);
+        let bridge = resolve_bridge(cfg, local_ip).await?;
+        let socket = bind_udp(local_ip)?;
+        let forward = socket
+            .local_addr()
+            .map_err(|e| CoreError::Io(format!("datagram socket: {e}")))?;
+        Ok(Self {
+            socket,
+            forward,
+            bridge,
+            kind,
+            ports,
             buffer,
-            max_id_len: MAX_SUB_ID_LEN,
-        },
-        cancel: CancellationToken::new(),
-        closed: AtomicBool::new(false),
-        buf: tokio::sync::Mutex::new(vec![0u8; MAX_UDP_DATAGRAM]),
-        dropped: AtomicU64::new(0),
-        claim: std::sync::Mutex::new(None),
-        sub_ports: Some(tokio::sync::Mutex::new(std::collections::HashSet::new())),
-    })
+        })
+    }
+}
+
+impl SamDatagramSession {
+    fn new(
+        link: Arc<Link>,
+        cfg: Arc<SamConfig>,
+        ep: Endpoint,
+        style: DatagramStyle,
+        max_id_len: usize,
+        claim: Option<Claim>,
+        sub_ports: Option<tokio::sync::Mutex<std::collections::HashSet<u16>>>,
+    ) -> Self {
+        Self {
+            link,
+            cfg,
+            socket: ep.socket,
+            bridge: ep.bridge,
+            style,
+            ports: ep.ports,
+            port_memory: std::sync::Mutex::new(PortMemory::default()),
+            limit: UdpLimit {
+                buffer: ep.buffer,
+                max_id_len,
+            },
+            cancel: CancellationToken::new(),
+            closed: AtomicBool::new(false),
+            buf: tokio::sync::Mutex::new(vec![0u8; MAX_UDP_DATAGRAM]),
+            dropped: AtomicU64::new(0),
+            claim: std::sync::Mutex::new(claim),
+            sub_ports,
+        }
+    }
 }
 
 /// The bridge's UDP address, resolved (the address family of `local` first).
