@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use bob_client::Client;
@@ -68,26 +68,6 @@ async fn devnet_ready(server: &ServerProc) -> Res<Duration> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err("the devnet built no tunnels within the step deadline".into())
-}
-
-/// Time to first byte: from connecting to `inport` until the sink has the first data
-/// byte (the destination line, the stream open through the router, one byte).
-async fn ttfb(inport: SocketAddr, dest: &str, sink: &AtomicU64) -> Res<Duration> {
-    let before = sink.load(Ordering::Relaxed);
-    let started = Instant::now();
-    let mut s = TcpStream::connect(inport).await?;
-    s.set_nodelay(true)?;
-    s.write_all(format!("{dest}\nx").as_bytes()).await?;
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while sink.load(Ordering::Relaxed) <= before {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-    })
-    .await
-    .map_err(|_| "no first byte within 60 s")?;
-    let took = started.elapsed();
-    drop(s);
-    Ok(took)
 }
 
 /// One tunnel pair under test.

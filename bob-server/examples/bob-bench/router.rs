@@ -207,7 +207,27 @@ pub(crate) async fn router_push(
     }
 }
 
-/// min, median and max of `samples` (MiB/s); the median of an even count is the mean
+/// Time to first byte: from connecting to `inport` until the sink has the first data
+/// byte (the destination line, the stream open through the router, one byte).
+pub(crate) async fn ttfb(inport: SocketAddr, dest: &str, sink: &AtomicU64) -> Res<Duration> {
+    let before = sink.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut s = TcpStream::connect(inport).await?;
+    s.set_nodelay(true)?;
+    s.write_all(format!("{dest}\nx").as_bytes()).await?;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while sink.load(Ordering::Relaxed) <= before {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    })
+    .await
+    .map_err(|_| "no first byte within 60 s")?;
+    let took = started.elapsed();
+    drop(s);
+    Ok(took)
+}
+
+/// min, median and max of `samples` (MiB/s, ms); the median of an even count is the mean
 /// of the middle two.
 pub(crate) fn spread(samples: &[f64]) -> (f64, f64, f64) {
     let mut v = samples.to_vec();
@@ -287,6 +307,41 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
         setup.elapsed().as_secs_f64(),
         ready_a.as_secs_f64(),
         ready_b.as_secs_f64()
+    );
+    // time to first byte: a new stream each time, A and B alternating, one right after
+    // the other as a client opening several connections would (a SAM acceptor is then
+    // re-armed a few milliseconds before the next stream arrives)
+    let ttfb_runs = env_count("BOB_BENCH_ROUTER_TTFB_RUNS", 20) as usize;
+    ttfb(in_a, &dest_a, &total_a).await?;
+    ttfb(in_b, &dest_b, &total_b).await?;
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    for _ in 0..ttfb_runs {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        fa.push(ms(ttfb(in_a, &dest_a, &total_a)
+            .await
+            .map_err(|e| format!("i2pd BOB ttfb: {e}"))?));
+        fb.push(ms(ttfb(in_b, &dest_b, &total_b)
+            .await
+            .map_err(|e| format!("bob-server ttfb: {e}"))?));
+    }
+    let (fa_min, fa_med, fa_max) = spread(&fa);
+    let (fb_min, fb_med, fb_max) = spread(&fb);
+    println!(
+        "time to first byte, {ttfb_runs} streams per side: A {fa_min:.2} / {fa_med:.2} / \
+         {fa_max:.2} ms, B {fb_min:.2} / {fb_med:.2} / {fb_max:.2} ms (min / median / max), \
+         B/A (medians) {:.2}",
+        fb_med / fa_med
+    );
+    json_line(
+        "router_ttfb",
+        &[
+            ("runs", ttfb_runs.to_string()),
+            ("i2pd_bob_median_ms", format!("{fa_med:.3}")),
+            ("bob_server_median_ms", format!("{fb_med:.3}")),
+            ("ratio", format!("{:.3}", fb_med / fa_med)),
+            ("i2pd_bob_ms_runs", json_list(&fa)),
+            ("bob_server_ms_runs", json_list(&fb)),
+        ],
     );
     println!(
         "| connections | bytes | A: i2pd BOB MiB/s min / median / max | \

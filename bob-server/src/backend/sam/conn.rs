@@ -98,6 +98,7 @@ impl SamConn {
                 if end > MAX_LINE {
                     return Err(SamError::LineTooLong);
                 }
+                self.ack_now();
                 let mut line = self.buf.split_to(end + 1);
                 line.truncate(end);
                 if line.last() == Some(&b'\r') {
@@ -135,6 +136,24 @@ impl SamConn {
                     "SAM bridge closed the connection in the middle of a reply".into()
                 }));
             }
+        }
+    }
+
+    /// Acknowledges what the bridge sent at once instead of after the kernel's delayed-ACK
+    /// timer (Linux `TCP_QUICKACK`; it is not sticky, hence once per line read).
+    ///
+    /// Why: i2pd writes to its SAM sockets with Nagle on, so a write that follows a reply
+    /// we have not acknowledged yet is held until our ACK, which Linux delays by up to
+    /// 40 ms on a connection that also sends. After `STREAM ACCEPT` that is the peer's
+    /// destination line of a stream arriving within 40 ms of the `RESULT=OK` (every stream
+    /// but the first of a burst, since the acceptor is re-armed at once); after `STREAM
+    /// CONNECT` it is the first bytes of a peer that speaks first. Measured on i2pd
+    /// 2.45.1 offline, one stream after another: 43.7 ms from connect to first byte,
+    /// 1.7 ms with this (`docs/benchmarks.md`). A failure only loses the speed-up.
+    fn ack_now(&self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Err(e) = socket2::SockRef::from(&self.stream).set_tcp_quickack(true) {
+            tracing::trace!(error = %e, "TCP_QUICKACK on the SAM connection");
         }
     }
 
