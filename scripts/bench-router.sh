@@ -6,7 +6,8 @@
 #   scripts/bench-router.sh            BOB_BENCH_ROUTER_MIB=32 (payload per run) and
 #                                      BOB_BENCH_ROUTER_RUNS=5 (runs per side) by default;
 #                                      min/median/max MiB/s per side, and time to first
-#                                      byte over BOB_BENCH_ROUTER_TTFB_RUNS=20 streams
+#                                      byte over BOB_BENCH_ROUTER_TTFB_RUNS=20 streams and
+#                                      echo round trips (BOB_BENCH_ROUTER_RTT_ROUNDS=40)
 #   scripts/bench-router.sh --devnet   `bob-bench --router devnet` instead: bob-server
 #       --router devnet (built with --features embedded-router in target/embedded) against
 #       the same i2pd through its BOB and its SAM: TTFB, MiB/s, RSS idle and with 100

@@ -160,10 +160,19 @@ pub(crate) async fn tunnel_pair(
 
 /// Echoes everything back, with a small buffer so that idle connections stay cheap.
 pub(crate) async fn echo_sink() -> Res<SocketAddr> {
+    echo_sink_with(false).await
+}
+
+/// [`echo_sink`]; with `nodelay`, its sockets have `TCP_NODELAY` (as an interactive
+/// server's would), so that what is timed through it is not its own Nagle.
+pub(crate) async fn echo_sink_with(nodelay: bool) -> Res<SocketAddr> {
     let listener = listen_loopback()?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
+            if nodelay {
+                let _ = s.set_nodelay(true);
+            }
             tokio::spawn(async move {
                 let (mut r, mut w) = s.into_split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;

@@ -227,6 +227,52 @@ pub(crate) async fn ttfb(inport: SocketAddr, dest: &str, sink: &AtomicU64) -> Re
     Ok(took)
 }
 
+/// A connection through `inport` to `dest` whose far end echoes: retried until one
+/// byte comes back (tunnels on a real router take a while to be usable).
+async fn echo_connection(inport: SocketAddr, dest: &str) -> Res<TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(inport).await {
+            s.set_nodelay(true)?;
+            let mut one = [0u8; 1];
+            let echoed = async {
+                s.write_all(format!("{dest}\n!").as_bytes()).await?;
+                s.read_exact(&mut one).await
+            };
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(40), echoed).await {
+                return Ok(s);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the echo pair did not answer within 150 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Writes `size` bytes on `s` and reads them back; the time in ms.
+async fn round_trip(s: &mut TcpStream, size: usize) -> Res<f64> {
+    let out = vec![0x5au8; size];
+    let mut back = vec![0u8; size];
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        s.write_all(&out).await?;
+        s.read_exact(&mut back).await
+    })
+    .await
+    .map_err(|_| "no echo within 60 s")??;
+    Ok(started.elapsed().as_secs_f64() * 1e3)
+}
+
+/// The `p` quantile (0..=1) of `samples`, nearest rank.
+fn nth(samples: &[f64], p: f64) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len().saturating_sub(1)) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
 /// min, median and max of `samples` (MiB/s, ms); the median of an even count is the mean
 /// of the middle two.
 pub(crate) fn spread(samples: &[f64]) -> (f64, f64, f64) {
@@ -286,12 +332,20 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
     // both pairs are built at once: the router builds tunnels in parallel. i2pd's BOB
     // keeps tunnels after their control connection closes: nicknames unique per run
     let tag = format!("i2pd-{}", std::process::id());
-    let (a, b) = tokio::join!(
+    let echo = echo_sink_with(true).await?;
+    let echo_tag = format!("{tag}-echo");
+    let (a, b, echo_a, echo_b) = tokio::join!(
         router_pair(env.i2pd_bob, sink_a, &tag, &env.options),
         router_pair(ours.addr, sink_b, "ours", &[]),
+        router_pair(env.i2pd_bob, echo, &echo_tag, &env.options),
+        router_pair(ours.addr, echo, "ours-echo", &[]),
     );
     let (in_a, dest_a, _keep_a) = a.map_err(|e| format!("i2pd BOB setup: {e}"))?;
     let (in_b, dest_b, _keep_b) = b.map_err(|e| format!("bob-server setup: {e}"))?;
+    let (echo_in_a, echo_dest_a, _keep_echo_a) =
+        echo_a.map_err(|e| format!("i2pd BOB echo setup: {e}"))?;
+    let (echo_in_b, echo_dest_b, _keep_echo_b) =
+        echo_b.map_err(|e| format!("bob-server echo setup: {e}"))?;
     let (ready_a, ready_b) = tokio::join!(
         wait_ready(in_a, &dest_a, &total_a),
         wait_ready(in_b, &dest_b, &total_b),
@@ -343,6 +397,50 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
             ("bob_server_ms_runs", json_list(&fb)),
         ],
     );
+    // request/response: one connection per side, a message of each size echoed back
+    // (an interactive protocol whose messages span several streaming packets)
+    let rounds = env_count("BOB_BENCH_ROUTER_RTT_ROUNDS", 40) as usize;
+    let (mut conn_a, mut conn_b) = tokio::try_join!(
+        echo_connection(echo_in_a, &echo_dest_a),
+        echo_connection(echo_in_b, &echo_dest_b),
+    )?;
+    for size in [100usize, 3000, 20_000] {
+        let (mut ra, mut rb) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ra.push(
+                round_trip(&mut conn_a, size)
+                    .await
+                    .map_err(|e| format!("i2pd BOB echo: {e}"))?,
+            );
+            rb.push(
+                round_trip(&mut conn_b, size)
+                    .await
+                    .map_err(|e| format!("bob-server echo: {e}"))?,
+            );
+        }
+        let (a_min, a_med, _) = spread(&ra);
+        let (b_min, b_med, _) = spread(&rb);
+        let (a90, b90) = (nth(&ra, 0.9), nth(&rb, 0.9));
+        println!(
+            "round trip of {size} B echoed, {rounds} rounds on one connection: \
+             A {a_min:.2} / {a_med:.2} / {a90:.2} ms, B {b_min:.2} / {b_med:.2} / {b90:.2} ms \
+             (min / median / p90), B/A (medians) {:.2}",
+            b_med / a_med
+        );
+        json_line(
+            "router_round_trip",
+            &[
+                ("bytes", size.to_string()),
+                ("rounds", rounds.to_string()),
+                ("i2pd_bob_median_ms", format!("{a_med:.3}")),
+                ("i2pd_bob_p90_ms", format!("{a90:.3}")),
+                ("bob_server_median_ms", format!("{b_med:.3}")),
+                ("bob_server_p90_ms", format!("{b90:.3}")),
+                ("ratio", format!("{:.3}", b_med / a_med)),
+            ],
+        );
+    }
+    drop((conn_a, conn_b));
     println!(
         "| connections | bytes | A: i2pd BOB MiB/s min / median / max | \
          B: bob-server MiB/s min / median / max | B/A (medians) |"
