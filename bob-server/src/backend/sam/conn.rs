@@ -206,12 +206,16 @@ impl SamConn {
 /// 40 ms. A 20,000-byte request echoed through a tunnel pair on the offline i2pd 2.45.1:
 /// 42.8 ms round trip without this, 1.3 ms with it (i2pd's own BOB: 1.2 to 42.5 ms). One
 /// `setsockopt` per read; throughput did not move (`docs/benchmarks.md`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn quickack(stream: &TcpStream) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Err(e) = socket2::SockRef::from(stream).set_tcp_quickack(true) {
         tracing::trace!(error = %e, "TCP_QUICKACK on the SAM connection");
     }
 }
+
+/// Elsewhere there is no such option: ACKs follow the system's own policy.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn quickack(_stream: &TcpStream) {}
 
 /// Runs `fut` for at most `limit`.
 ///
