@@ -317,11 +317,12 @@ def run(a):
         log("both BOB tunnels RUNNING; i2pd sessions up")
         t_ready = time.monotonic()
 
-        # (a) bob-server client tunnel -> i2pd-hosted destination, by base64, then by b32
-        # (a NAMING LOOKUP through emissary's netDb)
-        def once_a(target, payload):
+        # one try through a BOB client tunnel's inport: the destination line, then the echo
+        # ((a): bob-server's client tunnel -> i2pd-hosted destination, by base64, then by b32,
+        # a NAMING LOOKUP through emissary's netDb; (c), (d): across the two BOBs)
+        def once_tcp(port, target, payload):
             def once(deadline):
-                s = socket.create_connection(("127.0.0.1", inport), timeout=10)
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
                 try:
                     s.sendall(target.encode() + b"\n")
                     return exchange(s, payload, deadline)
@@ -360,21 +361,10 @@ def run(a):
             a.i2pd_bob, "ibsrv", ["outhost 127.0.0.1", f"outport {echo_d.port}", "quiet true"], i2pd_bob_opts
         )
 
-        def once_tcp(port, target, payload):
-            def once(deadline):
-                s = socket.create_connection(("127.0.0.1", port), timeout=10)
-                try:
-                    s.sendall(target.encode() + b"\n")
-                    return exchange(s, payload, deadline)
-                finally:
-                    s.close()
-
-            return once
-
         cases = [
-            ("a", "bob-server BOB client tunnel -> i2pd destination, base64", once_a(i2pd_pub, payload_a)),
+            ("a", "bob-server BOB client tunnel -> i2pd destination, base64", once_tcp(inport, i2pd_pub, payload_a)),
             ("b", "i2pd SAM STREAM CONNECT -> bob-server BOB server tunnel, base64", once_b(bob_dest, payload_b)),
-            ("a32", "bob-server BOB client tunnel -> i2pd destination, " + b32_of(i2pd_pub), once_a(b32_of(i2pd_pub), payload_a)),
+            ("a32", "bob-server BOB client tunnel -> i2pd destination, " + b32_of(i2pd_pub), once_tcp(inport, b32_of(i2pd_pub), payload_a)),
             ("b32", "i2pd SAM STREAM CONNECT -> bob-server server tunnel, " + b32_of(bob_dest), once_b(b32_of(bob_dest), payload_b)),
             ("c", "i2pd BOB client tunnel -> bob-server BOB server tunnel, base64", once_tcp(i2pd_inport, bob_dest, payload_b)),
             ("d", "bob-server BOB client tunnel -> i2pd BOB server tunnel, base64", once_tcp(inport, i2pd_bob_dest, payload_a)),
