@@ -183,6 +183,11 @@ pub(crate) async fn echo_sink_with(nodelay: bool) -> Res<SocketAddr> {
     Ok(addr)
 }
 
+/// `d` in milliseconds.
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 pub(crate) fn mib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64()
 }

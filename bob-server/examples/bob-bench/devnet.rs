@@ -267,7 +267,6 @@ pub(crate) async fn bench_devnet(binary: &PathBuf) -> Res<()> {
         .into_iter()
         .map(|t| mib_s(payload, median(t)))
         .collect();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("| | A: i2pd BOB | B: bob-server over SAM | C: devnet | C/A | C/B |");
     println!("|---|---|---|---|---|---|");
     println!(

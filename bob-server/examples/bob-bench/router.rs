@@ -250,8 +250,8 @@ async fn echo_connection(inport: SocketAddr, dest: &str) -> Res<TcpStream> {
     }
 }
 
-/// Writes `size` bytes on `s` and reads them back; the time in ms.
-async fn round_trip(s: &mut TcpStream, size: usize) -> Res<f64> {
+/// Writes `size` bytes on `s` and reads them back; the time it took.
+async fn round_trip(s: &mut TcpStream, size: usize) -> Res<Duration> {
     let out = vec![0x5au8; size];
     let mut back = vec![0u8; size];
     let started = Instant::now();
@@ -261,16 +261,7 @@ async fn round_trip(s: &mut TcpStream, size: usize) -> Res<f64> {
     })
     .await
     .map_err(|_| "no echo within 60 s")??;
-    Ok(started.elapsed().as_secs_f64() * 1e3)
-}
-
-/// The `p` quantile (0..=1) of `samples`, nearest rank.
-fn nth(samples: &[f64], p: f64) -> f64 {
-    let mut v = samples.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len().saturating_sub(1)) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or(0.0)
+    Ok(started.elapsed())
 }
 
 /// min, median and max of `samples` (MiB/s, ms); the median of an even count is the mean
@@ -370,7 +361,6 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
     ttfb(in_b, &dest_b, &total_b).await?;
     let (mut fa, mut fb) = (Vec::new(), Vec::new());
     for _ in 0..ttfb_runs {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         fa.push(ms(ttfb(in_a, &dest_a, &total_a)
             .await
             .map_err(|e| format!("i2pd BOB ttfb: {e}"))?));
@@ -418,9 +408,12 @@ pub(crate) async fn bench_router(binary: &PathBuf) -> Res<()> {
                     .map_err(|e| format!("bob-server echo: {e}"))?,
             );
         }
-        let (a_min, a_med, _) = spread(&ra);
-        let (b_min, b_med, _) = spread(&rb);
-        let (a90, b90) = (nth(&ra, 0.9), nth(&rb, 0.9));
+        ra.sort();
+        rb.sort();
+        let in_ms = |v: &[Duration]| v.iter().copied().map(ms).collect::<Vec<_>>();
+        let (a_min, a_med, _) = spread(&in_ms(&ra));
+        let (b_min, b_med, _) = spread(&in_ms(&rb));
+        let (a90, b90) = (ms(percentile(&ra, 0.9)), ms(percentile(&rb, 0.9)));
         println!(
             "round trip of {size} B echoed, {rounds} rounds on one connection: \
              A {a_min:.2} / {a_med:.2} / {a90:.2} ms, B {b_min:.2} / {b_med:.2} / {b90:.2} ms \
