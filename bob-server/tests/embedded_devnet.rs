@@ -605,7 +605,7 @@ async fn embedded_router_reseeded_from_devnet_files_keeps_its_identity() {
     echo_through(inport, &srv, 256 * 1024).await;
     assert_eq!(peers.recv().await.unwrap().trim_end(), cli);
     on_emb.halt().await;
-    emb.shutdown().await;
+    shutdown(emb).await;
 
     // same directory: same router keys, NTCP2 port kept (emissary 0.4.0 draws new
     // identity padding at every start, so the router hash itself changes)
@@ -617,9 +617,9 @@ async fn embedded_router_reseeded_from_devnet_files_keeps_its_identity() {
         std::fs::read_to_string(dir.join("router/ports.toml")).unwrap(),
         ports
     );
-    emb.shutdown().await;
+    shutdown(emb).await;
     on_dev.halt().await;
-    devnet.shutdown().await;
+    shutdown(devnet).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -723,8 +723,8 @@ async fn embedded_router_reseeds_over_https_from_a_local_stand_in() {
     assert_eq!(served.load(Ordering::SeqCst), 2);
     let report = emb.core.router_report().unwrap();
     assert_eq!(report.known_routers, infos.len() as u64, "{report:?}");
-    emb.shutdown().await;
-    devnet.shutdown().await;
+    shutdown(emb).await;
+    shutdown(devnet).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -882,5 +882,5 @@ async fn socks_udp_associate_over_a_devnet() {
     }
     echo_task.abort();
     running.halt().await;
-    started.shutdown().await;
+    shutdown(started).await;
 }
